@@ -1,0 +1,58 @@
+# Two commands on a fresh clone: `make demo` and `make test`. `make help` lists every target.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+DVC := $(VENV)/bin/dvc
+STAMP := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt | sha256sum | cut -c1-12)
+OUT := out
+
+# Metaflow needs a user name; LightGBM/OpenMP must not spin on a busy 2-core box.
+export USER ?= $(shell id -un 2>/dev/null || echo ci)
+export USERNAME ?= $(USER)
+export OMP_WAIT_POLICY := PASSIVE
+export PYTHONDONTWRITEBYTECODE := 1
+
+.PHONY: help setup data train demo test test-fast bench package clean
+
+help: ## List the targets
+	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}'
+
+setup: $(STAMP) ## Create .venv and install the pinned dependencies (once per requirements change)
+
+$(STAMP): requirements.txt requirements-dev.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements-dev.txt
+	$(PY) -m pip check
+	rm -f $(VENV)/.installed-* && touch $@
+
+data: setup ## Generate the sample data under data/ (byte-identical to data.dvc) and cache + push it with DVC
+	$(PY) -m steps.synth --out data/transactions.parquet
+	@$(DVC) status data.dvc --quiet || { echo "data/ differs from data.dvc: the generator or pinned pyarrow changed; run 'dvc add data' and commit data.dvc"; exit 1; }
+	$(DVC) commit --force --quiet data.dvc
+	$(DVC) push --quiet
+
+train: setup ## Run TrainFlow on the default data and config
+	$(PY) flows/train_flow.py run
+
+demo: data ## Run the lifecycle on the sample data and print where each run, card and output lives
+	$(PY) flows/train_flow.py run
+	$(PY) -m steps.inspect TrainFlow --card-out $(OUT)/train_card.html
+
+test: setup ## Run every test (unit, flows, cloud, notebooks)
+	$(PY) -m pytest
+
+test-fast: setup ## Run the unit tests only
+	$(PY) -m pytest tests/unit
+
+bench: setup ## Run the benchmarks and write benchmarks/results/*.md (copied into the README)
+	$(PY) -m benchmarks.run
+
+package: setup ## Show what Metaflow ships to remote tasks (steps/ and config/ must be in it)
+	$(PY) flows/train_flow.py package list
+
+clean: ## Remove generated data, runs and outputs (keeps .venv)
+	rm -rf data $(OUT) .metaflow .pytest_cache

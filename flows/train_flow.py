@@ -1,0 +1,92 @@
+"""TrainFlow: load DVC-versioned data, validate it, split it by time, train competing models, keep the best.
+
+    python flows/train_flow.py run                       # defaults from config/
+    python flows/train_flow.py run --data-rev v1.0       # the DVC-tracked data at a git revision
+    python flows/train_flow.py --config profile config/profiles/aws.yaml run   # on AWS Batch
+"""
+
+import os
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # steps/ sits beside flows/
+
+from metaflow import Config, FlowSpec, Parameter, card, current, project, step  # noqa: E402
+from mutators import apply_profile  # noqa: E402
+
+from steps import cards, data, evaluate, training  # noqa: E402
+from steps.config import DatasetConfig, TrainConfig, load  # noqa: E402
+
+PROFILE = os.environ.get("MLOPS_PROFILE", "config/profiles/local.yaml")
+
+
+@apply_profile
+@project(name="tabular_mlops")
+class TrainFlow(FlowSpec):
+    """Train every candidate in config/train.yaml on a temporal split and select the best on validation."""
+
+    dataset = Config("dataset", default="config/dataset.yaml", parser="steps.config.parse_dataset")
+    train = Config("train", default="config/train.yaml", parser="steps.config.parse_train")
+    profile = Config("profile", default=PROFILE, parser="steps.config.parse_profile")
+
+    data = Parameter("data", default="", help="Data source override: Parquet/CSV path or s3:// URL.")
+    data_rev = Parameter("data-rev", default="", help="Git revision of the DVC-tracked data (dataset.dvc_path).")
+
+    @step
+    def start(self):
+        """Load the data (path, s3:// or DVC revision), validate it, record lineage."""
+        spec = load(DatasetConfig, self.dataset)
+        source = self.data or (spec.dvc_path or spec.path if self.data_rev else spec.path)
+        frame, lineage = data.load(source, spec, self.data_rev or None)
+        self.frame = data.validate(frame, spec, lineage.source)
+        self.lineage = data.finish_lineage(lineage, self.frame, spec).to_dict()
+        self.feature_schema = training.feature_schema(spec)
+        self.next(self.split)
+
+    @step
+    def split(self):
+        """Cut train / validation / hold-out by time, then fan out over the candidates."""
+        spec, cfg = load(DatasetConfig, self.dataset), load(TrainConfig, self.train)
+        parts = data.temporal_split(self.frame, spec, cfg.split)
+        self.train_df, self.validation_df, self.holdout_df = parts.train, parts.validation, parts.holdout
+        self.split_summary = parts.summary(spec.time, spec.target.name)
+        self.candidates = [c.name for c in cfg.candidates]
+        self.next(self.train_candidate, foreach="candidates")
+
+    @step
+    def train_candidate(self):
+        """Fit one candidate pipeline and score it on the validation set."""
+        spec, cfg = load(DatasetConfig, self.dataset), load(TrainConfig, self.train)
+        candidate = training.candidate_by_name(cfg, self.input)
+        result = training.train_candidate(candidate, self.train_df, self.validation_df, spec, cfg)
+        self.candidate = result.summary()
+        self.candidate_curves = result.curves
+        self.candidate_blob = result.model_blob
+        self.next(self.join)
+
+    @card(type="blank", id="training")
+    @step
+    def join(self, inputs):
+        """Select the best candidate on the configured validation metric."""
+        cfg = load(TrainConfig, self.train)
+        self.candidate_summaries = [inp.candidate for inp in inputs]
+        curves = {inp.candidate["name"]: inp.candidate_curves for inp in inputs}
+        self.model_name = evaluate.select_best({s["name"]: s["metrics"] for s in self.candidate_summaries},
+                                               cfg.selection_metric)
+        chosen = next(inp for inp in inputs if inp.candidate["name"] == self.model_name)
+        self.model_blob, self.model_fingerprint = chosen.candidate_blob, chosen.candidate["fingerprint"]
+        self.merge_artifacts(inputs, include=["lineage", "feature_schema", "split_summary", "holdout_df"])
+        current.card["training"].extend(cards.training_card(
+            self.candidate_summaries, curves, self.model_name, cfg.selection_metric, self.lineage,
+            self.split_summary))
+        self.next(self.end)
+
+    @step
+    def end(self):
+        """Say where the run and its card are."""
+        print(f"Trained {self.model_name} (sha256 {self.model_fingerprint[:12]}) in run {current.pathspec}")
+        print(f"Card: python flows/train_flow.py card view {current.run_id}/join")
+
+
+if __name__ == "__main__":
+    TrainFlow()

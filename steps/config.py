@@ -1,0 +1,257 @@
+"""Schemas for ``config/*.yaml``: every default lives in a YAML file, validated here.
+
+The ``parse_*`` functions are Metaflow ``Config`` parsers: they take the file's text and return a plain dict, or
+raise :class:`ConfigError` naming the file and the offending key. Steps rebuild the typed model with ``load``.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+T = TypeVar("T", bound="Strict")
+
+CONFIG_DIR = Path(__file__).resolve().parents[1] / "config"
+
+
+class ConfigError(ValueError):
+    """A configuration file is malformed: the message names the file and every bad key."""
+
+
+class Strict(BaseModel):
+    """Base model: unknown keys are errors, values are validated on assignment."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# --------------------------------------------------------------------------------------------------- dataset
+class NumericSpec(Strict):
+    """A numeric feature: its allowed range and null budget."""
+
+    min: float | None = None
+    max: float | None = None
+    max_null_rate: float = Field(0.0, ge=0.0, le=1.0)
+
+    @model_validator(mode="after")
+    def _range(self) -> "NumericSpec":
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise ValueError(f"min ({self.min}) is greater than max ({self.max})")
+        return self
+
+
+class CategoricalSpec(Strict):
+    """A categorical feature: its known levels (None = any) and null budget."""
+
+    categories: list[str] | None = None
+    max_null_rate: float = Field(0.0, ge=0.0, le=1.0)
+    max_unknown_rate: float = Field(0.0, ge=0.0, le=1.0)
+
+
+class DerivedTarget(Strict):
+    """A binary target computed from a source column, e.g. ``arr_delay > 15``."""
+
+    source: str
+    op: Literal[">", ">=", "<", "<=", "==", "!="]
+    value: float | str
+
+
+class TargetSpec(Strict):
+    """The binary label: an existing 0/1 column, or one derived from another column."""
+
+    name: str
+    derive: DerivedTarget | None = None
+    min_positives: int = Field(20, ge=1)
+    max_positive_rate: float = Field(0.5, gt=0.0, le=1.0)
+
+
+class DatasetConfig(Strict):
+    """``config/dataset.yaml``: what a valid training table looks like."""
+
+    name: str
+    path: str = Field(description="default source: a Parquet/CSV path or s3:// URL")
+    dvc_path: str | None = Field(None, description="path of the file inside the DVC-tracked data, for --data-rev")
+    id: str | None = Field(None, description="unique row id; None adds a positional row_id column")
+    time: str
+    target: TargetSpec
+    numeric: dict[str, NumericSpec] = Field(default_factory=dict)
+    categorical: dict[str, CategoricalSpec] = Field(default_factory=dict)
+    sensitive: list[str] = Field(default_factory=list)
+    ignored: list[str] = Field(default_factory=list, description="columns present in the data but not used")
+    min_rows: int = Field(100, ge=1)
+
+    @property
+    def id_column(self) -> str:
+        """The id column's name, including the generated one."""
+        return self.id or "row_id"
+
+    @property
+    def features(self) -> list[str]:
+        """Model input columns in a stable order: numeric first, then categorical."""
+        return [*self.numeric, *self.categorical]
+
+    @model_validator(mode="after")
+    def _columns(self) -> "DatasetConfig":
+        if not self.numeric and not self.categorical:
+            raise ValueError("at least one numeric or categorical feature is required")
+        both = set(self.numeric) & set(self.categorical)
+        if both:
+            raise ValueError(f"columns listed as both numeric and categorical: {sorted(both)}")
+        special = {self.time, self.target.name, self.id_column}
+        clash = special & set(self.features)
+        if clash:
+            raise ValueError(f"id/time/target columns must not be features: {sorted(clash)}")
+        return self
+
+
+# --------------------------------------------------------------------------------------------------- train
+class SplitConfig(Strict):
+    """Temporal split: the most recent rows are the hold-out, the ones before them the validation set."""
+
+    validation_fraction: float = Field(0.15, gt=0.0, lt=0.5)
+    holdout_fraction: float = Field(0.15, gt=0.0, lt=0.5)
+
+
+class CandidateConfig(Strict):
+    """One competing model: a registered type and its estimator parameters."""
+
+    name: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
+    type: Literal["logistic_regression", "lightgbm", "random_forest", "hist_gradient_boosting"]
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
+class TrainConfig(Strict):
+    """``config/train.yaml``: split, candidates, selection metric, seeds and threads."""
+
+    split: SplitConfig = SplitConfig()
+    candidates: list[CandidateConfig] = Field(min_length=1)
+    selection_metric: Literal["roc_auc", "average_precision", "neg_log_loss", "neg_brier"] = "average_precision"
+    seed: int = 42
+    threads: int = Field(1, ge=1, le=256)
+    max_train_rows: int | None = Field(None, ge=100, description="downsample the training set (None = all rows)")
+    curve_points: int = Field(200, ge=10, le=5000)
+
+    @field_validator("candidates")
+    @classmethod
+    def _unique(cls, value: list[CandidateConfig]) -> list[CandidateConfig]:
+        names = [c.name for c in value]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"candidate names must be unique, repeated: {dupes}")
+        return value
+
+
+# --------------------------------------------------------------------------------------------------- profile
+class StepResources(Strict):
+    """Compute for one step (or the default for all steps)."""
+
+    cpu: int = Field(1, ge=1)
+    memory: int = Field(4096, ge=256, description="MiB")
+    gpu: int = Field(0, ge=0)
+    timeout_minutes: int = Field(60, ge=1)
+    queue: str | None = Field(None, description="key into profile.queues (AWS Batch)")
+
+
+class RetryConfig(Strict):
+    """``@retry`` settings applied to every step."""
+
+    times: int = Field(2, ge=0, le=10)
+    minutes_between_retries: int = Field(2, ge=0)
+
+
+class ProfileConfig(Strict):
+    """``config/profiles/*.yaml``: where and on what the steps run."""
+
+    name: str
+    compute: Literal["local", "batch", "kubernetes"] = "local"
+    retry: RetryConfig = RetryConfig()
+    resources: dict[str, StepResources] = Field(default_factory=lambda: {"default": StepResources()})
+    queues: dict[str, str] = Field(default_factory=dict)
+    image: str | None = None
+    storage_root: str | None = None
+    env: dict[str, str] = Field(default_factory=dict, description="environment variables for every step")
+
+    @model_validator(mode="after")
+    def _check(self) -> "ProfileConfig":
+        if "default" not in self.resources:
+            raise ValueError("resources.default is required")
+        for step_name, res in self.resources.items():
+            if res.queue is not None and res.queue not in self.queues:
+                raise ValueError(f"resources.{step_name}.queue '{res.queue}' is not one of queues {sorted(self.queues)}")
+        if self.compute == "batch" and "default" not in self.queues:
+            raise ValueError("compute 'batch' needs queues.default")
+        return self
+
+    def for_step(self, step_name: str) -> StepResources:
+        """The resources of ``step_name``, falling back to ``default``."""
+        return self.resources.get(step_name, self.resources["default"])
+
+
+# --------------------------------------------------------------------------------------------------- parsing
+def _source_of(name: str, default: str) -> str:
+    """Best guess of the file a Config came from: ``--config NAME PATH`` on the command line, else the default."""
+    argv = sys.argv
+    for i, arg in enumerate(argv[:-2]):
+        if arg == "--config" and argv[i + 1] == name:
+            return argv[i + 2]
+    return default
+
+
+def _format_errors(source: str, err: ValidationError) -> str:
+    lines = [f"invalid configuration in {source}:"]
+    for e in err.errors():
+        key = ".".join(str(p) for p in e["loc"]) or "<root>"
+        msg = "unknown key (not allowed)" if e["type"] == "extra_forbidden" else e["msg"]
+        if e["type"] == "missing":
+            msg = "missing required key"
+        lines.append(f"  - {key}: {msg}")
+    return "\n".join(lines)
+
+
+def validate(model: type[T], data: Any, source: str) -> T:
+    """Validate ``data`` against ``model``; raise :class:`ConfigError` naming ``source`` and each bad key."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"invalid configuration in {source}: expected a mapping at the top level")
+    try:
+        return model.model_validate(data)
+    except ValidationError as err:
+        raise ConfigError(_format_errors(source, err)) from None
+
+
+def parse_text(model: type[T], text: str, source: str) -> dict[str, Any]:
+    """Parse YAML ``text`` and validate it; return the normalized dict (defaults filled in)."""
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{source} is not valid YAML: {err}") from None
+    return validate(model, data, source).model_dump(mode="json")
+
+
+def load_file(model: type[T], path: str | Path) -> T:
+    """Read and validate a YAML file (for notebooks, benchmarks and tests)."""
+    path = Path(path)
+    return model.model_validate(parse_text(model, path.read_text(), str(path)))
+
+
+def load(model: type[T], value: Any) -> T:
+    """Rebuild the typed model from a Metaflow ``ConfigValue`` (or any mapping) inside a step."""
+    data = value.to_dict() if hasattr(value, "to_dict") else dict(value)
+    return model.model_validate(data)
+
+
+def parse_dataset(text: str) -> dict[str, Any]:
+    """Metaflow Config parser for ``config/dataset.yaml``."""
+    return parse_text(DatasetConfig, text, _source_of("dataset", "config/dataset.yaml"))
+
+
+def parse_train(text: str) -> dict[str, Any]:
+    """Metaflow Config parser for ``config/train.yaml``."""
+    return parse_text(TrainConfig, text, _source_of("train", "config/train.yaml"))
+
+
+def parse_profile(text: str) -> dict[str, Any]:
+    """Metaflow Config parser for ``config/profiles/*.yaml``."""
+    return parse_text(ProfileConfig, text, _source_of("profile", "config/profiles/local.yaml"))

@@ -1,0 +1,62 @@
+"""The preprocessing inside every model pipeline, so serving applies exactly the training transforms."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+from sklearn.compose import ColumnTransformer
+from sklearn.impute import SimpleImputer
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import FunctionTransformer, OneHotEncoder, OrdinalEncoder, StandardScaler
+
+from steps.config import DatasetConfig
+
+Style = Literal["linear", "tree"]
+MISSING = "__missing__"
+
+
+def _categories(spec: DatasetConfig) -> list[list[str]] | str:
+    """Known levels from the dataset config (stable encodings), or 'auto' when any column leaves them open."""
+    levels = [c.categories for c in spec.categorical.values()]
+    if any(lv is None for lv in levels):
+        return "auto"
+    return [sorted([*lv, MISSING]) for lv in levels]  # type: ignore[list-item]
+
+
+def _to_str(x: np.ndarray | pd.DataFrame) -> np.ndarray:
+    """Categoricals as strings, with missing values (None, NaN, '') mapped to one explicit level."""
+    frame = pd.DataFrame(x).astype("object")
+    frame = frame.where(frame.notna() & (frame != ""), MISSING)
+    return frame.astype(str).to_numpy(dtype=object)
+
+
+def categorical_cleaner() -> FunctionTransformer:
+    """A stateless transformer that makes every categorical value a non-empty string."""
+    return FunctionTransformer(_to_str, feature_names_out="one-to-one", validate=False)
+
+
+def preprocessor(spec: DatasetConfig, style: Style) -> ColumnTransformer:
+    """Column transforms for ``style``: one-hot + scaling for linear models, ordinal codes + raw numbers for trees.
+
+    Unseen categories never raise: they become all-zero one-hot rows or the code -1.
+    """
+    numeric, categorical = list(spec.numeric), list(spec.categorical)
+    cats = _categories(spec)
+    if style == "linear":
+        num = Pipeline([("impute", SimpleImputer(strategy="median", add_indicator=True)),
+                        ("scale", StandardScaler())])
+        cat = Pipeline([("clean", categorical_cleaner()),
+                        ("encode", OneHotEncoder(categories=cats, handle_unknown="ignore", sparse_output=False))])
+    else:
+        num = "passthrough"
+        cat = Pipeline([("clean", categorical_cleaner()),
+                        ("encode", OrdinalEncoder(categories=cats, handle_unknown="use_encoded_value",
+                                                  unknown_value=-1, dtype=np.float64))])
+    transformers = []
+    if numeric:
+        transformers.append(("num", num, numeric))
+    if categorical:
+        transformers.append(("cat", cat, categorical))
+    return ColumnTransformer(transformers, remainder="drop", verbose_feature_names_out=False)
