@@ -31,13 +31,14 @@ class TrainFlow(FlowSpec):
 
     data = Parameter("data", default="", help="Data source override: Parquet/CSV path or s3:// URL.")
     data_rev = Parameter("data-rev", default="", help="Git revision of the DVC-tracked data (dataset.dvc_path).")
+    data_repo = Parameter("data-repo", default="", help="Git+DVC repository for --data-rev (default: this one).")
 
     @step
     def start(self):
         """Load the data (path, s3:// or DVC revision), validate it, record lineage."""
         spec = load(DatasetConfig, self.dataset)
         source = self.data or (spec.dvc_path or spec.path if self.data_rev else spec.path)
-        frame, lineage = data.load(source, spec, self.data_rev or None)
+        frame, lineage = data.load(source, spec, self.data_rev or None, self.data_repo or None)
         self.frame = data.validate(frame, spec, lineage.source)
         self.lineage = data.finish_lineage(lineage, self.frame, spec).to_dict()
         self.feature_schema = training.feature_schema(spec)

@@ -113,23 +113,33 @@ def git_state(repo: Path = PROJECT_ROOT) -> tuple[str | None, bool | None]:
         return None, None
 
 
-def load(source: str, spec: DatasetConfig, data_rev: str | None = None) -> tuple[pd.DataFrame, Lineage]:
-    """Read ``source`` (or the DVC-tracked file at ``data_rev``), derive the target and id, record lineage."""
+def load(source: str, spec: DatasetConfig, data_rev: str | None = None,
+         repo: str | Path | None = None) -> tuple[pd.DataFrame, Lineage]:
+    """Read ``source`` (or the DVC-tracked file at ``data_rev`` of ``repo``), derive target and id, record lineage.
+
+    Args:
+        source: a local path or s3:// URL; with ``data_rev``, a path inside the DVC repository.
+        spec: the dataset schema.
+        data_rev: a git revision (commit, tag, branch) of the DVC-tracked data, or None for the file as it is.
+        repo: the git+DVC repository to read ``data_rev`` from (default: this project).
+    """
     if data_rev is not None and source.startswith(("s3://", "/")):
         raise ValueError(f"--data-rev needs a path inside the DVC repository, got {source}")
-    blob = read_bytes(source, data_rev)
+    repo_path = Path(repo) if repo else PROJECT_ROOT
+    blob = read_bytes(source, data_rev, repo_path)
     frame = parse_table(blob, source)
     frame = derive_columns(frame, spec)
-    revision, dirty = git_state()
+    revision, dirty = git_state()  # the code revision; the data version is data_rev + dvc_md5
     lineage = Lineage(
         source=source if data_rev is None else f"{source}@{data_rev}",
         sha256=hashlib.sha256(blob).hexdigest(),
         size_bytes=len(blob),
         rows=len(frame),
         data_rev=data_rev,
-        dvc_md5=dvc_md5(rev=data_rev),
+        dvc_md5=dvc_md5(rev=data_rev, repo=repo_path),
         git_revision=revision,
         git_dirty=dirty,
+        extra={"data_repo": str(repo_path)} if data_rev is not None else {},
     )
     logger.info("loaded %d rows from %s", len(frame), lineage.source)
     return frame, lineage

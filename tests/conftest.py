@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -62,12 +63,22 @@ TINY_TRAIN = {
 }
 
 
-def run_flow(root: Path, workspace: Path, flow: str, configs: dict[str, Path], **params: Any):
-    """Run ``flows/<flow>`` with ``Runner`` from the test workspace; returns the ExecutingRun (done)."""
+@dataclass(frozen=True)
+class FlowResult:
+    """What a finished Runner run left behind (its log files vanish when the Runner closes)."""
+
+    status: str
+    run: Any
+    stdout: str
+    stderr: str
+
+
+def run_flow(root: Path, workspace: Path, flow: str, configs: dict[str, Path], **params: Any) -> FlowResult:
+    """Run ``flows/<flow>`` with ``Runner`` from the test workspace and wait for it to finish."""
     runner = Runner(str(root / "flows" / flow), show_output=False, cwd=str(workspace),
                     config=[(k, str(v)) for k, v in configs.items()])
     with runner.run(**params) as result:
-        return result
+        return FlowResult(result.status, result.run, result.stdout, result.stderr)
 
 
 @pytest.fixture(scope="session")
@@ -92,3 +103,12 @@ def train_run(root: Path, workspace: Path, tiny_data: Path, tiny_configs: dict[s
     result = run_flow(root, workspace, "train_flow.py", tiny_configs, data=str(tiny_data))
     assert result.status == "successful", result.stderr[-4000:]
     return result.run
+
+
+def card_text(html: str) -> str:
+    """The JSON a Metaflow card embeds (base64 inside the HTML), decoded, for assertions on card content."""
+    import base64
+    import re
+
+    blobs = re.findall(r'__MF_DATA__\["[^"]+"\] = "([A-Za-z0-9+/=]+)"', html)
+    return "\n".join(base64.b64decode(b).decode("utf-8") for b in blobs)

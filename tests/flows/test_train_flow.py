@@ -1,0 +1,112 @@
+"""TrainFlow end to end through metaflow.Runner: a success on tiny data, and failures that stop before training."""
+
+from __future__ import annotations
+
+import hashlib
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+from metaflow.cards import get_cards
+
+from conftest import card_text, run_flow
+from steps import models, synth
+from steps.config import DatasetConfig, load_file
+
+
+def test_every_candidate_is_trained_and_the_best_selected(train_run):
+    summaries = train_run.data.candidate_summaries
+    assert {s["name"] for s in summaries} == {"logreg", "lightgbm", "random_forest"}
+    best = max(summaries, key=lambda s: s["metrics"]["roc_auc"])  # tiny config selects on roc_auc
+    assert train_run.data.model_name == best["name"]
+    assert all(0.5 < s["metrics"]["roc_auc"] <= 1.0 for s in summaries)
+
+
+def test_model_fingerprint_is_the_sha256_of_the_stored_bytes(train_run):
+    blob = train_run.data.model_blob
+    assert train_run.data.model_fingerprint == hashlib.sha256(blob).hexdigest()
+    with pytest.raises(models.FingerprintMismatch):
+        models.deserialize(blob + b"tampered", train_run.data.model_fingerprint)
+
+
+def test_stored_pipeline_scores_raw_rows(train_run, config_paths):
+    spec = load_file(DatasetConfig, config_paths["dataset"])
+    pipeline = models.deserialize(train_run.data.model_blob, train_run.data.model_fingerprint)
+    raw = synth.generate(synth.SynthSpec(rows=300, seed=99))  # raw columns as they arrive: strings, NaNs, ids
+    raw.loc[0, "device_type"] = None
+    raw.loc[1, "merchant_category"] = "never_seen_before"
+    proba = models.predict_proba(pipeline, raw, spec)
+    assert proba.shape == (300,) and np.isfinite(proba).all() and ((proba >= 0) & (proba <= 1)).all()
+
+
+def test_lineage_and_split_are_recorded(train_run, tiny_data):
+    lineage = train_run.data.lineage
+    assert lineage["rows"] == 6000
+    assert lineage["sha256"] == hashlib.sha256(tiny_data.read_bytes()).hexdigest()
+    assert lineage["git_revision"] is None or len(lineage["git_revision"]) == 40
+    split = train_run.data.split_summary
+    assert sum(part["rows"] for part in split.values()) == 6000
+    assert split["train"]["time_max"] < split["validation"]["time_min"] < split["holdout"]["time_min"]
+    assert train_run.data.feature_schema["id"] == "transaction_id"
+
+
+def test_training_card_has_metrics_and_curves(train_run):
+    cards = get_cards(train_run["join"].task, id="training")
+    text = card_text(cards[0].get())
+    assert train_run.data.model_name + " (chosen)" in text and "average_precision" in text
+    assert "data:image/png;base64" in text  # the ROC / PR figure
+    assert train_run.data.lineage["sha256"] in text
+
+
+def _broken(tiny_data: Path, tmp_path: Path) -> Path:
+    frame = pd.read_parquet(tiny_data)
+    frame.loc[3, "amount"] = -50.0
+    frame.loc[5:200, "channel"] = "carrier_pigeon"
+    frame = frame.drop(columns=["hour"])
+    out = tmp_path / "broken.parquet"
+    frame.to_parquet(out)
+    return out
+
+
+def test_invalid_data_stops_before_training_with_every_violation(root, workspace, tiny_data, tiny_configs, tmp_path):
+    broken = _broken(tiny_data, tmp_path)
+    result = run_flow(root, workspace, "train_flow.py", tiny_configs, data=str(broken))
+    assert result.status == "failed"
+    log = result.stderr + result.stdout
+    assert "3 validation error(s)" in log
+    assert "missing columns: ['hour']" in log
+    assert "column 'amount': 1 value(s) below min 0.0 at rows 3" in log
+    assert "column 'channel': unknown categories" in log and "carrier_pigeon" in log
+    assert str(broken) in log
+    assert [step.id for step in result.run] == ["start"]  # nothing after validation ran
+
+
+def test_bad_config_stops_at_start_naming_file_and_key(root, workspace, tiny_data, tiny_configs, tmp_path):
+    bad = tmp_path / "train-bad.yaml"
+    cfg = yaml.safe_load(tiny_configs["train"].read_text())
+    cfg["learning_rate"] = 0.1
+    cfg["threads"] = 0
+    bad.write_text(yaml.safe_dump(cfg))
+    proc = subprocess.run(
+        [sys.executable, str(root / "flows" / "train_flow.py"), "--config", "train", str(bad),
+         "--config", "dataset", str(tiny_configs["dataset"]), "--config", "profile", str(tiny_configs["profile"]),
+         "run", "--data", str(tiny_data)],
+        cwd=workspace, capture_output=True, text=True, timeout=300)
+    assert proc.returncode != 0
+    assert f"invalid configuration in {bad}" in proc.stderr
+    assert "learning_rate: unknown key" in proc.stderr
+    assert "threads: Input should be greater than or equal to 1" in proc.stderr
+
+
+def test_steps_and_config_travel_in_the_code_package(root, workspace):
+    proc = subprocess.run([sys.executable, str(root / "flows" / "train_flow.py"), "package", "list"],
+                          cwd=root, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    listed = proc.stdout + proc.stderr
+    for module in ("steps/__init__.py", "steps/data.py", "steps/models.py", "steps/config.py"):
+        assert f"{root}/{module}" in listed
+    assert f"{root}/config/dataset.yaml" in listed and f"{root}/config/profiles/aws.yaml" in listed
