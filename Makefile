@@ -29,10 +29,11 @@ $(STAMP): requirements.txt requirements-dev.txt
 	$(PY) -m pip check
 	rm -f $(VENV)/.installed-* && touch $@
 
-data: setup ## Generate the sample data under data/ (byte-identical to data.dvc) and cache + push it with DVC
+data: setup ## Generate the sample data under data/ (byte-identical to data.dvc), cache it and push it to the DVC remote
 	$(PY) -m steps.synth --out data/transactions.parquet
-	@$(DVC) status data.dvc --quiet || { echo "data/ differs from data.dvc: the generator or pinned pyarrow changed; run 'dvc add data' and commit data.dvc"; exit 1; }
 	$(DVC) commit --force --quiet data.dvc
+	@git diff --quiet -- data.dvc || { echo "data/ no longer matches data.dvc (generator or pinned pyarrow changed): review and commit data.dvc"; exit 1; }
+	$(DVC) status data.dvc
 	$(DVC) push --quiet
 
 train: setup ## Run TrainFlow on the default data and config
