@@ -47,6 +47,7 @@ def _commit_version(repo: Path, spec: synth.SynthSpec, tag: str) -> bytes:
     sh("git", "add", "-A", cwd=repo)
     sh("git", "commit", "--quiet", "-m", tag, cwd=repo)
     sh("git", "tag", tag, cwd=repo)
+    sh(DVC, "push", "--quiet", cwd=repo)  # each version is pushed when it is committed
     return (repo / "data" / "transactions.parquet").read_bytes()
 
 
@@ -60,13 +61,12 @@ def test_train_flow_loads_an_old_data_version_from_the_remote(root, workspace, t
     sh("git", "commit", "--quiet", "-m", "dvc remote", cwd=repo)  # remote config committed before the data
     v1 = _commit_version(repo, synth.SynthSpec(rows=6000, seed=11, row_group_rows=2000), "v1")
     v2 = _commit_version(repo, synth.SynthSpec(rows=4000, seed=12, row_group_rows=2000), "v2")
-    sh(DVC, "push", "--quiet", cwd=repo)
     shutil.rmtree(repo / ".dvc" / "cache")  # only the remote holds the data now
     shutil.rmtree(repo / "data")
 
     assert data.read_bytes("data/transactions.parquet", "v2", repo) == v2
     result = run_flow(root, workspace, "train_flow.py", tiny_configs, data_rev="v1", data_repo=str(repo))
-    assert result.status == "successful", result.stderr[-3000:]
+    assert result.status == "successful", result.stdout[-3000:]
     lineage = result.run.data.lineage
     v1_md5 = yaml.safe_load(sh("git", "show", "v1:data.dvc", cwd=repo))["outs"][0]["md5"]
     assert lineage["dvc_md5"] == v1_md5
