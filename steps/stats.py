@@ -1,0 +1,161 @@
+"""Hold-out metrics with bootstrap confidence intervals, and champion-versus-challenger significance tests.
+
+Intervals and the paired test use ``scipy.stats.bootstrap`` (percentile method, paired resampling of rows).
+DeLong's test for correlated ROC AUCs is implemented here (scipy has none) as the analytic alternative.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict, dataclass
+from typing import Callable
+
+import numpy as np
+from scipy import stats
+from sklearn import metrics as skm
+from sklearn.calibration import calibration_curve
+
+logger = logging.getLogger(__name__)
+
+Metric = Callable[[np.ndarray, np.ndarray], float]
+HIGHER_IS_BETTER = {"roc_auc": True, "average_precision": True, "log_loss": False, "brier": False,
+                    "recall_at_precision": True, "calibration_error": False}
+
+
+def recall_at_precision(y: np.ndarray, p: np.ndarray, precision: float) -> float:
+    """The highest recall reachable at a threshold whose precision is at least ``precision`` (0 if none)."""
+    prec, rec, _ = skm.precision_recall_curve(y, p)
+    ok = prec >= precision
+    return float(rec[ok].max()) if ok.any() else 0.0
+
+
+def calibration_error(y: np.ndarray, p: np.ndarray, bins: int = 10) -> float:
+    """Expected calibration error over quantile bins: mean |observed rate - mean score| (bins hold equal rows)."""
+    observed, predicted = calibration_curve(y, p, n_bins=bins, strategy="quantile")
+    return float(np.mean(np.abs(observed - predicted)))
+
+
+def metric_functions(precision: float = 0.5, bins: int = 10) -> dict[str, Metric]:
+    """Every gated performance metric as ``f(y, p) -> float``."""
+    return {
+        "roc_auc": lambda y, p: float(skm.roc_auc_score(y, p)),
+        "average_precision": lambda y, p: float(skm.average_precision_score(y, p)),
+        "log_loss": lambda y, p: float(skm.log_loss(y, np.clip(p, 1e-15, 1 - 1e-15), labels=[0, 1])),
+        "brier": lambda y, p: float(skm.brier_score_loss(y, p)),
+        "recall_at_precision": lambda y, p: recall_at_precision(y, p, precision),
+        "calibration_error": lambda y, p: calibration_error(y, p, bins),
+    }
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """A point estimate with its bootstrap confidence interval."""
+
+    point: float
+    low: float
+    high: float
+    confidence: float
+
+    def to_dict(self) -> dict[str, float]:
+        """Plain dict for artifacts and JSON."""
+        return asdict(self)
+
+
+def _safe(metric: Metric) -> Callable[..., float]:
+    """Wrap a metric so a degenerate resample (one class only) yields NaN instead of raising."""
+    def wrapped(y: np.ndarray, *ps: np.ndarray) -> float:
+        if np.unique(y).size < 2:
+            return float("nan")
+        return metric(y, *ps)
+    return wrapped
+
+
+def bootstrap_ci(y: np.ndarray, p: np.ndarray, metric: Metric, samples: int = 200, confidence: float = 0.95,
+                 seed: int = 0) -> Estimate:
+    """``metric(y, p)`` with a percentile bootstrap interval (rows resampled jointly)."""
+    y, p = np.asarray(y).astype(int), np.asarray(p, dtype=float)
+    point = metric(y, p)
+    res = stats.bootstrap((y, p), _safe(metric), paired=True, vectorized=False, n_resamples=samples,
+                          confidence_level=confidence, method="percentile", random_state=seed)
+    low, high = res.confidence_interval
+    return Estimate(point=float(point), low=float(low), high=float(high), confidence=confidence)
+
+
+def performance(y: np.ndarray, p: np.ndarray, samples: int = 200, confidence: float = 0.95, seed: int = 0,
+                precision: float = 0.5, bins: int = 10) -> dict[str, Estimate]:
+    """Every performance metric with its interval."""
+    return {name: bootstrap_ci(y, p, fn, samples, confidence, seed)
+            for name, fn in metric_functions(precision, bins).items()}
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """Challenger minus champion on one metric, with a one-sided test that the challenger is better."""
+
+    metric: str
+    champion: float
+    challenger: float
+    difference: float  # oriented so that > 0 means the challenger is better
+    low: float
+    high: float
+    p_value: float
+    method: str
+
+    def significant(self, alpha: float, min_effect: float) -> bool:
+        """True when the improvement is both statistically significant and at least ``min_effect``."""
+        return bool(self.p_value < alpha and self.difference >= min_effect)
+
+    def to_dict(self) -> dict[str, float | str]:
+        """Plain dict for artifacts and JSON."""
+        return asdict(self)
+
+
+def paired_bootstrap(y: np.ndarray, p_champion: np.ndarray, p_challenger: np.ndarray, metric: str = "roc_auc",
+                     samples: int = 1000, confidence: float = 0.95, seed: int = 0) -> Comparison:
+    """Paired bootstrap of the metric difference; p-value = share of resamples where the challenger is not better."""
+    fn = metric_functions()[metric]
+    sign = 1.0 if HIGHER_IS_BETTER[metric] else -1.0
+    y = np.asarray(y).astype(int)
+    a, b = np.asarray(p_champion, dtype=float), np.asarray(p_challenger, dtype=float)
+
+    def diff(yy: np.ndarray, aa: np.ndarray, bb: np.ndarray) -> float:
+        return sign * (fn(yy, bb) - fn(yy, aa))
+
+    res = stats.bootstrap((y, a, b), _safe(diff), paired=True, vectorized=False, n_resamples=samples,
+                          confidence_level=confidence, method="percentile", random_state=seed)
+    dist = res.bootstrap_distribution[~np.isnan(res.bootstrap_distribution)]
+    p_value = float((np.sum(dist <= 0) + 1) / (dist.size + 1))  # add-one: never exactly 0
+    low, high = res.confidence_interval
+    return Comparison(metric=metric, champion=fn(y, a), challenger=fn(y, b), difference=diff(y, a, b),
+                      low=float(low), high=float(high), p_value=p_value, method="paired_bootstrap")
+
+
+def _midrank_auc_components(pos: np.ndarray, neg: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
+    """AUC and DeLong's structural components (V10 per positive, V01 per negative) for one score vector."""
+    m, n = pos.size, neg.size
+    all_ranks = stats.rankdata(np.concatenate([pos, neg]))
+    pos_ranks, neg_ranks = stats.rankdata(pos), stats.rankdata(neg)
+    v10 = (all_ranks[:m] - pos_ranks) / n
+    v01 = 1.0 - (all_ranks[m:] - neg_ranks) / m
+    return float(v10.mean()), v10, v01
+
+
+def delong(y: np.ndarray, p_champion: np.ndarray, p_challenger: np.ndarray) -> Comparison:
+    """DeLong's test for two correlated ROC AUCs (one-sided: the challenger's AUC is higher)."""
+    y = np.asarray(y).astype(bool)
+    scores = [np.asarray(p_champion, dtype=float), np.asarray(p_challenger, dtype=float)]
+    parts = [_midrank_auc_components(s[y], s[~y]) for s in scores]
+    aucs = np.array([part[0] for part in parts])
+    s10 = np.cov(np.vstack([part[1] for part in parts]))
+    s01 = np.cov(np.vstack([part[2] for part in parts]))
+    cov = s10 / y.sum() + s01 / (~y).sum()
+    var = float(cov[0, 0] + cov[1, 1] - 2 * cov[0, 1])
+    diff = float(aucs[1] - aucs[0])
+    if var <= 1e-18:
+        z, p_value, half = 0.0, 1.0, 0.0
+    else:
+        z = diff / np.sqrt(var)
+        p_value = float(stats.norm.sf(z))
+        half = float(stats.norm.ppf(0.975) * np.sqrt(var))
+    return Comparison(metric="roc_auc", champion=float(aucs[0]), challenger=float(aucs[1]), difference=diff,
+                      low=diff - half, high=diff + half, p_value=p_value, method="delong")
