@@ -100,6 +100,17 @@ def dvc_md5(dvc_file: str | Path = "data.dvc", rev: str | None = None, repo: Pat
         return None
 
 
+def tracked_by_dvc(source: str, dvc_file: str = "data.dvc", repo: Path = PROJECT_ROOT) -> bool:
+    """True when ``source`` is a local file inside the output ``data.dvc`` tracks (so its md5 describes it)."""
+    if source.startswith("s3://"):
+        return False
+    try:
+        out = (repo / yaml.safe_load((repo / dvc_file).read_text())["outs"][0]["path"]).resolve()
+        return Path(source).resolve().is_relative_to(out)
+    except Exception:  # no data.dvc (e.g. on a remote task): nothing to claim
+        return False
+
+
 def git(*args: str, cwd: Path = PROJECT_ROOT) -> str:
     """Run git and return its stripped stdout."""
     return subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True, text=True).stdout.strip()
@@ -136,7 +147,7 @@ def load(source: str, spec: DatasetConfig, data_rev: str | None = None,
         size_bytes=len(blob),
         rows=len(frame),
         data_rev=data_rev,
-        dvc_md5=dvc_md5(rev=data_rev, repo=repo_path),
+        dvc_md5=dvc_md5(rev=data_rev, repo=repo_path) if data_rev or tracked_by_dvc(source) else None,
         git_revision=revision,
         git_dirty=dirty,
         extra={"data_repo": str(repo_path)} if data_rev is not None else {},
@@ -204,16 +215,17 @@ def check_numeric(frame: pd.DataFrame, name: str, spec: Any) -> list[str]:
     if not (pd.api.types.is_numeric_dtype(col) and not pd.api.types.is_bool_dtype(col)):
         return [f"column '{name}': expected a numeric dtype, got {col.dtype} (e.g. {_examples(col.dropna())})"]
     out = []
+    raw, col = col, col.astype("float64")  # nullable Int64/Float64: <NA> becomes NaN, so masks stay boolean
     null_rate = float(col.isna().mean()) if len(col) else 0.0
     if null_rate > spec.max_null_rate:
         out.append(f"column '{name}': null rate {null_rate:.4f} exceeds max_null_rate {spec.max_null_rate}")
     if spec.min is not None and (bad := col < spec.min).any():
         out.append(f"column '{name}': {int(bad.sum())} value(s) below min {spec.min} at rows {_rows(bad)} "
-                   f"(e.g. {_examples(col[bad])})")
+                   f"(e.g. {_examples(raw[bad])})")
     if spec.max is not None and (bad := col > spec.max).any():
         out.append(f"column '{name}': {int(bad.sum())} value(s) above max {spec.max} at rows {_rows(bad)} "
-                   f"(e.g. {_examples(col[bad])})")
-    if (bad := np.isinf(col.astype("float64"))).any():
+                   f"(e.g. {_examples(raw[bad])})")
+    if (bad := np.isinf(col)).any():
         out.append(f"column '{name}': {int(bad.sum())} infinite value(s) at rows {_rows(bad)}")
     return out
 

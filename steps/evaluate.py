@@ -43,7 +43,15 @@ def curves(y_true: np.ndarray, proba: np.ndarray, points: int = 200) -> dict[str
 
 
 def select_best(results: dict[str, dict[str, float]], metric: str) -> str:
-    """Name of the candidate with the highest ``metric`` (ties broken by name, so the choice is stable)."""
+    """Name of the candidate with the highest ``metric`` (ties broken by name, so the choice is stable).
+
+    A NaN metric (e.g. ROC AUC on a single-class set) ranks below every number.
+    """
     if not results:
         raise ValueError("no candidates to select from")
-    return max(sorted(results), key=lambda name: results[name][metric])
+
+    def rank(name: str) -> tuple[bool, float]:
+        value = float(results[name][metric])
+        return (not np.isnan(value), value)
+
+    return max(sorted(results), key=rank)

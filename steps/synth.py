@@ -119,9 +119,14 @@ def generate_chunk(spec: SynthSpec, first_row: int, n: int) -> pd.DataFrame:
         (month >= spec.concept_drift_month) * min(spec.concept_drift_strength, 1.0))
 
     channel_p = np.array([0.38, 0.25, 0.27, 0.06, 0.04])
-    channel = np.where(rng.uniform(size=n) < 0.25 * cov, 2, _choice(rng, CHANNELS, channel_p, n))
+    to_ecommerce = rng.uniform(size=n) < 0.25 * cov
+    undrifted = _choice(rng, CHANNELS, channel_p, n)
+    channel = np.where(to_ecommerce, 2, undrifted)
     chan = np.array(CHANNELS)[channel]
     card_present = np.isin(chan, ("pos_chip", "contactless", "atm")).astype(np.int8)
+    # Draws whose use of randomness depends on a drifted value take it from the undrifted one, so rows before the
+    # drift month come out exactly as without drift.
+    undrifted_present = np.isin(np.array(CHANNELS)[undrifted], ("pos_chip", "contactless", "atm"))
     device_idx = np.where(card_present == 1, 0, rng.choice([1, 2, 3, 4], size=n, p=[0.45, 0.2, 0.28, 0.07]))
     device = np.array(DEVICES, dtype=object)[device_idx]
     device[rng.uniform(size=n) < 0.01] = None  # the device fingerprint is sometimes missing
@@ -139,7 +144,12 @@ def generate_chunk(spec: SynthSpec, first_row: int, n: int) -> pd.DataFrame:
     hour = rng.choice(24, size=n, p=hour_p / hour_p.sum())
     avg_amount = np.exp(rng.normal(3.6, 0.7, n))
     amount = np.round(avg_amount * np.exp(rng.normal(0.0, 0.8, n)) * (1 + 0.35 * cov), 2).clip(0.5, 50_000)
-    txn_1h = rng.poisson(0.4 + 0.6 * cov, n)
+    txn_1h = rng.poisson(0.4, n)
+    if spec.covariate_drift_month is not None:
+        # The extra bursts come from their own stream: a Poisson draw uses a variable amount of randomness, so taking
+        # it from ``rng`` would reshuffle every later column, rows before the drift month included.
+        drift_rng = np.random.default_rng([spec.seed, first_row // spec.row_group_rows, first_row, 1])
+        txn_1h = txn_1h + drift_rng.poisson(0.6 * cov)
     txn_24h = txn_1h + rng.poisson(3.0, n)
     km = np.round(rng.exponential(np.where(is_foreign == 1, 3000.0, 40.0)).clip(0, 20_000), 1)
     km[rng.uniform(size=n) < 0.02] = np.nan  # geolocation is sometimes unavailable
@@ -165,7 +175,8 @@ def generate_chunk(spec: SynthSpec, first_row: int, n: int) -> pd.DataFrame:
         "km_from_home": km,
         "is_foreign": is_foreign.astype(np.int64),
         "card_present": card_present.astype(np.int64),
-        "failed_pin_attempts_24h": rng.binomial(3, np.where(card_present == 1, 0.03, 0.0)).astype(np.int64),
+        "failed_pin_attempts_24h": (rng.binomial(3, np.where(undrifted_present, 0.03, 0.0)) * card_present
+                                    ).astype(np.int64),
     }
     prob = 1.0 / (1.0 + np.exp(-_fraud_logit(cols, concept)))
     cols["is_fraud"] = (rng.uniform(size=n) < prob).astype(np.int64)

@@ -1,0 +1,376 @@
+"""steps/data.py: validation reports every violation at once; split, load and derive behave."""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import io
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from steps import data, synth
+from steps.config import DatasetConfig, SplitConfig
+from steps.data import DataValidationError
+
+Mutation = Callable[[pd.DataFrame], pd.DataFrame]
+
+
+def violations(frame: pd.DataFrame, spec: DatasetConfig, source: str = "in/test.parquet") -> DataValidationError:
+    with pytest.raises(DataValidationError) as info:
+        data.validate(frame, spec, source)
+    err = info.value
+    assert err.source == source
+    assert str(err).startswith(f"{source}: {len(err.violations)} validation error(s):")
+    return err
+
+
+def setting(column: str, rows: slice | list[int] | int, value: object, dtype: str | None = None) -> Mutation:
+    def mutate(f: pd.DataFrame) -> pd.DataFrame:
+        if dtype is not None:
+            f[column] = f[column].astype(dtype)
+        f.loc[rows, column] = value
+        return f
+    return mutate
+
+
+def as_strings_with(rows: dict[int, object]) -> Mutation:
+    def mutate(f: pd.DataFrame) -> pd.DataFrame:
+        f["event_time"] = f["event_time"].astype(str).astype(object)
+        for row, value in rows.items():
+            f.loc[row, "event_time"] = value
+        return f
+    return mutate
+
+
+def only_positives(n: int, rows: int | None = None) -> Mutation:
+    def mutate(f: pd.DataFrame) -> pd.DataFrame:
+        f = f.iloc[:rows].copy() if rows else f
+        f["is_fraud"] = 0
+        f.loc[f.index[:n], "is_fraud"] = 1
+        return f
+    return mutate
+
+
+# --------------------------------------------------------------------------------------------------- validate
+def test_valid_frame_passes_and_is_normalized(raw_frame: pd.DataFrame, dataset_spec: DatasetConfig) -> None:
+    shuffled = raw_frame.sample(frac=1.0, random_state=0)
+    before = shuffled.copy()
+    out = data.validate(shuffled, dataset_spec, "ok.parquet")
+    pd.testing.assert_frame_equal(shuffled, before)  # the input is not modified
+    assert list(out.columns) == ["transaction_id", "event_time", *dataset_spec.features, "is_fraud"]
+    assert out["event_time"].is_monotonic_increasing and out.index.tolist() == list(range(len(out)))
+    assert all(out[c].dtype == "float64" for c in dataset_spec.numeric)
+    assert all(pd.api.types.is_string_dtype(out[c]) for c in dataset_spec.categorical)
+    assert out["is_fraud"].dtype == "int64"
+    assert out["device_type"].isna().sum() == raw_frame["device_type"].isna().sum()  # missing stays missing
+    assert set(out["device_type"].dropna().map(type)) == {str}
+    assert out["is_fraud"].sum() == raw_frame["is_fraud"].sum()
+
+
+def test_every_violation_is_reported_at_once(raw_frame: pd.DataFrame, dataset_spec: DatasetConfig) -> None:
+    f = raw_frame.drop(columns=["country"])
+    f["surprise"] = 1
+    f["hour"] = f["hour"].astype(str)
+    f.loc[:399, "km_from_home"] = np.nan                       # 10% > 5% budget
+    f.loc[5, "amount"] = -3.0
+    f.loc[7, "txn_count_1h"] = 5000
+    f["device_type"] = f["device_type"].astype(object)
+    f.loc[1000:1499, "device_type"] = None                     # 12.5% > 5% budget
+    f.loc[100:199, "channel"] = "telepathy"
+    f.loc[11, "transaction_id"] = f.loc[10, "transaction_id"]
+    f = as_strings_with({20: "not a time", 21: ""})(f)
+    f = only_positives(5)(f)
+    err = violations(f, dataset_spec, "s3://bucket/bad.parquet")
+    expected = [
+        "missing columns: ['country']",
+        "unexpected columns: ['surprise']",
+        "column 'hour': expected a numeric dtype, got str",
+        "column 'km_from_home': null rate 0.1", "exceeds max_null_rate 0.05",
+        "column 'amount': 1 value(s) below min 0.0 at rows 5 (e.g. -3.0)",
+        "column 'txn_count_1h': 1 value(s) above max 1000.0 at rows 7 (e.g. 5000)",
+        "column 'device_type': null rate 0.13",
+        "column 'channel': unknown categories in 0.0250 of rows (max_unknown_rate 0.0): ['telepathy'] at rows 100, ",
+        "id column 'transaction_id': 1 duplicated id(s) (e.g. 11) at rows 10, 11",
+        "time column 'event_time': 2 empty or unparseable timestamp(s) at rows 20, 21",
+        "target 'is_fraud': only 5 positive row(s), min_positives is 20",
+    ]
+    msg = str(err)
+    assert [e for e in expected if e not in msg] == []
+    assert len(err.violations) == 11  # one line per problem, nothing else
+
+
+@pytest.mark.parametrize("mutate, fragments, count", [
+    pytest.param(lambda f: f.drop(columns=["country", "hour"]), ["missing columns: ['hour', 'country']"], 1,
+                 id="missing-columns"),
+    pytest.param(lambda f: f.drop(columns=["is_fraud"]), ["missing columns: ['is_fraud']"], 1, id="missing-target"),
+    pytest.param(lambda f: f.assign(extra=1, notes="x"), ["unexpected columns: ['extra', 'notes']",
+                                                          "add them to 'ignored'"], 1, id="extra-columns"),
+    pytest.param(setting("hour", slice(None), "7", "object"),
+                 ["column 'hour': expected a numeric dtype, got object (e.g. '7', '7'"], 1, id="numeric-as-strings"),
+    pytest.param(lambda f: f.assign(is_foreign=f["is_foreign"].astype(bool)),
+                 ["column 'is_foreign': expected a numeric dtype, got bool"], 1, id="numeric-as-bool"),
+    pytest.param(lambda f: f.assign(channel=1.5), ["column 'channel': expected strings (categorical), got float64"],
+                 1, id="categorical-as-float"),
+    pytest.param(setting("km_from_home", slice(0, 399), np.nan),
+                 ["column 'km_from_home': null rate 0.1", "exceeds max_null_rate 0.05"], 1, id="numeric-nulls"),
+    pytest.param(setting("amount", 3, np.nan), ["column 'amount': null rate 0.000", "exceeds max_null_rate 0.0"], 1,
+                 id="null-in-zero-budget"),
+    pytest.param(setting("device_type", slice(0, 399), None, "object"),
+                 ["column 'device_type': null rate 0.1", "exceeds max_null_rate 0.05"], 1, id="categorical-nulls"),
+    pytest.param(setting("amount", 5, -3.0), ["column 'amount': 1 value(s) below min 0.0 at rows 5 (e.g. -3.0)"], 1,
+                 id="below-min"),
+    pytest.param(setting("hour", [7, 9], 24), ["column 'hour': 2 value(s) above max 23.0 at rows 7, 9 (e.g. 24, 24)"],
+                 1, id="above-max"),
+    pytest.param(setting("amount_sum_24h", 4, np.inf), ["column 'amount_sum_24h': 1 infinite value(s) at rows 4",
+                                                        "above max 1000000.0 at rows 4"], 2, id="infinite"),
+    pytest.param(setting("channel", slice(0, 9), "telepathy", "object"),
+                 ["column 'channel': unknown categories in 0.0025 of rows (max_unknown_rate 0.0): ['telepathy'] at "
+                  "rows 0, 1, 2, 3, 4 ..."], 1, id="unknown-category"),
+    pytest.param(setting("merchant_category", slice(0, 79), "fireworks", "object"),
+                 ["column 'merchant_category': unknown categories in 0.0200 of rows (max_unknown_rate 0.01): "
+                  "['fireworks']"], 1, id="unknown-above-rate"),
+    pytest.param(setting("transaction_id", [11, 12], 11), ["id column 'transaction_id': 1 duplicated id(s) (e.g. 11) "
+                                                          "at rows 10, 11, 12"], 1, id="duplicate-ids"),
+    pytest.param(setting("transaction_id", 3, np.nan, "float64"),
+                 ["id column 'transaction_id': 1 empty id(s) at rows 3"], 1, id="empty-id"),
+    pytest.param(as_strings_with({20: "not a time", 21: "", 22: None}),
+                 ["time column 'event_time': 3 empty or unparseable timestamp(s) at rows 20, 21, 22"], 1,
+                 id="bad-timestamps"),
+    pytest.param(setting("event_time", 8, pd.NaT), ["time column 'event_time': 1 empty or unparseable timestamp(s) "
+                                                    "at rows 8"], 1, id="NaT"),
+    pytest.param(setting("is_fraud", 0, 2), ["target 'is_fraud' is not binary: values ['0', '1', '2']"], 1,
+                 id="non-binary-target"),
+    pytest.param(setting("is_fraud", 6, np.nan, "float64"), ["target 'is_fraud': 1 null value(s) at rows 6"], 1,
+                 id="null-target"),
+    pytest.param(only_positives(5), ["target 'is_fraud': only 5 positive row(s), min_positives is 20"], 1,
+                 id="too-few-positives"),
+    pytest.param(lambda f: f.assign(is_fraud=1), ["target 'is_fraud': positive rate 1.0000 exceeds "
+                                                  "max_positive_rate 0.5"], 1, id="too-many-positives"),
+    pytest.param(only_positives(20, rows=50), ["only 50 row(s), min_rows is 100"], 1, id="too-few-rows"),
+])
+def test_each_violation_names_column_row_and_value(raw_frame: pd.DataFrame, dataset_spec: DatasetConfig,
+                                                   mutate: Mutation, fragments: list[str], count: int) -> None:
+    err = violations(mutate(raw_frame), dataset_spec)
+    assert len(err.violations) == count, err.violations
+    assert [f for f in fragments if f not in str(err)] == []
+
+
+@pytest.mark.parametrize("mutate", [
+    pytest.param(setting("merchant_category", slice(0, 29), "fireworks", "object"), id="unknown-below-rate"),
+    pytest.param(setting("device_type", slice(0, 99), None, "object"), id="nulls-within-budget"),
+    pytest.param(lambda f: f.assign(is_fraud=f["is_fraud"].astype(bool)), id="boolean-target"),
+    pytest.param(lambda f: f.assign(is_fraud=f["is_fraud"].astype(float)), id="float-target"),
+    pytest.param(lambda f: f.assign(hour=f["hour"].astype("int32")), id="int32-numeric"),
+])
+def test_tolerated_deviations_pass(raw_frame: pd.DataFrame, dataset_spec: DatasetConfig, mutate: Mutation) -> None:
+    out = data.validate(mutate(raw_frame), dataset_spec, "ok.parquet")
+    assert len(out) == len(raw_frame) and out["is_fraud"].dtype == "int64"
+
+
+def test_empty_data_is_one_violation(raw_frame: pd.DataFrame, dataset_spec: DatasetConfig) -> None:
+    err = violations(raw_frame.iloc[:0], dataset_spec, "empty.csv")
+    assert err.violations == ["the data is empty (0 rows)"]
+
+
+def test_ignored_columns_are_allowed_and_dropped(raw_frame: pd.DataFrame, dataset_spec: DatasetConfig) -> None:
+    spec = DatasetConfig.model_validate({**dataset_spec.model_dump(), "ignored": ["notes"]})
+    out = data.validate(raw_frame.assign(notes="free text"), spec, "ok.parquet")
+    assert "notes" not in out.columns
+    assert "notes" in data.expected_columns(spec)
+
+
+@pytest.mark.parametrize("dtype", ["Int64", "Float64"])
+def test_nullable_numeric_with_missing_and_out_of_range(raw_frame: pd.DataFrame, dataset_spec: DatasetConfig,
+                                                        dtype: str) -> None:
+    f = raw_frame.assign(txn_count_1h=raw_frame["txn_count_1h"].astype(dtype))
+    f.loc[3, "txn_count_1h"] = pd.NA
+    f.loc[7, "txn_count_1h"] = 5000
+    err = violations(f, dataset_spec)
+    assert "column 'txn_count_1h': 1 value(s) above max 1000.0 at rows 7" in str(err)
+    assert "column 'txn_count_1h': null rate" in str(err)
+
+
+# --------------------------------------------------------------------------------------------------- temporal split
+@pytest.mark.parametrize("validation, holdout", [(0.15, 0.15), (0.2, 0.1), (0.1, 0.3), (0.25, 0.25)])
+def test_temporal_split_is_disjoint_and_honours_fractions(clean_frame: pd.DataFrame, dataset_spec: DatasetConfig,
+                                                          validation: float, holdout: float) -> None:
+    parts = data.temporal_split(clean_frame, dataset_spec, SplitConfig(validation_fraction=validation,
+                                                                       holdout_fraction=holdout))
+    n = len(clean_frame)
+    assert len(parts.train) + len(parts.validation) + len(parts.holdout) == n
+    assert abs(len(parts.validation) / n - validation) < 0.01
+    assert abs(len(parts.holdout) / n - holdout) < 0.01
+    assert parts.train["event_time"].max() < parts.validation["event_time"].min()
+    assert parts.validation["event_time"].max() < parts.holdout["event_time"].min()
+    ids = [set(p["transaction_id"]) for p in (parts.train, parts.validation, parts.holdout)]
+    assert not (ids[0] & ids[1] or ids[1] & ids[2] or ids[0] & ids[2])
+    assert set.union(*ids) == set(clean_frame["transaction_id"])
+    summary = parts.summary("event_time", "is_fraud")
+    assert sum(s["positives"] for s in summary.values()) == clean_frame["is_fraud"].sum()
+    assert all(s["positives"] > 0 for s in summary.values())
+    assert summary["train"]["time_max"] < summary["validation"]["time_min"]
+
+
+@pytest.mark.parametrize("part, rows", [("train", slice(0, 2799)), ("validation", slice(2800, 3399)),
+                                        ("holdout", slice(3400, None))])
+def test_temporal_split_raises_when_a_part_lacks_positives(clean_frame: pd.DataFrame, dataset_spec: DatasetConfig,
+                                                           part: str, rows: slice) -> None:
+    f = clean_frame.copy()
+    f.loc[rows, "is_fraud"] = 0
+    pattern = rf"temporal split failed: the {part} part has \d+ rows and needs both classes"
+    with pytest.raises(ValueError, match=pattern):
+        data.temporal_split(f, dataset_spec, SplitConfig())
+
+
+def test_temporal_split_keeps_equal_timestamps_together(clean_frame: pd.DataFrame,
+                                                        dataset_spec: DatasetConfig) -> None:
+    f = clean_frame.copy()
+    f["event_time"] = f["event_time"].dt.floor("7D")  # many rows share each timestamp
+    parts = data.temporal_split(f, dataset_spec, SplitConfig())
+    assert parts.train["event_time"].max() < parts.validation["event_time"].min()
+    assert parts.validation["event_time"].max() < parts.holdout["event_time"].min()
+
+
+# --------------------------------------------------------------------------------------------------- reading
+@pytest.mark.parametrize("name, blob", [
+    ("data/broken.parquet", b"this is not parquet at all"),
+    ("data/truncated.parquet", b"PAR1\x00\x00"),
+    ("data/no_extension", b"\x00\x01\x02"),
+    ("data/broken.csv", b"\xff\xfe\x00\x81 not utf-8"),
+    ("data/broken.csv.gz", b"not gzip"),
+    ("s3://bucket/key/broken.parquet?versionId=3", b"junk"),
+])
+def test_parse_table_on_corrupt_bytes_names_the_file(name: str, blob: bytes) -> None:
+    with pytest.raises(DataValidationError) as info:
+        data.parse_table(blob, name)
+    assert info.value.source == name
+    assert str(info.value).startswith(f"{name}: 1 validation error(s):")
+    assert "file is not readable as " in str(info.value)
+
+
+def test_parse_table_reads_csv_gzip_and_parquet(raw_frame: pd.DataFrame) -> None:
+    small = raw_frame.head(50)
+    csv = small.to_csv(index=False).encode()
+    buf = io.BytesIO()
+    small.to_parquet(buf)
+    for name, blob in [("t.csv", csv), ("t.CSV", csv), ("t.csv.gz", gzip.compress(csv)), ("t.parquet", buf.getvalue())]:
+        out = data.parse_table(blob, name)
+        assert out.shape == small.shape, name
+        assert out["transaction_id"].tolist() == small["transaction_id"].tolist()
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    folder = tmp_path_factory.mktemp("load")
+    spec = synth.SynthSpec(rows=1500, seed=4, row_group_rows=500)
+    parquet = synth.write_parquet(spec, folder / "t.parquet")
+    csv = folder / "t.csv"
+    synth.generate(spec).to_csv(csv, index=False)
+    return {"parquet": parquet, "csv": csv}
+
+
+@pytest.mark.parametrize("kind", ["parquet", "csv"])
+def test_load_from_path_records_lineage(files: dict[str, Path], dataset_spec: DatasetConfig, kind: str) -> None:
+    path = files[kind]
+    frame, lineage = data.load(str(path), dataset_spec)
+    assert len(frame) == 1500
+    assert str(frame["event_time"].dt.tz) == "UTC"
+    assert lineage.source == str(path) and lineage.data_rev is None
+    assert lineage.sha256 == hashlib.sha256(path.read_bytes()).hexdigest()
+    assert lineage.size_bytes == path.stat().st_size and lineage.rows == 1500
+    clean = data.validate(frame, dataset_spec, lineage.source)
+    done = data.finish_lineage(lineage, clean, dataset_spec)
+    assert done.rows == 1500 and done.sha256 == lineage.sha256
+    assert done.time_min == str(clean["event_time"].min()) and done.time_max == str(clean["event_time"].max())
+    assert done.time_min.startswith("2025-01-01") and done.time_max.startswith("2025-12-31")
+
+
+def test_csv_and_parquet_load_the_same_rows(files: dict[str, Path], dataset_spec: DatasetConfig) -> None:
+    a = data.validate(data.load(str(files["parquet"]), dataset_spec)[0], dataset_spec, "p")
+    b = data.validate(data.load(str(files["csv"]), dataset_spec)[0], dataset_spec, "c")
+    pd.testing.assert_frame_equal(a, b, check_dtype=False, check_exact=False)
+
+
+def test_lineage_has_no_dvc_md5_for_files_outside_dvc(files: dict[str, Path], dataset_spec: DatasetConfig) -> None:
+    _, lineage = data.load(str(files["parquet"]), dataset_spec)
+    assert lineage.dvc_md5 is None
+
+
+def test_load_missing_file_names_it(tmp_path: Path, dataset_spec: DatasetConfig) -> None:
+    missing = tmp_path / "nope.parquet"
+    with pytest.raises(FileNotFoundError, match="data file not found: .*nope.parquet"):
+        data.load(str(missing), dataset_spec)
+
+
+@pytest.mark.parametrize("source", ["/abs/data.parquet", "s3://bucket/data.parquet"])
+def test_data_rev_needs_a_repository_path(dataset_spec: DatasetConfig, source: str) -> None:
+    with pytest.raises(ValueError, match="--data-rev needs a path inside the DVC repository"):
+        data.load(source, dataset_spec, data_rev="HEAD")
+
+
+# --------------------------------------------------------------------------------------------------- derived columns
+def derived_spec(op: str = ">", value: float | str = 15) -> DatasetConfig:
+    return DatasetConfig.model_validate({
+        "name": "flights", "path": "f.parquet", "id": None, "time": "time_hour",
+        "target": {"name": "is_delayed", "derive": {"source": "arr_delay", "op": op, "value": value},
+                   "min_positives": 1, "max_positive_rate": 1.0},
+        "numeric": {"distance": {"min": 0}}, "categorical": {"origin": {"categories": ["EWR", "JFK", "LGA"]}},
+        "min_rows": 1,
+    })
+
+
+def flights() -> pd.DataFrame:
+    return pd.DataFrame({
+        "time_hour": ["2013-01-01 05:00:00", "2013-01-01 06:00:00", "2013-01-01T07:00:00Z", "2013-01-02 05:00:00",
+                      "2013-01-02 09:00:00+01:00"],
+        "arr_delay": [30.0, np.nan, 5.0, 15.0, 16.0],
+        "distance": [100.0, 200.0, 300.0, 400.0, 500.0],
+        "origin": ["EWR", "JFK", "LGA", "EWR", "JFK"],
+    })
+
+
+@pytest.mark.parametrize("op, value, expected", [
+    (">", 15, [1, 0, 0, 1]),
+    (">=", 15, [1, 0, 1, 1]),
+    ("<", 15, [0, 1, 0, 0]),
+    ("<=", 15.0, [0, 1, 1, 0]),
+    ("==", 15, [0, 0, 1, 0]),
+    ("!=", 15, [1, 1, 0, 1]),
+])
+def test_derive_columns_derived_target_and_positional_id(op: str, value: float, expected: list[int]) -> None:
+    raw = flights()
+    before = raw.copy()
+    out = data.derive_columns(raw, derived_spec(op, value))
+    pd.testing.assert_frame_equal(raw, before)  # the input is not modified
+    assert out["is_delayed"].tolist() == expected and out["is_delayed"].dtype == "int64"
+    assert out.columns[0] == "row_id" and out["row_id"].tolist() == [0, 1, 2, 3]
+    assert out["distance"].tolist() == [100.0, 300.0, 400.0, 500.0]  # the row without arr_delay is dropped
+    assert str(out["time_hour"].dt.tz) == "UTC"
+    assert out["time_hour"].iloc[-1] == pd.Timestamp("2013-01-02 08:00", tz="UTC")
+
+
+def test_derived_dataset_validates_end_to_end() -> None:
+    spec = derived_spec()
+    assert set(data.expected_columns(spec)) == {"row_id", "time_hour", "is_delayed", "distance", "origin",
+                                                "arr_delay"}
+    out = data.validate(data.derive_columns(flights(), spec), spec, "flights.parquet")
+    assert list(out.columns) == ["row_id", "time_hour", "distance", "origin", "is_delayed"]
+    assert out["is_delayed"].sum() == 2
+
+
+def test_derive_columns_without_derivation_keeps_the_frame(raw_frame: pd.DataFrame,
+                                                           dataset_spec: DatasetConfig) -> None:
+    out = data.derive_columns(raw_frame, dataset_spec)
+    pd.testing.assert_frame_equal(out, raw_frame)
+    assert "row_id" not in out.columns
+
+
+def test_derive_columns_when_the_source_column_is_missing() -> None:
+    out = data.derive_columns(flights().drop(columns="arr_delay"), derived_spec())
+    assert "is_delayed" not in out.columns and len(out) == 5
+    err = violations(out, derived_spec())
+    assert "missing columns: ['is_delayed', 'arr_delay']" in str(err)
