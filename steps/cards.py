@@ -33,3 +33,36 @@ def training_card(summaries: list[dict[str, Any]], curves: dict[str, Any], chose
         Markdown("## Lineage"),
         Table([[k, _fmt(v)] for k, v in lineage.items() if k != "extra"], headers=["field", "value"]),
     ]
+
+
+def _interval(r: dict[str, Any]) -> str:
+    return "" if r.get("interval") is None else f"[{r['interval'][0]:.4f}, {r['interval'][1]:.4f}]"
+
+
+def gates_card(results: list[dict[str, Any]], summary: dict[str, Any], report: dict[str, Any]) -> list[Any]:
+    """Components for the gates card: the verdict, every check, ROC/calibration plots, groups, champion."""
+    from steps.plots import group_bars_figure, roc_calibration_figure
+
+    verdict = "PASSED: eligible for promotion" if summary["passed"] else "FAILED: " + ", ".join(summary["failed"])
+    rows = [[("PASS" if r["passed"] else "FAIL") + ("" if r["gated"] else " (not gated)"), r["suite"], r["name"],
+             r["threshold"], _fmt(r["actual"]), _interval(r), r["detail"]] for r in results]
+    out: list[Any] = [
+        Markdown(f"# Promotion gates\n**{verdict}**"),
+        Table(rows, headers=["result", "suite", "check", "threshold", "actual", "interval", "detail"]),
+        Image.from_matplotlib(roc_calibration_figure(report["curves"])),
+    ]
+    champion = report.get("champion")
+    if champion:
+        c = champion["comparison"]
+        out += [Markdown(f"## Champion (run {champion['run_id']}) versus challenger"),
+                Table([[c["metric"], _fmt(c["champion"]), _fmt(c["challenger"]), _fmt(c["difference"]),
+                        f"[{c['low']:.4f}, {c['high']:.4f}]", _fmt(c["p_value"]), c["method"]]],
+                      headers=["metric", "champion", "challenger", "difference", "interval", "p-value", "test"])]
+    else:
+        out.append(Markdown("No champion yet: the absolute gates decide."))
+    for attribute, groups in report["fairness"].items():
+        out += [Markdown(f"## Fairness by {attribute}"), Image.from_matplotlib(group_bars_figure(groups, attribute))]
+    eff = report["efficiency"]
+    out += [Markdown("## Efficiency (serving runtime)"),
+            Table([[k, _fmt(v)] for k, v in eff.items()], headers=["measure", "value"])]
+    return out

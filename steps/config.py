@@ -121,6 +121,7 @@ class CandidateConfig(Strict):
     name: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
     type: Literal["logistic_regression", "lightgbm", "random_forest", "hist_gradient_boosting"]
     params: dict[str, Any] = Field(default_factory=dict)
+    impute: bool = Field(True, description="impute missing numeric values (linear models cannot take NaN)")
 
 
 class TrainConfig(Strict):
@@ -305,7 +306,7 @@ class RobustnessGates(Strict):
 
     relative_noise: float = Field(0.01, gt=0.0, le=1.0)
     max_mean_abs_change: float = Field(0.01, gt=0.0)
-    max_abs_change: float = Field(0.25, gt=0.0)
+    max_p99_abs_change: float = Field(0.1, gt=0.0, description="99th percentile of |score change|")
     missing_rate: float = Field(0.1, gt=0.0, lt=1.0)
     min_auc_ratio_with_missing: float = Field(0.95, gt=0.0, le=1.0)
     sample_rows: int = Field(2000, ge=50)

@@ -37,16 +37,17 @@ def categorical_cleaner() -> FunctionTransformer:
     return FunctionTransformer(_to_str, feature_names_out="one-to-one", validate=False)
 
 
-def preprocessor(spec: DatasetConfig, style: Style) -> ColumnTransformer:
+def preprocessor(spec: DatasetConfig, style: Style, impute: bool = True) -> ColumnTransformer:
     """Column transforms for ``style``: one-hot + scaling for linear models, ordinal codes + raw numbers for trees.
 
-    Unseen categories never raise: they become all-zero one-hot rows or the code -1.
+    Unseen categories never raise: they become all-zero one-hot rows or the code -1. ``impute=False`` leaves
+    missing numbers as NaN for linear models (they then fail on missing values: a planted regression).
     """
     numeric, categorical = list(spec.numeric), list(spec.categorical)
     cats = _categories(spec)
     if style == "linear":
-        num = Pipeline([("impute", SimpleImputer(strategy="median", add_indicator=True)),
-                        ("scale", StandardScaler())])
+        imputer = [("impute", SimpleImputer(strategy="median", add_indicator=True))] if impute else []
+        num = Pipeline([*imputer, ("scale", StandardScaler())])
         cat = Pipeline([("clean", categorical_cleaner()),
                         ("encode", OneHotEncoder(categories=cats, handle_unknown="ignore", sparse_output=False))])
     else:

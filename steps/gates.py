@@ -6,7 +6,11 @@ import json
 from dataclasses import asdict, dataclass, field
 from typing import Any, Iterable
 
-from steps.config import Threshold
+import numpy as np
+import pandas as pd
+from threadpoolctl import threadpool_limits
+
+from steps.config import DatasetConfig, GatesConfig, Threshold
 
 
 @dataclass(frozen=True)
@@ -90,3 +94,133 @@ class Verdict:
 def combine(groups: Iterable[list[GateResult]]) -> Verdict:
     """One verdict from the results of every suite."""
     return Verdict([r for group in groups for r in group])
+
+
+# --------------------------------------------------------------------------------------------------- suites
+def performance_gates(y: Any, proba: Any, cfg: GatesConfig) -> tuple[list[GateResult], dict[str, Any]]:
+    """Absolute hold-out quality: each configured metric judged on the bound of its bootstrap interval."""
+    from steps import stats
+
+    b, perf = cfg.bootstrap, cfg.performance
+    estimates = stats.performance(y, proba, b.samples, b.confidence, b.seed, perf.recall_at_precision,
+                                  perf.calibration_bins)
+    results = [check("performance", name, name, threshold, estimates[name].point,
+                     (estimates[name].low, estimates[name].high), b.confidence,
+                     detail=f"{name} {estimates[name].point:.4f} [{estimates[name].low:.4f}, "
+                            f"{estimates[name].high:.4f}] on {len(y)} hold-out rows")
+               for name, threshold in perf.thresholds.items()]
+    return results, {name: e.to_dict() for name, e in estimates.items()}
+
+
+def champion_gates(y: Any, p_challenger: Any, p_champion: Any, cfg: GatesConfig, champion_run: str,
+                   fairness: tuple[dict[str, float], dict[str, float]],
+                   latency_p99: tuple[float, float]) -> tuple[list[GateResult], dict[str, Any]]:
+    """Challenger versus champion on the same hold-out: significance, fairness and latency non-inferiority.
+
+    Args:
+        fairness: (challenger, champion) disparity values keyed by gate name (lower is better).
+        latency_p99: (challenger, champion) single-row p99 latency in ms.
+    """
+    from steps import stats
+
+    c = cfg.champion
+    if c.method == "delong":
+        comparison = stats.delong(y, p_champion, p_challenger)
+    else:
+        comparison = stats.paired_bootstrap(y, p_champion, p_challenger, cfg.primary_metric,
+                                            max(cfg.bootstrap.samples, 500), cfg.bootstrap.confidence,
+                                            cfg.bootstrap.seed)
+    results = [GateResult(
+        suite="champion", name=f"significantly_better[{comparison.metric}]",
+        metric=f"{comparison.metric} difference (challenger - champion)",
+        threshold=f">= {c.min_effect:g} and p < {c.alpha:g} ({comparison.method})",
+        actual=comparison.difference, interval=(comparison.low, comparison.high),
+        passed=comparison.significant(c.alpha, c.min_effect),
+        detail=f"challenger {comparison.challenger:.4f} vs champion {comparison.champion:.4f} "
+               f"(run {champion_run}), one-sided p = {comparison.p_value:.4f}")]
+    challenger_fair, champion_fair = fairness
+    for name in sorted(set(challenger_fair) & set(champion_fair)):
+        limit = champion_fair[name] + c.fairness_tolerance
+        results.append(GateResult("champion", f"not_less_fair[{name}]", name, f"<= {limit:.4f} (champion "
+                                  f"{champion_fair[name]:.4f} + {c.fairness_tolerance:g})", challenger_fair[name],
+                                  bool(challenger_fair[name] <= limit)))
+    limit = latency_p99[1] * (1 + c.latency_tolerance)
+    results.append(GateResult("champion", "not_slower[p99_ms]", "p99_ms", f"<= {limit:.3f} (champion "
+                              f"{latency_p99[1]:.3f} x {1 + c.latency_tolerance:g})", latency_p99[0],
+                              bool(latency_p99[0] <= limit)))
+    return results, comparison.to_dict()
+
+
+# --------------------------------------------------------------------------------------------------- all suites
+@dataclass(frozen=True)
+class Assessment:
+    """The verdict and the report behind it (JSON-able), for artifacts and cards."""
+
+    verdict: Verdict
+    report: dict[str, Any]
+
+
+def _disparities(results: list[GateResult]) -> dict[str, float]:
+    """Fairness disparities keyed by gate name, oriented so that lower is better."""
+    out = {}
+    for r in results:
+        if r.suite == "fairness" and r.gated and r.actual is not None and np.isfinite(r.actual):
+            out[r.name] = 1.0 - r.actual if r.name.startswith("worst_group_auc_ratio") else r.actual
+    return out
+
+
+def _model_checks(model: Any, blob: bytes, holdout: pd.DataFrame, spec: DatasetConfig,
+                  cfg: GatesConfig) -> tuple[np.ndarray, list[GateResult], dict[str, Any]]:
+    """Every suite that looks at one model alone: performance, fairness, robustness, efficiency, review."""
+    from steps import efficiency, fairness, models, robustness
+
+    def predict(frame: pd.DataFrame) -> np.ndarray:
+        return models.predict_proba(model, frame, spec)
+
+    y = holdout[spec.target.name].to_numpy()
+    proba = predict(holdout)
+    perf, perf_report = performance_gates(y, proba, cfg)
+    fair, fair_report = fairness.fairness_gates(y, proba, holdout[spec.sensitive], cfg.fairness,
+                                                cfg.decision_threshold)
+    robust, robust_report = robustness.robustness_gates(predict, holdout, spec, cfg.robustness, cfg.bootstrap.seed)
+    with threadpool_limits(limits=1):  # one limit around the loop: per-call limits would add ~4 ms per row
+        measured = efficiency.measure(lambda f: model.predict_proba(f[spec.features])[:, 1], holdout, blob,
+                                      cfg.efficiency)
+    eff = efficiency.efficiency_gates(measured, cfg.efficiency)
+    review = efficiency.review_gates(proba, cfg.review)
+    report = {"performance": perf_report, "fairness": fair_report, "robustness": robust_report,
+              "efficiency": measured}
+    return proba, [*perf, *fair, *robust, *eff, *review], report
+
+
+def assess(model: Any, blob: bytes, holdout: pd.DataFrame, spec: DatasetConfig, cfg: GatesConfig,
+           champion: tuple[str, Any, bytes] | None = None) -> Assessment:
+    """Run every gate suite on ``model`` and, when a champion ``(run_id, model, blob)`` exists, compare the two.
+
+    With no champion the absolute gates decide; with one, the challenger must also be significantly better on
+    the primary metric and no worse beyond tolerance on fairness and latency.
+    """
+    y = holdout[spec.target.name].to_numpy()
+    proba, results, report = _model_checks(model, blob, holdout, spec, cfg)
+    report["curves"] = {"challenger": _curves(y, proba, cfg)}
+    if champion is not None:
+        run_id, champ_model, champ_blob = champion
+        champ_proba, champ_results, champ_report = _model_checks(champ_model, champ_blob, holdout, spec, cfg)
+        comparison, compared = champion_gates(
+            y, proba, champ_proba, cfg, run_id, (_disparities(results), _disparities(champ_results)),
+            (report["efficiency"]["p99_ms"], champ_report["efficiency"]["p99_ms"]))
+        results += comparison
+        report["champion"] = {"run_id": run_id, "comparison": compared, "performance": champ_report["performance"],
+                              "efficiency": champ_report["efficiency"]}
+        report["curves"]["champion"] = _curves(y, champ_proba, cfg)
+    return Assessment(Verdict(results), report)
+
+
+def _curves(y: np.ndarray, proba: np.ndarray, cfg: GatesConfig) -> dict[str, Any]:
+    """ROC and calibration curves for the card."""
+    from sklearn.calibration import calibration_curve
+
+    from steps.evaluate import curves
+
+    observed, predicted = calibration_curve(y, proba, n_bins=cfg.performance.calibration_bins, strategy="quantile")
+    return {**curves(y, proba, 100), "calibration": {"predicted": predicted.tolist(), "observed": observed.tolist()}}

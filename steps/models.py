@@ -62,7 +62,7 @@ def build_pipeline(candidate: CandidateConfig, spec: DatasetConfig, seed: int, t
         model = factory(dict(candidate.params), seed, threads)
     except TypeError as err:
         raise ValueError(f"candidate '{candidate.name}' ({candidate.type}): bad params {candidate.params}: {err}")
-    return Pipeline([("preprocess", preprocessor(spec, style)), ("model", model)])
+    return Pipeline([("preprocess", preprocessor(spec, style, candidate.impute)), ("model", model)])
 
 
 def fit(pipeline: Pipeline, frame: pd.DataFrame, spec: DatasetConfig, threads: int) -> tuple[Pipeline, float]:

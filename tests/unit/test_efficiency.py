@@ -1,0 +1,156 @@
+"""Efficiency gates (latency, throughput, size, memory) and the review-band gate."""
+
+from __future__ import annotations
+
+import time
+import tracemalloc
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from steps import models, synth
+from steps.config import CandidateConfig, DatasetConfig, EfficiencyGates, ReviewGates, load_file
+from steps.efficiency import efficiency_gates, in_band, measure, review_gates
+
+ROOT = Path(__file__).resolve().parents[2]
+CFG = EfficiencyGates(latency_rows=20, batch_rows=200)
+KEYS = {"p50_ms", "p99_ms", "rows_per_s", "size_mb", "peak_memory_mb", "latency_rows", "batch_rows"}
+GATES = ["latency_p50_ms", "latency_p99_ms", "throughput_rows_per_s", "serialized_size_mb", "peak_memory_mb"]
+
+
+@pytest.fixture(scope="module")
+def rows() -> pd.DataFrame:
+    """300 raw synthetic rows."""
+    return synth.generate(synth.SynthSpec(rows=300, seed=9))
+
+
+def fast(frame: pd.DataFrame) -> np.ndarray:
+    """A constant scorer: microseconds per call."""
+    return np.full(len(frame), 0.5)
+
+
+def slow(frame: pd.DataFrame) -> np.ndarray:
+    """30 ms per call, whatever the batch size."""
+    time.sleep(0.03)
+    return np.full(len(frame), 0.5)
+
+
+def hungry(frame: pd.DataFrame) -> np.ndarray:
+    """Allocates about 40 MB (traced by tracemalloc through NumPy) while scoring."""
+    scratch = np.ones((len(frame), 5_000_000 // max(len(frame), 1)))
+    return np.full(len(frame), float(scratch[0, 0]) / 2)
+
+
+def by_name(results: list) -> dict:
+    """Gate results keyed by name."""
+    return {r.name: r for r in results}
+
+
+def test_a_fast_predict_passes_every_gate(rows):
+    measured = measure(fast, rows, b"x" * 1000, CFG)
+    assert set(measured) == KEYS
+    assert measured["size_mb"] == pytest.approx(0.001)
+    assert measured["batch_rows"] == 200 and measured["latency_rows"] == 20
+    results = efficiency_gates(measured, CFG)
+    assert [r.name for r in results] == GATES
+    assert all(r.suite == "efficiency" and r.passed for r in results), [r for r in results if not r.passed]
+
+
+def test_a_slow_predict_fails_latency_and_throughput(rows):
+    cfg = EfficiencyGates(latency_rows=10, batch_rows=100)
+    measured = measure(slow, rows, b"x", cfg)
+    assert measured["p50_ms"] >= 30.0
+    results = by_name(efficiency_gates(measured, cfg))
+    assert not results["latency_p50_ms"].passed and not results["throughput_rows_per_s"].passed
+    assert results["serialized_size_mb"].passed and results["peak_memory_mb"].passed
+    assert "10 single-row calls" in results["latency_p50_ms"].detail
+
+
+def test_peak_memory_counts_numpy_allocations_of_one_batch(rows):
+    measured = measure(hungry, rows, b"x", CFG)
+    assert 30.0 < measured["peak_memory_mb"] < 200.0
+    assert not by_name(efficiency_gates(measured, EfficiencyGates(max_peak_memory_mb=10)))["peak_memory_mb"].passed
+
+
+def test_tracing_started_elsewhere_is_left_running(rows):
+    tracemalloc.start()
+    try:
+        measure(fast, rows, b"x", CFG)
+        assert tracemalloc.is_tracing()
+    finally:
+        tracemalloc.stop()
+    measure(fast, rows, b"x", CFG)
+    assert not tracemalloc.is_tracing()
+
+
+def test_single_row_calls_reuse_rows_when_there_are_few(rows):
+    seen: list[int] = []
+
+    def spy(frame: pd.DataFrame) -> np.ndarray:
+        seen.append(len(frame))
+        return fast(frame)
+
+    measured = measure(spy, rows.iloc[:3], b"x", CFG)
+    assert measured["batch_rows"] == 3
+    assert seen.count(1) == 5 + CFG.latency_rows  # warm-up calls, then the timed ones
+
+
+def test_empty_rows_are_an_error():
+    with pytest.raises(ValueError, match="at least one row"):
+        measure(fast, pd.DataFrame(), b"x", CFG)
+
+
+def test_a_fitted_pipeline_is_measured(rows):
+    spec = load_file(DatasetConfig, ROOT / "config" / "dataset.yaml")
+    candidate = CandidateConfig(name="logreg", type="logistic_regression", params={"C": 0.5})
+    pipeline, _ = models.fit(models.build_pipeline(candidate, spec, seed=0, threads=1), rows, spec, threads=1)
+    blob = models.serialize(pipeline)
+    measured = measure(lambda f: pipeline.predict_proba(f[spec.features])[:, 1], rows, blob, CFG)
+    assert measured["size_mb"] == len(blob) / 1e6
+    assert 0 < measured["p50_ms"] <= measured["p99_ms"] and measured["rows_per_s"] > 0
+    assert measured["peak_memory_mb"] > 0
+
+
+BASE = {"p50_ms": 1.0, "p99_ms": 2.0, "rows_per_s": 1e5, "size_mb": 1.0, "peak_memory_mb": 10.0,
+        "latency_rows": 200, "batch_rows": 20_000}
+
+
+@pytest.mark.parametrize("key, gate, good, bad", [
+    ("p50_ms", "latency_p50_ms", 20.0, 20.01),
+    ("p99_ms", "latency_p99_ms", 50.0, 75.0),
+    ("rows_per_s", "throughput_rows_per_s", 5_000.0, 4_999.0),
+    ("size_mb", "serialized_size_mb", 50.0, 51.0),
+    ("peak_memory_mb", "peak_memory_mb", 512.0, 600.0),
+])
+def test_each_gate_has_two_sides(key, gate, good, bad):
+    cfg = EfficiencyGates()
+    passing = by_name(efficiency_gates({**BASE, key: good}, cfg))
+    failing = by_name(efficiency_gates({**BASE, key: bad}, cfg))
+    assert all(r.passed for r in passing.values())
+    assert {n for n, r in failing.items() if not r.passed} == {gate}
+    assert failing[gate].actual == bad
+
+
+# ------------------------------------------------------------------------------------------------- review
+@pytest.mark.parametrize("proba, max_rate, passed, count", [
+    ([0.1, 0.9, 0.2, 0.8], 0.0, True, 0),
+    ([0.4, 0.6, 0.1, 0.9], 0.5, True, 2),  # both ends of the band are inside it
+    ([0.4, 0.6, 0.5, 0.9], 0.5, False, 3),
+    ([0.39, 0.61, np.nan, 0.5], 0.25, True, 1),  # NaN is never in the band
+])
+def test_review_rate_gate(proba, max_rate, passed, count):
+    (result,) = review_gates(np.array(proba), ReviewGates(band=(0.4, 0.6), max_rate=max_rate))
+    assert result.suite == "review" and result.passed is passed
+    assert result.actual == pytest.approx(count / len(proba))
+    assert result.detail.startswith(f"{count} of {len(proba)} scores in [0.4, 0.6]")
+
+
+def test_in_band_is_the_flag_the_scorer_writes():
+    assert in_band(np.array([0.3, 0.4, 0.55, 0.7]), (0.4, 0.6)).tolist() == [False, True, True, False]
+
+
+def test_review_gate_on_no_scores_passes_with_zero_rate():
+    (result,) = review_gates(np.array([]), ReviewGates())
+    assert result.passed and result.actual == 0.0

@@ -1,0 +1,140 @@
+"""Fairness gates: fairlearn slices, disparities over gated groups, and the per-group report."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from steps import data, models, synth
+from steps.config import CandidateConfig, DatasetConfig, FairnessGates, load_file
+from steps.fairness import fairness_gates
+
+ROOT = Path(__file__).resolve().parents[2]
+SENSITIVE = ["customer_age_band", "region"]
+INTERSECTION = "customer_age_band×region"
+
+
+@pytest.fixture(scope="module")
+def frame() -> pd.DataFrame:
+    """12,000 synthetic transactions (about 240 frauds)."""
+    return synth.generate(synth.SynthSpec(rows=12_000, seed=3, row_group_rows=6_000))
+
+
+@pytest.fixture(scope="module")
+def labels(frame: pd.DataFrame) -> np.ndarray:
+    """The 0/1 fraud labels."""
+    return frame["is_fraud"].to_numpy()
+
+
+@pytest.fixture(scope="module")
+def fair(labels: np.ndarray) -> np.ndarray:
+    """An equally good scorer for every group: positives score >= 0.7, negatives < 0.3."""
+    rng = np.random.default_rng(0)
+    return 0.7 * labels + 0.3 * rng.uniform(size=len(labels))
+
+
+def by_name(results: list) -> dict:
+    """Gate results keyed by name."""
+    return {r.name: r for r in results}
+
+
+@pytest.mark.parametrize("intersections, expected", [(True, 9), (False, 6)])
+def test_fair_predictor_passes_every_gate(frame, labels, fair, intersections, expected):
+    results, report = fairness_gates(labels, fair, frame[SENSITIVE], FairnessGates(intersections=intersections), 0.5)
+    assert len(results) == expected
+    assert all(r.suite == "fairness" and r.passed for r in results), [r for r in results if not r.passed]
+    assert (INTERSECTION in report) is intersections
+    assert by_name(results)["equalized_odds_difference[region]"].actual == pytest.approx(0.0)
+
+
+@pytest.mark.parametrize("attribute, group", [("region", "latam"), ("region", "mea"), ("customer_age_band", "18-25")])
+def test_zeroing_one_group_fails_equalized_odds_and_names_it(frame, labels, fair, attribute, group):
+    proba = np.where(frame[attribute].eq(group).to_numpy(), 0.0, fair)
+    results = by_name(fairness_gates(labels, proba, frame[SENSITIVE], FairnessGates(), 0.5)[0])
+    odds = results[f"equalized_odds_difference[{attribute}]"]
+    assert not odds.passed and odds.gated
+    assert odds.actual == pytest.approx(1.0)
+    assert f"worst {group} (0.0000)" in odds.detail
+    auc = results[f"worst_group_auc_ratio[{attribute}]"]
+    assert not auc.passed and f"worst {group} (AUC 0.5000)" in auc.detail
+    inter = results[f"equalized_odds_difference[{INTERSECTION}]"]
+    assert not inter.passed and group in inter.detail.split(";")[0]
+
+
+def test_demographic_parity_fails_when_one_group_is_always_flagged(frame, labels, fair):
+    proba = np.where(frame["region"].eq("apac").to_numpy(), 0.99, fair)
+    results = by_name(fairness_gates(labels, proba, frame[SENSITIVE], FairnessGates(), 0.5)[0])
+    parity = results["demographic_parity_difference[region]"]
+    assert not parity.passed and parity.actual > 0.9
+    assert "highest selection rate apac (1.0000)" in parity.detail
+    assert results["demographic_parity_difference[customer_age_band]"].passed
+
+
+@pytest.mark.parametrize("cfg", [FairnessGates(), FairnessGates(min_slice_size=1, min_slice_positives=10)],
+                         ids=["too_few_rows", "too_few_positives"])
+def test_small_slices_are_reported_but_not_gated(frame, labels, fair, cfg):
+    small = frame["customer_age_band"].str.cat(frame["region"], sep="×")
+    counts = pd.DataFrame({"group": small, "y": labels}).groupby("group")["y"].agg(["size", "sum"])
+    below = counts[(counts["size"] < cfg.min_slice_size) | (counts["sum"] < cfg.min_slice_positives)]
+    assert len(below) and len(below) < len(counts), "the fixture must hold both large and small slices"
+    target = below.index[0]
+    proba = np.where(small.eq(target).to_numpy(), 0.0, fair)  # the model is useless on that small slice only
+    results, report = fairness_gates(labels, proba, frame[SENSITIVE], cfg, 0.5)
+    odds = by_name(results)[f"equalized_odds_difference[{INTERSECTION}]"]
+    assert odds.passed and odds.gated
+    assert "not gated" in odds.detail and target in odds.detail
+    rows = {r["group"]: r for r in report[INTERSECTION]}
+    assert rows[target]["gated"] is False and rows[target]["tpr"] in (0.0, None)
+    assert {g for g, r in rows.items() if not r["gated"]} == set(below.index)
+
+
+def test_fewer_than_two_gated_groups_gives_reported_only_results(frame, labels, fair):
+    cfg = FairnessGates(min_slice_size=len(frame), intersections=False)
+    results, _ = fairness_gates(labels, fair, frame[SENSITIVE], cfg, 0.5)
+    assert len(results) == 6
+    assert all(not r.gated and r.actual is None for r in results)
+    assert all("fewer than 2 groups" in r.detail for r in results)
+
+
+def test_report_is_json_with_every_group_and_nan_as_null(labels, fair):
+    sensitive = pd.DataFrame({"band": np.where(labels == 1, "a", np.array(["a", "b", None], dtype=object)[
+        np.arange(len(labels)) % 3])})  # 'b' and the missing group hold no positives
+    results, report = fairness_gates(labels, fair, sensitive, FairnessGates(min_slice_size=1), 0.5)
+    json.dumps(report, allow_nan=False)
+    rows = {r["group"]: r for r in report["band"]}
+    assert set(rows) == {"a", "b", "__missing__"}
+    assert set(rows["a"]) == {"group", "rows", "positives", "selection_rate", "tpr", "fpr", "auc", "gated"}
+    assert rows["b"]["positives"] == 0 and rows["b"]["auc"] is None and rows["b"]["tpr"] is None
+    assert rows["a"]["gated"] and not rows["b"]["gated"]
+    assert sum(r["rows"] for r in rows.values()) == len(labels)
+    assert len(results) == 3  # one attribute: no intersection
+
+
+def test_decision_threshold_moves_selection_rates(frame, labels, fair):
+    _, low = fairness_gates(labels, fair, frame[SENSITIVE], FairnessGates(intersections=False), 0.0)
+    _, high = fairness_gates(labels, fair, frame[SENSITIVE], FairnessGates(intersections=False), 0.5)
+    assert all(r["selection_rate"] == 1.0 for r in low["region"])
+    assert all(r["selection_rate"] < 0.1 for r in high["region"])
+
+
+def test_length_mismatch_is_an_error(frame, labels, fair):
+    with pytest.raises(ValueError, match="length mismatch"):
+        fairness_gates(labels[:-1], fair, frame[SENSITIVE], FairnessGates(), 0.5)
+
+
+def test_fitted_pipeline_on_validated_data(frame):
+    spec = load_file(DatasetConfig, ROOT / "config" / "dataset.yaml")
+    clean = data.validate(frame, spec, "fixture")
+    train, test = clean.iloc[:8000], clean.iloc[8000:]
+    candidate = CandidateConfig(name="logreg", type="logistic_regression", params={"C": 0.5})
+    pipeline, _ = models.fit(models.build_pipeline(candidate, spec, seed=0, threads=1), train, spec, threads=1)
+    proba = models.predict_proba(pipeline, test, spec)
+    results, report = fairness_gates(test[spec.target.name], proba, test[spec.sensitive], FairnessGates(), 0.1)
+    assert {r.name for r in results} == {f"{m}[{a}]" for a in [*spec.sensitive, INTERSECTION] for m in (
+        "demographic_parity_difference", "equalized_odds_difference", "worst_group_auc_ratio")}
+    assert all(r.actual is None or np.isfinite(r.actual) for r in results)
+    assert set(report) == {*spec.sensitive, INTERSECTION}
