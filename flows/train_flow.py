@@ -14,8 +14,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # steps/ sits besi
 from metaflow import Config, FlowSpec, Parameter, card, current, project, step  # noqa: E402
 from mutators import apply_profile  # noqa: E402
 
-from steps import cards, data, evaluate, training  # noqa: E402
-from steps.config import DatasetConfig, TrainConfig, load  # noqa: E402
+from steps import cards, data, evaluate, gates, models, registry, training  # noqa: E402
+from steps.config import DatasetConfig, GatesConfig, TrainConfig, load  # noqa: E402
 
 PROFILE = os.environ.get("MLOPS_PROFILE", "config/profiles/local.yaml")
 
@@ -27,6 +27,7 @@ class TrainFlow(FlowSpec):
 
     dataset = Config("dataset", default="config/dataset.yaml", parser="steps.config.parse_dataset")
     train = Config("train", default="config/train.yaml", parser="steps.config.parse_train")
+    gates_config = Config("gates", default="config/gates.yaml", parser="steps.config.parse_gates")
     profile = Config("profile", default=PROFILE, parser="steps.config.parse_profile")
 
     data = Parameter("data", default="", help="Data source override: Parquet/CSV path or s3:// URL.")
@@ -80,13 +81,36 @@ class TrainFlow(FlowSpec):
         current.card["training"].extend(cards.training_card(
             self.candidate_summaries, curves, self.model_name, cfg.selection_metric, self.lineage,
             self.split_summary))
+        self.next(self.gates)
+
+    @card(type="blank", id="gates")
+    @step
+    def gates(self):
+        """Judge the chosen model on the hold-out; compare it with the champion when there is one."""
+        spec, cfg = load(DatasetConfig, self.dataset), load(GatesConfig, self.gates_config)
+        champion = registry.Registry(current.flow_name, current.branch_name,
+                                     current.project_name).champion_for_comparison()
+        model = models.deserialize(self.model_blob, self.model_fingerprint)
+        assessment = gates.assess(model, self.model_blob, self.holdout_df, spec, cfg, champion)
+        self.champion_run_id = champion[0] if champion else None
+        self.gate_results = [r.to_dict() for r in assessment.verdict.results]
+        self.gate_summary, self.gates_passed = assessment.verdict.summary(), assessment.verdict.passed
+        self.gate_report, self.gate_report_json = assessment.report, assessment.verdict.to_json()
+        current.card["gates"].extend(cards.gates_card(self.gate_results, self.gate_summary, self.gate_report))
         self.next(self.end)
 
     @step
     def end(self):
-        """Say where the run and its card are."""
-        print(f"Trained {self.model_name} (sha256 {self.model_fingerprint[:12]}) in run {current.pathspec}")
-        print(f"Card: python flows/train_flow.py card view {current.run_id}/join")
+        """Register: tag the run candidate, and move the champion tag here only when every gate passed.
+
+        Registration is the last thing the run does, so the champion tag never points at a run that can still fail.
+        """
+        reg = registry.Registry(current.flow_name, current.branch_name, current.project_name)
+        self.registry_event = reg.register(current.run_id, self.gates_passed, self.gate_summary)
+        outcome = "promoted to champion" if self.registry_event else "kept as candidate, failed: " + ", ".join(
+            self.gate_summary["failed"])
+        print(f"{self.model_name} (sha256 {self.model_fingerprint[:12]}) in {current.pathspec}: {outcome}")
+        print(f"Cards: python flows/train_flow.py card view {current.run_id}/join (training), .../gates (gates)")
 
 
 if __name__ == "__main__":

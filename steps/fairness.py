@@ -186,3 +186,57 @@ def fairness_gates(y_true: np.ndarray, proba: np.ndarray, sensitive: pd.DataFram
     failed = [r.name for r in results if r.gated and not r.passed]
     logger.info("fairness: %d checks over %d slicings, failed: %s", len(results), len(report), failed or "none")
     return results, report
+
+
+# --------------------------------------------------------------------------------------------------- comparison
+def _rates(y: np.ndarray, decision: np.ndarray, codes: np.ndarray, k: int) -> tuple[np.ndarray, ...]:
+    """Selection rate, TPR and FPR per group code (NaN where a group has no rows / positives / negatives)."""
+    with np.errstate(invalid="ignore", divide="ignore"):
+        rows = np.bincount(codes, minlength=k)
+        pos = np.bincount(codes, weights=y, minlength=k)
+        sel = np.bincount(codes, weights=decision, minlength=k) / rows
+        tpr = np.bincount(codes, weights=decision * y, minlength=k) / pos
+        fpr = np.bincount(codes, weights=decision * (1 - y), minlength=k) / (rows - pos)
+    return sel, tpr, fpr
+
+
+def _gaps(y: np.ndarray, decision: np.ndarray, codes: np.ndarray, k: int, keep: np.ndarray) -> tuple[float, float]:
+    """(demographic-parity difference, equalized-odds difference) over the kept groups."""
+    sel, tpr, fpr = (r[keep] for r in _rates(y, decision, codes, k))
+    return float(np.nanmax(sel) - np.nanmin(sel)), float(max(np.nanmax(tpr) - np.nanmin(tpr),
+                                                              np.nanmax(fpr) - np.nanmin(fpr)))
+
+
+def compare_disparities(y: np.ndarray, p_champion: np.ndarray, p_challenger: np.ndarray, sensitive: pd.DataFrame,
+                        cfg: FairnessGates, threshold: float, samples: int = 200, seed: int = 0,
+                        confidence: float = 0.95) -> list[dict[str, Any]]:
+    """Paired bootstrap of how much each disparity widens from champion to challenger, per sensitive attribute.
+
+    Both models are judged on the same resampled rows, over the groups large enough to gate on the full hold-out.
+
+    Returns:
+        One dict per (disparity, attribute): name, champion, challenger, widening (challenger - champion) and its
+        percentile interval.
+    """
+    y = np.asarray(y, dtype=float)
+    decisions = [(np.asarray(p) >= threshold).astype(float) for p in (p_champion, p_challenger)]
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, len(y), size=(samples, len(y)))
+    out = []
+    for attribute in sensitive.columns:
+        labels = sensitive[attribute].astype("object").where(sensitive[attribute].notna(), MISSING_GROUP)
+        codes, uniques = pd.factorize(labels.astype(str))
+        k = len(uniques)
+        rows, pos = np.bincount(codes, minlength=k), np.bincount(codes, weights=y, minlength=k)
+        keep = (rows >= cfg.min_slice_size) & (pos >= cfg.min_slice_positives)
+        if keep.sum() < 2:
+            continue
+        point = [_gaps(y, d, codes, k, keep) for d in decisions]
+        boot = np.array([[np.subtract(_gaps(y[i], decisions[1][i], codes[i], k, keep),
+                                      _gaps(y[i], decisions[0][i], codes[i], k, keep))] for i in idx])[:, 0, :]
+        tail = (1 - confidence) / 2
+        for j, name in enumerate(("demographic_parity_difference", "equalized_odds_difference")):
+            low, high = np.nanquantile(boot[:, j], [tail, 1 - tail])
+            out.append({"name": f"{name}[{attribute}]", "champion": point[0][j], "challenger": point[1][j],
+                        "widening": point[1][j] - point[0][j], "low": float(low), "high": float(high)})
+    return out

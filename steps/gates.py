@@ -113,13 +113,16 @@ def performance_gates(y: Any, proba: Any, cfg: GatesConfig) -> tuple[list[GateRe
 
 
 def champion_gates(y: Any, p_challenger: Any, p_champion: Any, cfg: GatesConfig, champion_run: str,
-                   fairness: tuple[dict[str, float], dict[str, float]],
-                   latency_p99: tuple[float, float]) -> tuple[list[GateResult], dict[str, Any]]:
+                   fairness: list[dict[str, Any]],
+                   latency_p50: tuple[float, float]) -> tuple[list[GateResult], dict[str, Any]]:
     """Challenger versus champion on the same hold-out: significance, fairness and latency non-inferiority.
 
     Args:
-        fairness: (challenger, champion) disparity values keyed by gate name (lower is better).
-        latency_p99: (challenger, champion) single-row p99 latency in ms.
+        fairness: paired-bootstrap disparity comparisons (``fairness.compare_disparities``). A disparity blocks
+            promotion when it is clearly wider: the lower bound of its widening exceeds the tolerance (group
+            rates on a hold-out are noisy; a point comparison would block good models on sampling noise alone).
+        latency_p50: (challenger, champion) single-row median latency in ms (the median: p99 over a few hundred
+            calls on a shared machine is too noisy to compare two models).
     """
     from steps import stats
 
@@ -138,16 +141,16 @@ def champion_gates(y: Any, p_challenger: Any, p_champion: Any, cfg: GatesConfig,
         passed=comparison.significant(c.alpha, c.min_effect),
         detail=f"challenger {comparison.challenger:.4f} vs champion {comparison.champion:.4f} "
                f"(run {champion_run}), one-sided p = {comparison.p_value:.4f}")]
-    challenger_fair, champion_fair = fairness
-    for name in sorted(set(challenger_fair) & set(champion_fair)):
-        limit = champion_fair[name] + c.fairness_tolerance
-        results.append(GateResult("champion", f"not_less_fair[{name}]", name, f"<= {limit:.4f} (champion "
-                                  f"{champion_fair[name]:.4f} + {c.fairness_tolerance:g})", challenger_fair[name],
-                                  bool(challenger_fair[name] <= limit)))
-    limit = latency_p99[1] * (1 + c.latency_tolerance)
-    results.append(GateResult("champion", "not_slower[p99_ms]", "p99_ms", f"<= {limit:.3f} (champion "
-                              f"{latency_p99[1]:.3f} x {1 + c.latency_tolerance:g})", latency_p99[0],
-                              bool(latency_p99[0] <= limit)))
+    for f in fairness:
+        results.append(GateResult(
+            "champion", f"not_less_fair[{f['name']}]", f"{f['name']} widening (challenger - champion)",
+            f"lower bound <= {c.fairness_tolerance:g}", f["widening"], bool(f["low"] <= c.fairness_tolerance),
+            interval=(f["low"], f["high"]),
+            detail=f"challenger {f['challenger']:.4f} vs champion {f['champion']:.4f}"))
+    limit = latency_p50[1] * (1 + c.latency_tolerance)
+    results.append(GateResult("champion", "not_slower[p50_ms]", "p50_ms", f"<= {limit:.3f} (champion "
+                              f"{latency_p50[1]:.3f} x {1 + c.latency_tolerance:g})", latency_p50[0],
+                              bool(latency_p50[0] <= limit)))
     return results, comparison.to_dict()
 
 
@@ -160,15 +163,6 @@ class Assessment:
     report: dict[str, Any]
 
 
-def _disparities(results: list[GateResult]) -> dict[str, float]:
-    """Fairness disparities keyed by gate name, oriented so that lower is better."""
-    out = {}
-    for r in results:
-        if r.suite == "fairness" and r.gated and r.actual is not None and np.isfinite(r.actual):
-            out[r.name] = 1.0 - r.actual if r.name.startswith("worst_group_auc_ratio") else r.actual
-    return out
-
-
 def _model_checks(model: Any, blob: bytes, holdout: pd.DataFrame, spec: DatasetConfig,
                   cfg: GatesConfig) -> tuple[np.ndarray, list[GateResult], dict[str, Any]]:
     """Every suite that looks at one model alone: performance, fairness, robustness, efficiency, review."""
@@ -178,7 +172,15 @@ def _model_checks(model: Any, blob: bytes, holdout: pd.DataFrame, spec: DatasetC
         return models.predict_proba(model, frame, spec)
 
     y = holdout[spec.target.name].to_numpy()
-    proba = predict(holdout)
+    try:
+        proba = predict(holdout)
+        if not np.isfinite(proba).all():
+            raise ValueError(f"{int((~np.isfinite(proba)).sum())} non-finite scores")
+    except Exception as err:  # a model that cannot score the hold-out fails here, it never crashes the flow
+        failed = GateResult("robustness", "holdout_scoring", "scores every hold-out row", "no error, all finite",
+                            None, False, detail=f"{type(err).__name__}: {err}"[:500])
+        return np.full(len(y), np.nan), [failed], {"performance": {}, "fairness": {}, "robustness": {},
+                                                   "efficiency": {"p50_ms": float("nan"), "p99_ms": float("nan")}}
     perf, perf_report = performance_gates(y, proba, cfg)
     fair, fair_report = fairness.fairness_gates(y, proba, holdout[spec.sensitive], cfg.fairness,
                                                 cfg.decision_threshold)
@@ -203,12 +205,17 @@ def assess(model: Any, blob: bytes, holdout: pd.DataFrame, spec: DatasetConfig, 
     y = holdout[spec.target.name].to_numpy()
     proba, results, report = _model_checks(model, blob, holdout, spec, cfg)
     report["curves"] = {"challenger": _curves(y, proba, cfg)}
-    if champion is not None:
+    if champion is not None and np.isfinite(proba).all():
         run_id, champ_model, champ_blob = champion
         champ_proba, champ_results, champ_report = _model_checks(champ_model, champ_blob, holdout, spec, cfg)
+        from steps.fairness import compare_disparities
+
+        widening = compare_disparities(y, champ_proba, proba, holdout[spec.sensitive], cfg.fairness,
+                                       cfg.decision_threshold, cfg.bootstrap.samples, cfg.bootstrap.seed,
+                                       cfg.bootstrap.confidence)
         comparison, compared = champion_gates(
-            y, proba, champ_proba, cfg, run_id, (_disparities(results), _disparities(champ_results)),
-            (report["efficiency"]["p99_ms"], champ_report["efficiency"]["p99_ms"]))
+            y, proba, champ_proba, cfg, run_id, widening,
+            (report["efficiency"]["p50_ms"], champ_report["efficiency"]["p50_ms"]))
         results += comparison
         report["champion"] = {"run_id": run_id, "comparison": compared, "performance": champ_report["performance"],
                               "efficiency": champ_report["efficiency"]}

@@ -46,6 +46,7 @@ def config_paths(root: Path) -> dict[str, Path]:
     return {
         "dataset": root / "config" / "dataset.yaml",
         "train": root / "config" / "train.yaml",
+        "gates": root / "config" / "gates.yaml",
         "profile": root / "config" / "profiles" / "local.yaml",
     }
 
@@ -73,10 +74,17 @@ class FlowResult:
     stderr: str
 
 
-def run_flow(root: Path, workspace: Path, flow: str, configs: dict[str, Path], **params: Any) -> FlowResult:
-    """Run ``flows/<flow>`` with ``Runner`` from the test workspace and wait for it to finish."""
+def run_flow(root: Path, workspace: Path, flow: str, configs: dict[str, Path], branch: str | None = None,
+             **params: Any) -> FlowResult:
+    """Run ``flows/<flow>`` with ``Runner`` from the test workspace and wait for it to finish.
+
+    Args:
+        branch: the ``@project`` branch (``--branch``), so registry tests do not share a champion.
+        params: the flow's parameters.
+    """
+    top_level: dict[str, Any] = {"branch": branch} if branch else {}
     runner = Runner(str(root / "flows" / flow), show_output=False, cwd=str(workspace),
-                    config=[(k, str(v)) for k, v in configs.items()])
+                    config=[(k, str(v)) for k, v in configs.items()], **top_level)
     with runner.run(**params) as result:
         return FlowResult(result.status, result.run, result.stdout, result.stderr)
 

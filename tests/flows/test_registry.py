@@ -1,0 +1,359 @@
+"""The model registry on real TrainFlow runs: tags on a @project branch, the audit log, model loading, the CLI."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+from datetime import datetime
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+from metaflow import Runner
+
+from conftest import FlowResult
+from steps import models
+from steps import registry as reg
+from steps.registry import LocalEventStore, Registry, RegistryError
+
+BRANCH_NAME = "registry_test"  # what `train_flow.py --branch` is given
+BRANCH = "test.registry_test"  # the project branch Metaflow records for it
+
+
+def run_on_branch(root: Path, workspace: Path, configs: dict[str, Path], branch: str, **params: Any) -> FlowResult:
+    """Run TrainFlow with ``--branch <branch>`` (a top-level option) from the test workspace."""
+    runner = Runner(str(root / "flows" / "train_flow.py"), show_output=False, cwd=str(workspace), branch=branch,
+                    config=[(k, str(v)) for k, v in configs.items()])
+    with runner.run(**params) as result:
+        return FlowResult(result.status, result.run, result.stdout, result.stderr)
+
+
+@pytest.fixture(scope="module")
+def branch_runs(root: Path, workspace: Path, tiny_data: Path, tiny_configs: dict[str, Path]) -> list[Any]:
+    """Three successful TrainFlow runs on the tiny data, on the registry test branch, oldest first."""
+    configs = dict(tiny_configs)
+    if (root / "config" / "gates.yaml").exists():  # TrainFlow's gates config (relative defaults miss from here)
+        configs.setdefault("gates", root / "config" / "gates.yaml")
+    runs = []
+    for _ in range(3):
+        result = run_on_branch(root, workspace, configs, BRANCH_NAME, data=str(tiny_data))
+        assert result.status == "successful", result.stderr[-4000:]
+        runs.append(result.run)
+    return runs
+
+
+@pytest.fixture
+def ids(branch_runs: list[Any]) -> list[str]:
+    """The three run ids, oldest first."""
+    return [r.id for r in branch_runs]
+
+
+def _reset_tags(branch_runs: list[Any]) -> None:
+    """Remove every registry tag from the branch runs."""
+    registry = Registry(branch=BRANCH)
+    for run in branch_runs:
+        registry.run(run.id).remove_tags([reg.CHAMPION, reg.CANDIDATE, reg.ARCHIVED])
+
+
+@pytest.fixture
+def registry(branch_runs: list[Any], tmp_path: Path) -> Registry:
+    """A registry on the test branch with no registry tags set and an empty audit log of its own."""
+    _reset_tags(branch_runs)
+    return Registry(branch=BRANCH, store=LocalEventStore(tmp_path / "events"))
+
+
+@pytest.fixture
+def gates(monkeypatch: pytest.MonkeyPatch) -> dict[str, bool]:
+    """Per-run gate outcomes to impose (run id -> passed); runs not listed keep their real ``gates_passed``."""
+    imposed: dict[str, bool] = {}
+    real = reg.gates_passed
+    monkeypatch.setattr(reg, "gates_passed", lambda run: imposed.get(run.id, real(run)))
+    return imposed
+
+
+def _champion_ids(registry: Registry) -> list[str]:
+    """Ids of every successful run carrying the champion tag."""
+    return [r.id for r in registry.runs(reg.CHAMPION)]
+
+
+class _Data(dict):
+    """A stand-in for ``Run.data``: ``name in data`` and ``data.name``."""
+
+    __getattr__ = dict.__getitem__
+
+
+def _fake_run(run_id: str = "1", **artifacts: Any) -> SimpleNamespace:
+    """A stand-in for a successful champion Run with the given artifacts."""
+    return SimpleNamespace(id=run_id, pathspec=f"TrainFlow/{run_id}", successful=True,
+                           user_tags=frozenset({"champion"}), data=_Data(artifacts))
+
+
+# -- scope and reading ---------------------------------------------------------------------------------------------
+
+def test_branch_spellings_match_metaflow(branch_runs):
+    for run in branch_runs:
+        assert {"project:tabular_mlops", f"project_branch:{BRANCH}"} <= run.system_tags
+    assert reg.project_branch(BRANCH_NAME) == BRANCH
+    assert reg.project_branch(production=True) == "prod"
+    assert reg.project_branch("x", production=True) == "prod.x"
+    assert reg.project_branch(user="alice") == "user.alice"
+    assert Registry().branch == f"user.{reg.current_user()}"
+
+
+def test_runs_are_the_branch_runs_newest_first(registry, ids):
+    assert [r.id for r in registry.runs()] == ids[::-1]
+    assert registry.runs(reg.CHAMPION) == [] and registry.champion() is None
+    assert Registry(branch="test.no_such_branch").runs() == []
+    assert Registry(flow="NoSuchFlow", branch=BRANCH).runs() == []
+
+
+def test_runs_of_other_branches_or_unknown_ids_are_refused(ids):
+    with pytest.raises(RegistryError, match=f"is on branch '{BRANCH}', not 'test.other'"):
+        Registry(branch="test.other").run(ids[0])
+    with pytest.raises(RegistryError, match="not found"):
+        Registry(branch=BRANCH).run("123")
+
+
+def test_gates_passed_reads_the_artifact_and_missing_counts_as_failed(branch_runs):
+    assert reg.gates_passed(_fake_run(gates_passed=True)) is True
+    assert reg.gates_passed(_fake_run(gates_passed=False)) is False
+    assert reg.gates_passed(_fake_run()) is False  # an older run without the artifact
+    run = branch_runs[0]
+    assert reg.gates_passed(run) == bool("gates_passed" in run.data and run.data.gates_passed)
+
+
+# -- promotion -------------------------------------------------------------------------------------------------
+
+def test_promotion_of_a_run_that_failed_its_gates_is_refused(registry, ids, gates):
+    gates[ids[0]] = False
+    with pytest.raises(RegistryError, match="did not pass its gates"):
+        registry.promote(ids[0], reason="looks fine")
+    with pytest.raises(RegistryError, match="needs a non-empty reason"):
+        registry.promote(ids[0], reason="  ", force=True)
+    assert registry.champion() is None and registry.history() == []
+
+
+def test_promote_moves_the_champion_tag_and_archives_the_previous_one(registry, ids, gates):
+    gates.update({ids[0]: True, ids[1]: True})
+    first = registry.promote(ids[0], reason="first model", who="alice")
+    registry.tag_candidate(ids[1])
+    assert [r.id for r in registry.candidates()] == [ids[1]]
+
+    second = registry.promote(ids[1], reason="better auc", who="bob", gate_summary={"failed": []})
+
+    assert _champion_ids(registry) == [ids[1]] and registry.champion().id == ids[1]
+    assert [r.id for r in registry.archived()] == [ids[0]]
+    assert registry.candidates() == [] and reg.CANDIDATE in registry.run(ids[1]).user_tags  # the tag stays
+    assert (first["kind"], first["from"], first["to"], first["forced"]) == ("promote", None, ids[0], False)
+    assert (second["from"], second["to"], second["who"], second["gate_summary"]) == (ids[0], ids[1], "bob",
+                                                                                      {"failed": []})
+    assert registry.show()["problems"] == []
+    with pytest.raises(RegistryError, match="already the champion"):
+        registry.promote(ids[1], reason="again")
+
+
+def test_forced_promotion_is_recorded_as_forced(registry, ids, gates):
+    gates[ids[2]] = False
+    event = registry.promote(ids[2], reason="incident 42: previous model broken", force=True, who="carol")
+    assert (event["kind"], event["forced"], event["who"]) == ("forced_promote", True, "carol")
+    assert registry.history() == [event]
+    state = registry.show()
+    assert state["champion"]["run_id"] == ids[2] and state["problems"] == []
+
+
+def test_register_from_a_run_tags_candidate_and_promotes_only_when_passed(registry, branch_runs, ids):
+    assert registry.register(ids[1], passed=False, gate_summary={"failed": ["roc_auc"]}) is None
+    assert [r.id for r in registry.candidates()] == [ids[1]] and registry.champion() is None
+    assert registry.champion_for_comparison() is None
+
+    event = registry.register(ids[2], passed=True, gate_summary={"failed": []}, who="trainflow")
+    assert (event["kind"], event["from"], event["to"], event["forced"]) == ("promote", None, ids[2], False)
+    assert _champion_ids(registry) == [ids[2]] and registry.history() == [event]
+    run_id, model, blob = registry.champion_for_comparison()
+    assert run_id == ids[2] and blob == branch_runs[2].data.model_blob and hasattr(model, "predict_proba")
+
+
+# -- rollback and the audit log --------------------------------------------------------------------------------
+
+def test_rollback_restores_the_previous_champions_in_turn(registry, ids, gates):
+    gates.update(dict.fromkeys(ids, True))
+    with pytest.raises(RegistryError, match="nothing to roll back"):
+        registry.rollback()
+    for run_id in ids:
+        registry.promote(run_id, reason=f"promote {run_id}")
+
+    back = registry.rollback(reason="regression in prod", who="dave")
+    assert (back["kind"], back["from"], back["to"]) == ("rollback", ids[2], ids[1])
+    assert _champion_ids(registry) == [ids[1]]
+    assert {r.id for r in registry.archived()} == {ids[0], ids[2]}
+
+    registry.rollback()
+    assert _champion_ids(registry) == [ids[0]]
+    with pytest.raises(RegistryError, match="nothing to roll back to"):
+        registry.rollback()
+    assert registry.show()["problems"] == []
+    assert [r.id for r in registry.runs()] == ids[::-1]  # still newest first after all those tag changes
+
+
+def test_rollback_to_a_named_run_must_be_a_former_champion(registry, ids, gates):
+    gates.update(dict.fromkeys(ids, True))
+    registry.promote(ids[0], reason="a")
+    with pytest.raises(RegistryError, match="never champion"):
+        registry.rollback(to=ids[1])
+    registry.promote(ids[1], reason="b")
+    registry.promote(ids[2], reason="c")
+    event = registry.rollback(to=ids[0], reason="back to the first")
+    assert (event["from"], event["to"]) == (ids[2], ids[0]) and _champion_ids(registry) == [ids[0]]
+
+
+def test_audit_log_is_one_file_per_event_in_order(registry, ids, gates, tmp_path):
+    gates.update(dict.fromkeys(ids, True))
+    registry.promote(ids[0], reason="first")
+    registry.promote(ids[1], reason="second", who="erin")
+    registry.rollback(reason="bad calibration", who="frank")
+
+    events = registry.history()
+    assert [(e["kind"], e["from"], e["to"], e["reason"]) for e in events] == [
+        ("promote", None, ids[0], "first"), ("promote", ids[0], ids[1], "second"),
+        ("rollback", ids[1], ids[0], "bad calibration")]
+    assert [e["who"] for e in events] == [reg.current_user(), "erin", "frank"]
+    whens = [datetime.fromisoformat(e["when"]) for e in events]
+    assert whens == sorted(whens) and all(w.utcoffset().total_seconds() == 0 for w in whens)
+    assert all(set(e) == {"event_id", "kind", "who", "when", "flow", "project", "branch", "from", "to", "reason",
+                          "gate_summary", "forced"} for e in events)
+    assert {(e["flow"], e["project"], e["branch"]) for e in events} == {("TrainFlow", "tabular_mlops", BRANCH)}
+
+    files = sorted((tmp_path / "events").iterdir())
+    assert [f.name for f in files] == [f"{f.name.split('-')[0]}-{e['event_id']}.json" for f, e in zip(files, events)]
+    assert [json.loads(f.read_text()) for f in files] == events
+
+
+def test_event_names_sort_chronologically_within_one_second():
+    base = 1_700_000_000 * 1_000_000_000
+    stamps = [reg._stamps(base + ns)[0] for ns in (1, 2, 10, 999, 1_000, 999_999_999)]
+    assert stamps == sorted(stamps) and len(set(stamps)) == len(stamps)
+    ticks = [reg._now_ns() for _ in range(1000)]
+    assert ticks == sorted(ticks) and len(set(ticks)) == len(ticks)
+    assert reg._stamps(base + 123_456_789)[1] == "2023-11-14T22:13:20.123456+00:00"
+
+
+def test_default_audit_log_lives_under_the_local_datastore(workspace):
+    location = Path(Registry(branch=BRANCH).store.location)
+    expected = workspace / ".metaflow" / "_registry" / "tabular_mlops" / BRANCH / "TrainFlow" / "events"
+    assert location.resolve() == expected.resolve()
+
+
+def test_s3_audit_log_uses_one_object_per_event(monkeypatch):
+    boto3 = pytest.importorskip("boto3")
+    server_mod = pytest.importorskip("moto.server")
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    server = server_mod.ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    try:
+        endpoint = f"http://127.0.0.1:{port}"
+        for key, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+                           "AWS_DEFAULT_REGION": "us-east-1", "METAFLOW_DEFAULT_DATASTORE": "s3",
+                           "METAFLOW_DATASTORE_SYSROOT_S3": "s3://registry-bucket/metaflow",
+                           "METAFLOW_S3_ENDPOINT_URL": endpoint}.items():
+            monkeypatch.setenv(key, value)
+        s3 = boto3.client("s3", endpoint_url=endpoint)
+        s3.create_bucket(Bucket="registry-bucket")
+        store = reg.event_store("tabular_mlops", BRANCH, "TrainFlow")
+        assert store.location == f"s3://registry-bucket/metaflow/_registry/tabular_mlops/{BRANCH}/TrainFlow/events"
+        store.append("2-b.json", b'{"n": 2}')
+        store.append("1-a.json", b'{"n": 1}')
+        assert store.read_all() == [b'{"n": 1}', b'{"n": 2}']
+        keys = [o["Key"] for o in s3.list_objects_v2(Bucket="registry-bucket")["Contents"]]
+        assert len(keys) == 2 and all(k.startswith("metaflow/_registry/tabular_mlops/") for k in keys)
+    finally:
+        server.stop()
+
+
+# -- show and models -------------------------------------------------------------------------------------------
+
+def test_show_reports_two_champions_and_a_hand_tagged_one(registry, ids, gates):
+    gates.update(dict.fromkeys(ids, True))
+    registry.promote(ids[0], reason="first")
+    registry.run(ids[1]).add_tag(reg.CHAMPION)  # by hand, outside the registry
+
+    problems = registry.show()["problems"]
+    assert any("2 runs carry the champion tag" in p for p in problems)
+    assert any(ids[1] in p and "no promotion event" in p for p in problems)
+
+
+def test_show_reports_a_champion_that_failed_its_gates_without_a_forced_promotion(registry, ids, gates):
+    gates[ids[0]] = False
+    registry.run(ids[0]).add_tag(reg.CHAMPION)
+    problems = registry.show()["problems"]
+    assert any("failed its gates and has no forced promotion event" in p for p in problems)
+
+
+def test_champion_problems_include_a_blob_that_does_not_match_its_fingerprint(branch_runs):
+    blob = branch_runs[0].data.model_blob
+    tampered = _fake_run(model_blob=blob + b"x", model_fingerprint=models.fingerprint(blob), gates_passed=True)
+    event = {"to": "1", "forced": False}
+    assert any("does not hash to model_fingerprint" in p for p in reg._champion_problems(tampered, [event]))
+    intact = _fake_run(model_blob=blob, model_fingerprint=models.fingerprint(blob), gates_passed=True)
+    assert reg._champion_problems(intact, [event]) == []
+    not_done = SimpleNamespace(id="2", successful=False)
+    assert reg._champion_problems(not_done, []) == ["champion 2 did not finish successfully"]
+
+
+def test_models_load_only_when_the_fingerprint_matches(registry, branch_runs, ids, gates):
+    run = branch_runs[0]
+    with pytest.raises(models.FingerprintMismatch, match="refusing to load"):
+        reg.verified_model(run.data.model_blob, "0" * 64)
+    wrong = _fake_run(model_blob=run.data.model_blob, model_fingerprint="0" * 64)
+    with pytest.raises(models.FingerprintMismatch, match="run TrainFlow/1: model fingerprint mismatch"):
+        reg.load_model(wrong)
+    with pytest.raises(RegistryError, match="no champion"):
+        registry.load_champion_model()
+
+    gates[ids[0]] = True
+    registry.promote(ids[0], reason="first")
+    champion, same = registry.load_champion_model(), registry.load_model(ids[0])
+    assert type(champion).__name__ == type(same).__name__ == "Pipeline" and hasattr(champion, "predict_proba")
+
+
+# -- command line ----------------------------------------------------------------------------------------------
+
+def _cli(root: Path, workspace: Path, *args: str) -> subprocess.CompletedProcess:
+    """``python -m steps.registry --branch registry_test ARGS`` from the test workspace."""
+    env = {**os.environ, "PYTHONPATH": str(root)}
+    return subprocess.run([sys.executable, "-m", "steps.registry", "--branch", BRANCH_NAME, *args], cwd=workspace,
+                          env=env, capture_output=True, text=True, timeout=120)
+
+
+def test_cli_promote_show_history_rollback(root, workspace, branch_runs, ids):
+    _reset_tags(branch_runs)
+    shutil.rmtree(Path(Registry(branch=BRANCH).store.location), ignore_errors=True)
+
+    for run_id, why in ((ids[0], "first"), (ids[1], "second")):
+        done = _cli(root, workspace, "promote", run_id, "--force", "--reason", why)
+        assert done.returncode == 0, done.stderr
+    state = json.loads(_cli(root, workspace, "--json", "show").stdout)
+    assert state["branch"] == BRANCH and state["champion"]["run_id"] == ids[1]
+    assert [r["run_id"] for r in state["archived"]] == [ids[0]] and state["problems"] == []
+
+    history = _cli(root, workspace, "history")
+    assert history.returncode == 0 and f"{ids[0]} -> {ids[1]}" in history.stdout
+    assert len(history.stdout.strip().splitlines()) == 2
+
+    back = _cli(root, workspace, "rollback", "--reason", "bad model")
+    assert back.returncode == 0, back.stderr
+    shown = _cli(root, workspace, "show").stdout
+    assert f"champion:   {ids[0]}" in shown and "problems:   none" in shown
+    events = json.loads(_cli(root, workspace, "history", "--json").stdout)
+    assert [(e["from"], e["to"]) for e in events] == [(None, ids[0]), (ids[0], ids[1]), (ids[1], ids[0])]
+    assert events[-1]["kind"] == "rollback" and events[-1]["reason"] == "bad model"
+
+    refused = _cli(root, workspace, "rollback", "--to", "123")
+    assert refused.returncode == 1
+    assert refused.stderr.strip().splitlines() == ["error: run TrainFlow/123 not found"]
