@@ -41,7 +41,9 @@ train: setup ## Run TrainFlow on the default data and config
 
 demo: data ## Run the lifecycle on the sample data and print where each run, card and output lives
 	$(PY) flows/train_flow.py run
-	$(PY) -m steps.inspect TrainFlow --card-out $(OUT)/train_card.html
+	$(PY) -m steps.inspect TrainFlow --card-out $(OUT)/train_card.html --gates-card-out $(OUT)/gates_card.html
+	$(PY) -m steps.registry show
+	$(PY) -m steps.registry history
 
 test: setup ## Run every test (unit, flows, cloud, notebooks)
 	$(PY) -m pytest

@@ -71,8 +71,11 @@ def read_bytes(source: str, data_rev: str | None = None, repo: str | Path | None
     if source.startswith("s3://"):
         import s3fs
 
-        with s3fs.S3FileSystem().open(source, "rb") as fh:
-            return fh.read()
+        try:
+            with s3fs.S3FileSystem().open(source, "rb") as fh:
+                return fh.read()
+        except FileNotFoundError as err:
+            raise FileNotFoundError(f"data object not found: {source}") from err
     path = Path(source)
     if not path.is_file():
         raise FileNotFoundError(f"data file not found: {path.resolve()}")

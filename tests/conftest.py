@@ -11,7 +11,8 @@ import pytest
 import yaml
 from metaflow import Runner
 
-from steps import synth
+from steps import data, synth
+from steps.config import DatasetConfig, SplitConfig, load_file
 
 ROOT = Path(__file__).resolve().parents[1]
 os.environ.setdefault("USER", "ci")
@@ -120,3 +121,59 @@ def card_text(html: str) -> str:
 
     blobs = re.findall(r'__MF_DATA__\["[^"]+"\] = "([A-Za-z0-9+/=]+)"', html)
     return "\n".join(base64.b64decode(b).decode("utf-8") for b in blobs)
+
+
+# --------------------------------------------------------------------------------------------------- gates
+GATES_BRANCH = "gates"  # the @project branch of the planted-regression runs (test.gates)
+SPLIT = {"validation_fraction": 0.2, "holdout_fraction": 0.2}
+MODELS = {  # planted models, one candidate per run
+    "weak": {"type": "lightgbm", "params": {"n_estimators": 3, "num_leaves": 4}},
+    "good": {"type": "lightgbm", "params": {"n_estimators": 60, "num_leaves": 15}},
+    "slow": {"type": "random_forest", "params": {"n_estimators": 600, "min_samples_leaf": 20}},
+    "unfair": {"type": "lightgbm", "params": {"n_estimators": 60, "num_leaves": 15}},
+    "no_impute": {"type": "logistic_regression", "params": {}, "impute": False},
+    "worse": {"type": "lightgbm", "params": {"n_estimators": 1, "num_leaves": 2}},  # a single stump
+}
+
+
+def _train_config(directory: Path, name: str) -> Path:
+    path = directory / f"train-{name}.yaml"
+    path.write_text(yaml.safe_dump({"split": SPLIT, "seed": 1, "threads": 1, "curve_points": 50,
+                                    "candidates": [{"name": name, **MODELS[name]}]}))
+    return path
+
+
+@pytest.fixture(scope="session")
+def gates_datasets(tmp_path_factory, config_paths) -> dict[str, Path]:
+    """30k rows; a copy whose training-period labels are zeroed for north_america; a copy with no missing values."""
+    directory = tmp_path_factory.mktemp("gates-data")
+    spec = load_file(DatasetConfig, config_paths["dataset"])
+    frame = synth.generate(synth.SynthSpec(rows=30_000, seed=21, row_group_rows=10_000))
+    holdout_start = data.temporal_split(data.validate(frame, spec, "x"), spec, SplitConfig(**SPLIT)).holdout[
+        spec.time].min()
+    unfair = frame.copy()
+    unfair.loc[(unfair[spec.time] < holdout_start) & (unfair["region"] == "north_america"), "is_fraud"] = 0
+    complete = frame.assign(km_from_home=frame["km_from_home"].fillna(10.0),
+                            device_type=frame["device_type"].fillna("terminal"))
+    paths = {}
+    for name, table in (("normal", frame), ("unfair", unfair), ("complete", complete)):
+        paths[name] = directory / f"{name}.parquet"
+        table.to_parquet(paths[name])
+    return paths
+
+
+@pytest.fixture(scope="session")
+def gates_scenario(root, workspace, config_paths, gates_datasets, tmp_path_factory):
+    """Six TrainFlow runs in order on the gates branch, each planting one model; returns {name: Run}."""
+    directory = tmp_path_factory.mktemp("gates-config")
+    plan = [("weak", "normal"), ("good", "normal"), ("slow", "normal"), ("unfair", "unfair"),
+            ("no_impute", "complete"), ("worse", "normal")]
+    runs = {}
+    for name, dataset in plan:
+        configs = {**config_paths, "train": _train_config(directory, name),
+                   "gates": root / "tests" / "flows" / "configs" / "gates-small.yaml"}
+        result = run_flow(root, workspace, "train_flow.py", configs, branch=GATES_BRANCH,
+                          data=str(gates_datasets[dataset]))
+        assert result.status == "successful", f"{name}: {result.stdout[-3000:]}"
+        runs[name] = result.run
+    return runs

@@ -1,5 +1,6 @@
-"""Planted regressions through real TrainFlow runs: each is rejected by the gate that should catch it, a better
-model is promoted, and one registry command rolls the promotion back."""
+"""Planted regressions through real TrainFlow runs (session fixture ``gates_scenario`` in tests/conftest.py):
+each is rejected by the gate that should catch it, a better model is promoted, and one registry command rolls
+the promotion back."""
 
 from __future__ import annotations
 
@@ -7,69 +8,17 @@ import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 
-import pandas as pd
 import pytest
-import yaml
 
-from conftest import run_flow
-from steps import data, synth
-from steps.config import DatasetConfig, SplitConfig, load_file
+from conftest import GATES_BRANCH as BRANCH
 from steps.registry import Registry
 
-BRANCH = "gates"
-SPLIT = {"validation_fraction": 0.2, "holdout_fraction": 0.2}
-MODELS = {  # planted models, one candidate per run
-    "weak": {"type": "lightgbm", "params": {"n_estimators": 3, "num_leaves": 4}},
-    "good": {"type": "lightgbm", "params": {"n_estimators": 60, "num_leaves": 15}},
-    "slow": {"type": "random_forest", "params": {"n_estimators": 600, "min_samples_leaf": 20}},
-    "unfair": {"type": "lightgbm", "params": {"n_estimators": 60, "num_leaves": 15}},
-    "no_impute": {"type": "logistic_regression", "params": {}, "impute": False},
-    "worse": {"type": "lightgbm", "params": {"n_estimators": 1, "num_leaves": 2}},  # a single stump
-}
-
-
-def _train_config(directory: Path, name: str) -> Path:
-    path = directory / f"train-{name}.yaml"
-    path.write_text(yaml.safe_dump({"split": SPLIT, "seed": 1, "threads": 1, "curve_points": 50,
-                                    "candidates": [{"name": name, **MODELS[name]}]}))
-    return path
-
 
 @pytest.fixture(scope="module")
-def datasets(tmp_path_factory, config_paths) -> dict[str, Path]:
-    """30k rows; a copy whose training-period labels are zeroed for north_america; a copy with no missing values."""
-    directory = tmp_path_factory.mktemp("gates-data")
-    spec = load_file(DatasetConfig, config_paths["dataset"])
-    frame = synth.generate(synth.SynthSpec(rows=30_000, seed=21, row_group_rows=10_000))
-    holdout_start = data.temporal_split(data.validate(frame, spec, "x"), spec, SplitConfig(**SPLIT)).holdout[
-        spec.time].min()
-    unfair = frame.copy()
-    unfair.loc[(unfair[spec.time] < holdout_start) & (unfair["region"] == "north_america"), "is_fraud"] = 0
-    complete = frame.assign(km_from_home=frame["km_from_home"].fillna(10.0),
-                            device_type=frame["device_type"].fillna("terminal"))
-    paths = {}
-    for name, table in (("normal", frame), ("unfair", unfair), ("complete", complete)):
-        paths[name] = directory / f"{name}.parquet"
-        table.to_parquet(paths[name])
-    return paths
-
-
-@pytest.fixture(scope="module")
-def scenario(root, workspace, config_paths, datasets, tmp_path_factory):
-    """Six TrainFlow runs in order on one branch; returns {name: Run}."""
-    directory = tmp_path_factory.mktemp("gates-config")
-    plan = [("weak", "normal"), ("good", "normal"), ("slow", "normal"), ("unfair", "unfair"),
-            ("no_impute", "complete"), ("worse", "normal")]
-    runs = {}
-    for name, dataset in plan:
-        configs = {**config_paths, "train": _train_config(directory, name),
-                   "gates": root / "tests" / "flows" / "configs" / "gates-small.yaml"}
-        result = run_flow(root, workspace, "train_flow.py", configs, branch=BRANCH, data=str(datasets[dataset]))
-        assert result.status == "successful", f"{name}: {result.stdout[-3000:]}"
-        runs[name] = result.run
-    return runs
+def scenario(gates_scenario):
+    """The six runs, by name."""
+    return gates_scenario
 
 
 def failed_gates(run) -> set[str]:
