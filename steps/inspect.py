@@ -4,6 +4,9 @@ For notebooks and the command line (the flows never import this module)::
 
     python -m steps.inspect TrainFlow [--run-id ID] [--card-out out/train_card.html]
 
+Notebook 01 reads one training run; notebook 02 reads a challenger's gates (the ``gates`` task's artifacts), the
+champion it was compared with and the registry of its ``@project`` branch.
+
 The Client finds the local ``.metaflow`` directory from the current working directory (walking up), once per
 process; run this from the project root, or from the directory that holds the runs.
 """
@@ -29,6 +32,7 @@ from sklearn.pipeline import Pipeline
 
 from steps import models
 from steps.config import DatasetConfig, load
+from steps.registry import CANDIDATE, CHAMPION, Registry, project_branch
 
 logger = logging.getLogger(__name__)
 
@@ -134,6 +138,125 @@ def card_data(html: str) -> dict[str, Any]:
     if match is None:
         raise ValueError("no embedded card data (window.__MF_DATA__) in this HTML")
     return json.loads(base64.b64decode(match.group(1)))
+
+
+# --------------------------------------------------------------------------------------------------- gates
+GATE_COLUMNS = ["suite", "name", "passed", "gated", "metric", "threshold", "actual", "low", "high", "detail"]
+GROUP_COLUMNS = ["attribute", "group", "rows", "positives", "selection_rate", "tpr", "fpr", "auc", "gated"]
+HISTORY_COLUMNS = ["when", "kind", "from", "to", "who", "forced", "reason"]
+REGISTRY_COLUMNS = ["role", "run_id", "model_name", "gates_passed", "started_at", "model_fingerprint", "tags"]
+
+
+def run_branch(run: Run) -> str | None:
+    """The ``@project`` branch the run recorded (system tag ``project_branch``), if any."""
+    return _tag(run, "project_branch")
+
+
+def challenger_run(flow: str = "TrainFlow", branch: str | None = None, run_id: str | None = None) -> Run:
+    """Run ``run_id`` (checked against ``branch`` when given), else the newest non-champion candidate on ``branch``."""
+    if run_id:
+        return Registry(flow, branch).run(run_id) if branch else latest_run(flow, run_id)
+    registry = Registry(flow, branch or project_branch())
+    found = [r for r in registry.runs(CANDIDATE) if CHAMPION not in r.user_tags]
+    if not found:
+        raise RunNotFound(f"no {flow} run tagged {CANDIDATE!r} other than the champion on branch {registry.branch}")
+    return found[0]
+
+
+def _gates(run: Run) -> Any:
+    """The data of the run's ``gates`` task; LookupError for a run without one (older or unfinished)."""
+    try:
+        return run["gates"].task.data
+    except KeyError:
+        raise LookupError(f"{run.pathspec} has no gates step (a run from before the gates, or unfinished)") from None
+
+
+def verdict(run: Run) -> dict[str, Any]:
+    """The promotion decision: run, model, passed, failed gates, gate counts and the champion compared with."""
+    data = _gates(run)
+    summary = data.gate_summary
+    return {"run": run.pathspec, "model_name": data.model_name, "passed": bool(data.gates_passed),
+            "failed": list(summary["failed"]), "checks": len(data.gate_results),
+            "gated": sum(bool(r["gated"]) for r in data.gate_results), "champion_run_id": data.champion_run_id,
+            "tags": sorted(run.user_tags)}
+
+
+def suite_summary(run: Run) -> pd.DataFrame:
+    """Checks and failed gated checks per suite, one row each."""
+    return pd.DataFrame.from_dict(_gates(run).gate_summary["suites"], orient="index").rename_axis("suite")
+
+
+def gate_table(run: Run, suite: str | None = None) -> pd.DataFrame:
+    """One row per gate result (optionally of one ``suite``), the interval split into ``low`` and ``high``."""
+    rows = [{**r, "low": (r["interval"] or (None, None))[0], "high": (r["interval"] or (None, None))[1]}
+            for r in _gates(run).gate_results if suite is None or r["suite"] == suite]
+    return pd.DataFrame(rows, columns=GATE_COLUMNS)
+
+
+def gate_report(run: Run) -> dict[str, Any]:
+    """The report behind the verdict: performance, fairness, robustness, efficiency, curves and the champion."""
+    return _gates(run).gate_report
+
+
+def comparison(run: Run) -> dict[str, Any] | None:
+    """The champion comparison (``run_id``, ``comparison``, ``performance``, ``efficiency``), or None."""
+    return gate_report(run).get("champion")
+
+
+def comparison_table(run: Run) -> pd.DataFrame:
+    """The primary-metric comparison with the champion as one row, with its gate and result; empty without one."""
+    columns = ["champion_run_id", "metric", "champion", "challenger", "difference", "low", "high", "p_value",
+               "method", "gate", "passed"]
+    compared = comparison(run)
+    if compared is None:
+        return pd.DataFrame(columns=columns)
+    c = compared["comparison"]
+    name = f"significantly_better[{c['metric']}]"
+    result = next((r for r in _gates(run).gate_results if r["suite"] == "champion" and r["name"] == name), None)
+    row = {"champion_run_id": compared["run_id"], **c, "gate": f"champion/{name}",
+           "passed": None if result is None else bool(result["passed"])}
+    return pd.DataFrame([row], columns=columns)
+
+
+def performance_table(run: Run) -> pd.DataFrame:
+    """Hold-out metrics with their intervals, challenger beside the champion (when there was one)."""
+    report, compared = gate_report(run), comparison(run)
+    sides = {"challenger": report["performance"], **({"champion": compared["performance"]} if compared else {})}
+    table = {f"{side}{suffix}": {m: e[key] for m, e in perf.items()}
+             for side, perf in sides.items() for suffix, key in (("", "point"), ("_low", "low"), ("_high", "high"))}
+    return pd.DataFrame(table).rename_axis("metric")
+
+
+def efficiency_table(run: Run) -> pd.DataFrame:
+    """Latency, throughput, size and memory, challenger beside the champion (when there was one)."""
+    report, compared = gate_report(run), comparison(run)
+    sides = {"challenger": report["efficiency"], **({"champion": compared["efficiency"]} if compared else {})}
+    return pd.DataFrame(sides).rename_axis("measure")
+
+
+def group_table(run: Run) -> pd.DataFrame:
+    """The challenger's per-group fairness metrics, one row per (attribute, group)."""
+    rows = [{"attribute": attribute, **group} for attribute, groups in gate_report(run)["fairness"].items()
+            for group in groups]
+    return pd.DataFrame(rows, columns=GROUP_COLUMNS)
+
+
+def registry_state(flow: str = "TrainFlow", branch: str | None = None) -> dict[str, Any]:
+    """Champion, candidates, archived runs and problems of the registry on ``branch`` (``Registry.show()``)."""
+    return Registry(flow, branch).show()
+
+
+def registry_table(state: dict[str, Any]) -> pd.DataFrame:
+    """The runs of a ``registry_state`` as rows with their ``role`` (champion, candidate, archived)."""
+    roles = [("champion", [state["champion"]] if state["champion"] else []), ("candidate", state["candidates"]),
+             ("archived", state["archived"])]
+    rows = [{"role": role, **run, "tags": ", ".join(run["tags"])} for role, runs in roles for run in runs]
+    return pd.DataFrame(rows, columns=REGISTRY_COLUMNS)
+
+
+def registry_history(flow: str = "TrainFlow", branch: str | None = None) -> pd.DataFrame:
+    """The registry's audit events on ``branch``, oldest first (``Registry.history()``)."""
+    return pd.DataFrame(Registry(flow, branch).history(), columns=HISTORY_COLUMNS)
 
 
 def _format_value(value: Any) -> str:

@@ -1,0 +1,180 @@
+"""Execute notebook 02 headless on the planted ``worse`` challenger of ``gates_scenario`` and check what it shows.
+
+Only the ``worse`` run's own gates are asserted on: other tests may move the champion of the branch (a rollback to
+``weak``) before this one runs.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from html.parser import HTMLParser
+from pathlib import Path
+from typing import Any
+
+import nbformat
+import pytest
+from nbclient import NotebookClient
+
+from test_notebooks import body_rows, data, kernel_dir, text  # noqa: F401  (kernel_dir: the shared kernelspec)
+
+ROOT = Path(__file__).resolve().parents[2]
+NOTEBOOK = ROOT / "notebooks" / "02-compare-champion-challenger.ipynb"
+BRANCH = "test.gates"
+FIGURE_CELLS = ("curves", "group-bars")
+PROBE = "import json, os, sys\nprint(json.dumps({'prefix': sys.prefix, 'cwd': os.getcwd(), " \
+        "'steps': sys.modules['steps'].__file__}))"
+
+
+class _Table(HTMLParser):
+    """The header rows and body rows of the first table in some HTML, as lists of cell texts."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.head: list[list[str]] = []
+        self.body: list[list[str]] = []
+        self._tables, self._part, self._cell = 0, "", None
+
+    def handle_starttag(self, tag: str, attrs: Any) -> None:
+        self._tables += tag == "table"
+        if self._tables != 1:
+            return
+        if tag in ("thead", "tbody"):
+            self._part = tag
+        elif tag == "tr":
+            (self.head if self._part == "thead" else self.body).append([])
+        elif tag in ("th", "td"):
+            self._cell = ""
+
+    def handle_data(self, chunk: str) -> None:
+        if self._cell is not None:
+            self._cell += chunk
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag in ("th", "td") and self._cell is not None and self._tables == 1:
+            (self.head if self._part == "thead" else self.body)[-1].append(self._cell.strip())
+            self._cell = None
+
+
+def table(html: str) -> list[dict[str, str]]:
+    """The body rows of the first table pandas rendered in ``html`` as {column: cell}; the index is under ``""``."""
+    parser = _Table()
+    parser.feed(html)
+    header = parser.head[0]  # pandas: ["", columns...]; a named index adds a second header row
+    return [dict(zip(header, row)) for row in parser.body]
+
+
+@pytest.fixture(scope="module")
+def executed(gates_scenario, workspace: Path, kernel_dir: Path) -> dict[str, Any]:  # noqa: F811
+    """Notebook 02 executed in the workspace on the ``worse`` challenger; its code cells by id."""
+    nb = nbformat.read(NOTEBOOK, as_version=4)
+    nb.cells.append(nbformat.v4.new_code_cell(PROBE, id="probe"))
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("JUPYTER_PATH", str(kernel_dir))
+        mp.setenv("CHALLENGER_RUN_ID", gates_scenario["worse"].id)
+        mp.setenv("REGISTRY_BRANCH", BRANCH)
+        mp.setenv("PROJECT_ROOT", str(ROOT))
+        NotebookClient(nb, kernel_name="python3", timeout=180, startup_timeout=120,
+                       resources={"metadata": {"path": str(workspace)}}).execute()
+    nbformat.write(nb, workspace / f"{NOTEBOOK.stem}.executed.ipynb")  # for a look after a failure
+    return {cell.id: cell for cell in nb.cells if cell.cell_type == "code"}
+
+
+@pytest.fixture(scope="module")
+def worse(gates_scenario) -> Any:
+    """The ``worse`` run's gates task data (compared with champion ``good``, failed the significance gate)."""
+    return gates_scenario["worse"]["gates"].task.data
+
+
+def test_committed_without_outputs_with_ids_and_tags() -> None:
+    nb = nbformat.read(NOTEBOOK, as_version=4)
+    nbformat.validate(nb)
+    ids = [cell.id for cell in nb.cells]
+    assert len(set(ids)) == len(ids)
+    for cell in nb.cells:
+        if cell.cell_type == "code":
+            assert cell.outputs == [] and cell.execution_count is None, f"cell {cell.id} has outputs"
+            assert cell.metadata.get("tags") == [cell.id], f"cell {cell.id} is not tagged with its id"
+    last = nb.cells[-1]
+    assert last.cell_type == "markdown" and "promote" in last.source and "--force --reason" in last.source
+    assert "rollback" in last.source and "python -m steps.registry" in last.source
+
+
+def test_runs_on_the_venv_kernel_in_the_workspace(executed, workspace: Path) -> None:
+    probe = json.loads(text(executed["probe"]))
+    assert Path(probe["prefix"]) == Path(sys.prefix)
+    assert Path(probe["cwd"]).resolve() == workspace.resolve()
+    assert Path(probe["steps"]).resolve().parent == (ROOT / "steps").resolve()
+    assert f"local@{workspace.resolve()}" in text(executed["setup"])
+
+
+def test_reads_the_requested_challenger(executed, gates_scenario) -> None:
+    out = text(executed["run"])
+    assert f"run: {gates_scenario['worse'].pathspec} " in out and f"branch: {BRANCH}\n" in out
+
+
+def test_verdict_names_the_failed_gate(executed, worse) -> None:
+    out = text(executed["verdict"])
+    assert "gates passed: False" in out
+    assert "champion/significantly_better[roc_auc]" in out
+    assert f"failed gates: {', '.join(worse.gate_summary['failed'])}\n" in out
+    suites = table(data(executed["suites"], "text/html"))
+    assert {row[""] for row in suites} == set(worse.gate_summary["suites"])
+
+
+def test_comparison_with_the_champion_it_was_compared_with(executed, gates_scenario, worse) -> None:
+    good = gates_scenario["good"].id
+    assert worse.champion_run_id == good
+    assert f"champion: {good}\n" in text(executed["comparison"])
+    rows = table(data(executed["comparison"], "text/html"))
+    assert len(rows) == 1
+    row = rows[0]
+    assert row["champion_run_id"] == good and row["metric"] == "roc_auc"
+    assert row["gate"] == "champion/significantly_better[roc_auc]" and row["passed"] == "False"
+    assert float(row["difference"]) < 0 and float(row["low"]) <= float(row["difference"]) <= float(row["high"])
+    assert 0 <= float(row["p_value"]) <= 1 and row["method"] == "paired_bootstrap"
+    champion_gates = table(data(executed["champion-gates"], "text/html"))
+    assert {r["suite"] for r in champion_gates} == {"champion"}
+    assert {"significantly_better[roc_auc]", "not_slower[p50_ms]"} <= {r["name"] for r in champion_gates}
+    performance = table(data(executed["performance"], "text/html"))
+    assert {"challenger", "champion"} <= set(performance[0])
+    assert {r[""] for r in performance} == set(worse.gate_report["performance"])
+
+
+def test_gate_table_has_one_row_per_gate_result(executed, worse) -> None:
+    html = data(executed["gates"], "text/html")
+    assert body_rows(html) == len(worse.gate_results) > 20
+    rows = table(html)
+    assert [(r["suite"], r["name"]) for r in rows] == [(g["suite"], g["name"]) for g in worse.gate_results]
+    assert {"threshold", "actual", "low", "high", "detail", "gated"} <= set(rows[0])
+
+
+def test_figures_are_displayed(executed, worse) -> None:
+    counts = {cell: sum("image/png" in o.get("data", {}) for o in executed[cell].outputs) for cell in FIGURE_CELLS}
+    assert counts == {"curves": 1, "group-bars": len(worse.gate_report["fairness"])}
+
+
+def test_group_table(executed, worse) -> None:
+    rows = table(data(executed["groups"], "text/html"))
+    assert len(rows) == sum(len(groups) for groups in worse.gate_report["fairness"].values())
+    assert {r["attribute"] for r in rows} == set(worse.gate_report["fairness"])
+    assert {"group", "rows", "positives", "selection_rate", "tpr", "fpr", "auc", "gated"} <= set(rows[0])
+
+
+def test_efficiency_side_by_side(executed, worse) -> None:
+    rows = {r[""]: r for r in table(data(executed["efficiency"], "text/html"))}
+    assert {"p50_ms", "p99_ms", "rows_per_s", "size_mb", "peak_memory_mb"} <= set(rows)
+    assert set(rows["p50_ms"]) == {"", "challenger", "champion"}
+
+
+def test_registry_state_and_history(executed, gates_scenario) -> None:
+    ids = {name: run.id for name, run in gates_scenario.items()}
+    out = text(executed["registry"])
+    assert "problems: none" in out
+    registry = table(data(executed["registry"], "text/html"))
+    champion = [r["run_id"] for r in registry if r["role"] == "champion"]
+    assert len(champion) == 1 and f"champion: {champion[0]}\n" in out and champion[0] in {ids["weak"], ids["good"]}
+    assert ids["worse"] in {r["run_id"] for r in registry if r["role"] == "candidate"}
+    history = table(data(executed["history"], "text/html"))
+    promotions = [(r["kind"], r["to"]) for r in history if r["kind"] == "promote"]
+    assert ("promote", ids["weak"]) in promotions and ("promote", ids["good"]) in promotions
