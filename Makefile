@@ -15,7 +15,7 @@ export USERNAME ?= $(USER)
 export OMP_WAIT_POLICY := PASSIVE
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: help setup data train demo test test-fast bench package clean
+.PHONY: help setup data train demo test test-fast lint bench package clean
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}'
@@ -45,8 +45,12 @@ demo: data ## Run the lifecycle on the sample data and print where each run, car
 	$(PY) -m steps.registry show
 	$(PY) -m steps.registry history
 
-test: setup ## Run every test (unit, flows, cloud, notebooks)
+test: setup ## Lint, then run every test (unit, flows, cloud, notebooks)
+	$(VENV)/bin/ruff check --select F,E9 steps flows tests benchmarks
 	$(PY) -m pytest
+
+lint: setup ## Lint with ruff (pyflakes and syntax errors)
+	$(VENV)/bin/ruff check --select F,E9 steps flows tests benchmarks
 
 test-fast: setup ## Run the unit tests only
 	$(PY) -m pytest tests/unit

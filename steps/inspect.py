@@ -19,20 +19,19 @@ import json
 import logging
 import re
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
-from metaflow import Flow, Run, get_metadata, get_namespace, namespace
+from metaflow import Flow, Run, get_metadata, get_namespace
 from metaflow.cards import get_cards
 from metaflow.exception import MetaflowNamespaceMismatch, MetaflowNotFound
 from sklearn.pipeline import Pipeline
 
 from steps import models
+from steps.cli import console
 from steps.config import DatasetConfig, load
-from steps.registry import CANDIDATE, CHAMPION, Registry, project_branch
+from steps.registry import CANDIDATE, CHAMPION, Registry, global_namespace, project_branch
 
 logger = logging.getLogger(__name__)
 
@@ -41,17 +40,6 @@ _CARD_DATA = re.compile(r'window\.__MF_DATA__\["[^"]+"\]\s*=\s*"([A-Za-z0-9+/=]+
 
 class RunNotFound(LookupError):
     """No run matches the request in the current namespace or in the global one."""
-
-
-@contextmanager
-def _global_namespace() -> Iterator[None]:
-    """Switch to the global namespace for the block, then restore the caller's namespace."""
-    previous = get_namespace()
-    namespace(None)
-    try:
-        yield
-    finally:
-        namespace(previous)
 
 
 def _find(flow_name: str, run_id: str | None) -> Run | None:
@@ -69,7 +57,7 @@ def latest_run(flow_name: str, run_id: str | None = None) -> Run:
         run = _find(flow_name, run_id)
         if run is None:
             logger.info("no %s in namespace %s; looking in the global namespace", what, get_namespace())
-            with _global_namespace():
+            with global_namespace():
                 run = _find(flow_name, run_id)
     except MetaflowNotFound as err:
         raise RunNotFound(f"no {what} in metadata {get_metadata()} (working directory {Path.cwd()}): {err}") from err
@@ -264,13 +252,15 @@ def _format_value(value: Any) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """CLI: print a run's chosen model, validation metrics and lineage; optionally write its card."""
+    """CLI: a run's chosen model, validation metrics, lineage and gate verdict; optionally write its cards."""
     parser = argparse.ArgumentParser(prog="python -m steps.inspect", description=main.__doc__)
     parser.add_argument("flow", help="flow name, e.g. TrainFlow")
     parser.add_argument("--run-id", default=None, help="run id (default: the latest successful run)")
     parser.add_argument("--card-out", type=Path, default=None, help="write the join step's card HTML here")
+    parser.add_argument("--gates-card-out", type=Path, default=None, help="write the gates step's card HTML here")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    out = console(__name__)
     try:
         run = latest_run(args.flow, args.run_id)
     except RunNotFound as err:
@@ -280,16 +270,18 @@ def main(argv: list[str] | None = None) -> int:
         logger.error("%s did not finish successfully: no chosen model to show", run.pathspec)
         return 1
     chosen = next(s for s in run.data.candidate_summaries if s["name"] == run.data.model_name)
-    print(f"run: {run.pathspec}")
-    print(f"chosen model: {chosen['name']} ({chosen['type']}, sha256 {run.data.model_fingerprint})")
-    print("validation metrics: " + ", ".join(f"{k}={_format_value(v)}" for k, v in chosen["metrics"].items()))
-    print("lineage:")
-    for key, value in lineage(run).items():
-        print(f"  {key}: {value}")
-    if args.card_out is not None:
-        args.card_out.parent.mkdir(parents=True, exist_ok=True)
-        args.card_out.write_text(card_html(run), encoding="utf-8")
-        print(f"card: {args.card_out.resolve()}")
+    out.info("run: %s", run.pathspec)
+    out.info("chosen model: %s (%s, sha256 %s)", chosen["name"], chosen["type"], run.data.model_fingerprint)
+    out.info("validation metrics: %s", ", ".join(f"{k}={_format_value(v)}" for k, v in chosen["metrics"].items()))
+    out.info("lineage:\n%s", "\n".join(f"  {key}: {value}" for key, value in lineage(run).items()))
+    if "gate_summary" in run.data:
+        summary = run.data.gate_summary
+        out.info("gates: %s", "passed" if summary["passed"] else "failed: " + ", ".join(summary["failed"]))
+    for path, step in ((args.card_out, "join"), (args.gates_card_out, "gates")):
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(card_html(run, step=step), encoding="utf-8")
+            out.info("%s card: %s", step, path.resolve())
     return 0
 
 

@@ -50,6 +50,7 @@ from metaflow import Flow, Run, get_namespace, namespace
 from metaflow.exception import MetaflowNotFound
 
 from steps import models
+from steps.cli import console
 
 logger = logging.getLogger(__name__)
 
@@ -224,7 +225,7 @@ def run_datastore(run: Run) -> tuple[str, str] | None:
 
 
 @contextmanager
-def _global_namespace() -> Iterator[None]:
+def global_namespace() -> Iterator[None]:
     """Switch to the global namespace for the block, then restore the caller's namespace."""
     previous = get_namespace()
     namespace(None)
@@ -319,7 +320,7 @@ class Registry:
 
     def _tagged(self, *tags: str) -> list[Run]:
         """All runs of the flow on this branch carrying ``tags`` (finished or not), newest first."""
-        with _global_namespace():
+        with global_namespace():
             try:
                 found = list(Flow(self.flow).runs(*self.scope, *tags))
             except MetaflowNotFound:
@@ -333,7 +334,7 @@ class Registry:
     def run(self, run: Run | str) -> Run:
         """A fresh ``Run`` for a run id, pathspec or Run, checked to belong to this project branch."""
         run_id = run.id if isinstance(run, Run) else str(run).split("/")[-1]
-        with _global_namespace():
+        with global_namespace():
             try:
                 found = Run(f"{self.flow}/{run_id}")
             except MetaflowNotFound:
@@ -528,6 +529,11 @@ def _champion_problems(run: Run, events: list[dict[str, Any]]) -> list[str]:
 # Command line
 
 
+def _say(text: str) -> None:
+    """One block of the CLI's output, on stdout."""
+    console(__name__).info("%s", text)
+
+
 def _line(summary: dict[str, Any] | None) -> str:
     """One readable line for a run summary."""
     if summary is None:
@@ -540,16 +546,16 @@ def _line(summary: dict[str, Any] | None) -> str:
 
 def _print_show(state: dict[str, Any]) -> None:
     """Print ``show`` output for people."""
-    print(f"{state['flow']}  project {state['project']}  branch {state['branch']}")
-    print(f"champion:   {_line(state['champion'])}")
+    _say(f"{state['flow']}  project {state['project']}  branch {state['branch']}")
+    _say(f"champion:   {_line(state['champion'])}")
     for label in ("candidates", "archived"):
         runs = state[label]
-        print(f"{label + ':':<11} {_line(runs[0]) if runs else '(none)'}")
+        _say(f"{label + ':':<11} {_line(runs[0]) if runs else '(none)'}")
         for summary in runs[1:]:
-            print(f"{'':<11} {_line(summary)}")
-    print("problems:   " + ("none" if not state["problems"] else ""))
+            _say(f"{'':<11} {_line(summary)}")
+    _say("problems:   " + ("none" if not state["problems"] else ""))
     for problem in state["problems"]:
-        print(f"  - {problem}")
+        _say(f"  - {problem}")
 
 
 def _event_line(event: dict[str, Any]) -> str:
@@ -607,20 +613,20 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "history":
             result = registry.history()
             if not as_json:
-                print("\n".join(_event_line(e) for e in result) or f"no events for {registry.branch}")
+                _say("\n".join(_event_line(e) for e in result) or f"no events for {registry.branch}")
         elif args.command == "promote":
             result = registry.promote(args.run_id, reason=args.reason, force=args.force, who=args.who)
             if not as_json:
-                print(_event_line(result))
+                _say(_event_line(result))
         else:
             result = registry.rollback(to=args.to, reason=args.reason, who=args.who)
             if not as_json:
-                print(_event_line(result))
+                _say(_event_line(result))
     except (RegistryError, models.FingerprintMismatch) as err:
-        print(f"error: {err}", file=sys.stderr)
+        sys.stderr.write(f"error: {err}\n")  # one line, no traceback: the CLI contract
         return 1
     if as_json:
-        print(json.dumps(result, indent=2, sort_keys=True, default=str))
+        _say(json.dumps(result, indent=2, sort_keys=True, default=str))
     return 0
 
 
