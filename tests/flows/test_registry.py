@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 from datetime import datetime
@@ -246,34 +245,6 @@ def test_default_audit_log_lives_under_the_local_datastore(workspace):
     location = Path(Registry(branch=BRANCH).store.location)
     expected = workspace / ".metaflow" / "_registry" / "tabular_mlops" / BRANCH / "TrainFlow" / "events"
     assert location.resolve() == expected.resolve()
-
-
-def test_s3_audit_log_uses_one_object_per_event(monkeypatch):
-    boto3 = pytest.importorskip("boto3")
-    server_mod = pytest.importorskip("moto.server")
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    server = server_mod.ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    try:
-        endpoint = f"http://127.0.0.1:{port}"
-        for key, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-                           "AWS_DEFAULT_REGION": "us-east-1", "METAFLOW_DEFAULT_DATASTORE": "s3",
-                           "METAFLOW_DATASTORE_SYSROOT_S3": "s3://registry-bucket/metaflow",
-                           "METAFLOW_S3_ENDPOINT_URL": endpoint}.items():
-            monkeypatch.setenv(key, value)
-        s3 = boto3.client("s3", endpoint_url=endpoint)
-        s3.create_bucket(Bucket="registry-bucket")
-        store = reg.event_store("tabular_mlops", BRANCH, "TrainFlow")
-        assert store.location == f"s3://registry-bucket/metaflow/_registry/tabular_mlops/{BRANCH}/TrainFlow/events"
-        store.append("2-b.json", b'{"n": 2}')
-        store.append("1-a.json", b'{"n": 1}')
-        assert store.read_all() == [b'{"n": 1}', b'{"n": 2}']
-        keys = [o["Key"] for o in s3.list_objects_v2(Bucket="registry-bucket")["Contents"]]
-        assert len(keys) == 2 and all(k.startswith("metaflow/_registry/tabular_mlops/") for k in keys)
-    finally:
-        server.stop()
 
 
 # -- show and models -------------------------------------------------------------------------------------------
