@@ -261,10 +261,3 @@ def test_concept_drift_changes_the_label_rule(concept) -> None:
     # ... so do small card-testing amounts, while night e-commerce fraud fades
     assert drifted.loc[small & late, "is_fraud"].mean() > 3 * base.loc[small & late, "is_fraud"].mean()
     assert drifted.loc[night_ecom & late, "is_fraud"].mean() < 0.5 * base.loc[night_ecom & late, "is_fraud"].mean()
-
-
-@pytest.mark.skipif(not (ROOT / "data" / "transactions.parquet").is_file(), reason="no DVC data checked out")
-def test_default_spec_reproduces_the_tracked_data(tmp_path: Path) -> None:
-    """``make data`` relies on it: the generator (and pinned pyarrow) must reproduce the DVC-tracked bytes."""
-    out = synth.write_parquet(SynthSpec(), tmp_path / "transactions.parquet")
-    assert sha256(out) == sha256(ROOT / "data" / "transactions.parquet")
