@@ -1,0 +1,104 @@
+"""GateResult, thresholds on interval bounds, the verdict, and the performance and champion gates on both sides."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from steps import gates
+from steps.config import GatesConfig, Threshold
+
+
+@pytest.mark.parametrize("threshold,point,interval,passed,judged", [
+    (Threshold(min=0.8, bound="lower"), 0.85, (0.79, 0.9), False, 0.79),  # the point clears it, the bound does not
+    (Threshold(min=0.8, bound="lower"), 0.85, (0.81, 0.9), True, 0.81),
+    (Threshold(min=0.8, bound="point"), 0.85, (0.70, 0.9), True, 0.85),
+    (Threshold(max=0.1, bound="upper"), 0.05, (0.02, 0.11), False, 0.11),
+    (Threshold(max=0.1, bound="upper"), 0.05, (0.02, 0.09), True, 0.09),
+    (Threshold(max=0.1), 0.1, None, True, 0.1),  # limits are inclusive
+])
+def test_judge_uses_the_named_bound(threshold, point, interval, passed, judged):
+    assert gates.judge(threshold, point, interval) == (passed, pytest.approx(judged))
+
+
+@pytest.mark.parametrize("threshold,confidence,text", [
+    (Threshold(min=0.8, bound="lower"), 0.95, ">= 0.8 (lower 95% bound)"),
+    (Threshold(max=0.02, bound="upper"), 0.9, "<= 0.02 (upper 90% bound)"),
+    (Threshold(max=5), None, "<= 5"),
+])
+def test_describe(threshold, confidence, text):
+    assert gates.describe(threshold, confidence) == text
+
+
+def test_threshold_needs_exactly_one_side():
+    with pytest.raises(ValueError, match="exactly one of min or max"):
+        Threshold(min=0.1, max=0.2)
+    with pytest.raises(ValueError, match="exactly one of min or max"):
+        Threshold()
+
+
+def test_verdict_ignores_ungated_failures_and_summarizes_by_suite():
+    results = [gates.GateResult("performance", "roc_auc", "roc_auc", ">= 0.8", 0.9, True),
+               gates.GateResult("fairness", "dp[tiny]", "dp", "<= 0.1", 0.5, False, gated=False),
+               gates.GateResult("efficiency", "latency_p50_ms", "p50", "<= 10", 20.0, False)]
+    verdict = gates.Verdict(results)
+    assert not verdict.passed and [r.name for r in verdict.failed] == ["latency_p50_ms"]
+    summary = verdict.summary()
+    assert summary["suites"]["fairness"] == {"checks": 1, "failed": 0}
+    assert summary["failed"] == ["efficiency/latency_p50_ms"]
+    assert json.loads(verdict.to_json())["results"][1]["gated"] is False
+    assert gates.Verdict(results[:2]).passed
+
+
+@pytest.fixture(scope="module")
+def cfg() -> GatesConfig:
+    return GatesConfig.model_validate({
+        "bootstrap": {"samples": 100},
+        "performance": {"thresholds": {"roc_auc": {"min": 0.75, "bound": "lower"},
+                                       "brier": {"max": 0.1, "bound": "upper"}}},
+    })
+
+
+def _data(signal: float, n: int = 4000, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    y = (rng.uniform(size=n) < 0.1).astype(int)
+    logit = -2.5 + signal * (y - 0.1) * 4 + rng.normal(size=n)
+    return y, 1 / (1 + np.exp(-logit))
+
+
+@pytest.mark.parametrize("signal,passes", [(1.5, True), (0.2, False)])
+def test_performance_gates_on_both_sides(cfg, signal, passes):
+    y, p = _data(signal)
+    results, report = gates.performance_gates(y, p, cfg)
+    auc = next(r for r in results if r.name == "roc_auc")
+    assert auc.passed is passes
+    assert auc.interval[0] <= auc.actual <= auc.interval[1]
+    assert set(report) >= {"roc_auc", "brier", "calibration_error"}
+
+
+@pytest.mark.parametrize("champion_signal,challenger_signal,significant", [(0.5, 1.5, True), (1.0, 1.0, False)])
+def test_champion_gate_significance_on_both_sides(cfg, champion_signal, challenger_signal, significant):
+    y, p_champ = _data(champion_signal, seed=1)
+    _, p_chal = _data(challenger_signal, seed=1) if champion_signal != challenger_signal else (y, p_champ.copy())
+    results, comparison = gates.champion_gates(y, p_chal, p_champ, cfg, "42", [], (1.0, 1.0))
+    assert results[0].name == "significantly_better[roc_auc]" and results[0].passed is significant
+    assert "run 42" in results[0].detail and comparison["method"] == "paired_bootstrap"
+
+
+@pytest.mark.parametrize("low,passes", [(0.01, True), (0.03, False)])
+def test_champion_fairness_widening_on_both_sides(cfg, low, passes):
+    y, p = _data(1.0)
+    widening = [{"name": "equalized_odds_difference[region]", "champion": 0.1, "challenger": 0.2,
+                 "widening": 0.1, "low": low, "high": 0.2}]
+    results, _ = gates.champion_gates(y, p, p, cfg, "1", widening, (1.0, 1.0))
+    fair = next(r for r in results if r.name.startswith("not_less_fair"))
+    assert fair.passed is passes and fair.interval == (low, 0.2)
+
+
+@pytest.mark.parametrize("latency,passes", [((1.4, 1.0), True), ((1.6, 1.0), False)])
+def test_champion_latency_on_both_sides(cfg, latency, passes):
+    y, p = _data(1.0)
+    results, _ = gates.champion_gates(y, p, p, cfg, "1", [], latency)
+    assert next(r for r in results if r.name == "not_slower[p50_ms]").passed is passes
