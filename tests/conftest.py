@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pytest
 import yaml
-from metaflow import Runner
 
 from steps import data, synth
 from steps.config import DatasetConfig, SplitConfig, load_file
+from support import GATES_BRANCH, SPLIT, run_flow, train_config
 
 ROOT = Path(__file__).resolve().parents[1]
 os.environ.setdefault("USER", "ci")
@@ -65,31 +63,6 @@ TINY_TRAIN = {
 }
 
 
-@dataclass(frozen=True)
-class FlowResult:
-    """What a finished Runner run left behind (its log files vanish when the Runner closes)."""
-
-    status: str
-    run: Any
-    stdout: str
-    stderr: str
-
-
-def run_flow(root: Path, workspace: Path, flow: str, configs: dict[str, Path], branch: str | None = None,
-             **params: Any) -> FlowResult:
-    """Run ``flows/<flow>`` with ``Runner`` from the test workspace and wait for it to finish.
-
-    Args:
-        branch: the ``@project`` branch (``--branch``), so registry tests do not share a champion.
-        params: the flow's parameters.
-    """
-    top_level: dict[str, Any] = {"branch": branch} if branch else {}
-    runner = Runner(str(root / "flows" / flow), show_output=False, cwd=str(workspace),
-                    config=[(k, str(v)) for k, v in configs.items()], **top_level)
-    with runner.run(**params) as result:
-        return FlowResult(result.status, result.run, result.stdout, result.stderr)
-
-
 @pytest.fixture(scope="session")
 def tiny_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """6,000 synthetic transactions over 12 months (about 130 frauds)."""
@@ -114,35 +87,7 @@ def train_run(root: Path, workspace: Path, tiny_data: Path, tiny_configs: dict[s
     return result.run
 
 
-def card_text(html: str) -> str:
-    """The JSON a Metaflow card embeds (base64 inside the HTML), decoded, for assertions on card content."""
-    import base64
-    import re
-
-    blobs = re.findall(r'__MF_DATA__\["[^"]+"\] = "([A-Za-z0-9+/=]+)"', html)
-    return "\n".join(base64.b64decode(b).decode("utf-8") for b in blobs)
-
-
 # --------------------------------------------------------------------------------------------------- gates
-GATES_BRANCH = "gates"  # the @project branch of the planted-regression runs (test.gates)
-SPLIT = {"validation_fraction": 0.2, "holdout_fraction": 0.2}
-MODELS = {  # planted models, one candidate per run
-    "weak": {"type": "lightgbm", "params": {"n_estimators": 3, "num_leaves": 4}},
-    "good": {"type": "lightgbm", "params": {"n_estimators": 60, "num_leaves": 15}},
-    "slow": {"type": "random_forest", "params": {"n_estimators": 600, "min_samples_leaf": 20}},
-    "unfair": {"type": "lightgbm", "params": {"n_estimators": 60, "num_leaves": 15}},
-    "no_impute": {"type": "logistic_regression", "params": {}, "impute": False},
-    "worse": {"type": "lightgbm", "params": {"n_estimators": 1, "num_leaves": 2}},  # a single stump
-}
-
-
-def _train_config(directory: Path, name: str) -> Path:
-    path = directory / f"train-{name}.yaml"
-    path.write_text(yaml.safe_dump({"split": SPLIT, "seed": 1, "threads": 1, "curve_points": 50,
-                                    "candidates": [{"name": name, **MODELS[name]}]}))
-    return path
-
-
 @pytest.fixture(scope="session")
 def gates_datasets(tmp_path_factory, config_paths) -> dict[str, Path]:
     """30k rows; a copy whose training-period labels are zeroed for north_america; a copy with no missing values."""
@@ -170,7 +115,7 @@ def gates_scenario(root, workspace, config_paths, gates_datasets, tmp_path_facto
             ("no_impute", "complete"), ("worse", "normal")]
     runs = {}
     for name, dataset in plan:
-        configs = {**config_paths, "train": _train_config(directory, name),
+        configs = {**config_paths, "train": train_config(directory, name),
                    "gates": root / "tests" / "flows" / "configs" / "gates-small.yaml"}
         result = run_flow(root, workspace, "train_flow.py", configs, branch=GATES_BRANCH,
                           data=str(gates_datasets[dataset]))

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import yaml
 
-from conftest import run_flow
+from support import run_flow
 from steps import data, synth
 
 GIT_ENV = {**os.environ, "GIT_AUTHOR_NAME": "test", "GIT_AUTHOR_EMAIL": "test@example.com",

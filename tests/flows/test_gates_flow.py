@@ -11,7 +11,7 @@ import sys
 
 import pytest
 
-from conftest import GATES_BRANCH as BRANCH
+from support import GATES_BRANCH as BRANCH
 from steps.registry import Registry
 
 
@@ -67,7 +67,7 @@ def test_gate_details_name_the_culprit(scenario):
 def test_verdict_is_stored_as_json_and_rendered_in_a_card(scenario):
     from metaflow.cards import get_cards
 
-    from conftest import card_text
+    from support import card_text
 
     task = scenario["unfair"]["gates"].task
     verdict = json.loads(task.data.gate_report_json)

@@ -11,7 +11,7 @@ import math
 import pandas as pd
 import pytest
 
-from conftest import GATES_BRANCH
+from support import GATES_BRANCH
 from steps import inspect
 from steps.registry import RegistryError
 

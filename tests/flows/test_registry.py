@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from metaflow import Runner
 
-from conftest import FlowResult
+from support import FlowResult
 from steps import models
 from steps import registry as reg
 from steps.registry import LocalEventStore, Registry, RegistryError

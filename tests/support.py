@@ -1,0 +1,68 @@
+"""Helpers shared by the test modules (importable as ``support``: pytest.ini puts tests/ on sys.path).
+
+Fixtures live in conftest.py files; plain functions and constants live here, because every conftest.py is
+imported under the same module name and cannot be imported from reliably.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+from metaflow import Runner
+
+
+@dataclass(frozen=True)
+class FlowResult:
+    """What a finished Runner run left behind (its log files vanish when the Runner closes)."""
+
+    status: str
+    run: Any
+    stdout: str
+    stderr: str
+
+
+def run_flow(root: Path, workspace: Path, flow: str, configs: dict[str, Path], branch: str | None = None,
+             **params: Any) -> FlowResult:
+    """Run ``flows/<flow>`` with ``Runner`` from the test workspace and wait for it to finish.
+
+    Args:
+        branch: the ``@project`` branch (``--branch``), so registry tests do not share a champion.
+        params: the flow's parameters.
+    """
+    top_level: dict[str, Any] = {"branch": branch} if branch else {}
+    runner = Runner(str(root / "flows" / flow), show_output=False, cwd=str(workspace),
+                    config=[(k, str(v)) for k, v in configs.items()], **top_level)
+    with runner.run(**params) as result:
+        return FlowResult(result.status, result.run, result.stdout, result.stderr)
+
+
+def card_text(html: str) -> str:
+    """The JSON a Metaflow card embeds (base64 inside the HTML), decoded, for assertions on card content."""
+    import base64
+    import re
+
+    blobs = re.findall(r'__MF_DATA__\["[^"]+"\] = "([A-Za-z0-9+/=]+)"', html)
+    return "\n".join(base64.b64decode(b).decode("utf-8") for b in blobs)
+
+
+
+GATES_BRANCH = "gates"  # the @project branch of the planted-regression runs (test.gates)
+SPLIT = {"validation_fraction": 0.2, "holdout_fraction": 0.2}
+MODELS = {  # planted models, one candidate per run
+    "weak": {"type": "lightgbm", "params": {"n_estimators": 3, "num_leaves": 4}},
+    "good": {"type": "lightgbm", "params": {"n_estimators": 60, "num_leaves": 15}},
+    "slow": {"type": "random_forest", "params": {"n_estimators": 600, "min_samples_leaf": 20}},
+    "unfair": {"type": "lightgbm", "params": {"n_estimators": 60, "num_leaves": 15}},
+    "no_impute": {"type": "logistic_regression", "params": {}, "impute": False},
+    "worse": {"type": "lightgbm", "params": {"n_estimators": 1, "num_leaves": 2}},  # a single stump
+}
+
+
+def train_config(directory: Path, name: str) -> Path:
+    path = directory / f"train-{name}.yaml"
+    path.write_text(yaml.safe_dump({"split": SPLIT, "seed": 1, "threads": 1, "curve_points": 50,
+                                    "candidates": [{"name": name, **MODELS[name]}]}))
+    return path
