@@ -68,10 +68,26 @@ def run_one(name: str, quick: bool) -> str:
     return md
 
 
+START, END = "<!-- bench:start -->", "<!-- bench:end -->"
+
+
+def update_readme(readme: Any = None) -> None:
+    """Replace the README's benchmark section (between the bench markers) with every full-size results/*.md."""
+    readme = readme or ROOT / "README.md"
+    text = readme.read_text()
+    if START not in text or END not in text:
+        raise ValueError(f"{readme} has no {START} ... {END} section")
+    tables = [p.read_text().strip().replace("\n## ", "\n### ").replace("## ", "### ", 1)
+              for p in sorted(RESULTS.glob("*.md")) if not p.stem.endswith("-quick")]
+    head, rest = text.split(START, 1)
+    readme.write_text(head + START + "\n" + "\n\n".join(tables) + "\n" + END + rest.split(END, 1)[1])
+
+
 def main(argv: list[str] | None = None) -> None:
     """Command-line entry point (``make bench``)."""
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("names", nargs="*", help=f"benchmarks to run (default: all of {discover()})")
+    p.add_argument("--readme", action="store_true", help="only copy results/*.md into the README's section")
     p.add_argument("--quick", action="store_true", default=os.environ.get("BENCH_QUICK") == "1",
                    help="small sizes (also BENCH_QUICK=1)")
     a = p.parse_args(argv)
@@ -79,8 +95,13 @@ def main(argv: list[str] | None = None) -> None:
     os.environ.setdefault("USER", "bench")
     os.environ.setdefault("USERNAME", os.environ["USER"])
     os.environ["OMP_WAIT_POLICY"] = "PASSIVE"  # LightGBM/OpenMP must not spin on a busy 2-core box
+    if a.readme:
+        update_readme()
+        return
     for name in a.names or discover():
         print(run_one(name, a.quick), flush=True)
+    if not a.quick:
+        update_readme()
 
 
 if __name__ == "__main__":
