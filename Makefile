@@ -9,9 +9,8 @@ DVC := $(VENV)/bin/dvc
 STAMP := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt | sha256sum | cut -c1-12)
 OUT := out
 
-# Metaflow needs a user name; LightGBM/OpenMP must not spin on a busy 2-core box.
-export USER ?= $(shell id -un 2>/dev/null || echo ci)
-export USERNAME ?= $(USER)
+# Metaflow needs a user name and refuses "root" (CI runs as root); LightGBM/OpenMP must not spin on 2 busy cores.
+export METAFLOW_USER ?= $(or $(filter-out root,$(shell id -un 2>/dev/null)),ci)
 export OMP_WAIT_POLICY := PASSIVE
 export PYTHONDONTWRITEBYTECODE := 1
 

@@ -92,8 +92,8 @@ def main(argv: list[str] | None = None) -> None:
                    help="small sizes (also BENCH_QUICK=1)")
     a = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    os.environ.setdefault("USER", "bench")
-    os.environ.setdefault("USERNAME", os.environ["USER"])
+    if os.environ.get("USER", "root") == "root":  # Metaflow refuses root as a user name
+        os.environ.setdefault("METAFLOW_USER", "bench")
     os.environ["OMP_WAIT_POLICY"] = "PASSIVE"  # LightGBM/OpenMP must not spin on a busy 2-core box
     if a.readme:
         update_readme()

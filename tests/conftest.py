@@ -13,8 +13,8 @@ from steps.config import DatasetConfig, SplitConfig, load_file
 from support import GATES_BRANCH, SPLIT, run_flow, train_config
 
 ROOT = Path(__file__).resolve().parents[1]
-os.environ.setdefault("USER", "ci")
-os.environ.setdefault("USERNAME", os.environ["USER"])
+if os.environ.get("USER", "root") == "root":  # Metaflow refuses root as a user name (CI runs as root)
+    os.environ.setdefault("METAFLOW_USER", "ci")
 os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
 
 

@@ -13,6 +13,7 @@ import pytest
 from metaflow import get_namespace, namespace
 
 from steps import inspect, models
+from steps.registry import current_user
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -58,7 +59,7 @@ def test_training_summary(train_run) -> None:
 def test_lineage_and_split(train_run) -> None:
     lineage = inspect.lineage(train_run)
     assert lineage["run"] == train_run.pathspec
-    assert lineage["user"] == os.environ["USER"]
+    assert lineage["user"] == current_user()
     assert lineage["model_fingerprint"] == train_run.data.model_fingerprint
     assert lineage.items() >= train_run.data.lineage.items()
     split = inspect.split_summary(train_run)
