@@ -143,6 +143,14 @@ def test_models_are_frozen(dataset_spec: DatasetConfig) -> None:
 
 
 # --------------------------------------------------------------------------------------------------- errors
+def assert_error_line(msg: str, source: str, key: str, fragment: str) -> None:
+    """The error names ``source`` and has a line for ``key`` containing ``fragment``."""
+    assert msg.startswith(f"invalid configuration in {source}:")
+    line = next((ln for ln in msg.splitlines() if ln.startswith(f"  - {key}: ")), None)
+    assert line is not None, msg
+    assert fragment in line
+
+
 @pytest.mark.parametrize("changes, key, fragment", [
     ({"colour": "red"}, "colour", "unknown key (not allowed)"),
     ({"numeric.x.minimum": 0}, "numeric.x.minimum", "unknown key (not allowed)"),
@@ -170,11 +178,8 @@ def test_models_are_frozen(dataset_spec: DatasetConfig) -> None:
     ({"target.name": "x"}, "<root>", "id/time/target columns must not be features: ['x']"),
 ])
 def test_dataset_errors_name_file_and_key(changes: dict[str, Any], key: str, fragment: str) -> None:
-    msg = config_error(DatasetConfig, mutated(DATASET, changes), "/cfg/datasets/mine.yaml")
-    assert msg.startswith("invalid configuration in /cfg/datasets/mine.yaml:")
-    line = next((ln for ln in msg.splitlines() if ln.startswith(f"  - {key}: ")), None)
-    assert line is not None, msg
-    assert fragment in line
+    assert_error_line(config_error(DatasetConfig, mutated(DATASET, changes), "/cfg/datasets/mine.yaml"), "/cfg/datasets/mine.yaml", key,
+                      fragment)
 
 
 @pytest.mark.parametrize("changes, key, fragment", [
@@ -195,11 +200,8 @@ def test_dataset_errors_name_file_and_key(changes: dict[str, Any], key: str, fra
     ({"split.test_fraction": 0.1}, "split.test_fraction", "unknown key (not allowed)"),
 ])
 def test_train_errors_name_file_and_key(changes: dict[str, Any], key: str, fragment: str) -> None:
-    msg = config_error(TrainConfig, mutated(TRAIN, changes), "experiments/train.yaml")
-    assert msg.startswith("invalid configuration in experiments/train.yaml:")
-    line = next((ln for ln in msg.splitlines() if ln.startswith(f"  - {key}: ")), None)
-    assert line is not None, msg
-    assert fragment in line
+    assert_error_line(config_error(TrainConfig, mutated(TRAIN, changes), "experiments/train.yaml"), "experiments/train.yaml", key,
+                      fragment)
 
 
 @pytest.mark.parametrize("changes, key, fragment", [
@@ -217,11 +219,8 @@ def test_train_errors_name_file_and_key(changes: dict[str, Any], key: str, fragm
      "compute 'batch' needs queues.default"),
 ])
 def test_profile_errors_name_file_and_key(changes: dict[str, Any], key: str, fragment: str) -> None:
-    msg = config_error(ProfileConfig, mutated(PROFILE, changes), "config/profiles/custom.yaml")
-    assert msg.startswith("invalid configuration in config/profiles/custom.yaml:")
-    line = next((ln for ln in msg.splitlines() if ln.startswith(f"  - {key}: ")), None)
-    assert line is not None, msg
-    assert fragment in line
+    assert_error_line(config_error(ProfileConfig, mutated(PROFILE, changes), "config/profiles/custom.yaml"), "config/profiles/custom.yaml", key,
+                      fragment)
 
 
 def test_every_bad_key_is_reported_at_once() -> None:
