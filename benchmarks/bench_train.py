@@ -23,6 +23,7 @@ logger = logging.getLogger(__name__)
 
 DATA = ROOT / "data" / "transactions.parquet"
 CONFIGS = {"dataset": ROOT / "config" / "dataset.yaml", "train": ROOT / "config" / "train.yaml",
+           "gates": ROOT / "config" / "gates.yaml",
            "profile": ROOT / "config" / "profiles" / "local.yaml"}
 TARGET_SECONDS = 60.0
 
@@ -77,7 +78,8 @@ def run(quick: bool = False) -> Report:
                     raise RuntimeError(f"TrainFlow failed:\n{result.stderr[-4000:]}")
                 run_ = result.run
                 steps, candidates = _step_rows(run_), _candidate_rows(run_)
-                span = (run_.finished_at - run_.created_at).total_seconds()
+                tasks = [t for step in run_ for t in step]  # run.created_at moves when the registry tags the run
+                span = (max(t.finished_at for t in tasks) - min(t.created_at for t in tasks)).total_seconds()
                 rows = run_["start"].task.data.lineage.get("rows")
     verdict = "met" if wall < TARGET_SECONDS else "NOT met"
     logger.info("TrainFlow: %.1f s wall", wall)
@@ -89,7 +91,7 @@ def run(quick: bool = False) -> Report:
         "notes": [
             f"Target 'TrainFlow under a minute on 2 cores on the default data' {verdict}: {wall:.1f} s wall.",
             "wall_s: Runner start to finish (includes Metaflow start-up, packaging and artifact I/O); run_span_s: "
-            "the run's created_at to finished_at in the Client; step seconds: first task created to last task "
+            "first task created to last task finished in the Client; step seconds: first task created to last task "
             "finished (foreach tasks overlap, so task_seconds_sum can exceed seconds).",
             "fit_s is the estimator's fit alone (CandidateResult.fit_seconds); task_s is the whole "
             "train_candidate task (load artifacts, fit, score validation, serialize).",
