@@ -1,0 +1,143 @@
+"""DistillFlow: distil the TrainFlow champion (the teacher) into small students, export them to ONNX, serve the best.
+
+    python flows/distill_flow.py run                          # teacher = TrainFlow champion of this branch
+    python flows/distill_flow.py run --teacher-run 1234       # a given TrainFlow run (same project branch)
+    python flows/distill_flow.py --config distill my.yaml run # other students / selection rule
+    python flows/distill_flow.py --config profile config/profiles/aws.yaml run   # train_student on the GPU queue
+
+The run is tagged ``serving`` (and a ``serve`` event appended to the DistillFlow audit log) only when a student
+meets the selection rule and passes every gate; see steps/distill.py.
+"""
+
+import os
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # steps/ sits beside flows/
+
+from metaflow import Config, FlowSpec, Parameter, card, current, project, step  # noqa: E402
+from mutators import apply_profile  # noqa: E402
+
+from steps import distill, gates, models, registry  # noqa: E402
+from steps.config import DatasetConfig, DistillConfig, GatesConfig, load  # noqa: E402
+
+PROFILE = os.environ.get("MLOPS_PROFILE", "config/profiles/local.yaml")
+
+
+@apply_profile
+@project(name="tabular_mlops")
+class DistillFlow(FlowSpec):
+    """Teacher -> students (foreach) -> ONNX + int8 -> parity, cost, selection -> gates -> ``serving`` tag."""
+
+    dataset = Config("dataset", default="config/dataset.yaml", parser="steps.config.parse_dataset")
+    distill_config = Config("distill", default="config/distill.yaml", parser="steps.config.parse_distill")
+    gates_config = Config("gates", default="config/gates.yaml", parser="steps.config.parse_gates")
+    profile = Config("profile", default=PROFILE, parser="steps.config.parse_profile")
+
+    teacher_run = Parameter("teacher-run", default="", help="TrainFlow run id (default: the branch's champion).")
+
+    @step
+    def start(self):
+        """Resolve and verify the teacher, build the transfer set and its logits, export the teacher to ONNX."""
+        spec, cfg = load(DatasetConfig, self.dataset), load(DistillConfig, self.distill_config)
+        self.threshold = cfg.decision_threshold or load(GatesConfig, self.gates_config).decision_threshold
+        reg = registry.Registry("TrainFlow", current.branch_name, current.project_name)
+        run = reg.run(self.teacher_run) if self.teacher_run else reg.champion()
+        if run is None:
+            raise registry.RegistryError(f"no TrainFlow champion on branch {current.branch_name}: pass --teacher-run")
+        teacher = registry.load_model(run)  # refuses bytes that do not hash to the recorded fingerprint
+        self.teacher_run_id, self.teacher_fingerprint = run.id, run.data.model_fingerprint
+        self.teacher_model_name, self.teacher_blob = run.data.model_name, run.data.model_blob
+        self.holdout_df = run.data.holdout_df
+        self.lineage, self.feature_schema = run.data.lineage, run.data.feature_schema  # the teacher's data
+        self.transfer_df = distill.transfer_set(run["split"].task.data.train_df, spec, cfg)
+        self.transfer_logit = distill.teacher_logits(teacher, self.transfer_df, spec, cfg.threads)
+        try:
+            self.teacher_onnx = distill.to_onnx(teacher, spec)
+        except distill.export.ExportError as err:
+            print(f"teacher cannot be exported to ONNX ({err}); its cost is compared on native")
+            self.teacher_onnx = None
+        self.teacher_eval = distill.evaluate_model("teacher", "teacher", teacher, self.teacher_onnx, None,
+                                                   self.holdout_df, spec, cfg, self.threshold)
+        print(f"teacher {self.teacher_model_name} from TrainFlow/{run.id} (sha256 {self.teacher_fingerprint[:12]}), "
+              f"hold-out AUC {self.teacher_eval['auc']:.4f}; transfer set {len(self.transfer_df)} rows")
+        self.students = [s.name for s in cfg.students]
+        self.next(self.train_student, foreach="students")
+
+    @step
+    def train_student(self):
+        """Fit one student on the teacher's logits; export it (+ int8); check parity on the hold-out."""
+        spec, cfg = load(DatasetConfig, self.dataset), load(DistillConfig, self.distill_config)
+        student = next(s for s in cfg.students if s.name == self.input)
+        pipeline = distill.build_student(student, spec, cfg.seed, cfg.threads, cfg.device)
+        pipeline, fit_info = distill.fit_student(pipeline, self.transfer_df, self.transfer_logit, spec, cfg.threads)
+        self.student_blob = models.serialize(pipeline)
+        self.student_onnx = distill.to_onnx(pipeline, spec)
+        self.student_quantized, quant = (distill.quantize(self.student_onnx) if student.quantize else (None, None))
+        ev = distill.evaluate_model(student.name, student.type, pipeline, self.student_onnx, self.student_quantized,
+                                    self.holdout_df, spec, cfg, self.threshold)
+        if quant is not None and not quant["changed"]:
+            quant["note"] = ("quantize_dynamic changed nothing: no MatMul/Gemm weights (tree ensemble or "
+                             "LinearRegressor op); the int8 graph is the float graph")
+        self.student = {**ev, "fingerprint": models.fingerprint(self.student_blob), "fit": fit_info,
+                        "quantization": quant, "onnx_fingerprint": models.fingerprint(self.student_onnx)}
+        print(f"{student.name}: AUC {ev['auc']:.4f}, parity {ev['parity']}")
+        self.next(self.join)
+
+    @card(type="blank", id="distill")
+    @step
+    def join(self, inputs):
+        """Time every model in one process, select the student, gate it against the teacher."""
+        spec, cfg = load(DatasetConfig, self.dataset), load(DistillConfig, self.distill_config)
+        gcfg = load(GatesConfig, self.gates_config)
+        self.merge_artifacts(inputs, include=["teacher_run_id", "teacher_fingerprint", "teacher_model_name",
+                                              "teacher_blob", "teacher_onnx", "teacher_eval", "threshold",
+                                              "holdout_df", "lineage", "feature_schema"])
+        teacher = models.deserialize(self.teacher_blob, self.teacher_fingerprint)
+        measure = dict(frame=self.holdout_df, spec=spec, batch_rows=cfg.cost_rows, latency_rows=cfg.latency_rows)
+        self.teacher_eval = {**self.teacher_eval,
+                             "runtimes": distill.measure_runtimes(teacher, self.teacher_onnx, None, **measure)}
+        by_name = {inp.student["name"]: inp for inp in inputs}
+        rows = []
+        for name, inp in by_name.items():
+            pipeline = models.deserialize(inp.student_blob, inp.student["fingerprint"])
+            runtimes = distill.measure_runtimes(pipeline, inp.student_onnx, inp.student_quantized, **measure)
+            rows.append(distill.candidate_row({**inp.student, "runtimes": runtimes}, self.teacher_eval,
+                                              cfg.cost_runtime))
+        self.model_name, self.candidates = distill.select(rows, cfg.min_auc_ratio, cfg.max_cost_ratio)
+        self.gate_results, self.gates_passed = [], False
+        self.gate_summary = {"passed": False, "suites": {}, "failed": ["distillation/no_student_selected"]}
+        self.model_blob = self.model_fingerprint = self.onnx_model = self.onnx_fingerprint = None
+        self.quantized_model, self.quantized = None, None
+        if self.model_name:
+            chosen, row = by_name[self.model_name], next(r for r in self.candidates if r["name"] == self.model_name)
+            self.model_blob, self.model_fingerprint = chosen.student_blob, chosen.student["fingerprint"]
+            self.onnx_model, self.onnx_fingerprint = chosen.student_onnx, chosen.student["onnx_fingerprint"]
+            self.quantized = {**(chosen.student["quantization"] or {}), "parity": row["parity"].get("quantized"),
+                              "runtime": row["runtimes"].get("quantized")}
+            self.quantized_model = chosen.student_quantized
+            model = models.deserialize(self.model_blob, self.model_fingerprint)
+            assessment = gates.assess(model, self.model_blob, self.holdout_df, spec, gcfg,
+                                      champion=(self.teacher_run_id, teacher, self.teacher_blob))
+            verdict = gates.Verdict(distill.distillation_verdict(assessment.verdict.results, row["auc_ratio"],
+                                                                 row["cost_ratio"], cfg))
+            self.gate_results = [r.to_dict() for r in verdict.results]
+            self.gate_summary, self.gates_passed = verdict.summary(), verdict.passed
+        current.card["distill"].extend(distill.card_components(self.candidates, self.teacher_eval, self.model_name,
+                                                               cfg, self.gate_results))
+        self.next(self.end)
+
+    @step
+    def end(self):
+        """Register: tag the run candidate; move ``serving`` here only when a student was selected and passed."""
+        self.registry_event = distill.register_serving(current.run_id, current.branch_name, current.project_name,
+                                                       bool(self.model_name), self.gates_passed, self.gate_summary)
+        outcome = ("now serving" if self.registry_event else
+                   "not serving: " + ", ".join(self.gate_summary["failed"]))
+        print(f"student {self.model_name or '-'} of teacher TrainFlow/{self.teacher_run_id} in {current.pathspec}: "
+              f"{outcome}")
+        print(f"Card: python flows/distill_flow.py card view {current.run_id}/join")
+
+
+if __name__ == "__main__":
+    DistillFlow()

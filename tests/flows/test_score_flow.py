@@ -1,0 +1,333 @@
+"""ScoreFlow end to end through metaflow.Runner: real runs on 6,000 rows in 3 shards.
+
+The main run plants everything at once (five invalid rows, a shard killed mid-write on its first attempt, a spot
+termination notice for another shard's first attempt), so one run proves retries, quarantine and exactly-once
+output; the other runs cover rerun, resume, the quarantine gate, bad input, the champion, top-k, shadow and ONNX.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+from metaflow import Runner
+
+from support import FlowResult, run_flow
+from steps import models, registry, score
+from steps.config import DatasetConfig, load_file
+
+D_MAIN, D_RESUME, D_BAD, D_EMPTY, D_GATES = "2026-01-05", "2026-01-06", "2026-01-07", "2026-01-08", "2026-01-09"
+PLANTED = {5: ("amount", -3.0), 2100: ("amount", -1.0), 4100: ("hour", 31), 7: ("channel", "carrier_pigeon"),
+           9: ("amount", None)}  # row position -> (column, value): five invalid rows across the three shards
+
+
+# --------------------------------------------------------------------------------------------------- helpers
+@pytest.fixture(scope="module")
+def spec(config_paths) -> DatasetConfig:
+    return load_file(DatasetConfig, config_paths["dataset"])
+
+
+@pytest.fixture(scope="module")
+def scratch(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("score")
+
+
+@pytest.fixture(scope="module")
+def tainted(tiny_data: Path, scratch: Path) -> Path:
+    """The tiny data with five invalid rows; row groups of 2,000 rows (so three shards of 2,000)."""
+    frame = pd.read_parquet(tiny_data)
+    for row, (column, value) in PLANTED.items():
+        frame.loc[row, column] = value
+    path = scratch / "tainted" / "part-a.parquet"
+    path.parent.mkdir()
+    frame.to_parquet(path, row_group_size=2000, index=False)
+    return path
+
+
+def configs_for(config_paths: dict[str, Path], directory: Path, name: str, retry: bool = True,
+                **score_config: Any) -> dict[str, Path]:
+    """dataset/gates/profile configs plus a score config with small shards; ``retry=False`` fails fast."""
+    path = directory / f"score-{name}.yaml"
+    path.write_text(yaml.safe_dump({"shard_rows": 2000, "batch_rows": 500, "max_quarantine_rate": 0.01,
+                                    **score_config}))
+    out = {"dataset": config_paths["dataset"], "gates": config_paths["gates"], "profile": config_paths["profile"],
+           "score": path}
+    if not retry:
+        profile = yaml.safe_load(config_paths["profile"].read_text())
+        out["profile"] = directory / "profile-no-retry.yaml"
+        out["profile"].write_text(yaml.safe_dump({**profile, "retry": {"times": 0, "minutes_between_retries": 0}}))
+    return out
+
+
+def score_flow(root: Path, workspace: Path, configs: dict[str, Path], branch: str | None = None,
+               **params: Any) -> FlowResult:
+    """One ScoreFlow run."""
+    return run_flow(root, workspace, "score_flow.py", configs, branch=branch, **params)
+
+
+def logs(result: FlowResult) -> str:
+    return result.stdout + result.stderr
+
+
+def shard_tasks(run) -> dict[int, Any]:
+    """The successful score_shard task of each shard, by shard index."""
+    return {task.data.shard_result["shard"]: task for task in run["score_shard"]}
+
+
+@dataclass
+class Snapshot:
+    """A partition as it was right after a run (later tests rewrite the same date)."""
+
+    result: FlowResult
+    manifest: dict[str, Any]
+    table: pd.DataFrame
+    files: list[str]
+
+
+def snapshot(result: FlowResult, output: Path, day: str) -> Snapshot:
+    manifest = score.read_manifest(str(output), day)
+    table = score.read_partition(str(output), day, verify=True).to_pandas() if manifest else pd.DataFrame()
+    files = sorted(p.relative_to(output).as_posix() for p in output.rglob("*") if p.is_file())
+    return Snapshot(result, manifest, table, files)
+
+
+# --------------------------------------------------------------------------------------------------- main run
+@pytest.fixture(scope="module")
+def main_run(root, workspace, config_paths, scratch, tainted, train_run) -> Snapshot:
+    """Shard 0 dies mid-write on attempt 0 (process exit), shard 1 gets a spot notice on attempt 0."""
+    notices = scratch / "notices"
+    notices.mkdir()
+    (notices / "notice-1-0").touch()
+    output = scratch / "out-main"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv(score.FAULT_ENV, json.dumps({"enabled": True, "shards": [0], "attempts": [0], "after_batches": 2}))
+        mp.setenv(score.SPOT_NOTICE_ENV, str(notices / "notice-{shard}-{attempt}"))
+        result = score_flow(root, workspace, configs_for(config_paths, scratch, "main"), input=str(tainted),
+                            output=str(output), date=D_MAIN, model_run=train_run.id)
+    assert result.status == "successful", logs(result)[-4000:]
+    return snapshot(result, output, D_MAIN)
+
+
+def test_partition_holds_every_valid_row_exactly_once(main_run, tainted):
+    frame = pd.read_parquet(tainted)
+    valid_ids = frame.drop(index=list(PLANTED))["transaction_id"]
+    out = main_run.table
+    assert len(out) == 5995 and out["transaction_id"].is_unique
+    assert set(out["transaction_id"]) == set(valid_ids)
+    assert main_run.manifest["totals"] == {"rows_in": 6000, "rows_out": 5995, "rows_quarantined": 5,
+                                           "quarantine_rate": 5 / 6000}
+    parts = [f"dt={D_MAIN}/part-0000{i}-of-00003.parquet" for i in range(3)]
+    quarantine = [f"_quarantine/dt={D_MAIN}/part-0000{i}-of-00003.parquet" for i in range(3)]
+    assert main_run.files == sorted([*parts, *quarantine, f"dt={D_MAIN}/_manifest.json"])  # no temporary files
+    assert [p["path"] for p in main_run.manifest["parts"]] == parts
+
+
+def test_invalid_rows_are_quarantined_with_a_reason(main_run, scratch, tainted):
+    q = pd.concat([pd.read_parquet(scratch / "out-main" / p["path"]) for p in main_run.manifest["quarantine_parts"]])
+    ids = pd.read_parquet(tainted)["transaction_id"]
+    assert sorted(q["transaction_id"]) == sorted(ids[list(PLANTED)])
+    reasons = dict(zip(q["transaction_id"], q["reason"], strict=True))
+    assert reasons[ids[5]] == "amount below min 0 (got -3.0)"
+    assert reasons[ids[7]] == "channel unknown category (got 'carrier_pigeon')"
+    assert reasons[ids[9]] == "amount is null"
+    assert reasons[ids[4100]] == "hour above max 23 (got 31)"
+    assert set(q["source"]) == {str(tainted)}
+
+
+def test_scores_are_the_models_and_the_run_records_it(main_run, train_run, tainted, spec):
+    run = main_run.result.run
+    assert run.data.model_run_used == train_run.pathspec
+    assert run.data.model_fingerprint == train_run.data.model_fingerprint
+    assert run.data.model_name == train_run.data.model_name
+    assert main_run.manifest["model"] == {"run": train_run.pathspec, "name": train_run.data.model_name,
+                                          "fingerprint": train_run.data.model_fingerprint}
+    out = main_run.table
+    assert set(out["model_run"]) == {train_run.pathspec}
+    assert set(out["model_fingerprint"]) == {train_run.data.model_fingerprint}
+    pipeline = models.deserialize(train_run.data.model_blob, train_run.data.model_fingerprint)
+    frame = pd.read_parquet(tainted).set_index("transaction_id").loc[out["transaction_id"]].reset_index()
+    np.testing.assert_allclose(out["score"], models.predict_proba(pipeline, frame, spec), rtol=0, atol=1e-12)
+    assert (out["decision"] == (out["score"] >= 0.3)).all()
+    assert (out["review"] == out["score"].between(0.4, 0.6)).all()
+
+
+def test_killed_and_reclaimed_shards_were_retried(main_run):
+    tasks = shard_tasks(main_run.result.run)
+    assert {i: t.current_attempt for i, t in tasks.items()} == {0: 1, 1: 1, 2: 0}
+    assert {r["shard"]: r["attempt"] for r in main_run.manifest["shards"]} == {0: 1, 1: 1, 2: 0}
+    text = logs(main_run.result)
+    assert "fault injection: shard 0 attempt 0 fails after 2 batch(es)" in text
+    assert "spot termination notice" in text and "shard 1 attempt 0 stops" in text
+    removed = main_run.manifest["removed"]  # the killed attempt's temporary files, swept by join
+    assert any(name.startswith(f"dt={D_MAIN}/.part-00000-of-00003.parquet.tmp-") for name in removed), removed
+
+
+# --------------------------------------------------------------------------------------------------- rerun, resume
+def test_rerun_replaces_the_date_without_duplicates(root, workspace, config_paths, scratch, tainted, train_run,
+                                                    main_run):
+    output = scratch / "out-main"
+    stale = output / f"dt={D_MAIN}" / "part-00009-of-00010.parquet"  # a leftover of some older layout
+    shutil.copy(output / main_run.manifest["parts"][0]["path"], stale)
+    result = score_flow(root, workspace, configs_for(config_paths, scratch, "rerun", shard_rows=4000),
+                        input=str(tainted), output=str(output), date=D_MAIN, model_run=train_run.id)
+    assert result.status == "successful", logs(result)[-4000:]
+    assert result.run["start"].task.data.retracted_manifest is True
+    after = snapshot(result, output, D_MAIN)
+    assert [p["path"] for p in after.manifest["parts"]] == [f"dt={D_MAIN}/part-0000{i}-of-00002.parquet"
+                                                            for i in range(2)]
+    assert sorted(after.manifest["removed"]) == sorted(
+        [*[f"dt={D_MAIN}/part-0000{i}-of-00003.parquet" for i in range(3)], f"dt={D_MAIN}/part-00009-of-00010.parquet",
+         *[f"_quarantine/dt={D_MAIN}/part-0000{i}-of-00003.parquet" for i in range(3)]])
+    assert len(after.table) == 5995 and after.table["transaction_id"].is_unique
+    assert sorted(p.name for p in (output / f"dt={D_MAIN}").iterdir()) == [
+        "_manifest.json", "part-00000-of-00002.parquet", "part-00001-of-00002.parquet"]
+
+
+def test_resume_reuses_finished_shards(root, workspace, config_paths, scratch, tiny_data, train_run):
+    output = scratch / "out-resume"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv(score.FAULT_ENV, json.dumps({"enabled": True, "shards": [2], "attempts": [0, 1], "mode": "raise"}))
+        failed = score_flow(root, workspace, configs_for(config_paths, scratch, "resume"), input=str(tiny_data),
+                            output=str(output), date=D_RESUME, model_run=train_run.id)
+    assert failed.status == "failed"
+    assert score.read_manifest(str(output), D_RESUME) is None
+    # resume ignores --config and re-reads the configs' defaults, so it runs from the project root; the datastore
+    # stays the test workspace's
+    runner = Runner(str(root / "flows" / "score_flow.py"), show_output=False, cwd=str(root),
+                    env={"METAFLOW_DATASTORE_SYSROOT_LOCAL": str(workspace)})
+    with runner.resume(origin_run_id=failed.run.id) as resumed:
+        status, run, text = resumed.status, resumed.run, resumed.stdout + resumed.stderr
+    assert status == "successful", text[-4000:]
+    tasks = shard_tasks(run)
+    cloned = {i: t.origin_pathspec for i, t in tasks.items()}  # a re-executed task has no origin task
+    assert cloned[0].startswith(f"ScoreFlow/{failed.run.id}/score_shard/") and cloned[1] and cloned[2] is None
+    manifest = score.read_manifest(str(output), D_RESUME)
+    assert manifest["totals"]["rows_out"] == 6000 and manifest["flow_run"] == run.pathspec
+    table = score.read_partition(str(output), D_RESUME, verify=True)
+    assert table.num_rows == 6000 and table.column("transaction_id").to_pandas().is_unique
+
+
+# --------------------------------------------------------------------------------------------------- bad input
+def test_too_many_quarantined_rows_fail_the_run(root, workspace, config_paths, scratch, tainted, train_run):
+    output = scratch / "out-gate"
+    configs = configs_for(config_paths, scratch, "gate", retry=False, shard_rows=10**6, max_quarantine_rate=0.0005)
+    result = score_flow(root, workspace, configs, input=str(tainted), output=str(output), date=D_BAD,
+                        model_run=train_run.id)
+    assert result.status == "failed"
+    assert "5 of 6000 rows failed validation (rate 0.0008 > max_quarantine_rate 0.0005)" in logs(result)
+    assert score.read_manifest(str(output), D_BAD) is None  # untrusted: no manifest
+    assert len(pd.read_parquet(output / "_quarantine" / f"dt={D_BAD}")) == 5
+
+
+def test_a_corrupt_file_stops_the_run_naming_it(root, workspace, config_paths, scratch, tiny_data, train_run):
+    folder = scratch / "corrupt"
+    folder.mkdir()
+    shutil.copy(tiny_data, folder / "a.parquet")
+    (folder / "b.parquet").write_bytes(b"PAR1 this is not parquet")
+    result = score_flow(root, workspace, configs_for(config_paths, scratch, "corrupt", retry=False),
+                        input=str(folder), output=str(scratch / "out-corrupt"), date=D_BAD, model_run=train_run.id)
+    assert result.status == "failed"
+    assert f"{folder / 'b.parquet'}: not a readable Parquet file" in logs(result)
+    assert not (scratch / "out-corrupt").exists()
+
+
+def test_a_schema_mismatch_names_the_columns(root, workspace, config_paths, scratch, tiny_data, train_run):
+    path = scratch / "mismatch.parquet"
+    frame = pd.read_parquet(tiny_data)
+    frame.drop(columns=["amount", "country"]).assign(hour=frame["hour"].astype(str)).to_parquet(path)
+    result = score_flow(root, workspace, configs_for(config_paths, scratch, "mismatch", retry=False),
+                        input=str(path), output=str(scratch / "out-mismatch"), date=D_BAD, model_run=train_run.id)
+    assert result.status == "failed"
+    assert (f"{path}: schema mismatch: missing columns ['amount', 'country']; columns with unusable types: hour "
+            "(large_string, expected numeric)") in logs(result)
+
+
+def test_an_empty_input_gives_an_empty_partition(root, workspace, config_paths, scratch, tiny_data, train_run):
+    path = scratch / "empty.parquet"
+    pd.read_parquet(tiny_data).iloc[:0].to_parquet(path)
+    output = scratch / "out-empty"
+    result = score_flow(root, workspace, configs_for(config_paths, scratch, "empty"), input=str(path),
+                        output=str(output), date=D_EMPTY, model_run=train_run.id)
+    assert result.status == "successful", logs(result)[-4000:]
+    manifest = score.read_manifest(str(output), D_EMPTY)
+    assert manifest["totals"] == {"rows_in": 0, "rows_out": 0, "rows_quarantined": 0, "quarantine_rate": 0.0}
+    assert [p["rows"] for p in manifest["parts"]] == [0]
+    table = score.read_partition(str(output), D_EMPTY, verify=True)
+    assert table.num_rows == 0 and "score" in table.column_names
+
+
+# --------------------------------------------------------------------------------------------------- gates branch
+def test_champion_with_top_k_contributions_and_a_shadow(root, workspace, config_paths, scratch, tiny_data,
+                                                       gates_scenario):
+    champion = registry.Registry("TrainFlow", "test.gates", "tabular_mlops").champion()
+    shadow = gates_scenario["weak"]
+    output = scratch / "out-champion"
+    result = score_flow(root, workspace, configs_for(config_paths, scratch, "champion", top_k=3), branch="gates",
+                        input=str(tiny_data), output=str(output), date=D_GATES, shadow_run=shadow.id)
+    assert result.status == "successful", logs(result)[-4000:]
+    run = result.run
+    assert run.data.model_run_used == champion.pathspec
+    assert run.data.model_fingerprint == champion.data.model_fingerprint
+    table = score.read_partition(str(output), D_GATES, verify=True).to_pandas()
+    assert len(table) == 6000
+    names = set(run.data.feature_names)
+    for i in (1, 2, 3):
+        assert set(table[f"top{i}_feature"]) <= names
+    assert (table["top1_contribution"].abs() >= table["top3_contribution"].abs()).all()
+    agree = float((table["decision"] == table["shadow_decision"]).mean())
+    report = run.data.shadow_report
+    assert report["run"] == shadow.pathspec and report["rows"] == 6000
+    assert report["agreement_rate"] == pytest.approx(agree)
+    assert report["mean_abs_diff"] == pytest.approx(float((table["score"] - table["shadow_score"]).abs().mean()))
+    assert "shadow " + shadow.pathspec in logs(result)
+
+
+def test_onnx_runtime_matches_native_on_the_same_partition(root, workspace, config_paths, scratch, tiny_data,
+                                                           gates_scenario, spec):
+    good = gates_scenario["good"]
+    output = scratch / "out-onnx"
+    result = score_flow(root, workspace, configs_for(config_paths, scratch, "onnx", runtime="onnx"),
+                        branch="gates", input=str(tiny_data), output=str(output), date=D_GATES, model_run=good.id)
+    assert result.status == "successful", logs(result)[-4000:]
+    parity = result.run.data.onnx_parity
+    assert parity["rows"] == 2000 and parity["max_abs_diff"] < 1e-4 and parity["decision_flips"] == 0
+    onnx_rows = score.read_partition(str(output), D_GATES, verify=True).to_pandas()
+    frame = pd.read_parquet(tiny_data).set_index("transaction_id").loc[onnx_rows["transaction_id"]].reset_index()
+    pipeline = models.deserialize(good.data.model_blob, good.data.model_fingerprint)
+    native = models.predict_proba(pipeline, frame, spec)
+    assert len(onnx_rows) == 6000
+    assert np.abs(onnx_rows["score"].to_numpy() - native).max() < 1e-4
+    assert ((onnx_rows["score"] >= 0.3) == (native >= 0.3)).all()
+
+
+# --------------------------------------------------------------------------------------------------- deployment
+SHOW_SCHEDULE = """
+import runpy, sys
+sys.path.insert(0, "flows")
+import metaflow.plugins.aws.step_functions.schedule_decorator as s
+original = s.ScheduleDecorator.flow_init
+def flow_init(self, *args, **kwargs):
+    original(self, *args, **kwargs)
+    print("SCHEDULE", repr(self.schedule), repr(self.timezone))
+s.ScheduleDecorator.flow_init = flow_init
+sys.argv = ["flows/score_flow.py", "--config", "score", sys.argv[1], "show"]
+runpy.run_path("flows/score_flow.py", run_name="__main__")
+"""
+
+
+def test_schedule_comes_from_the_score_config_without_a_timezone(root, scratch):
+    import subprocess
+    import sys
+
+    config = scratch / "score-cron.yaml"
+    config.write_text(yaml.safe_dump({"schedule_cron": "30 1 * * ? *"}))
+    proc = subprocess.run([sys.executable, "-c", SHOW_SCHEDULE, str(config)], cwd=root, capture_output=True,
+                          text=True, check=True)
+    assert "SCHEDULE '30 1 * * ? *' None" in proc.stdout  # Step Functions refuses @schedule with a timezone

@@ -1,0 +1,108 @@
+"""Execute notebook 03 headless on a ScoreFlow run of its own (train_run's model, two invalid rows) and check it."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import nbformat
+import pandas as pd
+import pytest
+import yaml
+from nbclient import NotebookClient
+
+from steps import score
+from support import run_flow
+from test_notebook_02 import table
+from test_notebooks import data, kernel_dir, text  # noqa: F401  (kernel_dir: the shared kernelspec)
+
+ROOT = Path(__file__).resolve().parents[2]
+NOTEBOOK = ROOT / "notebooks" / "03-audit-scored-partition.ipynb"
+DAY = "2026-03-01"
+PROBE = "import json, os, sys\nprint(json.dumps({'prefix': sys.prefix, 'cwd': os.getcwd(), " \
+        "'steps': sys.modules['steps'].__file__}))"
+
+
+@pytest.fixture(scope="module")
+def score_run(root, workspace, config_paths, tiny_data, train_run, tmp_path_factory) -> Any:
+    """A ScoreFlow run over the tiny data with two invalid rows, in three shards."""
+    directory = tmp_path_factory.mktemp("nb03")
+    frame = pd.read_parquet(tiny_data)
+    frame.loc[10, "amount"], frame.loc[3000, "region"] = -1.0, None
+    source = directory / "input.parquet"
+    frame.to_parquet(source, row_group_size=2000, index=False)
+    config = directory / "score.yaml"
+    config.write_text(yaml.safe_dump({"shard_rows": 2000, "batch_rows": 1000}))
+    configs = {"dataset": config_paths["dataset"], "gates": config_paths["gates"],
+               "profile": config_paths["profile"], "score": config}
+    result = run_flow(root, workspace, "score_flow.py", configs, input=str(source),
+                      output=str(directory / "predictions"), date=DAY, model_run=train_run.id)
+    assert result.status == "successful", (result.stdout + result.stderr)[-4000:]
+    return result.run
+
+
+@pytest.fixture(scope="module")
+def executed(score_run, workspace: Path, kernel_dir: Path) -> dict[str, Any]:  # noqa: F811
+    """Notebook 03 executed in the workspace on ``score_run``; its code cells by id."""
+    nb = nbformat.read(NOTEBOOK, as_version=4)
+    nb.cells.append(nbformat.v4.new_code_cell(PROBE, id="probe"))
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("JUPYTER_PATH", str(kernel_dir))
+        mp.setenv("SCORE_RUN_ID", score_run.id)
+        mp.setenv("PROJECT_ROOT", str(ROOT))
+        NotebookClient(nb, kernel_name="python3", timeout=180, startup_timeout=120,
+                       resources={"metadata": {"path": str(workspace)}}).execute()
+    nbformat.write(nb, workspace / f"{NOTEBOOK.stem}.executed.ipynb")  # for a look after a failure
+    return {cell.id: cell for cell in nb.cells if cell.cell_type == "code"}
+
+
+def test_committed_without_outputs() -> None:
+    nb = nbformat.read(NOTEBOOK, as_version=4)
+    nbformat.validate(nb)
+    for cell in nb.cells:
+        if cell.cell_type == "code":
+            assert cell.outputs == [] and cell.execution_count is None, f"cell {cell.id} has outputs"
+            assert cell.metadata.get("tags") == [cell.id], f"cell {cell.id} is not tagged with its id"
+
+
+def test_runs_on_the_venv_kernel_in_the_workspace(executed, workspace: Path) -> None:
+    probe = json.loads(text(executed["probe"]))
+    assert Path(probe["prefix"]) == Path(sys.prefix)
+    assert Path(probe["cwd"]).resolve() == workspace.resolve()
+    assert Path(probe["steps"]).resolve().parent == (ROOT / "steps").resolve()
+
+
+def test_reads_the_requested_run_and_its_partition(executed, score_run) -> None:
+    out = text(executed["run"])
+    assert f"run: {score_run.pathspec} (successful: True)" in out
+    assert f"/predictions/dt={DAY}" in out
+
+
+def test_manifest_overview_and_shards(executed, score_run, train_run) -> None:
+    overview = {row[""]: row["value"] for row in table(data(executed["manifest"], "text/html"))}
+    assert overview["written by"] == score_run.pathspec and overview["model run"] == train_run.pathspec
+    assert overview["model sha256"] == train_run.data.model_fingerprint
+    assert (overview["rows in"], overview["rows scored"], overview["rows quarantined"]) == ("6000", "5998", "2")
+    shards = table(data(executed["shards"], "text/html"))
+    assert [r["rows_out"] for r in shards] == ["1999", "1999", "2000"]
+
+
+def test_row_counts_are_recomputed_and_pass(executed) -> None:
+    assert "all checks pass: True" in text(executed["counts"])
+    checks = table(data(executed["counts"], "text/html"))
+    assert len(checks) == 3 * 2 + 4 and all(row["ok"] == "True" for row in checks)
+
+
+def test_score_distribution_review_rate_and_reasons(executed, score_run) -> None:
+    manifest = score.read_manifest(*(score_run.data.plan[k] for k in ("output_root", "date")))
+    bins = table(data(executed["scores"], "text/html"))
+    assert len(bins) == 10 and sum(int(r["rows"]) for r in bins) == 5998
+    assert sum("image/png" in o.get("data", {}) for o in executed["score-plot"].outputs) == 1
+    review = {row[""]: row["value"] for row in table(data(executed["review"], "text/html"))}
+    assert review["rows"] == "5998" and review["review flags match the band"] == "True"
+    assert 0.0 <= float(review["review rate"]) <= 1.0
+    reasons = {row[""]: row["rows"] for row in table(data(executed["quarantine"], "text/html"))}
+    assert reasons == {"amount below min 0": "1", "region is null": "1"}
+    assert manifest["totals"]["rows_quarantined"] == 2
