@@ -14,7 +14,7 @@ export METAFLOW_USER ?= $(or $(filter-out root,$(shell id -un 2>/dev/null)),ci)
 export OMP_WAIT_POLICY := PASSIVE
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: help setup data train distill demo test test-fast lint bench package clean
+.PHONY: help setup data train distill score demo test test-fast lint bench package clean
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}'
@@ -35,17 +35,22 @@ data: setup ## Generate the sample data under data/ (byte-identical to data.dvc)
 	$(DVC) status data.dvc
 	$(DVC) push --quiet
 
-train: setup ## Run TrainFlow on the default data and config
+train: setup ## Run TrainFlow on the default data and config (gates, then registration)
 	$(PY) flows/train_flow.py run
 
 demo: data ## Run the lifecycle on the sample data and print where each run, card and output lives
 	$(PY) flows/train_flow.py run
 	$(PY) -m steps.inspect TrainFlow --card-out $(OUT)/train_card.html --gates-card-out $(OUT)/gates_card.html
 	$(PY) -m steps.registry show
+	$(PY) flows/distill_flow.py run
+	$(PY) flows/score_flow.py run
 	$(PY) -m steps.registry history
 
 distill: setup ## Distil the champion into small ONNX students (DistillFlow)
 	$(PY) flows/distill_flow.py run
+
+score: setup ## Score data/transactions.parquet with the champion into out/predictions/dt=<today>/ (ScoreFlow)
+	$(PY) flows/score_flow.py run
 
 test: setup ## Lint, then run every test (unit, flows, cloud, notebooks)
 	$(VENV)/bin/ruff check --select F,E9 steps flows tests benchmarks
