@@ -582,6 +582,7 @@ class ResolvedModel:
     features: list[str]
     blob: bytes = field(repr=False)
     pipeline: Any = field(repr=False, compare=False)
+    onnx: bytes | None = field(default=None, repr=False)  # a DistillFlow student's registered ONNX graph
 
     def describe(self) -> dict[str, Any]:
         """Run, name and fingerprint (for artifacts and the manifest)."""
@@ -604,6 +605,10 @@ def resolve_model(model_run: str | None, branch: str, project: str, spec: Datase
     if run is None:
         raise ScoreModelError(f"no champion for {flow} on branch {branch} of project {project}: "
                               "promote one, or pass --model-run")
+    if not model_run:
+        student = serving_student(run.id, branch, project)
+        if student is not None:
+            return student
     if not run.successful:
         raise ScoreModelError(f"run {run.pathspec} did not finish successfully")
     pipeline = load_model(run)  # refuses bytes that do not hash to the recorded fingerprint
@@ -614,6 +619,26 @@ def resolve_model(model_run: str | None, branch: str, project: str, spec: Datase
     if spec is not None:
         check_features(resolved, spec)
     return resolved
+
+
+def serving_student(teacher_run_id: str, branch: str, project: str) -> ResolvedModel | None:
+    """The newest DistillFlow run tagged ``serving`` whose teacher is ``teacher_run_id``, verified; or None.
+
+    The distilled student serves in place of its teacher; once the champion changes, its old student no longer
+    matches and the new champion itself is used until it is distilled.
+    """
+    from steps.registry import Registry, load_model
+
+    for run in Registry(flow="DistillFlow", branch=branch, project=project).runs("serving"):
+        data = run.data
+        if str(data.teacher_run_id) != str(teacher_run_id):
+            continue
+        if models.fingerprint(data.onnx_model) != data.onnx_fingerprint:
+            raise ScoreModelError(f"serving student {run.pathspec}: ONNX bytes do not match their fingerprint")
+        logger.info("serving the distilled student %s of champion %s", run.pathspec, teacher_run_id)
+        return ResolvedModel(run.pathspec, str(data.model_name), str(data.model_fingerprint), [], data.model_blob,
+                             load_model(run), data.onnx_model)
+    return None
 
 
 def check_features(model: ResolvedModel, spec: DatasetConfig) -> None:
@@ -1213,7 +1238,7 @@ def prepare_runtime(model: ResolvedModel, cfg: ScoreConfig, spec: DatasetConfig,
         return None, None
     from steps.export import OnnxScorer, check_parity, to_onnx
 
-    onnx_bytes = to_onnx(model.pipeline, spec)
+    onnx_bytes = model.onnx or to_onnx(model.pipeline, spec)  # a student brings its own registered graph
     sample = sample_rows(files, spec, cfg.parity_rows)
     if sample.empty:
         return onnx_bytes, {"rows": 0, "note": "empty input: nothing to compare"}

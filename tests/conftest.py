@@ -5,17 +5,19 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import pytest
-import yaml
-
-from steps import data, synth
-from steps.config import DatasetConfig, SplitConfig, load_file
-from support import GATES_BRANCH, SPLIT, run_flow, train_config
-
-ROOT = Path(__file__).resolve().parents[1]
+# Before anything imports metaflow: it reads the user name once, at import.
 if os.environ.get("USER", "root") == "root":  # Metaflow refuses root as a user name (CI runs as root)
     os.environ.setdefault("METAFLOW_USER", "ci")
 os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
+
+import pytest  # noqa: E402
+import yaml  # noqa: E402
+
+from steps import data, synth  # noqa: E402
+from steps.config import DatasetConfig, SplitConfig, load_file  # noqa: E402
+from support import GATES_BRANCH, SPLIT, run_flow, train_config  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="session")

@@ -106,3 +106,29 @@ def test_card_plots_quality_against_cost(distill_runs):
     text = card_text(cards[0].get())
     assert "AUC ratio" in text and "onnx us/row" in text and "quality_floor[auc_ratio]" in text
     assert run.data.quantized["parity"] is not None or not run.data.quantized["changed"]
+
+
+def test_score_flow_serves_the_registered_student_of_the_champion(root, workspace, config_paths, distill_runs,
+                                                                   gates_datasets, tmp_path):
+    """With no --model-run, ScoreFlow scores with the champion's registered student (native and its ONNX graph)."""
+    import json
+
+    import pandas as pd
+
+
+    passing, good = distill_runs[0]["passing"], distill_runs[1]
+    if Registry("TrainFlow", f"test.{GATES_BRANCH}").champion().id != good.id:
+        pytest.fail("the gates branch champion moved before this test; the student's teacher must be champion")
+    score_cfg = tmp_path / "score.yaml"
+    score_cfg.write_text(yaml.safe_dump({"shard_rows": 100_000, "runtime": "onnx"}))
+    configs = {"dataset": config_paths["dataset"], "gates": config_paths["gates"],
+               "profile": config_paths["profile"], "score": score_cfg}
+    sample = tmp_path / "in.parquet"
+    pd.read_parquet(gates_datasets["normal"]).head(3000).to_parquet(sample)
+    result = run_flow(root, workspace, "score_flow.py", configs, branch=GATES_BRANCH, input=str(sample),
+                      output=str(tmp_path / "out"), date="2026-01-31")
+    assert result.status == "successful", result.stdout[-3000:]
+    manifest = json.loads((tmp_path / "out" / "dt=2026-01-31" / "_manifest.json").read_text())
+    assert manifest["model"]["run"] == passing.pathspec
+    assert manifest["model"]["fingerprint"] == passing.data.model_fingerprint
+    assert manifest["onnx_parity"]["rows"] > 0 and manifest["totals"]["rows_out"] > 0
