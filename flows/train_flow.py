@@ -14,8 +14,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # steps/ sits besi
 from metaflow import Config, FlowSpec, Parameter, card, current, project, step  # noqa: E402
 from mutators import apply_profile  # noqa: E402
 
-from steps import cards, data, evaluate, gates, models, registry, training  # noqa: E402
-from steps.config import DatasetConfig, GatesConfig, TrainConfig, load  # noqa: E402
+from steps import cards, data, evaluate, gates, models, monitor, registry, training  # noqa: E402
+from steps.config import DatasetConfig, GatesConfig, ProfileConfig, TrainConfig, load  # noqa: E402
 
 PROFILE = os.environ.get("MLOPS_PROFILE", "config/profiles/local.yaml")
 
@@ -39,6 +39,8 @@ class TrainFlow(FlowSpec):
         """Load the data (path, s3:// or DVC revision), validate it, record lineage."""
         spec = load(DatasetConfig, self.dataset)
         source = self.data or (spec.dvc_path or spec.path if self.data_rev else spec.path)
+        if not self.data_rev:  # a DVC path is relative to its repository; anything else follows the profile's roots
+            source = load(ProfileConfig, self.profile).locate(source)
         frame, lineage = data.load(source, spec, self.data_rev or None, self.data_repo or None)
         self.frame = data.validate(frame, spec, lineage.source)
         self.lineage = data.finish_lineage(lineage, self.frame, spec).to_dict()
@@ -86,13 +88,15 @@ class TrainFlow(FlowSpec):
     @card(type="blank", id="gates")
     @step
     def gates(self):
-        """Judge the chosen model on the hold-out; compare it with the champion when there is one."""
+        """Judge the chosen model on the hold-out (and profile it for monitoring); compare with the champion."""
         spec, cfg = load(DatasetConfig, self.dataset), load(GatesConfig, self.gates_config)
         champion = registry.Registry(current.flow_name, current.branch_name,
                                      current.project_name).champion_for_comparison()
         model = models.deserialize(self.model_blob, self.model_fingerprint)
         assessment = gates.assess(model, self.model_blob, self.holdout_df, spec, cfg, champion)
         self.champion_run_id = champion[0] if champion else None
+        self.reference_profile = monitor.build_reference(model, self.holdout_df, spec,
+                                                         load(TrainConfig, self.train).reference)
         self.gate_results = [r.to_dict() for r in assessment.verdict.results]
         self.gate_summary, self.gates_passed = assessment.verdict.summary(), assessment.verdict.passed
         self.gate_report, self.gate_report_json = assessment.report, assessment.verdict.to_json()

@@ -6,7 +6,7 @@ from typing import Any
 
 from metaflow.cards import Image, Markdown, Table
 
-from steps.plots import roc_pr_figure
+from steps.plots import drift_heatmap_figure, performance_figure, roc_pr_figure
 
 METRIC_COLUMNS = ("roc_auc", "average_precision", "log_loss", "brier")
 
@@ -66,3 +66,33 @@ def gates_card(results: list[dict[str, Any]], summary: dict[str, Any], report: d
     out += [Markdown("## Efficiency (serving runtime)"),
             Table([[k, _fmt(v)] for k, v in eff.items()], headers=["measure", "value"])]
     return out
+
+
+def monitor_card(state: dict[str, Any], events: list[dict[str, Any]], active: list[dict[str, Any]],
+                 decision: dict[str, Any], retraining: dict[str, Any] | None, attributes: list[str],
+                 reference_auc: float | None) -> list[Any]:
+    """Components for the MonitorFlow card: alerts, retraining, drift over time, performance over time per group."""
+    periods = state["periods"][-60:]
+    signal_names = sorted({name for p in periods for name in p["signals"]})
+    signal_rows = [[p["period"], p["rows"], *[("BREACH" if p["signals"][n]["breach"] else "ok")
+                                               if n in p["signals"] else "-" for n in signal_names]]
+                   for p in periods[-20:]]
+    event_rows = [[e["tier"], e["rule"], e["kind"], e["period"], e["detail"]] for e in events]
+    parts = [
+        Markdown("# MonitorFlow"),
+        Markdown("## Active alerts\n" + ("\n".join(f"- **{a['tier']}** {a['rule']} since {a['since']}"
+                                                    for a in active) or "None.")),
+        Markdown("## Events of this run"),
+        Table(event_rows or [["-", "-", "-", "-", "no events"]], headers=["tier", "rule", "kind", "period", "detail"]),
+        Markdown(f"## Retraining\nStrategy **{decision['strategy']}**: {decision['reason']}."
+                 + (f" Started `{retraining['run']}`: {retraining['status']}." if retraining else "")),
+        Markdown("## Signals per period (newest 20)"),
+        Table(signal_rows, headers=["period", "rows", *signal_names]),
+        Markdown("## Feature drift over time"),
+        Image.from_matplotlib(drift_heatmap_figure(periods, "feature_drift", "psi")),
+        Image.from_matplotlib(drift_heatmap_figure(periods, "prediction_drift", "ks")),
+    ]
+    if state["performance"]:
+        parts += [Markdown("## Realized performance on late labels"),
+                  Image.from_matplotlib(performance_figure(state["performance"][-60:], reference_auc, attributes))]
+    return parts

@@ -6,8 +6,10 @@ raise :class:`ConfigError` naming the file and the offending key. Steps rebuild 
 
 from __future__ import annotations
 
+import os
+import re
 import sys
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any, Literal, TypeVar
 
 import yaml
@@ -16,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 T = TypeVar("T", bound="Strict")
 
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "config"
+PROFILE_ENV = "MLOPS_PROFILE"  # the profile switch: a path, like --config profile PATH
 
 
 class ConfigError(ValueError):
@@ -124,6 +127,14 @@ class CandidateConfig(Strict):
     impute: bool = Field(True, description="impute missing numeric values (linear models cannot take NaN)")
 
 
+class ReferenceConfig(Strict):
+    """The reference profile TrainFlow stores with the model (MonitorFlow compares production data with it)."""
+
+    bins: int = Field(10, ge=2, le=100, description="quantile bins per numeric feature and for the score")
+    sample_rows: int = Field(2000, ge=100, le=100_000, description="reference sample kept for KS tests")
+    max_levels: int = Field(50, ge=2, description="categorical levels kept (the rest pooled as __other__)")
+
+
 class TrainConfig(Strict):
     """``config/train.yaml``: split, candidates, selection metric, seeds and threads."""
 
@@ -134,6 +145,7 @@ class TrainConfig(Strict):
     threads: int = Field(1, ge=1, le=256)
     max_train_rows: int | None = Field(None, ge=100, description="downsample the training set (None = all rows)")
     curve_points: int = Field(200, ge=10, le=5000)
+    reference: ReferenceConfig = ReferenceConfig()
 
     @field_validator("candidates")
     @classmethod
@@ -163,8 +175,16 @@ class RetryConfig(Strict):
     minutes_between_retries: int = Field(2, ge=0)
 
 
+SECRET_NAME = re.compile(r"SECRET|PASSWORD|TOKEN|ACCESS_KEY|CREDENTIAL|PRIVATE_KEY", re.IGNORECASE)
+ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
 class ProfileConfig(Strict):
-    """``config/profiles/*.yaml``: where and on what the steps run."""
+    """``config/profiles/*.yaml``: where and on what the steps run.
+
+    ``${NAME}`` in any string value is replaced by the environment variable ``NAME`` when the profile is parsed
+    (account ids, images and buckets stay out of the repository); a missing variable is an error naming it.
+    """
 
     name: str
     compute: Literal["local", "batch", "kubernetes"] = "local"
@@ -172,7 +192,10 @@ class ProfileConfig(Strict):
     resources: dict[str, StepResources] = Field(default_factory=lambda: {"default": StepResources()})
     queues: dict[str, str] = Field(default_factory=dict)
     image: str | None = None
-    storage_root: str | None = None
+    gpu_image: str | None = Field(None, description="image for steps that request a GPU (default: image)")
+    storage_root: str | None = Field(None, description="relative data/output paths resolve under it (s3:// prefix)")
+    s3_roots: list[str] = Field(default_factory=list, description="other s3:// prefixes the flows may read/write")
+    schedules: dict[str, str] = Field(default_factory=dict, description="flow class name -> EventBridge cron (UTC)")
     env: dict[str, str] = Field(default_factory=dict, description="environment variables for every step")
 
     @model_validator(mode="after")
@@ -184,11 +207,69 @@ class ProfileConfig(Strict):
                 raise ValueError(f"resources.{step_name}.queue '{res.queue}' is not one of queues {sorted(self.queues)}")
         if self.compute == "batch" and "default" not in self.queues:
             raise ValueError("compute 'batch' needs queues.default")
+        secret = sorted(k for k in self.env if SECRET_NAME.search(k))
+        if secret:
+            raise ValueError(f"env must not carry credentials (they come from the AWS credential chain): {secret}")
+        for flow, cron in self.schedules.items():
+            if len(cron.split()) != 6:
+                raise ValueError(f"schedules.{flow}: '{cron}' is not an EventBridge cron (6 fields, UTC)")
+        for root in self.allowed_s3_roots:
+            if not root.startswith("s3://") or root.rstrip("/") == "s3:":
+                raise ValueError(f"s3 root '{root}' is not an s3:// prefix")
         return self
 
     def for_step(self, step_name: str) -> StepResources:
         """The resources of ``step_name``, falling back to ``default``."""
         return self.resources.get(step_name, self.resources["default"])
+
+    def image_for(self, step_name: str) -> str | None:
+        """The container image of ``step_name``: ``gpu_image`` when it requests a GPU, else ``image``."""
+        return (self.gpu_image or self.image) if self.for_step(step_name).gpu else self.image
+
+    @property
+    def allowed_s3_roots(self) -> list[str]:
+        """Every s3:// prefix the flows may touch: ``storage_root`` (when on S3) and ``s3_roots``."""
+        roots = [self.storage_root] if self.storage_root and self.storage_root.startswith("s3://") else []
+        return [*roots, *self.s3_roots]
+
+    def locate(self, path: str) -> str:
+        """Resolve a relative ``path`` under ``storage_root``; refuse an s3:// URI outside the allowed roots."""
+        if self.storage_root and not (path.startswith("s3://") or path.startswith("/")):
+            rel = str(PurePosixPath(path)) + ("/" if path.endswith("/") else "")
+            path = (f"{self.storage_root.rstrip('/')}/{rel}" if self.storage_root.startswith("s3://")
+                    else str(Path(self.storage_root) / rel))
+        roots = self.allowed_s3_roots
+        if path.startswith("s3://") and roots and not any(_under(path, root) for root in roots):
+            raise ConfigError(f"{path} is outside the profile '{self.name}' S3 roots {roots}")
+        return path
+
+
+def _under(uri: str, root: str) -> bool:
+    """True when ``uri`` is ``root`` or inside it (prefix match on whole path segments)."""
+    root = root.rstrip("/")
+    return uri.rstrip("/") == root or uri.startswith(root + "/")
+
+
+def expand_env(value: Any, source: str, environ: dict[str, str] | None = None) -> Any:
+    """Replace ``${NAME}`` in every string of ``value`` from the environment; raise naming each missing variable."""
+    env = os.environ if environ is None else environ
+    missing: list[str] = []
+
+    def sub(item: Any) -> Any:
+        if isinstance(item, dict):
+            return {k: sub(v) for k, v in item.items()}
+        if isinstance(item, list):
+            return [sub(v) for v in item]
+        if isinstance(item, str):
+            missing.extend(n for n in ENV_REF.findall(item) if not env.get(n))
+            return ENV_REF.sub(lambda m: env.get(m.group(1), ""), item)
+        return item
+
+    expanded = sub(value)
+    if missing:
+        names = ", ".join(sorted(set(missing)))
+        raise ConfigError(f"{source} needs environment variable(s) that are not set: {names}")
+    return expanded
 
 
 # --------------------------------------------------------------------------------------------------- parsing
@@ -254,8 +335,13 @@ def parse_train(text: str) -> dict[str, Any]:
 
 
 def parse_profile(text: str) -> dict[str, Any]:
-    """Metaflow Config parser for ``config/profiles/*.yaml``."""
-    return parse_text(ProfileConfig, text, _source_of("profile", "config/profiles/local.yaml"))
+    """Metaflow Config parser for ``config/profiles/*.yaml`` (``${NAME}`` filled in from the environment)."""
+    source = _source_of("profile", os.environ.get(PROFILE_ENV, "config/profiles/local.yaml"))
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{source} is not valid YAML: {err}") from None
+    return validate(ProfileConfig, expand_env(data, source), source).model_dump(mode="json")
 
 
 # --------------------------------------------------------------------------------------------------- gates
@@ -464,3 +550,134 @@ class DistillConfig(Strict):
 def parse_distill(text: str) -> dict[str, Any]:
     """Metaflow Config parser for ``config/distill.yaml``."""
     return parse_text(DistillConfig, text, _source_of("distill", "config/distill.yaml"))
+
+
+# --------------------------------------------------------------------------------------------------- monitor
+class StatisticThreshold(Strict):
+    """How one drift statistic is judged: ``static`` while history is short; ``floor`` under the moving baseline."""
+
+    static: float = Field(gt=0.0)
+    floor: float = Field(ge=0.0)
+
+
+class DriftConfig(Strict):
+    """Per-feature and score drift statistics and their thresholds."""
+
+    psi: StatisticThreshold = StatisticThreshold(static=0.2, floor=0.1)
+    js: StatisticThreshold = StatisticThreshold(static=0.1, floor=0.05)
+    ks: StatisticThreshold = StatisticThreshold(static=0.1, floor=0.05)
+    null_rate: StatisticThreshold = StatisticThreshold(static=0.05, floor=0.02)
+    rate_change: StatisticThreshold = StatisticThreshold(static=0.5, floor=0.25)
+    rate_alpha: float = Field(0.001, gt=0.0, lt=1.0, description="a rate change must also be this significant")
+    min_features: int = Field(1, ge=1, description="drifted features needed for the feature_drift signal")
+    min_rows: int = Field(200, ge=1, description="smaller periods are reported, not judged")
+    ignore: list[str] = Field(default_factory=list, description="features measured and reported, never judged")
+
+
+class BaselineConfig(Strict):
+    """Moving baselines: each statistic against its own trailing history."""
+
+    history: int = Field(14, ge=2, description="trailing periods in the baseline")
+    min_history: int = Field(5, ge=2, description="fewer periods: the static threshold decides")
+    method: Literal["robust_z", "percentile"] = "robust_z"
+    z: float = Field(4.0, gt=0.0, description="robust z-score (median / MAD) above which a value breaches")
+    percentile: float = Field(99.0, gt=50.0, lt=100.0)
+    seasonal: bool = Field(False, description="compare with the same weekday only (when it has min_history)")
+
+    @model_validator(mode="after")
+    def _sizes(self) -> "BaselineConfig":
+        if self.min_history > self.history:
+            raise ValueError(f"min_history ({self.min_history}) is greater than history ({self.history})")
+        return self
+
+
+class FeedbackConfig(Strict):
+    """Late labels: realized performance and concept drift."""
+
+    labels: str = Field("out/labels", description="Parquet file/folder/s3 prefix with id, label, label time")
+    label_column: str = "label"
+    label_time_column: str = "label_time"
+    lookback_days: int = Field(30, ge=1, description="prediction partitions re-joined with labels each run")
+    drop: float = Field(0.02, gt=0.0, lt=1.0, description="AUC drop below the reference that degrades a period")
+    consecutive: int = Field(3, ge=1, description="consecutive degraded periods that declare concept drift")
+    critical_drop: float = Field(0.10, gt=0.0, lt=1.0, description="one period this far below is critical")
+    min_positives: int = Field(10, ge=1, description="labelled positives a period needs to be judged")
+    use_interval: bool = Field(True, description="judge the bootstrap interval's upper bound, not the point")
+    bootstrap_samples: int = Field(200, ge=50)
+
+
+class AlertRule(Strict):
+    """One alert: a tier, the signal it watches, and how many consecutive breaching periods fire it."""
+
+    name: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
+    tier: Literal["critical", "warning", "info"]
+    signal: Literal["scoring_failed", "schema_change", "feature_drift", "prediction_drift", "null_rate",
+                    "decision_rate", "review_rate", "auc_drop", "concept_drift"]
+    consecutive: int = Field(1, ge=1)
+    clear_after: int = Field(1, ge=1, description="clean periods before a resolved event (hysteresis)")
+
+
+class WebhookConfig(Strict):
+    """Slack-compatible JSON POST; a failing webhook is logged and never fails the run."""
+
+    url: str | None = None
+    url_env: str = Field("MLOPS_ALERT_WEBHOOK", description="environment variable read when url is null")
+    min_tier: Literal["critical", "warning", "info"] = "warning"
+    timeout_s: float = Field(5.0, gt=0.0)
+    retries: int = Field(3, ge=0, le=10)
+    backoff_s: float = Field(0.5, ge=0.0)
+
+
+class AlertsConfig(Strict):
+    """Tiered alert rules and their sinks."""
+
+    rules: list[AlertRule] = Field(min_length=1)
+    webhook: WebhookConfig = WebhookConfig()
+
+    @field_validator("rules")
+    @classmethod
+    def _unique(cls, value: list[AlertRule]) -> list[AlertRule]:
+        names = [r.name for r in value]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"alert rule names must be unique, repeated: {dupes}")
+        return value
+
+
+class RetrainConfig(Strict):
+    """When MonitorFlow starts TrainFlow, and how."""
+
+    strategy: Literal["off", "scheduled", "drift", "performance", "hybrid"] = "hybrid"
+    every_days: int = Field(30, ge=1, description="scheduled (and hybrid): retrain at least this often")
+    drift_signals: list[str] = Field(default_factory=lambda: ["feature_drift", "prediction_drift"])
+    performance_signals: list[str] = Field(default_factory=lambda: ["concept_drift", "auc_drop"])
+    cooldown_days: float = Field(7.0, ge=0.0, description="no new retraining within this long of the last one")
+    launcher: Literal["runner", "deployer", "none"] = "runner"
+    orchestrator: Literal["step-functions", "argo-workflows"] = Field(
+        "step-functions", description="deployer: where the deployed TrainFlow lives")
+    flow: str = Field("flows/train_flow.py", description="runner: the flow file (relative to the repository)")
+    deployment: str | None = Field(None, description="deployer: the deployed TrainFlow (state machine) name")
+    params: dict[str, Any] = Field(default_factory=dict, description="TrainFlow parameters, e.g. {data: ...}")
+    configs: dict[str, str] = Field(default_factory=dict, description="TrainFlow configs by name (paths)")
+
+
+class MonitorConfig(Strict):
+    """``config/monitor.yaml``: MonitorFlow's window, statistics, baselines, feedback, alerts and retraining."""
+
+    schedule_cron: str = "0 5 * * ? *"
+    predictions_root: str = Field("out/predictions", description="ScoreFlow's output root (local or s3://)")
+    state_root: str = Field("out/monitor", description="history, alert state and events (local or s3://)")
+    window_days: int = Field(1, ge=1, le=366, description="partition dates evaluated per run, ending at --date")
+    max_rows_per_period: int = Field(200_000, ge=100)
+    seed: int = 0
+    drift: DriftConfig = DriftConfig()
+    baseline: BaselineConfig = BaselineConfig()
+    feedback: FeedbackConfig = FeedbackConfig()
+    alerts: AlertsConfig
+    retrain: RetrainConfig = RetrainConfig()
+    keep_periods: int = Field(400, ge=10, description="periods of history kept in the state file")
+
+
+def parse_monitor(text: str) -> dict[str, Any]:
+    """Metaflow Config parser for ``config/monitor.yaml``."""
+    return parse_text(MonitorConfig, text, _source_of("monitor", "config/monitor.yaml"))

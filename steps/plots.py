@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import matplotlib
+import numpy as np
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -61,5 +62,52 @@ def group_bars_figure(groups: list[dict[str, Any]], attribute: str) -> Figure:
         ax.set_title(metric)
         ax.grid(alpha=0.3, axis="y")
     fig.suptitle(f"by {attribute}")
+    fig.tight_layout()
+    return fig
+
+
+def drift_heatmap_figure(periods: list[dict[str, Any]], signal: str = "feature_drift",
+                         statistic: str = "psi") -> Figure:
+    """One row per feature, one column per period: the statistic's value, breaches outlined in red."""
+    days = [p["period"] for p in periods]
+    subjects = sorted({m["subject"] for p in periods for m in p.get("measurements", [])
+                       if m["signal"] == signal and m["statistic"] == statistic})
+    grid = np.full((max(len(subjects), 1), max(len(days), 1)), np.nan)
+    fig, ax = plt.subplots(figsize=(min(2 + 0.45 * len(days), 14), 1.5 + 0.28 * len(subjects)))
+    for j, p in enumerate(periods):
+        for m in p.get("measurements", []):
+            if m["signal"] == signal and m["statistic"] == statistic:
+                i = subjects.index(m["subject"])
+                grid[i, j] = m["value"]
+                if m["breach"]:
+                    ax.add_patch(plt.Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, edgecolor="red", lw=1.5))
+    image = ax.imshow(grid, aspect="auto", cmap="viridis", interpolation="nearest")
+    ax.set_yticks(range(len(subjects)), subjects, fontsize=7)
+    ax.set_xticks(range(len(days)), days, rotation=60, fontsize=7, ha="right")
+    ax.set_title(f"{signal}: {statistic} per period (red: breached its baseline)")
+    fig.colorbar(image, ax=ax, fraction=0.03)
+    fig.tight_layout()
+    return fig
+
+
+def performance_figure(performance: list[dict[str, Any]], reference_auc: float | None,
+                       attributes: list[str]) -> Figure:
+    """Realized AUC per period, overall and per group of each sensitive attribute, against the reference."""
+    fig, axes = plt.subplots(1, 1 + len(attributes), figsize=(5 * (1 + len(attributes)), 3.6), squeeze=False)
+    days = [p["period"] for p in performance]
+    panels = [("overall", {"all": [p.get("roc_auc") for p in performance]})]
+    for attr in attributes:
+        levels = sorted({lvl for p in performance for lvl in p.get("groups", {}).get(attr, {})})
+        panels.append((attr, {lvl: [p.get("groups", {}).get(attr, {}).get(lvl, {}).get("roc_auc")
+                                    for p in performance] for lvl in levels}))
+    for ax, (title, lines) in zip(axes[0], panels):
+        for name, values in lines.items():
+            ax.plot(days, [np.nan if v is None else v for v in values], marker="o", ms=3, label=name)
+        if reference_auc is not None:
+            ax.axhline(reference_auc, linestyle=":", color="grey", label="reference")
+        ax.set(title=f"realized AUC: {title}", ylim=(0.4, 1.0))
+        ax.tick_params(axis="x", rotation=60, labelsize=7)
+        ax.legend(fontsize=7, loc="lower left")
+        ax.grid(alpha=0.3)
     fig.tight_layout()
     return fig

@@ -1287,3 +1287,24 @@ def guard_for(shard_index: int, attempt: int, current_notice: str | None, cfg: S
     return Guard(shard=shard_index, attempt=attempt, fault=fault_settings(cfg.fault_injection),
                  notice_path=spot_notice_path(current_notice, shard_index, attempt))
 
+
+
+# --------------------------------------------------------------------------------------------------- in process
+def score_in_process(source: str, output_root: str, day: str, model: ResolvedModel, spec: DatasetConfig,
+                     cfg: ScoreConfig, threshold: float, flow_run: str = "in-process") -> dict[str, Any]:
+    """Score one date's input in this process with the functions ScoreFlow's steps call, in the same order.
+
+    For backfills, notebooks and tests; the partition and its manifest are the same as ScoreFlow's (no retries, no
+    shadow model). Returns the manifest.
+    """
+    plan = plan_run(source, output_root, day, spec, cfg.shard_rows)
+    onnx_bytes, parity = prepare_runtime(model, cfg, spec, plan.files, threshold)
+    header = manifest_header(flow_run, plan, model, None, cfg, threshold, parity)
+    retract_manifest(plan.output_root, plan.day)
+    features = check_explainable(model.pipeline, cfg.top_k) if cfg.top_k else []
+    records = []
+    for shard in plan.shards:
+        scorer, _, explain = scorers_for(cfg, spec, model.blob, model.fingerprint, onnx_bytes)
+        job = job_for(shard.to_dict(), plan.summary(), spec, cfg, threshold, model.describe(), features)
+        records.append(score_shard(job, scorer, None, explain, guard_for(shard.index, 0, None, cfg), cfg.threads))
+    return finish_partition(plan.output_root, plan.day, records, header, cfg.max_quarantine_rate, flow_run)

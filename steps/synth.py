@@ -55,7 +55,7 @@ class SynthSpec:
     covariate_drift_month: int | None = None  # 0-based month index from which covariates shift
     covariate_drift_strength: float = 1.0
     concept_drift_month: int | None = None  # 0-based month index from which the fraud rule changes
-    concept_drift_strength: float = 1.0
+    concept_drift_strength: float = 1.0  # 1 = the drifted rule; above 1 extrapolates it (a stronger shift)
     row_group_rows: int = 100_000
 
     def __post_init__(self) -> None:
@@ -116,7 +116,7 @@ def generate_chunk(spec: SynthSpec, first_row: int, n: int) -> pd.DataFrame:
     cov = np.zeros(n) if spec.covariate_drift_month is None else (
         (month >= spec.covariate_drift_month) * spec.covariate_drift_strength)
     concept = np.zeros(n) if spec.concept_drift_month is None else (
-        (month >= spec.concept_drift_month) * min(spec.concept_drift_strength, 1.0))
+        (month >= spec.concept_drift_month) * spec.concept_drift_strength)
 
     channel_p = np.array([0.38, 0.25, 0.27, 0.06, 0.04])
     to_ecommerce = rng.uniform(size=n) < 0.25 * cov

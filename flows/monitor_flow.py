@@ -1,0 +1,116 @@
+"""MonitorFlow: drift against the champion's reference profile, late-label feedback, tiered alerts, retraining.
+
+    python flows/monitor_flow.py run                                  # today's partition (config/monitor.yaml)
+    python flows/monitor_flow.py run --date 2026-02-10 --days 7       # a backfill: seven dates, oldest first
+    python flows/monitor_flow.py --config profile config/profiles/aws.yaml step-functions create   # daily on AWS
+
+Reads only ScoreFlow partitions that have a manifest; history, alert states and events live under the monitor's
+state root (config ``state_root``), written last by ``end``, so a failed run changes nothing.
+"""
+
+import os
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # steps/ sits beside flows/
+
+from metaflow import Config, FlowSpec, Parameter, card, config_expr, current, project, schedule, step  # noqa: E402
+from mutators import apply_profile  # noqa: E402
+
+from steps import alerts, cards, monitor, retrain, score  # noqa: E402
+from steps.config import DatasetConfig, MonitorConfig, load  # noqa: E402
+
+PROFILE = os.environ.get("MLOPS_PROFILE", "config/profiles/local.yaml")
+
+
+@apply_profile
+@schedule(cron=config_expr("monitor.schedule_cron"))
+@project(name="tabular_mlops")
+class MonitorFlow(FlowSpec):
+    """Judge the scored partitions of a window against the champion's reference, alert, and retrain when due."""
+
+    dataset = Config("dataset", default="config/dataset.yaml", parser="steps.config.parse_dataset")
+    monitor_config = Config("monitor", default="config/monitor.yaml", parser="steps.config.parse_monitor")
+    profile = Config("profile", default=PROFILE, parser="steps.config.parse_profile")
+
+    date = Parameter("date", default="", help="Last partition date of the window, YYYY-MM-DD (default: today UTC).")
+    days = Parameter("days", default=0, type=int, help="Dates in the window (default: monitor.window_days).")
+    predictions = Parameter("predictions", default="", help="ScoreFlow output root (default: predictions_root).")
+    labels = Parameter("labels", default="", help="Late labels location (default: feedback.labels).")
+
+    @step
+    def start(self):
+        """Resolve the champion's reference profile, the window's dates and the monitor's stored state."""
+        spec, cfg = load(DatasetConfig, self.dataset), load(MonitorConfig, self.monitor_config)
+        self.roots = {"predictions": score.absolute(self.predictions or cfg.predictions_root),
+                      "labels": score.absolute(self.labels or cfg.feedback.labels),
+                      "state": score.absolute(cfg.state_root)}
+        self.champion = monitor.champion_reference(current.branch_name, current.project_name, spec)
+        self.window = monitor.window_dates(score.partition_date(self.date or None), self.days or cfg.window_days)
+        self.state = monitor.load_state(self.roots["state"])
+        self.next(self.measure)
+
+    @step
+    def measure(self):
+        """Drift of every period against its own history; realized performance on the labels that arrived."""
+        spec, cfg = load(DatasetConfig, self.dataset), load(MonitorConfig, self.monitor_config)
+        raw = [monitor.measure_period(day, self.roots["predictions"], self.champion["profile"], spec,
+                                      cfg.max_rows_per_period, cfg.seed) for day in self.window]
+        self.periods = monitor.judge_periods(raw, self.state["periods"], cfg.drift, cfg.baseline)
+        labels = monitor.read_labels(self.roots["labels"], spec.id_column, cfg.feedback)
+        self.performance = monitor.feedback_window(self.window[-1], self.roots["predictions"], labels, spec,
+                                                   cfg.feedback, self.state["performance"])
+        self.concept = monitor.concept_signals(monitor.merge_performance(self.state["performance"],
+                                                                         self.performance),
+                                               self.champion["reference_auc"], cfg.feedback)
+        self.next(self.decide)
+
+    @step
+    def decide(self):
+        """Advance the alert rules over the window (dedup, hysteresis) and apply the retraining strategy."""
+        cfg = load(MonitorConfig, self.monitor_config)
+        periods = monitor.with_signals(self.periods, self.concept)
+        self.rule_states, events, self.snapshots = alerts.evaluate(
+            cfg.alerts.rules, monitor.rules_before(self.state, self.window[0]), periods)
+        notices = monitor.registry_notices(current.branch_name, current.project_name,
+                                           (self.state.get("last_run") or {}).get("at"))
+        self.events = [e.to_dict() for e in events + alerts.notice_events(notices, self.window[-1])]
+        self.decision = retrain.decide(cfg.retrain, periods[-1]["signals"], self.state["retrain"],
+                                       datetime.now(timezone.utc),
+                                       datetime.fromisoformat(self.champion["trained_at"])).to_dict()
+        self.next(self.launch_retraining)
+
+    @step
+    def launch_retraining(self):
+        """Start TrainFlow when the strategy fired (its gates still decide); record which run it started."""
+        cfg = load(MonitorConfig, self.monitor_config)
+        self.retraining = retrain.launch(cfg.retrain, retrain.Decision.from_dict(self.decision), current.branch_name)
+        if self.retraining is not None:
+            self.events = self.events + [alerts.retraining_event(self.retraining, self.decision,
+                                                                 self.window[-1]).to_dict()]
+        self.next(self.end)
+
+    @card(type="blank", id="monitor")
+    @step
+    def end(self):
+        """Send and store the events, then save the state (last, so a failed run changes nothing); render the card."""
+        spec, cfg = load(DatasetConfig, self.dataset), load(MonitorConfig, self.monitor_config)
+        run = f"{current.flow_name}/{current.run_id}"
+        events = [alerts.Event(**e) for e in self.events]
+        alerts.log_events(events)
+        self.event_uris = alerts.store_events(events, self.roots["state"], run)
+        self.delivered = alerts.notify(events, cfg.alerts.webhook, run, set(self.state["delivered"]))
+        self.state_uri = monitor.save_state(self.roots["state"], monitor.finished_state(
+            self.state, self.periods, self.snapshots, self.rule_states, self.performance, self.retraining,
+            self.delivered, run, cfg.keep_periods))
+        self.active_alerts = alerts.active(self.rule_states, cfg.alerts.rules)
+        current.card["monitor"].extend(cards.monitor_card(
+            monitor.load_state(self.roots["state"]), self.events, self.active_alerts, self.decision, self.retraining,
+            spec.sensitive, self.champion["reference_auc"]))
+        print(monitor.summary(self.periods, self.events, self.active_alerts, self.decision, self.retraining,
+                              self.state_uri))
+
+
+if __name__ == "__main__":
+    MonitorFlow()
