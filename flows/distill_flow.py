@@ -18,10 +18,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # steps/ sits besi
 from metaflow import Config, FlowSpec, Parameter, card, current, project, step  # noqa: E402
 from mutators import apply_profile  # noqa: E402
 
-from steps import distill, gates, models, registry  # noqa: E402
+from steps import distill, models  # noqa: E402
 from steps.config import DatasetConfig, DistillConfig, GatesConfig, load  # noqa: E402
 
 PROFILE = os.environ.get("MLOPS_PROFILE", "config/profiles/local.yaml")
+# what join carries over from the teacher (start) past the students' foreach
+TEACHER_ARTIFACTS = ["teacher_run_id", "teacher_fingerprint", "teacher_model_name", "teacher_blob", "teacher_onnx",
+                     "teacher_eval", "threshold", "holdout_df", "lineage", "feature_schema"]
 
 
 @apply_profile
@@ -41,25 +44,16 @@ class DistillFlow(FlowSpec):
         """Resolve and verify the teacher, build the transfer set and its logits, export the teacher to ONNX."""
         spec, cfg = load(DatasetConfig, self.dataset), load(DistillConfig, self.distill_config)
         self.threshold = cfg.decision_threshold or load(GatesConfig, self.gates_config).decision_threshold
-        reg = registry.Registry("TrainFlow", current.branch_name, current.project_name)
-        run = reg.run(self.teacher_run) if self.teacher_run else reg.champion()
-        if run is None:
-            raise registry.RegistryError(f"no TrainFlow champion on branch {current.branch_name}: pass --teacher-run")
-        teacher = registry.load_model(run)  # refuses bytes that do not hash to the recorded fingerprint
-        self.teacher_run_id, self.teacher_fingerprint = run.id, run.data.model_fingerprint
-        self.teacher_model_name, self.teacher_blob = run.data.model_name, run.data.model_blob
-        self.holdout_df = run.data.holdout_df
-        self.lineage, self.feature_schema = run.data.lineage, run.data.feature_schema  # the teacher's data
-        self.transfer_df = distill.transfer_set(run["split"].task.data.train_df, spec, cfg)
-        self.transfer_logit = distill.teacher_logits(teacher, self.transfer_df, spec, cfg.threads)
-        try:
-            self.teacher_onnx = distill.to_onnx(teacher, spec)
-        except distill.export.ExportError as err:
-            print(f"teacher cannot be exported to ONNX ({err}); its cost is compared on native")
-            self.teacher_onnx = None
-        self.teacher_eval = distill.evaluate_model("teacher", "teacher", teacher, self.teacher_onnx, None,
+        teacher = distill.resolve_teacher(self.teacher_run, current.branch_name, current.project_name)
+        self.teacher_run_id, self.teacher_fingerprint = teacher.run_id, teacher.fingerprint
+        self.teacher_model_name, self.teacher_blob = teacher.model_name, teacher.blob
+        self.holdout_df, self.lineage, self.feature_schema = teacher.holdout_df, teacher.lineage, teacher.feature_schema
+        self.transfer_df = distill.transfer_set(teacher.train_df, spec, cfg)
+        self.transfer_logit = distill.teacher_logits(teacher.model, self.transfer_df, spec, cfg.threads)
+        self.teacher_onnx = distill.export_teacher(teacher.model, spec)
+        self.teacher_eval = distill.evaluate_model("teacher", "teacher", teacher.model, self.teacher_onnx, None,
                                                    self.holdout_df, spec, cfg, self.threshold)
-        print(f"teacher {self.teacher_model_name} from TrainFlow/{run.id} (sha256 {self.teacher_fingerprint[:12]}), "
+        print(f"teacher {teacher.model_name} from TrainFlow/{teacher.run_id} (sha256 {teacher.fingerprint[:12]}), "
               f"hold-out AUC {self.teacher_eval['auc']:.4f}; transfer set {len(self.transfer_df)} rows")
         self.students = [s.name for s in cfg.students]
         self.next(self.train_student, foreach="students")
@@ -89,40 +83,19 @@ class DistillFlow(FlowSpec):
     def join(self, inputs):
         """Time every model in one process, select the student, gate it against the teacher."""
         spec, cfg = load(DatasetConfig, self.dataset), load(DistillConfig, self.distill_config)
-        gcfg = load(GatesConfig, self.gates_config)
-        self.merge_artifacts(inputs, include=["teacher_run_id", "teacher_fingerprint", "teacher_model_name",
-                                              "teacher_blob", "teacher_onnx", "teacher_eval", "threshold",
-                                              "holdout_df", "lineage", "feature_schema"])
+        self.merge_artifacts(inputs, include=TEACHER_ARTIFACTS)
         teacher = models.deserialize(self.teacher_blob, self.teacher_fingerprint)
-        measure = dict(frame=self.holdout_df, spec=spec, batch_rows=cfg.cost_rows, latency_rows=cfg.latency_rows)
-        self.teacher_eval = {**self.teacher_eval,
-                             "runtimes": distill.measure_runtimes(teacher, self.teacher_onnx, None, **measure)}
-        by_name = {inp.student["name"]: inp for inp in inputs}
-        rows = []
-        for name, inp in by_name.items():
-            pipeline = models.deserialize(inp.student_blob, inp.student["fingerprint"])
-            runtimes = distill.measure_runtimes(pipeline, inp.student_onnx, inp.student_quantized, **measure)
-            rows.append(distill.candidate_row({**inp.student, "runtimes": runtimes}, self.teacher_eval,
-                                              cfg.cost_runtime))
+        students = [distill.TrainedStudent.from_task(inp) for inp in inputs]
+        self.teacher_eval, rows = distill.time_models(teacher, self.teacher_onnx, self.teacher_eval, students,
+                                                      self.holdout_df, spec, cfg)
         self.model_name, self.candidates = distill.select(rows, cfg.min_auc_ratio, cfg.max_cost_ratio)
-        self.gate_results, self.gates_passed = [], False
-        self.gate_summary = {"passed": False, "suites": {}, "failed": ["distillation/no_student_selected"]}
-        self.model_blob = self.model_fingerprint = self.onnx_model = self.onnx_fingerprint = None
-        self.quantized_model, self.quantized = None, None
-        if self.model_name:
-            chosen, row = by_name[self.model_name], next(r for r in self.candidates if r["name"] == self.model_name)
-            self.model_blob, self.model_fingerprint = chosen.student_blob, chosen.student["fingerprint"]
-            self.onnx_model, self.onnx_fingerprint = chosen.student_onnx, chosen.student["onnx_fingerprint"]
-            self.quantized = {**(chosen.student["quantization"] or {}), "parity": row["parity"].get("quantized"),
-                              "runtime": row["runtimes"].get("quantized")}
-            self.quantized_model = chosen.student_quantized
-            model = models.deserialize(self.model_blob, self.model_fingerprint)
-            assessment = gates.assess(model, self.model_blob, self.holdout_df, spec, gcfg,
-                                      champion=(self.teacher_run_id, teacher, self.teacher_blob))
-            verdict = gates.Verdict(distill.distillation_verdict(assessment.verdict.results, row["auc_ratio"],
-                                                                 row["cost_ratio"], cfg))
-            self.gate_results = [r.to_dict() for r in verdict.results]
-            self.gate_summary, self.gates_passed = verdict.summary(), verdict.passed
+        sel = distill.gate_selected(self.model_name, self.candidates, students, self.holdout_df, spec, cfg,
+                                    load(GatesConfig, self.gates_config),
+                                    champion=(self.teacher_run_id, teacher, self.teacher_blob))
+        self.model_blob, self.model_fingerprint = sel.model_blob, sel.model_fingerprint
+        self.onnx_model, self.onnx_fingerprint = sel.onnx_model, sel.onnx_fingerprint
+        self.quantized_model, self.quantized = sel.quantized_model, sel.quantized
+        self.gate_results, self.gate_summary, self.gates_passed = sel.gate_results, sel.gate_summary, sel.gates_passed
         current.card["distill"].extend(distill.card_components(self.candidates, self.teacher_eval, self.model_name,
                                                                cfg, self.gate_results))
         self.next(self.end)

@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import tempfile
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -27,14 +28,15 @@ from sklearn.metrics import roc_auc_score
 from sklearn.pipeline import Pipeline
 from threadpoolctl import threadpool_limits
 
-from steps import export, models
-from steps.config import DatasetConfig, DistillConfig, StudentConfig
+from steps import export, gates, models
+from steps.config import DatasetConfig, DistillConfig, GatesConfig, StudentConfig
 from steps.features import preprocessor
 
 logger = logging.getLogger(__name__)
 
 EPS = 1e-7
 SERVING = "serving"
+NO_STUDENT = "distillation/no_student_selected"
 REGRESSOR_OUTPUT = "variable"
 
 
@@ -184,6 +186,50 @@ def transfer_set(train_df: pd.DataFrame, spec: DatasetConfig, cfg: DistillConfig
 def teacher_logits(teacher: Pipeline, frame: pd.DataFrame, spec: DatasetConfig, threads: int = 1) -> np.ndarray:
     """The teacher's logit for each row: logit(predict_proba)."""
     return logit(models.predict_proba(teacher, frame, spec, threads))
+
+
+# --------------------------------------------------------------------------------------------------- teacher
+@dataclass(frozen=True)
+class Teacher:
+    """The verified TrainFlow model to distil, with the artifacts DistillFlow carries over from its run."""
+
+    run_id: str
+    fingerprint: str
+    model_name: str
+    blob: bytes
+    model: Pipeline
+    holdout_df: pd.DataFrame
+    lineage: dict[str, Any]
+    feature_schema: dict[str, Any]
+    train_df: pd.DataFrame
+
+
+def resolve_teacher(teacher_run: str | None, branch: str, project: str) -> Teacher:
+    """The TrainFlow run ``teacher_run`` (default: the branch's champion), its model verified against its fingerprint.
+
+    Raises:
+        RegistryError: no run given and the branch has no champion, or the run is not on the branch.
+        FingerprintMismatch: the model bytes do not hash to the recorded fingerprint.
+    """
+    from steps import registry
+
+    reg = registry.Registry("TrainFlow", branch, project)
+    run = reg.run(teacher_run) if teacher_run else reg.champion()
+    if run is None:
+        raise registry.RegistryError(f"no TrainFlow champion on branch {branch}: pass --teacher-run")
+    model = registry.load_model(run)  # refuses bytes that do not hash to the recorded fingerprint
+    data = run.data
+    return Teacher(run.id, data.model_fingerprint, data.model_name, data.model_blob, model, data.holdout_df,
+                   data.lineage, data.feature_schema, run["split"].task.data.train_df)
+
+
+def export_teacher(teacher: Pipeline, spec: DatasetConfig) -> bytes | None:
+    """The teacher's ONNX bytes, or None (logged) when it cannot be exported: its cost is then compared on native."""
+    try:
+        return to_onnx(teacher, spec)
+    except export.ExportError as err:
+        logger.warning("teacher cannot be exported to ONNX (%s); its cost is compared on native", err)
+        return None
 
 
 # --------------------------------------------------------------------------------------------------- ONNX
@@ -401,24 +447,98 @@ def distillation_verdict(results: list[Any], auc_ratio: float, cost_ratio: float
     return kept
 
 
+# --------------------------------------------------------------------------------------------------- join
+@dataclass(frozen=True)
+class TrainedStudent:
+    """One ``train_student`` task's output: the ``student`` summary and the model bytes (native, ONNX, int8)."""
+
+    summary: dict[str, Any]
+    blob: bytes
+    onnx: bytes
+    quantized: bytes | None
+
+    @classmethod
+    def from_task(cls, task: Any) -> "TrainedStudent":
+        """From a join input's artifacts ``student``, ``student_blob``, ``student_onnx``, ``student_quantized``."""
+        return cls(task.student, task.student_blob, task.student_onnx, task.student_quantized)
+
+    @property
+    def name(self) -> str:
+        """The student's configured name."""
+        return self.summary["name"]
+
+
+def time_models(teacher: Pipeline, teacher_onnx: bytes | None, teacher_eval: dict[str, Any],
+                students: list[TrainedStudent], holdout: pd.DataFrame, spec: DatasetConfig,
+                cfg: DistillConfig) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """Time the teacher and every student in this one process (:func:`measure_runtimes`), so their costs compare.
+
+    Returns:
+        The teacher's evaluation with ``runtimes`` added, and one :func:`candidate_row` per student.
+    """
+    measure = dict(frame=holdout, spec=spec, batch_rows=cfg.cost_rows, latency_rows=cfg.latency_rows)
+    teacher_eval = {**teacher_eval, "runtimes": measure_runtimes(teacher, teacher_onnx, None, **measure)}
+    rows = []
+    for student in students:
+        pipeline = models.deserialize(student.blob, student.summary["fingerprint"])
+        runtimes = measure_runtimes(pipeline, student.onnx, student.quantized, **measure)
+        rows.append(candidate_row({**student.summary, "runtimes": runtimes}, teacher_eval, cfg.cost_runtime))
+    return teacher_eval, rows
+
+
+@dataclass(frozen=True)
+class Selection:
+    """The selected student's model artifacts and gate verdict; the defaults are DistillFlow's when none was chosen."""
+
+    model_blob: bytes | None = None
+    model_fingerprint: str | None = None
+    onnx_model: bytes | None = None
+    onnx_fingerprint: str | None = None
+    quantized_model: bytes | None = None
+    quantized: dict[str, Any] | None = None
+    gate_results: list[dict[str, Any]] = field(default_factory=list)
+    gate_summary: dict[str, Any] = field(
+        default_factory=lambda: {"passed": False, "suites": {}, "failed": [NO_STUDENT]})
+    gates_passed: bool = False
+
+
+def gate_selected(name: str | None, rows: list[dict[str, Any]], students: list[TrainedStudent],
+                  holdout: pd.DataFrame, spec: DatasetConfig, cfg: DistillConfig, gates_cfg: GatesConfig,
+                  champion: tuple[str, Pipeline, bytes]) -> Selection:
+    """Gate the selected student against its teacher (as ``champion``), with :func:`distillation_verdict`.
+
+    Args:
+        name: the selected student (:func:`select`), or None: then nothing is gated and the run cannot serve.
+        rows: the candidate rows from :func:`select`.
+        champion: (teacher run id, teacher model, teacher model bytes).
+    """
+    if not name:
+        return Selection()
+    chosen = next(s for s in students if s.name == name)
+    row = next(r for r in rows if r["name"] == name)
+    model = models.deserialize(chosen.blob, chosen.summary["fingerprint"])
+    assessment = gates.assess(model, chosen.blob, holdout, spec, gates_cfg, champion=champion)
+    verdict = gates.Verdict(distillation_verdict(assessment.verdict.results, row["auc_ratio"], row["cost_ratio"],
+                                                 cfg))
+    quantized = {**(chosen.summary["quantization"] or {}), "parity": row["parity"].get("quantized"),
+                 "runtime": row["runtimes"].get("quantized")}
+    return Selection(chosen.blob, chosen.summary["fingerprint"], chosen.onnx, chosen.summary["onnx_fingerprint"],
+                     chosen.quantized, quantized, [r.to_dict() for r in verdict.results], verdict.summary(),
+                     verdict.passed)
+
+
 # --------------------------------------------------------------------------------------------------- registry
 def register_serving(run_id: str, branch: str, project: str, selected: bool, passed: bool,
                      gate_summary: dict[str, Any] | None, who: str | None = None) -> dict[str, Any] | None:
     """Tag the DistillFlow run ``candidate``; when a student was selected and every gate passed, move ``serving``
     here (from any other run of the branch) and append a ``serve`` event to the DistillFlow audit log."""
-    from steps.registry import Registry
+    from steps.registry import CANDIDATE, Registry
 
     reg = Registry(flow="DistillFlow", branch=branch, project=project)
-    run = reg.run(run_id)
-    run.add_tag("candidate")
+    reg.run(run_id).add_tag(CANDIDATE)
     if not (selected and passed):
         return None
-    olds = [r for r in reg._tagged(SERVING) if r.id != run.id]
-    run.add_tag(SERVING)
-    for old in olds:
-        old.remove_tag(SERVING)
-    return reg._record("serve", olds[0].id if olds else None, run, "student selected and every gate passed", who,
-                       gate_summary, False)
+    return reg.move_tag(run_id, SERVING, "serve", "student selected and every gate passed", who, gate_summary)
 
 
 def serving_run(branch: str, project: str = "tabular_mlops") -> Any:

@@ -11,7 +11,8 @@ Runs are scoped by the system tags Metaflow's ``@project`` adds: ``project:<proj
 ``project_branch:<branch>``, where the branch is ``user.<user>`` for a plain run, ``test.<name>`` for
 ``--branch <name>``, ``prod`` for ``--production`` and ``prod.<name>`` for both.
 
-Every promotion and rollback appends one JSON event to an append-only log in the datastore::
+Every promotion, rollback and ``move_tag`` (e.g. DistillFlow's ``serving`` tag) appends one JSON event to an append-only
+log in the datastore::
 
     local: <.metaflow>/_registry/<project>/<branch>/<flow>/events/<UTC stamp>-<uuid>.json   (tmp + rename)
     s3:    <METAFLOW_DATASTORE_SYSROOT_S3>/_registry/<project>/<branch>/<flow>/events/...   (one PUT)
@@ -56,6 +57,7 @@ logger = logging.getLogger(__name__)
 
 CHAMPION, CANDIDATE, ARCHIVED = "champion", "candidate", "archived"
 PROMOTIONS = ("promote", "forced_promote")
+CHAMPION_EVENTS = (*PROMOTIONS, "rollback")  # the audit events that move the champion tag
 _ROLE_TAGS = (CHAMPION, CANDIDATE, ARCHIVED)
 
 
@@ -365,6 +367,10 @@ class Registry:
         """Every audit event of this flow and branch, oldest first."""
         return [json.loads(body) for body in self.store.read_all()]
 
+    def _champion_events(self) -> list[dict[str, Any]]:
+        """The audit events that moved the champion tag (not ``move_tag`` events), oldest first."""
+        return [e for e in self.history() if e["kind"] in CHAMPION_EVENTS]
+
     def load_model(self, run: Run | str) -> Any:
         """The model of ``run`` (id or Run on this branch), verified against its fingerprint."""
         return load_model(self.run(run))
@@ -389,7 +395,7 @@ class Registry:
 
     def problems(self) -> list[str]:
         """Inconsistencies between the champion tag(s), the runs' artifacts and the audit log."""
-        champions, events = self._tagged(CHAMPION), self.history()
+        champions, events = self._tagged(CHAMPION), self._champion_events()
         found = []
         if len(champions) > 1:
             found.append(f"{len(champions)} runs carry the champion tag: {', '.join(r.id for r in champions)}")
@@ -427,7 +433,7 @@ class Registry:
 
     def rollback(self, to: str | None = None, reason: str = "rollback", who: str | None = None) -> dict[str, Any]:
         """Restore the previous champion (or run ``to``, a former champion); returns the audit event."""
-        events, current = self.history(), self.champion()
+        events, current = self._champion_events(), self.champion()
         if to is None:
             if current is None:
                 raise RegistryError(f"no champion for {self.flow} on branch {self.branch}: nothing to roll back")
@@ -455,6 +461,37 @@ class Registry:
             return None
         previous = self._move_champion(run)
         return self._record("promote", previous, run, "every gate passed", who, gate_summary, False)
+
+    def move_tag(self, run: Run | str, tag: str, kind: str, reason: str, who: str | None = None,
+                 gate_summary: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Move a single-holder ``tag`` to ``run`` from every other run of the branch; returns the audit event.
+
+        For exclusive tags outside the registry's roles, such as DistillFlow's ``serving``. The run may still be in
+        progress (called from its own ``end`` step), so neither its success nor its gates are checked here. The
+        role tags and the champion's event kinds are refused: the champion moves only through ``promote``,
+        ``register`` and ``rollback`` (which, like ``show``'s problems, ignore ``move_tag`` events).
+
+        Args:
+            run: run id, pathspec or Run on this branch.
+            tag: the tag to move, e.g. ``serving``.
+            kind: the audit event's kind, e.g. ``serve``.
+            reason: why, recorded in the event.
+            who: recorded in the event (default: the current user).
+            gate_summary: the run's gate summary, recorded in the event.
+
+        Returns:
+            The appended event; its ``from`` is the newest run the tag was taken from, or None.
+        """
+        if tag in _ROLE_TAGS or kind in CHAMPION_EVENTS:
+            raise RegistryError(f"tag '{tag}' / event '{kind}' belong to the champion: use promote, register or "
+                                "rollback")
+        run = self.run(run)
+        olds = [r for r in self._tagged(tag) if r.id != run.id]
+        run.add_tag(tag)
+        for old in olds:
+            old.remove_tag(tag)
+            logger.info("removed tag %s from %s", tag, old.pathspec)
+        return self._record(kind, olds[0].id if olds else None, run, reason, who, gate_summary, False)
 
     def champion_for_comparison(self) -> tuple[str, Any, bytes] | None:
         """(run id, verified model, model bytes) of the champion, for challenger-versus-champion gates; or None."""

@@ -86,7 +86,9 @@ def test_selected_student_is_registered_serving_and_verifies(distill_runs):
     assert hashlib.sha256(data.onnx_model).hexdigest() == data.onnx_fingerprint
     assert models.fingerprint(data.model_blob) == data.model_fingerprint
     events = Registry("DistillFlow", BRANCH).history()
-    assert any(e["kind"] == "serve" and e["to"] == run.id for e in events)
+    assert data.registry_event["event_id"] in {e["event_id"] for e in events}  # move_tag's event, as recorded
+    assert (data.registry_event["kind"], data.registry_event["to"]) == ("serve", run.id)
+    assert data.registry_event["gate_summary"] == data.gate_summary
 
 
 def test_student_below_the_quality_floor_is_not_registered(distill_runs):

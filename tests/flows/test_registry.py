@@ -22,6 +22,7 @@ from steps.registry import LocalEventStore, Registry, RegistryError
 
 BRANCH_NAME = "registry_test"  # what `train_flow.py --branch` is given
 BRANCH = "test.registry_test"  # the project branch Metaflow records for it
+SERVING = "serving"  # an exclusive tag outside the registry's roles, moved with ``move_tag``
 
 
 def run_on_branch(root: Path, workspace: Path, configs: dict[str, Path], branch: str, **params: Any) -> FlowResult:
@@ -56,7 +57,7 @@ def _reset_tags(branch_runs: list[Any]) -> None:
     """Remove every registry tag from the branch runs."""
     registry = Registry(branch=BRANCH)
     for run in branch_runs:
-        registry.run(run.id).remove_tags([reg.CHAMPION, reg.CANDIDATE, reg.ARCHIVED])
+        registry.run(run.id).remove_tags([reg.CHAMPION, reg.CANDIDATE, reg.ARCHIVED, SERVING])
 
 
 @pytest.fixture
@@ -175,6 +176,29 @@ def test_register_from_a_run_tags_candidate_and_promotes_only_when_passed(regist
     assert _champion_ids(registry) == [ids[2]] and registry.history() == [event]
     run_id, model, blob = registry.champion_for_comparison()
     assert run_id == ids[2] and blob == branch_runs[2].data.model_blob and hasattr(model, "predict_proba")
+
+
+def test_move_tag_keeps_one_holder_and_records_each_move(registry, ids, gates):
+    gates[ids[2]] = True
+    promoted = registry.promote(ids[2], reason="champion")
+    first = registry.move_tag(ids[0], SERVING, "serve", "first student", who="gina", gate_summary={"failed": []})
+    second = registry.move_tag(ids[1], SERVING, "serve", "better student")
+
+    assert [r.id for r in registry.runs(SERVING)] == [ids[1]]
+    assert (first["kind"], first["from"], first["to"], first["who"], first["gate_summary"], first["forced"]) == (
+        "serve", None, ids[0], "gina", {"failed": []}, False)
+    assert (second["from"], second["to"], second["reason"]) == (ids[0], ids[1], "better student")
+    assert registry.history() == [promoted, first, second]
+    # serve events do not count as champion moves: no problem reported, and no rollback to a serving run
+    assert _champion_ids(registry) == [ids[2]] and registry.show()["problems"] == []
+    with pytest.raises(RegistryError, match="never champion"):
+        registry.rollback(to=ids[1])
+    for tag, kind in ((reg.CHAMPION, "serve"), (SERVING, "promote")):
+        with pytest.raises(RegistryError, match="belong to the champion"):
+            registry.move_tag(ids[0], tag, kind, "sneaky")
+    with pytest.raises(RegistryError, match="not found"):
+        registry.move_tag("123", SERVING, "serve", "no such run")
+    assert registry.history() == [promoted, first, second] and _champion_ids(registry) == [ids[2]]
 
 
 # -- rollback and the audit log --------------------------------------------------------------------------------

@@ -152,6 +152,41 @@ def test_distillation_verdict_replaces_significance_by_the_quality_floor(cfg):
     assert not next(r for r in low if r.name == "quality_floor[auc_ratio]").passed
 
 
+def test_join_helpers_time_every_model_and_gate_only_the_selected_one(teacher, students, split, dataset_spec, cfg):
+    from types import SimpleNamespace
+
+    from steps.config import GatesConfig
+
+    trained = []
+    for kind, (pipeline, onnx) in students.items():
+        blob = models.serialize(pipeline)
+        ev = distill.evaluate_model(kind, kind, pipeline, onnx, None, split.holdout, dataset_spec, cfg, 0.3)
+        task = SimpleNamespace(student_blob=blob, student_onnx=onnx, student_quantized=None, student={
+            **ev, "fingerprint": models.fingerprint(blob), "onnx_fingerprint": models.fingerprint(onnx),
+            "quantization": None})
+        trained.append(distill.TrainedStudent.from_task(task))
+    t_onnx = distill.export_teacher(teacher, dataset_spec)
+    t_eval = distill.evaluate_model("teacher", "teacher", teacher, t_onnx, None, split.holdout, dataset_spec, cfg, 0.3)
+    t_eval, rows = distill.time_models(teacher, t_onnx, t_eval, trained, split.holdout, dataset_spec, cfg)
+    assert set(t_eval["runtimes"]) == {"native", "onnx"}
+    assert [r["name"] for r in rows] == [s.name for s in trained] and all(r["cost_ratio"] > 0 for r in rows)
+
+    name, ranked = distill.select(rows, 0.0, 1e9)
+    gates_cfg = GatesConfig.model_validate({"bootstrap": {"samples": 50},
+                                            "performance": {"thresholds": {"roc_auc": {"min": 0.5}}}})
+    champion = ("7", teacher, models.serialize(teacher))
+    sel = distill.gate_selected(name, ranked, trained, split.holdout, dataset_spec, cfg, gates_cfg, champion)
+    chosen = next(s for s in trained if s.name == name)
+    assert (sel.model_blob, sel.onnx_model) == (chosen.blob, chosen.onnx)
+    assert sel.model_fingerprint == models.fingerprint(chosen.blob) and sel.quantized["runtime"] is None
+    assert "quality_floor[auc_ratio]" in {g["name"] for g in sel.gate_results}
+    assert sel.gates_passed == sel.gate_summary["passed"]
+
+    none = distill.gate_selected(None, ranked, trained, split.holdout, dataset_spec, cfg, gates_cfg, champion)
+    assert none.model_blob is None and none.gate_results == [] and not none.gates_passed
+    assert none.gate_summary == {"passed": False, "suites": {}, "failed": ["distillation/no_student_selected"]}
+
+
 def test_distill_config_is_strict(root):
     text = (root / "config" / "distill.yaml").read_text()
     assert DistillConfig.model_validate(parse_distill(text)).min_auc_ratio == 0.985
