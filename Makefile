@@ -14,7 +14,7 @@ export METAFLOW_USER ?= $(or $(filter-out root,$(shell id -un 2>/dev/null)),ci)
 export OMP_WAIT_POLICY := PASSIVE
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: help setup data train distill score demo test test-fast lint bench package clean
+.PHONY: help setup data train distill score demo test test-fast lint bench package deploy clean
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}'
@@ -67,6 +67,17 @@ bench: setup ## Run the benchmarks and write benchmarks/results/*.md (copied int
 
 package: setup ## Show what Metaflow ships to remote tasks (steps/ and config/ must be in it)
 	$(PY) flows/train_flow.py package list
+
+DEPLOY_PROFILE ?= config/profiles/aws.yaml
+DEPLOY_FLOWS ?= $(sort $(wildcard flows/*_flow.py))
+DEPLOY_OPTS ?= --production
+
+deploy: setup ## Check the AWS settings, then `step-functions create` every flow with the aws profile
+	$(PY) -m steps.deploy check --target step-functions --profile $(DEPLOY_PROFILE)
+	@for flow in $(DEPLOY_FLOWS); do \
+		echo "step-functions create $$flow"; \
+		$(PY) $$flow --config profile $(DEPLOY_PROFILE) $(DEPLOY_OPTS) step-functions create || exit 1; \
+	done
 
 clean: ## Remove generated data, runs and outputs (keeps .venv)
 	rm -rf data $(OUT) .metaflow .pytest_cache

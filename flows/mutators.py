@@ -7,7 +7,7 @@ from pathlib import Path
 from metaflow import FlowMutator
 from metaflow.user_configs.config_parameters import ConfigValue
 
-from steps.config import ProfileConfig, load
+from steps.config import ConfigError, ProfileConfig, load
 
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "config"
 
@@ -16,12 +16,15 @@ class apply_profile(FlowMutator):  # noqa: N801 - decorators are lower case in M
     """Give every step ``@retry``, ``@timeout``, ``@resources`` and ``@environment`` from the ``profile`` config,
     plus ``@batch`` (compute: batch) or ``@kubernetes`` (compute: kubernetes) with the step's queue and image.
 
-    Decorators written on a step in the flow file win over the profile.
+    Decorators written on a step in the flow file win over the profile. ``schedules.<FlowName>`` in the profile
+    becomes the flow's ``@schedule``; a flow that has its own ``@schedule`` must not also get one from the profile
+    (one source for each cron).
     """
 
     def pre_mutate(self, mutable_flow) -> None:
         configs = dict(mutable_flow.configs)
         profile = load(ProfileConfig, configs["profile"] or ConfigValue({}))
+        _add_schedule(mutable_flow, profile, self._flow_cls.__name__)
         for name, step in mutable_flow.steps:
             res = profile.for_step(name)
             ignore = step.IGNORE
@@ -42,14 +45,26 @@ class apply_profile(FlowMutator):  # noqa: N801 - decorators are lower case in M
             yield str(path), f"config/{path.relative_to(CONFIG_DIR)}"
 
 
+def _add_schedule(mutable_flow, profile: ProfileConfig, flow_name: str) -> None:
+    """``@schedule(cron=profile.schedules[flow_name])``; refuse a second source when the flow has its own."""
+    cron = profile.schedules.get(flow_name)
+    if cron is None:
+        return
+    if mutable_flow.has_decorator("schedule"):
+        raise ConfigError(f"profile '{profile.name}': schedules.{flow_name} is set but {flow_name} already has "
+                          "@schedule in its flow file; keep one source for its cron")
+    mutable_flow.add_decorator("schedule", deco_kwargs={"cron": cron})
+
+
 def _remote_decorator(profile: ProfileConfig, step_name: str) -> tuple[str, dict] | None:
     """(decorator name, kwargs) that sends ``step_name`` to the profile's compute, or None for local runs."""
     res = profile.for_step(step_name)
+    image = profile.image_for(step_name)
     if profile.compute == "batch":
         kwargs = {"queue": profile.queues[res.queue or "default"], "cpu": res.cpu, "memory": res.memory,
                   "gpu": res.gpu}
-        return "batch", {**kwargs, **({"image": profile.image} if profile.image else {})}
+        return "batch", {**kwargs, **({"image": image} if image else {})}
     if profile.compute == "kubernetes":
         kwargs = {"cpu": res.cpu, "memory": res.memory, "gpu": res.gpu or None}
-        return "kubernetes", {**kwargs, **({"image": profile.image} if profile.image else {})}
+        return "kubernetes", {**kwargs, **({"image": image} if image else {})}
     return None

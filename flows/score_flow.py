@@ -19,7 +19,7 @@ from metaflow import Config, FlowSpec, Parameter, config_expr, current, project,
 from mutators import apply_profile  # noqa: E402
 
 from steps import score  # noqa: E402
-from steps.config import DatasetConfig, GatesConfig, ScoreConfig, load  # noqa: E402
+from steps.config import DatasetConfig, GatesConfig, ProfileConfig, ScoreConfig, load  # noqa: E402
 
 PROFILE = os.environ.get("MLOPS_PROFILE", "config/profiles/local.yaml")
 
@@ -50,7 +50,9 @@ class ScoreFlow(FlowSpec):
         shadow = score.resolve_model(self.shadow_run, current.branch_name, current.project_name, spec) \
             if self.shadow_run else None
         self.feature_names = score.check_explainable(model.pipeline, cfg.top_k) if cfg.top_k else []
-        plan = score.plan_run(self.source or cfg.input, self.output or cfg.output_root, self.date, spec, cfg.shard_rows)
+        profile = load(ProfileConfig, self.profile)  # relative paths resolve under its storage root; s3:// is checked
+        plan = score.plan_run(profile.locate(self.source or cfg.input), profile.locate(self.output or cfg.output_root),
+                              self.date, spec, cfg.shard_rows)
         self.onnx_model, self.onnx_parity = score.prepare_runtime(model, cfg, spec, plan.files, self.threshold)
         self.model_run_used, self.model_name, self.model_fingerprint = model.run, model.name, model.fingerprint
         self.model_blob = model.blob

@@ -25,14 +25,17 @@ class FlowResult:
 
 
 def run_flow(root: Path, workspace: Path, flow: str, configs: dict[str, Path], branch: str | None = None,
-             **params: Any) -> FlowResult:
+             datastore: str | None = None, **params: Any) -> FlowResult:
     """Run ``flows/<flow>`` with ``Runner`` from the test workspace and wait for it to finish.
 
     Args:
         branch: the ``@project`` branch (``--branch``), so registry tests do not share a champion.
+        datastore: ``--datastore`` (e.g. ``s3``; its settings come from the environment).
         params: the flow's parameters.
     """
     top_level: dict[str, Any] = {"branch": branch} if branch else {}
+    if datastore:
+        top_level["datastore"] = datastore
     runner = Runner(str(root / "flows" / flow), show_output=False, cwd=str(workspace),
                     config=[(k, str(v)) for k, v in configs.items()], **top_level)
     with runner.run(**params) as result:
@@ -66,3 +69,12 @@ def train_config(directory: Path, name: str) -> Path:
     path.write_text(yaml.safe_dump({"split": SPLIT, "seed": 1, "threads": 1, "curve_points": 50,
                                     "candidates": [{"name": name, **MODELS[name]}]}))
     return path
+
+
+DEPLOY_FLOWS = {  # flow file -> flow class: every flow compiled for Step Functions and Argo in tests/cloud
+    "train_flow.py": "TrainFlow",
+    "distill_flow.py": "DistillFlow",
+    "score_flow.py": "ScoreFlow",
+}
+MAKE_DEPLOYED = ("train_flow.py", "score_flow.py")  # `make deploy` in tests/cloud: scheduled by the profile / own config
+PACKAGE_LISTED = ("score_flow.py",)  # `package list` there (tests/flows lists train_flow.py's; uploads are all checked)
