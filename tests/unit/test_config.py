@@ -290,7 +290,10 @@ def test_metaflow_parsers_name_the_config_file(monkeypatch: pytest.MonkeyPatch, 
     (config.parse_train, "config/train.yaml"),
     (config.parse_profile, "config/profiles/aws.yaml"),
 ])
-def test_metaflow_parsers_return_plain_dicts(parser: Any, rel: str) -> None:
+def test_metaflow_parsers_return_plain_dicts(parser: Any, rel: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("MLOPS_IMAGE", "MLOPS_GPU_IMAGE"):  # the aws profile's ${NAME} values come from the environment
+        monkeypatch.setenv(name, f"registry.example/{name.lower()}")
+    monkeypatch.setenv("MLOPS_S3_ROOT", "s3://bucket/prefix")
     parsed = parser((ROOT / rel).read_text())
     assert isinstance(parsed, dict)
     assert yaml.safe_load(yaml.safe_dump(parsed)) == parsed  # plain, serializable values only
