@@ -75,6 +75,7 @@ DEPLOY_FLOWS = {  # flow file -> flow class: every flow compiled for Step Functi
     "train_flow.py": "TrainFlow",
     "distill_flow.py": "DistillFlow",
     "score_flow.py": "ScoreFlow",
+    "monitor_flow.py": "MonitorFlow",
 }
 MAKE_DEPLOYED = ("train_flow.py", "score_flow.py")  # `make deploy` in tests/cloud: scheduled by the profile / own config
 PACKAGE_LISTED = ("score_flow.py",)  # `package list` there (tests/flows lists train_flow.py's; uploads are all checked)

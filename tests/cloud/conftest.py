@@ -4,6 +4,7 @@ Batch compute environments and job queues of the aws profile, the IAM roles, and
 from __future__ import annotations
 
 import json
+import logging
 import os
 import socket
 import subprocess
@@ -31,6 +32,7 @@ def _free_port() -> int:
 def s3_endpoint() -> Iterator[str]:
     """Start moto on a free loopback port with dummy credentials; yields its URL."""
     port = _free_port()
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one line per request otherwise
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()
     url = f"http://127.0.0.1:{port}"

@@ -19,11 +19,12 @@ import boto3
 import pytest
 import yaml
 
-from steps.config import ProfileConfig, ScoreConfig, load_file
+from steps.config import ProfileConfig
 from support import DEPLOY_FLOWS, MAKE_DEPLOYED, PACKAGE_LISTED
 
 FLOWS = DEPLOY_FLOWS
 GPU_STEPS = {"TrainFlow": "train_candidate", "DistillFlow": "train_student"}  # heavy steps that must get a GPU
+OWN_SCHEDULE = {"ScoreFlow": "score.yaml", "MonitorFlow": "monitor.yaml"}  # @schedule from the flow's own config
 ROOT = Path(__file__).resolve().parents[2]
 AWS, K8S = ROOT / "config" / "profiles" / "aws.yaml", ROOT / "config" / "profiles" / "kubernetes.yaml"
 
@@ -141,8 +142,7 @@ def test_make_deploy_creates_state_machines_and_schedules(deployed, aws_profile)
     machines = {m["name"]: m["stateMachineArn"]
                 for m in boto3.client("stepfunctions").list_state_machines()["stateMachines"]}
     events = boto3.client("events")
-    crons = {"TrainFlow": aws_profile.schedules["TrainFlow"],  # TrainFlow's cron is the profile's ...
-             "ScoreFlow": load_file(ScoreConfig, ROOT / "config" / "score.yaml").schedule_cron}  # ScoreFlow's its own
+    crons = {"TrainFlow": aws_profile.schedules["TrainFlow"], "ScoreFlow": _own_cron("ScoreFlow")}
     for flow in (FLOWS[f] for f in MAKE_DEPLOYED):
         name = f"tabular_mlops.prod.{flow}"  # `make deploy` deploys the production namespace
         assert name in machines, sorted(machines)
@@ -164,6 +164,12 @@ def test_make_deploy_stops_first_naming_missing_settings(aws_env, tmp_path):
     assert proc.returncode != 0
     assert "missing setting: METAFLOW_SFN_IAM_ROLE" in proc.stdout and "missing setting: MLOPS_IMAGE" in proc.stdout
     assert "step-functions create" not in proc.stdout  # nothing was created
+
+
+def _own_cron(flow_class: str) -> str | None:
+    """The cron a flow's own config gives its ``@schedule`` (None: the profile schedules it)."""
+    name = OWN_SCHEDULE.get(flow_class)
+    return yaml.safe_load((ROOT / "config" / name).read_text())["schedule_cron"] if name else None
 
 
 def _argo_template(result: Done) -> dict:
@@ -194,6 +200,5 @@ def test_argo_workflows_json_follows_the_kubernetes_profile(deployed, flow, aws_
         assert containers[gpu_step]["resources"]["limits"]["nvidia.com/gpu"] == "1"
         assert containers[gpu_step]["image"] == aws_env["MLOPS_GPU_IMAGE"]
     cron = json.loads(template["metadata"]["annotations"]["metaflow/cron"])
-    expected = (load_file(ScoreConfig, ROOT / "config" / "score.yaml").schedule_cron if flow == "score_flow.py"
-                else yaml.safe_load(K8S.read_text())["schedules"][FLOWS[flow]])
+    expected = _own_cron(FLOWS[flow]) or profile.schedules[FLOWS[flow]]
     assert cron == {"schedule": " ".join(expected.split()[:5]), "tz": ""}  # Argo: the first five fields, UTC
