@@ -8,13 +8,16 @@ PY := $(VENV)/bin/python
 DVC := $(VENV)/bin/dvc
 STAMP := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt | sha256sum | cut -c1-12)
 OUT := out
+# The demo's generated production days: five stable ones, then a drifted one.
+DEMO_FIRST := 2026-01-01
+DEMO_LAST := 2026-01-06
 
 # Metaflow needs a user name and refuses "root" (CI runs as root); LightGBM/OpenMP must not spin on 2 busy cores.
 export METAFLOW_USER ?= $(or $(filter-out root,$(shell id -un 2>/dev/null)),ci)
 export OMP_WAIT_POLICY := PASSIVE
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: help setup data train distill score demo test test-fast lint bench package deploy clean
+.PHONY: help setup data train distill score monitor demo test test-fast lint bench package deploy clean
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}'
@@ -38,13 +41,23 @@ data: setup ## Generate the sample data under data/ (byte-identical to data.dvc)
 train: setup ## Run TrainFlow on the default data and config (gates, then registration)
 	$(PY) flows/train_flow.py run
 
-demo: data ## Run the lifecycle on the sample data and print where each run, card and output lives
+demo: data ## The whole lifecycle on the sample data: train, gates, distill, score, monitor drift, alert, retrain, rollback
 	$(PY) flows/train_flow.py run
-	$(PY) -m steps.inspect TrainFlow --card-out $(OUT)/train_card.html --gates-card-out $(OUT)/gates_card.html
 	$(PY) -m steps.registry show
 	$(PY) flows/distill_flow.py run
 	$(PY) flows/score_flow.py run
+	$(PY) -m steps.scenario --out $(OUT)/scenario --first-day $(DEMO_FIRST) --days 6 --covariate-drift-day $(DEMO_LAST) \
+		--concept-drift-day $(DEMO_LAST) --backfill 5 --predictions $(OUT)/predictions
+	$(PY) flows/score_flow.py run --input $(OUT)/scenario/incoming/dt=$(DEMO_LAST) --date $(DEMO_LAST)
+	$(PY) flows/monitor_flow.py run --date $(DEMO_LAST) --days 6 --labels $(OUT)/scenario/labels
+	$(PY) -m steps.registry promote $$($(PY) -m steps.report --retrained-run) --force \
+		--reason "demo: a hasty manual promotion of the retrained model"
+	$(PY) -m steps.registry rollback --reason "demo: one command undoes it"
 	$(PY) -m steps.registry history
+	$(PY) -m steps.report --out $(OUT)
+
+monitor: setup ## Judge today's scored partition for drift and late-label performance; alert; retrain when due
+	$(PY) flows/monitor_flow.py run
 
 distill: setup ## Distil the champion into small ONNX students (DistillFlow)
 	$(PY) flows/distill_flow.py run

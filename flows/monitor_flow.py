@@ -28,7 +28,7 @@ PROFILE = os.environ.get("MLOPS_PROFILE", "config/profiles/local.yaml")
 @schedule(cron=config_expr("monitor.schedule_cron"))
 @project(name="tabular_mlops")
 class MonitorFlow(FlowSpec):
-    """Judge the scored partitions of a window against the champion's reference, alert, and retrain when due."""
+    """Judge the scored partitions of a window against their model's reference, alert, and retrain when due."""
 
     dataset = Config("dataset", default="config/dataset.yaml", parser="steps.config.parse_dataset")
     monitor_config = Config("monitor", default="config/monitor.yaml", parser="steps.config.parse_monitor")
@@ -38,16 +38,19 @@ class MonitorFlow(FlowSpec):
     days = Parameter("days", default=0, type=int, help="Dates in the window (default: monitor.window_days).")
     predictions = Parameter("predictions", default="", help="ScoreFlow output root (default: predictions_root).")
     labels = Parameter("labels", default="", help="Late labels location (default: feedback.labels).")
+    model_run = Parameter("model-run", default="", help="Model run to judge against (default: the one that scored "
+                                                        "the newest partition, else the champion).")
 
     @step
     def start(self):
-        """Resolve the champion's reference profile, the window's dates and the monitor's stored state."""
+        """Resolve the window, the monitored model's reference profile and the monitor's stored state."""
         spec, cfg = load(DatasetConfig, self.dataset), load(MonitorConfig, self.monitor_config)
         self.roots = {"predictions": score.absolute(self.predictions or cfg.predictions_root),
                       "labels": score.absolute(self.labels or cfg.feedback.labels),
                       "state": score.absolute(cfg.state_root)}
-        self.champion = monitor.champion_reference(current.branch_name, current.project_name, spec)
         self.window = monitor.window_dates(score.partition_date(self.date or None), self.days or cfg.window_days)
+        model_run = self.model_run or monitor.scoring_model(self.window, self.roots["predictions"])
+        self.champion = monitor.model_reference(model_run, current.branch_name, current.project_name, spec)
         self.state = monitor.load_state(self.roots["state"])
         self.next(self.measure)
 
@@ -76,7 +79,7 @@ class MonitorFlow(FlowSpec):
         notices = monitor.registry_notices(current.branch_name, current.project_name,
                                            (self.state.get("last_run") or {}).get("at"))
         self.events = [e.to_dict() for e in events + alerts.notice_events(notices, self.window[-1])]
-        self.decision = retrain.decide(cfg.retrain, periods[-1]["signals"], self.state["retrain"],
+        self.decision = retrain.decide(cfg.retrain, monitor.window_signals(periods), self.state["retrain"],
                                        datetime.now(timezone.utc),
                                        datetime.fromisoformat(self.champion["trained_at"])).to_dict()
         self.next(self.launch_retraining)

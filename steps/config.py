@@ -568,7 +568,7 @@ class DriftConfig(Strict):
     ks: StatisticThreshold = StatisticThreshold(static=0.1, floor=0.05)
     null_rate: StatisticThreshold = StatisticThreshold(static=0.05, floor=0.02)
     rate_change: StatisticThreshold = StatisticThreshold(static=0.5, floor=0.25)
-    rate_alpha: float = Field(0.001, gt=0.0, lt=1.0, description="a rate change must also be this significant")
+    alpha: float = Field(0.001, gt=0.0, lt=1.0, description="a breach must also be this significant (p-value)")
     min_features: int = Field(1, ge=1, description="drifted features needed for the feature_drift signal")
     min_rows: int = Field(200, ge=1, description="smaller periods are reported, not judged")
     ignore: list[str] = Field(default_factory=list, description="features measured and reported, never judged")

@@ -42,6 +42,7 @@ def _numeric_reference(values: pd.Series, cfg: ReferenceConfig, rng: np.random.G
     sample = np.sort(rng.choice(present, size=min(cfg.sample_rows, present.size), replace=False)) \
         if present.size else np.array([])
     return {"kind": "numeric", "edges": edges.tolist(), "shares": numeric_shares(present, edges).tolist(),
+            "count": int(present.size),
             "null_rate": float(np.isnan(x).mean()) if x.size else 0.0, "sample": sample.tolist(),
             "dtype": str(values.dtype)}
 
@@ -52,7 +53,7 @@ def _categorical_reference(values: pd.Series, cfg: ReferenceConfig) -> dict[str,
     counts = present.value_counts()
     levels = sorted(counts.index[:cfg.max_levels].tolist())
     shares = categorical_shares(present, levels)
-    return {"kind": "categorical", "levels": levels, "shares": shares.tolist(),
+    return {"kind": "categorical", "levels": levels, "shares": shares.tolist(), "count": int(len(present)),
             "null_rate": float(values.isna().mean()) if len(values) else 0.0, "dtype": str(values.dtype)}
 
 
@@ -138,20 +139,36 @@ class Measurement:
         return asdict(self)
 
 
+def homogeneity_p(ref: dict[str, Any], shares: np.ndarray, count: int) -> float | None:
+    """Chi-square test that the period's binned counts and the reference's come from one distribution (scipy).
+
+    None when the reference does not record its row count (profiles from before it did).
+    """
+    if not ref.get("count") or not count:
+        return None
+    table = np.vstack([np.asarray(ref["shares"], float) * ref["count"], np.asarray(shares, float) * count])
+    table = table[:, table.sum(axis=0) > 0]
+    if table.shape[1] < 2:
+        return 1.0
+    return float(stats.chi2_contingency(table).pvalue)
+
+
 def _numeric_measurements(signal: str, name: str, ref: dict[str, Any], values: pd.Series) -> list[Measurement]:
     x = pd.to_numeric(values, errors="coerce").to_numpy(dtype=float)
     present = x[~np.isnan(x)]
-    out = [Measurement(signal, name, "psi", psi(ref["shares"], numeric_shares(present, ref["edges"])))]
+    shares = numeric_shares(present, ref["edges"])
+    out = [Measurement(signal, name, "psi", psi(ref["shares"], shares), homogeneity_p(ref, shares, present.size))]
     if present.size and ref["sample"]:
-        res = stats.ks_2samp(np.asarray(ref["sample"]), present)
+        res = stats.ks_2samp(np.asarray(ref["sample"]), present, method="asymp")
         out.append(Measurement(signal, name, "ks", float(res.statistic), float(res.pvalue)))
     return out
 
 
 def _categorical_measurements(name: str, ref: dict[str, Any], values: pd.Series) -> list[Measurement]:
     shares = categorical_shares(values, ref["levels"])
-    return [Measurement("feature_drift", name, "psi", psi(ref["shares"], shares)),
-            Measurement("feature_drift", name, "js", js_distance(ref["shares"], shares))]
+    p_value = homogeneity_p(ref, shares, int(values.notna().sum()))
+    return [Measurement("feature_drift", name, "psi", psi(ref["shares"], shares), p_value),
+            Measurement("feature_drift", name, "js", js_distance(ref["shares"], shares), p_value)]
 
 
 def feature_measurements(profile: dict[str, Any], frame: pd.DataFrame) -> list[Measurement]:
@@ -192,8 +209,9 @@ def score_measurements(profile: dict[str, Any], preds: pd.DataFrame, threshold: 
     """
     ref, scores = profile["score"], preds["score"].to_numpy(float)
     out = _numeric_measurements("prediction_drift", "score", ref, pd.Series(scores))
-    out.append(Measurement("prediction_drift", "score", "js", js_distance(ref["shares"],
-                                                                          numeric_shares(scores, ref["edges"]))))
+    shares = numeric_shares(scores, ref["edges"])
+    out.append(Measurement("prediction_drift", "score", "js", js_distance(ref["shares"], shares),
+                           homogeneity_p(ref, shares, scores.size)))
     if len(scores):
         sample = np.asarray(ref["sample"], dtype=float)
         out.append(_rate_measurement("decision_rate", preds["decision"].to_numpy(bool), sample >= threshold))
@@ -261,8 +279,8 @@ def judge_all(measurements: list[Measurement], series: dict[str, list[tuple[str,
             continue
         breach, threshold, base, method = judge(m.value, series.get(m.key(), []), period,
                                                 _threshold_for(m.statistic, drift), baseline)
-        if m.statistic == "rate_change" and m.p_value is not None and m.p_value >= drift.rate_alpha:
-            breach = False  # a large relative change on a handful of rows is noise, not a shift
+        if m.p_value is not None and m.p_value >= drift.alpha:
+            breach = False  # a large value on a handful of rows is noise, not a shift
         judged.append(Measurement(m.signal, m.subject, m.statistic, m.value, m.p_value, base, threshold, method,
                                   bool(breach)))
     return judged
@@ -466,6 +484,16 @@ def with_signals(periods: list[dict[str, Any]], extra: dict[str, dict[str, Any]]
     return [*periods[:-1], {**newest, "signals": {**newest["signals"], **extra}}]
 
 
+def window_signals(periods: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """One flag per signal for the whole window: breached when any period breached (what the retraining reads)."""
+    merged: dict[str, dict[str, Any]] = {}
+    for p in periods:
+        for name, sig in p["signals"].items():
+            if name not in merged or (sig["breach"] and not merged[name]["breach"]):
+                merged[name] = {**sig, "period": p["period"]}
+    return merged
+
+
 def degraded(perf: dict[str, Any], reference_auc: float, cfg: FeedbackConfig) -> bool | None:
     """True/False for a judged period, None when it has too few labelled positives to judge."""
     if perf["roc_auc"] is None or perf["positives"] < cfg.min_positives:
@@ -508,27 +536,46 @@ def false_alarm_rate(periods: list[dict[str, Any]], signals: tuple[str, ...] = (
 
 
 # --------------------------------------------------------------------------------------------------- model
-def champion_reference(branch: str, project: str, spec: DatasetConfig, flow: str = "TrainFlow") -> dict[str, Any]:
-    """The champion's run, reference profile, reference AUC and training time (from the Metaflow Client).
+def scoring_model(days: list[str], predictions_root: str) -> str | None:
+    """The model run (pathspec) that scored the newest trusted partition among ``days``, or None."""
+    for day in sorted(days, reverse=True):
+        manifest = score.read_manifest(predictions_root, day)
+        if manifest is not None and (manifest.get("model") or {}).get("run"):
+            return str(manifest["model"]["run"])
+    return None
+
+
+def model_reference(model_run: str | None, branch: str, project: str, spec: DatasetConfig) -> dict[str, Any]:
+    """The monitored model's run, reference profile, reference AUC and training time (Metaflow Client).
+
+    Args:
+        model_run: the pathspec that scored the partitions (a DistillFlow student stands for its teacher, whose
+            hold-out profile it was distilled to match); None: the branch's TrainFlow champion.
 
     Runs trained before profiles existed get one built from their hold-out and verified model.
 
     Raises:
-        RuntimeError: there is no champion on the branch.
+        RuntimeError: no model run given and no champion on the branch.
     """
-    from steps.registry import Registry, load_model, started_at
+    from metaflow import Run
 
-    run = Registry(flow=flow, branch=branch, project=project).champion()
-    if run is None:
-        raise RuntimeError(f"no champion for {flow} on branch {branch} of project {project}: nothing to monitor")
-    data = run.data
-    if "reference_profile" in data:
-        profile = data.reference_profile
-    else:
-        logger.info("%s has no reference profile: building one from its hold-out", run.pathspec)
-        profile = build_reference(load_model(run), data.holdout_df, spec, ReferenceConfig())
-    return {"run": run.pathspec, "profile": profile, "reference_auc": float(profile["performance"]["roc_auc"]),
-            "trained_at": started_at(run).isoformat()}
+    from steps.registry import Registry, global_namespace, load_model, started_at
+
+    with global_namespace():
+        run = Run(model_run) if model_run else Registry("TrainFlow", branch, project).champion()
+        if run is not None and run.parent.id == "DistillFlow":
+            run = Run(f"TrainFlow/{run.data.teacher_run_id}")
+        if run is None:
+            raise RuntimeError(f"no champion for TrainFlow on branch {branch} of project {project} and no scored "
+                               "partition names a model: nothing to monitor")
+        data = run.data
+        if "reference_profile" in data:
+            profile = data.reference_profile
+        else:
+            logger.info("%s has no reference profile: building one from its hold-out", run.pathspec)
+            profile = build_reference(load_model(run), data.holdout_df, spec, ReferenceConfig())
+        return {"run": run.pathspec, "profile": profile, "reference_auc": float(profile["performance"]["roc_auc"]),
+                "trained_at": started_at(run).isoformat()}
 
 
 def registry_notices(branch: str, project: str, after: str | None, flow: str = "TrainFlow") -> list[dict[str, Any]]:

@@ -80,6 +80,23 @@ def write(s: Scenario, out: str | Path) -> dict[str, list[str]]:
     return written
 
 
+def backfill(s: Scenario, out: str | Path, predictions: str, days: int, branch: str, project: str,
+             dataset: str | Path, score_config: str | Path) -> list[str]:
+    """Score the first ``days`` days with the branch's champion in this process (``score.score_in_process``)."""
+    from steps import score
+    from steps.config import DatasetConfig, GatesConfig, ScoreConfig, load_file
+
+    spec, cfg = load_file(DatasetConfig, dataset), load_file(ScoreConfig, score_config)
+    threshold = cfg.decision_threshold or load_file(GatesConfig, Path(dataset).parent / "gates.yaml").decision_threshold
+    model = score.resolve_model(None, branch, project, spec)
+    done = []
+    for day in s.dates()[:days]:
+        manifest = score.score_in_process(str(Path(out) / "incoming" / f"dt={day}"), predictions, day, model, spec,
+                                          cfg, threshold, "steps.scenario backfill")
+        done.append(f"{predictions}/dt={day} ({manifest['totals']['rows_out']} rows, {model.run})")
+    return done
+
+
 def main(argv: list[str] | None = None) -> None:
     """CLI entry point."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -90,10 +107,21 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=Scenario.seed)
     parser.add_argument("--covariate-drift-day")
     parser.add_argument("--concept-drift-day")
+    parser.add_argument("--backfill", type=int, default=0, help="score the first N days with the champion now")
+    parser.add_argument("--predictions", default="out/predictions", help="ScoreFlow's output root (backfill)")
+    parser.add_argument("--branch", default=None, help="the flows' --branch (default: your user branch)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    write(Scenario(args.first_day, args.days, args.rows_per_day, args.seed, args.covariate_drift_day,
-                   args.concept_drift_day), args.out)
+    s = Scenario(args.first_day, args.days, args.rows_per_day, args.seed, args.covariate_drift_day,
+                 args.concept_drift_day)
+    write(s, args.out)
+    if args.backfill:
+        from steps.registry import project_branch
+
+        root = Path(__file__).resolve().parents[1] / "config"
+        for line in backfill(s, args.out, args.predictions, args.backfill, project_branch(args.branch),
+                             "tabular_mlops", root / "dataset.yaml", root / "score.yaml"):
+            logger.info("backfilled %s", line)
 
 
 if __name__ == "__main__":

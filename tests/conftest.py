@@ -15,7 +15,7 @@ import yaml  # noqa: E402
 
 from steps import data, synth  # noqa: E402
 from steps.config import DatasetConfig, SplitConfig, load_file  # noqa: E402
-from support import GATES_BRANCH, SPLIT, run_flow, train_config  # noqa: E402
+from support import GATES_BRANCH, SPLIT, LocalWebhook, run_flow, train_config  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -124,3 +124,19 @@ def gates_scenario(root, workspace, config_paths, gates_datasets, tmp_path_facto
         assert result.status == "successful", f"{name}: {result.stdout[-3000:]}"
         runs[name] = result.run
     return runs
+
+
+
+# --------------------------------------------------------------------------------------------------- webhook
+@pytest.fixture()
+def webhook():
+    """A Slack-like webhook on 127.0.0.1 (a free port) for one test: see ``support.LocalWebhook``."""
+    with LocalWebhook() as hook:
+        yield hook
+
+
+@pytest.fixture(scope="session")
+def webhook_session():
+    """The same webhook for a whole session (the MonitorFlow runs post to it)."""
+    with LocalWebhook() as hook:
+        yield hook

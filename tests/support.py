@@ -79,3 +79,43 @@ DEPLOY_FLOWS = {  # flow file -> flow class: every flow compiled for Step Functi
 }
 MAKE_DEPLOYED = ("train_flow.py", "score_flow.py")  # `make deploy` in tests/cloud: scheduled by the profile / own config
 PACKAGE_LISTED = ("score_flow.py",)  # `package list` there (tests/flows lists train_flow.py's; uploads are all checked)
+
+
+class LocalWebhook:
+    """A Slack-like webhook on 127.0.0.1 on a free port: records the JSON bodies it receives, and answers 503 to the
+    next ``fail_next`` requests (to exercise retries)."""
+
+    def __init__(self) -> None:
+        self.url, self.received, self.attempts, self.fail_next = "", [], 0, 0
+        self._server = None
+
+    def __enter__(self) -> "LocalWebhook":
+        import json
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        hook = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802 - http.server's naming
+                hook.attempts += 1
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                if hook.fail_next > 0:
+                    hook.fail_next -= 1
+                    self.send_response(503)
+                else:
+                    hook.received.append(json.loads(body))
+                    self.send_response(200)
+                self.end_headers()
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self._server.server_address[1]}/hook"
+        threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self._server.shutdown()
+        self._server.server_close()

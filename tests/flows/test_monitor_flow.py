@@ -1,0 +1,91 @@
+"""MonitorFlow end to end: stable days stay quiet; drift is detected, alerted (log, JSON, webhook) and retrained on.
+
+The champion is ``train_run``; eight generated days were scored with it (drift from 2026-01-07). The first run
+backfills the six stable days; the second sees the drifted days and a day that was never scored.
+"""
+
+from __future__ import annotations
+
+import json
+
+from metaflow import Run, namespace
+
+from steps import monitor
+from steps.inspect import card_html
+from support import card_text
+
+DRIFT_DAY = "2026-01-07"
+
+
+def test_stable_days_are_clean_and_quiet(monitor_stable) -> None:
+    data = monitor_stable.run.data
+    assert [p["period"] for p in data.periods] == [f"2026-01-0{i}" for i in range(1, 7)]
+    breached = {(p["period"], name) for p in data.periods for name, s in p["signals"].items() if s["breach"]}
+    assert breached == set()
+    assert [e for e in data.events if e["kind"] == "fired"] == []
+    assert data.decision["fire"] is False and data.retraining is None
+
+
+def test_the_reference_profile_comes_from_the_model_that_scored(monitor_stable, train_run) -> None:
+    champion = monitor_stable.run.data.champion
+    assert champion["run"] == train_run.pathspec
+    assert champion["profile"] == train_run.data.reference_profile
+    assert 0.5 < champion["reference_auc"] <= 1.0
+
+
+def test_covariate_drift_is_detected_in_the_first_run_that_sees_it(monitor_drift) -> None:
+    result, _ = monitor_drift
+    by_day = {p["period"]: p for p in result.run.data.periods}
+    assert by_day[DRIFT_DAY]["signals"]["feature_drift"]["breach"]
+    drifted = set(by_day[DRIFT_DAY]["signals"]["feature_drift"]["detail"].split(", "))
+    assert {"amount", "channel"} <= drifted
+    ids = [e["id"] for e in result.run.data.events]
+    assert f"drift_detected-{DRIFT_DAY}-fired" in ids
+
+
+def test_a_day_without_a_trusted_partition_is_a_critical_scoring_failure(monitor_drift) -> None:
+    result, _ = monitor_drift
+    events = {e["id"]: e for e in result.run.data.events}
+    assert events["scoring_failed-2026-01-09-fired"]["tier"] == "critical"
+    assert "scoring_failed" in {a["rule"] for a in result.run.data.active_alerts}
+
+
+def test_events_are_json_objects_in_the_state_root_and_on_the_webhook(monitor_drift, production) -> None:
+    result, posted = monitor_drift
+    stored = production["state"] / "events" / f"dt={DRIFT_DAY}" / f"drift_detected-{DRIFT_DAY}-fired.json"
+    body = json.loads(stored.read_text())
+    assert body["rule"] == "drift_detected" and body["run"] == result.run.pathspec
+    texts = [a["text"] for payload in posted for a in payload["attachments"]]
+    assert any("drift_detected FIRING on 2026-01-07" in t for t in texts)
+    assert any("scoring_failed FIRING on 2026-01-09" in t for t in texts)
+    assert set(result.run.data.delivered) == {e["id"] for e in result.run.data.events}
+
+
+def test_retraining_was_started_and_decided_by_the_gates(monitor_drift, train_run) -> None:
+    result, _ = monitor_drift
+    record = result.run.data.retraining
+    assert result.run.data.decision["fire"] and "feature_drift breached" in result.run.data.decision["reason"]
+    assert record["launcher"] == "runner" and record["status"] == "successful"
+    namespace(None)
+    retrained = Run(record["run"])
+    assert retrained.successful and "candidate" in retrained.tags
+    assert record["promoted"] == (retrained.data.registry_event is not None) == retrained.data.gates_passed
+    assert ("champion" in retrained.tags) == record["promoted"]  # promoted only through its own gates
+    assert retrained.data.lineage["rows"] == train_run.data.lineage["rows"]  # the configured retraining data
+    assert any(e["rule"] == "retraining_started" for e in result.run.data.events)
+
+
+def test_state_holds_the_history_and_the_retraining(monitor_drift, production) -> None:
+    state = monitor.load_state(str(production["state"]))
+    assert [p["period"] for p in state["periods"]] == [f"2026-01-0{i}" for i in range(1, 10)]
+    assert state["retrain"]["run"] == monitor_drift[0].run.data.retraining["run"]
+    assert state["performance"] and {p["period"] for p in state["performance"]} <= {
+        f"2026-01-0{i}" for i in range(1, 9)}
+
+
+def test_the_card_shows_drift_alerts_and_performance(monitor_drift) -> None:
+    result, _ = monitor_drift
+    text = card_text(card_html(result.run, step="end"))
+    for fragment in ("Feature drift over time", "drift_detected", "scoring_failed", "Realized performance",
+                     "Retraining"):
+        assert fragment in text

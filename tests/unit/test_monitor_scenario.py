@@ -1,0 +1,99 @@
+"""The monitor's statistics over generated production days (the generator's drift knobs), scored in process.
+
+A LightGBM trained on 2025 data watches 2026 days: stable ones, then covariate drift, then (separately) concept
+drift with late labels. Each day is judged as a MonitorFlow run would judge it: against the history before it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from steps import alerts, data, models, monitor, scenario, score, synth
+from steps.config import (CandidateConfig, DatasetConfig, MonitorConfig, ReferenceConfig, ScoreConfig, SplitConfig,
+                          load_file)
+
+ROOT = Path(__file__).resolve().parents[2]
+STABLE_DAYS = 12
+
+
+@pytest.fixture(scope="module")
+def setting() -> dict:
+    spec = load_file(DatasetConfig, ROOT / "config" / "dataset.yaml")
+    frame = synth.generate(synth.SynthSpec(rows=30_000, seed=5, row_group_rows=10_000))
+    parts = data.temporal_split(frame, spec, SplitConfig(validation_fraction=0.2, holdout_fraction=0.2))
+    candidate = CandidateConfig(name="lgbm", type="lightgbm", params={"n_estimators": 60, "num_leaves": 15})
+    pipeline, _ = models.fit(models.build_pipeline(candidate, spec, 1, 1), parts.train, spec, 1)
+    blob = models.serialize(pipeline)
+    model = score.ResolvedModel("TrainFlow/1", "lgbm", models.fingerprint(blob), spec.features, blob, pipeline)
+    return {"spec": spec, "model": model, "profile": monitor.build_reference(pipeline, parts.holdout, spec,
+                                                                             ReferenceConfig()),
+            "monitor": load_file(MonitorConfig, ROOT / "config" / "monitor.yaml"),
+            "score": load_file(ScoreConfig, ROOT / "config" / "score.yaml")}
+
+
+def _replay(setting: dict, s: scenario.Scenario, out: Path) -> list[dict]:
+    """Score every day, then judge them one run per day, as the daily schedule would; returns each day's result."""
+    scenario.write(s, out)
+    spec, cfg = setting["spec"], setting["monitor"]
+    for day in s.dates():
+        score.score_in_process(str(out / "incoming" / f"dt={day}"), str(out / "pred"), day, setting["model"], spec,
+                               setting["score"], 0.3)
+    labels = monitor.read_labels(str(out / "labels"), spec.id_column, cfg.feedback)
+    history, performance, rules, days = [], [], {}, []
+    for day in s.dates():
+        raw = [monitor.measure_period(day, str(out / "pred"), setting["profile"], spec, 200_000, 0)]
+        judged = monitor.judge_periods(raw, history, cfg.drift, cfg.baseline)
+        performance = monitor.merge_performance(performance, monitor.feedback_window(
+            day, str(out / "pred"), labels, spec, cfg.feedback, performance))
+        concept = monitor.concept_signals(performance, setting["profile"]["performance"]["roc_auc"], cfg.feedback)
+        periods = monitor.with_signals(judged, concept)
+        rules, events, _ = alerts.evaluate(cfg.alerts.rules, rules, periods)
+        history += judged
+        days.append({"period": day, "signals": periods[-1]["signals"], "events": events})
+    return days
+
+
+@pytest.fixture(scope="module")
+def covariate(setting, tmp_path_factory) -> list[dict]:
+    s = scenario.Scenario(first_day="2026-01-01", days=STABLE_DAYS + 3, covariate_drift_day="2026-01-13")
+    return _replay(setting, s, tmp_path_factory.mktemp("covariate"))
+
+
+@pytest.fixture(scope="module")
+def concept(setting, tmp_path_factory) -> list[dict]:
+    s = scenario.Scenario(first_day="2026-02-01", days=9, concept_drift_day="2026-02-05")
+    return _replay(setting, s, tmp_path_factory.mktemp("concept"))
+
+
+def test_stable_days_raise_no_critical_and_at_most_one_warning(covariate) -> None:
+    stable = covariate[:STABLE_DAYS]
+    events = [e for day in stable for e in day["events"]]
+    assert [e.id for e in events if e.tier == "critical"] == []
+    assert len([e for e in events if e.tier == "warning"]) <= 1
+    rate = monitor.false_alarm_rate(stable)
+    print(f"false-alarm rate over {len(stable)} stable days: {rate:.3f}")
+    assert rate <= 1 / STABLE_DAYS
+
+
+def test_covariate_drift_is_detected_on_the_first_drifted_day(covariate) -> None:
+    first = covariate[STABLE_DAYS]
+    assert first["period"] == "2026-01-13"
+    assert first["signals"]["feature_drift"]["breach"]
+    assert {"amount", "channel", "txn_count_1h"} <= set(first["signals"]["feature_drift"]["detail"].split(", "))
+    assert "drift_detected-2026-01-13-fired" in [e.id for e in first["events"]]
+
+
+def test_persistent_drift_escalates_to_a_warning_on_the_third_day(covariate) -> None:
+    fired = {e.id for day in covariate for e in day["events"]}
+    assert "feature_drift-2026-01-15-fired" in fired and "feature_drift-2026-01-14-fired" not in fired
+
+
+def test_concept_drift_is_declared_once_three_labelled_days_degrade(concept) -> None:
+    by_day = {d["period"]: d for d in concept}
+    assert not any(d["signals"].get("concept_drift", {}).get("breach") for p, d in by_day.items() if p < "2026-02-07")
+    declared = [p for p, d in by_day.items() if any(e.rule == "concept_drift" and e.kind == "fired"
+                                                     for e in d["events"])]
+    assert declared and "2026-02-07" <= declared[0] <= "2026-02-09"
+    assert not any(d["signals"]["feature_drift"]["breach"] for p, d in by_day.items() if p < "2026-02-05")
