@@ -96,6 +96,7 @@ class DistillFlow(FlowSpec):
         self.onnx_model, self.onnx_fingerprint = sel.onnx_model, sel.onnx_fingerprint
         self.quantized_model, self.quantized = sel.quantized_model, sel.quantized
         self.gate_results, self.gate_summary, self.gates_passed = sel.gate_results, sel.gate_summary, sel.gates_passed
+        self.reference_profile = sel.reference_profile  # MonitorFlow judges the student's scores against its own
         current.card["distill"].extend(distill.card_components(self.candidates, self.teacher_eval, self.model_name,
                                                                cfg, self.gate_results))
         self.next(self.end)

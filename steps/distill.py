@@ -29,8 +29,9 @@ from sklearn.pipeline import Pipeline
 from threadpoolctl import threadpool_limits
 
 from steps import export, gates, models
-from steps.config import DatasetConfig, DistillConfig, GatesConfig, StudentConfig
+from steps.config import DatasetConfig, DistillConfig, GatesConfig, ReferenceConfig, StudentConfig
 from steps.features import preprocessor
+from steps.monitor import build_reference
 
 logger = logging.getLogger(__name__)
 
@@ -500,6 +501,7 @@ class Selection:
     gate_summary: dict[str, Any] = field(
         default_factory=lambda: {"passed": False, "suites": {}, "failed": [NO_STUDENT]})
     gates_passed: bool = False
+    reference_profile: dict[str, Any] | None = None  # the student's own scores on the hold-out, for MonitorFlow
 
 
 def gate_selected(name: str | None, rows: list[dict[str, Any]], students: list[TrainedStudent],
@@ -524,7 +526,7 @@ def gate_selected(name: str | None, rows: list[dict[str, Any]], students: list[T
                  "runtime": row["runtimes"].get("quantized")}
     return Selection(chosen.blob, chosen.summary["fingerprint"], chosen.onnx, chosen.summary["onnx_fingerprint"],
                      chosen.quantized, quantized, [r.to_dict() for r in verdict.results], verdict.summary(),
-                     verdict.passed)
+                     verdict.passed, build_reference(model, holdout, spec, ReferenceConfig()))
 
 
 # --------------------------------------------------------------------------------------------------- registry

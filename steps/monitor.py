@@ -549,8 +549,8 @@ def model_reference(model_run: str | None, branch: str, project: str, spec: Data
     """The monitored model's run, reference profile, reference AUC and training time (Metaflow Client).
 
     Args:
-        model_run: the pathspec that scored the partitions (a DistillFlow student stands for its teacher, whose
-            hold-out profile it was distilled to match); None: the branch's TrainFlow champion.
+        model_run: the pathspec that scored the partitions (a DistillFlow student brings its own profile: the
+            teacher's hold-out scored by the student); None: the branch's TrainFlow champion.
 
     Runs trained before profiles existed get one built from their hold-out and verified model.
 
@@ -563,19 +563,18 @@ def model_reference(model_run: str | None, branch: str, project: str, spec: Data
 
     with global_namespace():
         run = Run(model_run) if model_run else Registry("TrainFlow", branch, project).champion()
-        if run is not None and run.parent.id == "DistillFlow":
-            run = Run(f"TrainFlow/{run.data.teacher_run_id}")
         if run is None:
             raise RuntimeError(f"no champion for TrainFlow on branch {branch} of project {project} and no scored "
                                "partition names a model: nothing to monitor")
-        data = run.data
-        if "reference_profile" in data:
-            profile = data.reference_profile
+        teacher = Run(f"TrainFlow/{run.data.teacher_run_id}") if run.parent.id == "DistillFlow" else run
+        source = run if "reference_profile" in run.data else teacher  # a student's own scores when it has them
+        if "reference_profile" in source.data:
+            profile = source.data.reference_profile
         else:
-            logger.info("%s has no reference profile: building one from its hold-out", run.pathspec)
-            profile = build_reference(load_model(run), data.holdout_df, spec, ReferenceConfig())
+            logger.info("%s has no reference profile: building one from its hold-out", teacher.pathspec)
+            profile = build_reference(load_model(teacher), teacher.data.holdout_df, spec, ReferenceConfig())
         return {"run": run.pathspec, "profile": profile, "reference_auc": float(profile["performance"]["roc_auc"]),
-                "trained_at": started_at(run).isoformat()}
+                "trained_at": started_at(teacher).isoformat(), "profile_of": source.pathspec}
 
 
 def registry_notices(branch: str, project: str, after: str | None, flow: str = "TrainFlow") -> list[dict[str, Any]]:

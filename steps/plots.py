@@ -73,7 +73,7 @@ def drift_heatmap_figure(periods: list[dict[str, Any]], signal: str = "feature_d
     subjects = sorted({m["subject"] for p in periods for m in p.get("measurements", [])
                        if m["signal"] == signal and m["statistic"] == statistic})
     grid = np.full((max(len(subjects), 1), max(len(days), 1)), np.nan)
-    fig, ax = plt.subplots(figsize=(min(2 + 0.45 * len(days), 14), 1.5 + 0.28 * len(subjects)))
+    fig, ax = plt.subplots(figsize=(min(max(6.5, 2 + 0.45 * len(days)), 14), 1.5 + 0.28 * len(subjects)))
     for j, p in enumerate(periods):
         for m in p.get("measurements", []):
             if m["signal"] == signal and m["statistic"] == statistic:

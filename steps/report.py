@@ -12,12 +12,14 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from metaflow.plugins.cards.exception import CardNotPresentException
+
 from steps.cli import console
 from steps.inspect import RunNotFound, card_html, latest_run
 
 logger = logging.getLogger(__name__)
 
-CARDS = {"TrainFlow": ("join", "gates"), "DistillFlow": ("end",), "ScoreFlow": (), "MonitorFlow": ("end",)}
+CARDS = {"TrainFlow": ("join", "gates"), "DistillFlow": ("join",), "ScoreFlow": (), "MonitorFlow": ("end",)}
 
 
 def _cards_of(run: Any, steps: tuple[str, ...], out: Path) -> list[str]:
@@ -26,7 +28,8 @@ def _cards_of(run: Any, steps: tuple[str, ...], out: Path) -> list[str]:
     for step in steps:
         try:
             html = card_html(run, step=step)
-        except (LookupError, KeyError):
+        except (LookupError, KeyError, CardNotPresentException):
+            logger.warning("no card on %s/%s", run.pathspec, step)
             continue
         path = out / f"{run.parent.id.lower()}_{step}_card.html"
         path.write_text(html, encoding="utf-8")
@@ -48,8 +51,11 @@ def _outputs(run: Any) -> list[str]:
 
 def report(out: Path) -> list[str]:
     """One block of lines per flow: its latest successful run, the cards written, its outputs."""
+    from steps.registry import Registry, project_branch
+
     out.mkdir(parents=True, exist_ok=True)
-    lines = []
+    champion = Registry("TrainFlow", project_branch(), "tabular_mlops").champion()
+    lines = [f"champion (TrainFlow, branch {project_branch()}): {champion.pathspec if champion else 'none'}"]
     for flow, steps in CARDS.items():
         try:
             run = latest_run(flow)

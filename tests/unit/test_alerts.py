@@ -120,3 +120,14 @@ def test_notify_without_a_url_sends_nothing(monkeypatch) -> None:
 def test_retraining_event(record, rule, tier) -> None:
     event = alerts.retraining_event(record, {"reason": "feature_drift breached"}, "2026-01-02")
     assert (event.rule, event.tier) == (rule, tier)
+
+
+def test_registry_events_become_info_notices_with_stable_ids() -> None:
+    audit = [{"event_id": "e1", "kind": "promote", "from": "10", "to": "12", "who": "ci", "reason": "every gate passed",
+              "when": "2026-01-02T03:04:05Z"},
+             {"event_id": "e2", "kind": "rollback", "from": "12", "to": "10", "who": "ana", "reason": "bad",
+              "when": "2026-01-02T04:00:00Z"}]
+    notices = alerts.notice_events(audit, "2026-01-02")
+    assert [(n.rule, n.tier, n.kind, n.id) for n in notices] == [
+        ("model_promote", "info", "info", "model_promote-e1"), ("model_rollback", "info", "info", "model_rollback-e2")]
+    assert "champion 12 -> 10 by ana (bad)" in notices[1].detail
