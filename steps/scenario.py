@@ -37,6 +37,7 @@ class Scenario:
     concept_drift_day: str | None = None
     label_delay_days: int = 2
     concept_drift_strength: float = 2.0  # the generator's rule at 2: a fraud model loses ~13 AUC points
+    covariate_drift_strength: float = 1.0  # the generator's covariate shift (more e-commerce, larger amounts, bursts)
 
     def dates(self) -> list[str]:
         """Every day, oldest first."""
@@ -50,6 +51,7 @@ def day_frame(s: Scenario, day: str) -> pd.DataFrame:
     spec = synth.SynthSpec(rows=s.rows_per_day, seed=s.seed * 100_003 + ordinal, start=day, months=1,
                            covariate_drift_month=0 if s.covariate_drift_day and day >= s.covariate_drift_day else None,
                            concept_drift_month=0 if s.concept_drift_day and day >= s.concept_drift_day else None,
+                           covariate_drift_strength=s.covariate_drift_strength,
                            concept_drift_strength=s.concept_drift_strength,
                            row_group_rows=max(s.rows_per_day, 1))
     frame = synth.generate(spec)

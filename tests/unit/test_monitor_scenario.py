@@ -97,3 +97,14 @@ def test_concept_drift_is_declared_once_three_labelled_days_degrade(concept) -> 
                                                      for e in d["events"])]
     assert declared and "2026-02-07" <= declared[0] <= "2026-02-09"
     assert not any(d["signals"]["feature_drift"]["breach"] for p, d in by_day.items() if p < "2026-02-05")
+
+
+def test_covariate_drift_strength_reaches_the_generator() -> None:
+    day, rows = "2026-01-05", 500
+    stable = scenario.day_frame(scenario.Scenario(rows_per_day=rows), day)
+    off = scenario.day_frame(scenario.Scenario(rows_per_day=rows, covariate_drift_day=day,
+                                               covariate_drift_strength=0.0), day)
+    strong = scenario.day_frame(scenario.Scenario(rows_per_day=rows, covariate_drift_day=day,
+                                                  covariate_drift_strength=2.0), day)
+    assert off.equals(stable)
+    assert strong["amount"].mean() > stable["amount"].mean()
