@@ -25,6 +25,15 @@ class ConfigError(ValueError):
     """A configuration file is malformed: the message names the file and every bad key."""
 
 
+def _unique_names(items: list[Any], what: str) -> list[Any]:
+    """``items`` unchanged when their ``name``s are unique; ValueError naming the repeated ones otherwise."""
+    names = [item.name for item in items]
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise ValueError(f"{what} names must be unique, repeated: {dupes}")
+    return items
+
+
 class Strict(BaseModel):
     """Base model: unknown keys are errors, values are validated on assignment."""
 
@@ -150,11 +159,7 @@ class TrainConfig(Strict):
     @field_validator("candidates")
     @classmethod
     def _unique(cls, value: list[CandidateConfig]) -> list[CandidateConfig]:
-        names = [c.name for c in value]
-        dupes = sorted({n for n in names if names.count(n) > 1})
-        if dupes:
-            raise ValueError(f"candidate names must be unique, repeated: {dupes}")
-        return value
+        return _unique_names(value, "candidate")
 
 
 # --------------------------------------------------------------------------------------------------- profile
@@ -540,11 +545,7 @@ class DistillConfig(Strict):
     @field_validator("students")
     @classmethod
     def _unique(cls, value: list[StudentConfig]) -> list[StudentConfig]:
-        names = [s.name for s in value]
-        dupes = sorted({n for n in names if names.count(n) > 1})
-        if dupes:
-            raise ValueError(f"student names must be unique, repeated: {dupes}")
-        return value
+        return _unique_names(value, "student")
 
 
 def parse_distill(text: str) -> dict[str, Any]:
@@ -637,11 +638,7 @@ class AlertsConfig(Strict):
     @field_validator("rules")
     @classmethod
     def _unique(cls, value: list[AlertRule]) -> list[AlertRule]:
-        names = [r.name for r in value]
-        dupes = sorted({n for n in names if names.count(n) > 1})
-        if dupes:
-            raise ValueError(f"alert rule names must be unique, repeated: {dupes}")
-        return value
+        return _unique_names(value, "alert rule")
 
 
 class RetrainConfig(Strict):
