@@ -25,11 +25,11 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks import ROOT, Report
+from steps import scenario
 
 logger = logging.getLogger(__name__)
 
 SIGNALS = ("feature_drift", "prediction_drift", "null_rate", "decision_rate", "review_rate")
-THRESHOLD = 0.3
 FIRST_DAY = "2026-01-01"
 FULL = {"seeds": (101, 102, 103), "stable_days": 30, "covariate": (0.1, 0.25, 0.5, 1.0), "covariate_before": 15,
         "covariate_after": 7, "concept": (1.0, 2.0, 3.0), "concept_before": 10, "concept_after": 8,
@@ -74,68 +74,12 @@ def child(profile_path: Path, predictions: str, day: str) -> dict[str, Any]:
 
 
 # --------------------------------------------------------------------------------------------------- parent side
-def _setting() -> dict[str, Any]:
-    """The model, its reference profile and the configs (as the scenario test's fixture builds them)."""
-    from steps import data, models, monitor, score, synth
-    from steps.config import (CandidateConfig, DatasetConfig, MonitorConfig, ReferenceConfig, ScoreConfig,
-                              SplitConfig, load_file)
-
-    spec = load_file(DatasetConfig, ROOT / "config" / "dataset.yaml")
-    frame = synth.generate(synth.SynthSpec(rows=30_000, seed=5, row_group_rows=10_000))
-    parts = data.temporal_split(frame, spec, SplitConfig(validation_fraction=0.2, holdout_fraction=0.2))
-    candidate = CandidateConfig(name="lgbm", type="lightgbm", params={"n_estimators": 60, "num_leaves": 15})
-    pipeline, _ = models.fit(models.build_pipeline(candidate, spec, 1, 1), parts.train, spec, 1)
-    blob = models.serialize(pipeline)
-    model = score.ResolvedModel("TrainFlow/1", "lgbm", models.fingerprint(blob), spec.features, blob, pipeline)
-    return {"spec": spec, "model": model,
-            "profile": monitor.build_reference(pipeline, parts.holdout, spec, ReferenceConfig()),
-            "monitor": load_file(MonitorConfig, ROOT / "config" / "monitor.yaml"),
-            "score": load_file(ScoreConfig, ROOT / "config" / "score.yaml")}
-
-
-def _write_and_score(setting: dict[str, Any], s: Any, out: Path) -> None:
-    """Write the scenario's days and labels under ``out`` and score every day in process."""
-    from steps import scenario, score
-
-    scenario.write(s, out)
-    for day in s.dates():
-        score.score_in_process(str(out / "incoming" / f"dt={day}"), str(out / "pred"), day, setting["model"],
-                               setting["spec"], setting["score"], THRESHOLD)
-
-
-def _replay(setting: dict[str, Any], dates: list[str], out: Path,
-            state: dict[str, Any] | None = None) -> list[dict[str, Any]]:
-    """Judge the scored ``dates`` one run per day, from ``state`` (an earlier day's); returns each day's signals,
-    events, realized performance so far and the state after it."""
-    from steps import alerts, monitor
-
-    spec, cfg, profile = setting["spec"], setting["monitor"], setting["profile"]
-    labels = monitor.read_labels(str(out / "labels"), spec.id_column, cfg.feedback)
-    state = state or {"history": [], "performance": [], "rules": {}}
-    history, performance, rules = list(state["history"]), state["performance"], state["rules"]
-    days = []
-    for day in dates:
-        start = time.perf_counter()
-        raw = [monitor.measure_period(day, str(out / "pred"), profile, spec, cfg.max_rows_per_period, cfg.seed)]
-        judged = monitor.judge_periods(raw, history, cfg.drift, cfg.baseline)
-        performance = monitor.merge_performance(performance, monitor.feedback_window(
-            day, str(out / "pred"), labels, spec, cfg.feedback, performance))
-        concept = monitor.concept_signals(performance, profile["performance"]["roc_auc"], cfg.feedback)
-        periods = monitor.with_signals(judged, concept)
-        rules, events, _ = alerts.evaluate(cfg.alerts.rules, rules, periods)
-        history = history + judged
-        days.append({"period": day, "signals": periods[-1]["signals"], "events": events, "performance": performance,
-                     "state": {"history": history, "performance": performance, "rules": rules},
-                     "seconds": time.perf_counter() - start})
-    return days
-
-
 def _simulate(setting: dict[str, Any], s: Any, work: Path) -> Run:
     """Write, score and replay one scenario in a fresh folder under ``work`` (returned second)."""
     out = Path(tempfile.mkdtemp(prefix="scenario-", dir=work))
     start = time.perf_counter()
-    _write_and_score(setting, s, out)
-    days = _replay(setting, s.dates(), out)
+    scenario.write_and_score(setting, s, out)
+    days = scenario.replay(setting, s.dates(), out)
     logger.info("seed %d: %d days replayed in %.1f s", s.seed, s.days, time.perf_counter() - start)
     return days, out
 
@@ -154,8 +98,8 @@ def _drifted(setting: dict[str, Any], base: Run, before: int, s: Any, work: Path
         for kind in ("pred", "labels"):
             shutil.copytree(base_out / kind / f"dt={day}", out / kind / f"dt={day}")
     rest = dataclasses.replace(s, first_day=s.dates()[before], days=s.days - before)
-    _write_and_score(setting, rest, out)
-    days = _replay(setting, rest.dates(), out, base_days[before - 1]["state"])
+    scenario.write_and_score(setting, rest, out)
+    days = scenario.replay(setting, rest.dates(), out, base_days[before - 1]["state"])
     logger.info("seed %d, covariate %s x%s, concept %s x%s: %d more days in %.1f s", s.seed, s.covariate_drift_day,
                 s.covariate_drift_strength, s.concept_drift_day, s.concept_drift_strength, rest.days,
                 time.perf_counter() - start)
@@ -240,7 +184,7 @@ def _pooled_auc(out: Path, setting: dict[str, Any], days: list[str]) -> float:
 
     from steps import monitor, score
 
-    spec, cfg = setting["spec"], setting["monitor"].feedback
+    spec, cfg = setting.spec, setting.monitor.feedback
     labels = monitor.read_labels(str(out / "labels"), spec.id_column, cfg)
     preds = pd.concat([score.read_partition(str(out / "pred"), d).select([spec.id_column, "score"]).to_pandas()
                        for d in days], ignore_index=True)
@@ -253,7 +197,7 @@ def concept_rows(setting: dict[str, Any], work: Path, size: dict[str, Any], base
     from steps import scenario
 
     before, after = size["concept_before"], size["concept_after"]
-    reference = setting["profile"]["performance"]["roc_auc"]
+    reference = setting.profile["performance"]["roc_auc"]
     drift_day = scenario.Scenario(first_day=FIRST_DAY, days=before + 1).dates()[-1]
     rows = []
     for strength in size["concept"]:
@@ -290,12 +234,12 @@ def cost_rows(setting: dict[str, Any], work: Path, size: dict[str, Any]) -> list
     from steps import scenario
 
     profile_path = work / "profile.json"
-    profile_path.write_text(json.dumps(setting["profile"]))
+    profile_path.write_text(json.dumps(setting.profile))
     rows = []
     for n in size["cost_rows"]:
         s = scenario.Scenario(first_day=FIRST_DAY, days=1, rows_per_day=n)
         out = Path(tempfile.mkdtemp(prefix=f"cost-{n}-", dir=work))
-        _write_and_score(setting, s, out)
+        scenario.write_and_score(setting, s, out)
         r = _measure_cost(profile_path, out / "pred", FIRST_DAY)
         logger.info("measure_period %d rows: %.2f s, peak %.0f MiB", n, r["seconds"], r["peak_rss_mib"])
         rows.append({"rows_per_day": n, "rows_measured": r["rows"], "measurements": r["measurements"],
@@ -315,7 +259,7 @@ def run(quick: bool = False) -> Report:
     try:
         with tempfile.TemporaryDirectory(prefix="bench-monitor-") as tmp:
             work = Path(tmp)
-            setting = _setting()
+            setting = scenario.trained_setting(ROOT / "config")
             stable, base = stable_rows(setting, work, size)
             tables = {"stable": stable, "covariate": covariate_rows(setting, work, size, base),
                       "concept": concept_rows(setting, work, size, base), "cost": cost_rows(setting, work, size)}

@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import argparse
 import logging
+import time
 from dataclasses import dataclass
 from datetime import date, timedelta
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -97,6 +99,81 @@ def backfill(s: Scenario, out: str | Path, predictions: str, days: int, branch: 
                                           cfg, threshold, "steps.scenario backfill")
         done.append(f"{predictions}/dt={day} ({manifest['totals']['rows_out']} rows, {model.run})")
     return done
+
+
+# --------------------------------------------------------------------------------------------------- replays
+@dataclass(frozen=True)
+class Setting:
+    """A model trained in process, its reference profile, and the configs a replay judges with."""
+
+    spec: Any
+    model: Any
+    profile: dict[str, Any]
+    monitor: Any
+    score: Any
+    threshold: float = 0.3
+
+
+def trained_setting(config_dir: str | Path, rows: int = 30_000, seed: int = 5) -> Setting:
+    """A LightGBM fitted on ``rows`` generated 2025 transactions, profiled on its temporal hold-out (no Metaflow)."""
+    from steps import data, models, monitor, score
+    from steps.config import (CandidateConfig, DatasetConfig, MonitorConfig, ReferenceConfig, ScoreConfig,
+                              SplitConfig, load_file)
+
+    config_dir = Path(config_dir)
+    spec = load_file(DatasetConfig, config_dir / "dataset.yaml")
+    frame = synth.generate(synth.SynthSpec(rows=rows, seed=seed, row_group_rows=10_000))
+    parts = data.temporal_split(frame, spec, SplitConfig(validation_fraction=0.2, holdout_fraction=0.2))
+    candidate = CandidateConfig(name="lgbm", type="lightgbm", params={"n_estimators": 60, "num_leaves": 15})
+    pipeline, _ = models.fit(models.build_pipeline(candidate, spec, 1, 1), parts.train, spec, 1)
+    blob = models.serialize(pipeline)
+    model = score.ResolvedModel("TrainFlow/1", "lgbm", models.fingerprint(blob), spec.features, blob, pipeline)
+    return Setting(spec, model, monitor.build_reference(pipeline, parts.holdout, spec, ReferenceConfig()),
+                   load_file(MonitorConfig, config_dir / "monitor.yaml"), load_file(ScoreConfig, config_dir / "score.yaml"))
+
+
+def write_and_score(setting: Setting, s: Scenario, out: str | Path) -> None:
+    """Write the scenario's days and labels under ``out`` and score every day in process into ``out/pred``."""
+    from steps import score
+
+    out = Path(out)
+    write(s, out)
+    for day in s.dates():
+        score.score_in_process(str(out / "incoming" / f"dt={day}"), str(out / "pred"), day, setting.model,
+                               setting.spec, setting.score, setting.threshold)
+
+
+def replay(setting: Setting, dates: list[str], out: str | Path,
+           state: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+    """Judge the scored ``dates`` one daily MonitorFlow run at a time (the functions its steps call, in order).
+
+    Args:
+        state: where an earlier replay stopped (a day's ``state``), to continue from it.
+
+    Returns:
+        Per day: its signals, the events fired, realized performance so far, the state after it, and seconds taken.
+    """
+    from steps import alerts, monitor
+
+    cfg, spec, out = setting.monitor, setting.spec, Path(out)
+    labels = monitor.read_labels(str(out / "labels"), spec.id_column, cfg.feedback)
+    state = state or {"history": [], "performance": [], "rules": {}}
+    history, performance, rules, days = list(state["history"]), state["performance"], state["rules"], []
+    for day in dates:
+        start = time.perf_counter()
+        raw = [monitor.measure_period(day, str(out / "pred"), setting.profile, spec, cfg.max_rows_per_period,
+                                      cfg.seed)]
+        judged = monitor.judge_periods(raw, history, cfg.drift, cfg.baseline)
+        performance = monitor.merge_performance(performance, monitor.feedback_window(
+            day, str(out / "pred"), labels, spec, cfg.feedback, performance))
+        concept = monitor.concept_signals(performance, setting.profile["performance"]["roc_auc"], cfg.feedback)
+        periods = monitor.with_signals(judged, concept)
+        rules, events, _ = alerts.evaluate(cfg.alerts.rules, rules, periods)
+        history = history + judged
+        days.append({"period": day, "signals": periods[-1]["signals"], "events": events, "performance": performance,
+                     "state": {"history": history, "performance": performance, "rules": rules},
+                     "seconds": time.perf_counter() - start})
+    return days
 
 
 def main(argv: list[str] | None = None) -> None:

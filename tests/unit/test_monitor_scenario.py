@@ -10,49 +10,21 @@ from pathlib import Path
 
 import pytest
 
-from steps import alerts, data, models, monitor, scenario, score, synth
-from steps.config import (CandidateConfig, DatasetConfig, MonitorConfig, ReferenceConfig, ScoreConfig, SplitConfig,
-                          load_file)
+from steps import monitor, scenario
 
 ROOT = Path(__file__).resolve().parents[2]
 STABLE_DAYS = 12
 
 
 @pytest.fixture(scope="module")
-def setting() -> dict:
-    spec = load_file(DatasetConfig, ROOT / "config" / "dataset.yaml")
-    frame = synth.generate(synth.SynthSpec(rows=30_000, seed=5, row_group_rows=10_000))
-    parts = data.temporal_split(frame, spec, SplitConfig(validation_fraction=0.2, holdout_fraction=0.2))
-    candidate = CandidateConfig(name="lgbm", type="lightgbm", params={"n_estimators": 60, "num_leaves": 15})
-    pipeline, _ = models.fit(models.build_pipeline(candidate, spec, 1, 1), parts.train, spec, 1)
-    blob = models.serialize(pipeline)
-    model = score.ResolvedModel("TrainFlow/1", "lgbm", models.fingerprint(blob), spec.features, blob, pipeline)
-    return {"spec": spec, "model": model, "profile": monitor.build_reference(pipeline, parts.holdout, spec,
-                                                                             ReferenceConfig()),
-            "monitor": load_file(MonitorConfig, ROOT / "config" / "monitor.yaml"),
-            "score": load_file(ScoreConfig, ROOT / "config" / "score.yaml")}
+def setting() -> scenario.Setting:
+    return scenario.trained_setting(ROOT / "config")
 
 
-def _replay(setting: dict, s: scenario.Scenario, out: Path) -> list[dict]:
+def _replay(setting: scenario.Setting, s: scenario.Scenario, out: Path) -> list[dict]:
     """Score every day, then judge them one run per day, as the daily schedule would; returns each day's result."""
-    scenario.write(s, out)
-    spec, cfg = setting["spec"], setting["monitor"]
-    for day in s.dates():
-        score.score_in_process(str(out / "incoming" / f"dt={day}"), str(out / "pred"), day, setting["model"], spec,
-                               setting["score"], 0.3)
-    labels = monitor.read_labels(str(out / "labels"), spec.id_column, cfg.feedback)
-    history, performance, rules, days = [], [], {}, []
-    for day in s.dates():
-        raw = [monitor.measure_period(day, str(out / "pred"), setting["profile"], spec, 200_000, 0)]
-        judged = monitor.judge_periods(raw, history, cfg.drift, cfg.baseline)
-        performance = monitor.merge_performance(performance, monitor.feedback_window(
-            day, str(out / "pred"), labels, spec, cfg.feedback, performance))
-        concept = monitor.concept_signals(performance, setting["profile"]["performance"]["roc_auc"], cfg.feedback)
-        periods = monitor.with_signals(judged, concept)
-        rules, events, _ = alerts.evaluate(cfg.alerts.rules, rules, periods)
-        history += judged
-        days.append({"period": day, "signals": periods[-1]["signals"], "events": events})
-    return days
+    scenario.write_and_score(setting, s, out)
+    return scenario.replay(setting, s.dates(), out)
 
 
 @pytest.fixture(scope="module")
