@@ -19,7 +19,7 @@ import boto3
 import pytest
 import yaml
 
-from steps.config import ProfileConfig
+from steps.config import ProfileConfig, parse_profile
 from support import DEPLOY_FLOWS, MAKE_DEPLOYED, PACKAGE_LISTED
 
 FLOWS = DEPLOY_FLOWS
@@ -68,13 +68,22 @@ def _environment(params: dict) -> dict[str, str]:
     return {e["Name"]: e.get("Value") for e in params["ContainerOverrides"]["Environment"]}
 
 
+def _profile(path: Path, env: dict[str, str]) -> ProfileConfig:
+    """A shipped profile as the deploy commands parse it (``${NAME}`` from ``env``)."""
+    with pytest.MonkeyPatch.context() as mp:
+        for key, value in env.items():
+            mp.setenv(key, value)
+        return ProfileConfig.model_validate(parse_profile(path.read_text()))
+
+
 @pytest.fixture(scope="module")
 def aws_profile(aws_env: dict[str, str]) -> ProfileConfig:
-    with pytest.MonkeyPatch.context() as mp:
-        for key, value in aws_env.items():
-            mp.setenv(key, value)
-        from steps.config import parse_profile
-        return ProfileConfig.model_validate(parse_profile(AWS.read_text()))
+    return _profile(AWS, aws_env)
+
+
+@pytest.fixture(scope="module")
+def k8s_profile(aws_env: dict[str, str]) -> ProfileConfig:
+    return _profile(K8S, aws_env)
 
 
 @pytest.mark.parametrize("flow", FLOWS)
@@ -182,12 +191,8 @@ def _containers(template: dict) -> dict[str, dict]:
 
 
 @pytest.mark.parametrize("flow", FLOWS)
-def test_argo_workflows_json_follows_the_kubernetes_profile(deployed, flow, aws_env):
-    with pytest.MonkeyPatch.context() as mp:
-        for key, value in aws_env.items():
-            mp.setenv(key, value)
-        from steps.config import parse_profile
-        profile = ProfileConfig.model_validate(parse_profile(K8S.read_text()))
+def test_argo_workflows_json_follows_the_kubernetes_profile(deployed, flow, aws_env, k8s_profile):
+    profile = k8s_profile
     template = _argo_template(deployed["argo", flow])
     containers = _containers(template)
     gpu_step = GPU_STEPS.get(FLOWS[flow])
@@ -202,3 +207,4 @@ def test_argo_workflows_json_follows_the_kubernetes_profile(deployed, flow, aws_
     cron = json.loads(template["metadata"]["annotations"]["metaflow/cron"])
     expected = _own_cron(FLOWS[flow]) or profile.schedules[FLOWS[flow]]
     assert cron == {"schedule": " ".join(expected.split()[:5]), "tz": ""}  # Argo: the first five fields, UTC
+    assert os.environ["AWS_SECRET_ACCESS_KEY"] not in deployed["argo", flow].stdout + deployed["argo", flow].stderr
