@@ -8,6 +8,7 @@ records the decision only. Either way the new model is promoted only by TrainFlo
 from __future__ import annotations
 
 import logging
+import os
 import subprocess
 import sys
 import tempfile
@@ -98,13 +99,25 @@ def _resolve(path: str) -> str:
     return str(p if p.is_absolute() else REPO_ROOT / p)
 
 
+def train_configs(cfg: RetrainConfig) -> dict[str, str]:
+    """TrainFlow's configs as absolute paths: the repository's defaults, overridden by ``retrain.configs``.
+
+    Absolute, because the run starts from the monitor's working directory (where its datastore is), which need not
+    be the repository.
+    """
+    profile = os.environ.get("MLOPS_PROFILE", "config/profiles/local.yaml")
+    defaults = {"dataset": "config/dataset.yaml", "train": "config/train.yaml", "gates": "config/gates.yaml",
+                "profile": profile}
+    return {name: _resolve(path) for name, path in {**defaults, **cfg.configs}.items()}
+
+
 def launch_runner(cfg: RetrainConfig, branch_name: str, reason: str) -> dict[str, Any]:
     """Run TrainFlow to completion with ``metaflow.Runner``; returns its run, status and whether it was promoted."""
     from metaflow import Runner
 
-    configs = [(name, _resolve(path)) for name, path in cfg.configs.items()]
+    configs = list(train_configs(cfg).items())
     logger.info("retraining: %s (%s)", cfg.flow, reason)
-    with Runner(_resolve(cfg.flow), show_output=False, cwd=str(Path.cwd()), config=configs or None,
+    with Runner(_resolve(cfg.flow), show_output=False, cwd=str(Path.cwd()), config=configs,
                 **branch_options(branch_name)).run(**cfg.params) as running:
         run = running.run
         record = {"launcher": "runner", "status": running.status, "run": run.pathspec if run else None}
@@ -145,7 +158,7 @@ def launch_deployer(cfg: RetrainConfig, branch_name: str, reason: str) -> dict[s
             id_file = Path(tmp) / "run-id"
             cmd = [sys.executable, _resolve(cfg.flow), *_cli_options(branch_name), "step-functions", "trigger",
                    "--run-id-file", str(id_file), *[a for k, v in params.items() for a in (f"--{k}", v)]]
-            done = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+            done = subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=REPO_ROOT)
             if done.returncode != 0:
                 raise RuntimeError(f"step-functions trigger exited {done.returncode}: {done.stderr[-1500:]}")
             run = f"TrainFlow/{id_file.read_text().strip()}"

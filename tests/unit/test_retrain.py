@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 
 import pytest
 
@@ -72,3 +73,13 @@ def test_a_failed_launch_is_recorded_not_raised() -> None:
     due = retrain.Decision(True, "feature_drift breached", "hybrid")
     record = retrain.launch(RetrainConfig(launcher="deployer", orchestrator="argo-workflows"), due, "user.ci")
     assert record["status"].startswith("launch failed: ValueError") and "retrain.deployment" in record["status"]
+
+
+def test_train_configs_are_absolute_defaults_with_overrides(tmp_path, monkeypatch) -> None:
+    monkeypatch.delenv("MLOPS_PROFILE", raising=False)
+    own = tmp_path / "train.yaml"
+    configs = retrain.train_configs(RetrainConfig(configs={"train": str(own)}))
+    assert configs["train"] == str(own)
+    assert configs["dataset"] == str(retrain.REPO_ROOT / "config" / "dataset.yaml")
+    assert configs["profile"] == str(retrain.REPO_ROOT / "config" / "profiles" / "local.yaml")
+    assert all(Path(p).is_absolute() for p in configs.values())
