@@ -49,9 +49,11 @@ demo: data ## The whole lifecycle on the sample data: train, gates, distill, sco
 	$(PY) -m steps.scenario --out $(OUT)/scenario --first-day $(DEMO_FIRST) --days 6 --covariate-drift-day $(DEMO_LAST) \
 		--concept-drift-day $(DEMO_LAST) --backfill 5 --predictions $(OUT)/predictions
 	$(PY) flows/score_flow.py run --input $(OUT)/scenario/incoming/dt=$(DEMO_LAST) --date $(DEMO_LAST)
-	$(PY) flows/monitor_flow.py run --date $(DEMO_LAST) --days 6 --labels $(OUT)/scenario/labels
-	$(PY) -m steps.registry promote $$($(PY) -m steps.report --retrained-run) --force \
-		--reason "demo: a hasty manual promotion of the retrained model"
+	$(PY) flows/monitor_flow.py run --date $(DEMO_LAST) --days 6 --labels $(OUT)/scenario/labels \
+		--retrain-data $(OUT)/scenario/labelled.parquet
+	@run=$$($(PY) -m steps.report --retrained-run) && \
+	if $(PY) -m steps.registry show | grep -q "^champion: *$$run "; then echo "retrained run $$run passed its gates"; \
+	else $(PY) -m steps.registry promote $$run --force --reason "demo: a hasty manual promotion of the retrained model"; fi
 	$(PY) -m steps.registry rollback --reason "demo: one command undoes it"
 	$(PY) -m steps.registry history
 	$(PY) -m steps.report --out $(OUT)

@@ -38,6 +38,8 @@ class MonitorFlow(FlowSpec):
     days = Parameter("days", default=0, type=int, help="Dates in the window (default: monitor.window_days).")
     predictions = Parameter("predictions", default="", help="ScoreFlow output root (default: predictions_root).")
     labels = Parameter("labels", default="", help="Late labels location (default: feedback.labels).")
+    retrain_data = Parameter("retrain-data", default="", help="Data of a retraining run (default: "
+                                                               "retrain.params.data, else TrainFlow's default).")
     model_run = Parameter("model-run", default="", help="Model run to judge against (default: the one that scored "
                                                         "the newest partition, else the champion).")
 
@@ -88,7 +90,8 @@ class MonitorFlow(FlowSpec):
     def launch_retraining(self):
         """Start TrainFlow when the strategy fired (its gates still decide); record which run it started."""
         cfg = load(MonitorConfig, self.monitor_config)
-        self.retraining = retrain.launch(cfg.retrain, retrain.Decision.from_dict(self.decision), current.branch_name)
+        self.retraining = retrain.launch(retrain.with_data(cfg.retrain, self.retrain_data),
+                                         retrain.Decision.from_dict(self.decision), current.branch_name)
         if self.retraining is not None:
             self.events = self.events + [alerts.retraining_event(self.retraining, self.decision,
                                                                  self.window[-1]).to_dict()]

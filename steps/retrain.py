@@ -99,6 +99,11 @@ def _resolve(path: str) -> str:
     return str(p if p.is_absolute() else REPO_ROOT / p)
 
 
+def with_data(cfg: RetrainConfig, data: str) -> RetrainConfig:
+    """``cfg`` with TrainFlow's ``data`` parameter set to ``data`` (unchanged when ``data`` is empty)."""
+    return cfg.model_copy(update={"params": {**cfg.params, "data": data}}) if data else cfg
+
+
 def train_configs(cfg: RetrainConfig) -> dict[str, str]:
     """TrainFlow's configs as absolute paths: the repository's defaults, overridden by ``retrain.configs``.
 

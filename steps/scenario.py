@@ -65,11 +65,14 @@ def day_frame(s: Scenario, day: str) -> pd.DataFrame:
 
 
 def write(s: Scenario, out: str | Path) -> dict[str, list[str]]:
-    """Write ``<out>/incoming/dt=<day>/transactions.parquet`` and ``<out>/labels/dt=<day>/labels.parquet``."""
+    """Write ``<out>/incoming/dt=<day>/transactions.parquet`` and ``<out>/labels/dt=<day>/labels.parquet``, and
+    ``<out>/labelled.parquet``: every day with its label (the warehouse's labelled table, to retrain on)."""
     out = Path(out)
-    written: dict[str, list[str]] = {"incoming": [], "labels": []}
+    written: dict[str, list[str]] = {"incoming": [], "labels": [], "labelled": [str(out / "labelled.parquet")]}
+    frames = []
     for day in s.dates():
         frame = day_frame(s, day)
+        frames.append(frame)
         inputs = out / "incoming" / f"dt={day}" / "transactions.parquet"
         labels = out / "labels" / f"dt={day}" / "labels.parquet"
         for path in (inputs, labels):
@@ -80,6 +83,7 @@ def write(s: Scenario, out: str | Path) -> dict[str, list[str]]:
                       "label_time": frame["event_time"] + delay}).to_parquet(labels, index=False)
         written["incoming"].append(str(inputs))
         written["labels"].append(str(labels))
+    pd.concat(frames, ignore_index=True).to_parquet(out / "labelled.parquet", index=False)
     logger.info("wrote %d day(s) of inputs and labels under %s", s.days, out)
     return written
 

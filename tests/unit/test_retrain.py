@@ -83,3 +83,9 @@ def test_train_configs_are_absolute_defaults_with_overrides(tmp_path, monkeypatc
     assert configs["dataset"] == str(retrain.REPO_ROOT / "config" / "dataset.yaml")
     assert configs["profile"] == str(retrain.REPO_ROOT / "config" / "profiles" / "local.yaml")
     assert all(Path(p).is_absolute() for p in configs.values())
+
+
+def test_with_data_overrides_only_the_data_parameter() -> None:
+    cfg = RetrainConfig(params={"data": "old.parquet", "data-rev": ""})
+    assert retrain.with_data(cfg, "new.parquet").params == {"data": "new.parquet", "data-rev": ""}
+    assert retrain.with_data(cfg, "") is cfg
