@@ -45,7 +45,6 @@ demo: data ## The whole lifecycle on the sample data: train, gates, distill, sco
 	$(PY) flows/train_flow.py run
 	$(PY) -m steps.registry show
 	$(PY) flows/distill_flow.py run
-	$(PY) flows/score_flow.py run
 	$(PY) -m steps.scenario --out $(OUT)/scenario --first-day $(DEMO_FIRST) --days 6 --covariate-drift-day $(DEMO_LAST) \
 		--concept-drift-day $(DEMO_LAST) --backfill 5 --predictions $(OUT)/predictions
 	$(PY) flows/score_flow.py run --input $(OUT)/scenario/incoming/dt=$(DEMO_LAST) --date $(DEMO_LAST)
