@@ -15,7 +15,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import resource
 import shutil
 import subprocess
 import sys
@@ -24,7 +23,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks import ROOT, Report
+from benchmarks import ROOT, Report, peak_mib
 from steps import scenario
 
 logger = logging.getLogger(__name__)
@@ -42,17 +41,6 @@ Run = tuple[list[dict[str, Any]], Path]  # each replayed day (signals, events, p
 
 
 # --------------------------------------------------------------------------------------------------- child side
-def _peak_mib() -> float:
-    """Peak resident set size of this process image so far, in MiB (VmHWM; ru_maxrss keeps the parent's peak)."""
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
 def child(profile_path: Path, predictions: str, day: str) -> dict[str, Any]:
     """Time ``measure_period`` of ``day`` in this process (best of ``REPEATS``), with the configured row limit."""
     from steps import monitor
@@ -61,7 +49,7 @@ def child(profile_path: Path, predictions: str, day: str) -> dict[str, Any]:
     spec = load_file(DatasetConfig, ROOT / "config" / "dataset.yaml")
     cfg = load_file(MonitorConfig, ROOT / "config" / "monitor.yaml")
     profile = json.loads(profile_path.read_text())
-    loaded = _peak_mib()
+    loaded = peak_mib()
     seconds, cpu_s = float("inf"), float("inf")
     for _ in range(REPEATS):
         start, cpu = time.perf_counter(), time.process_time()
@@ -70,7 +58,7 @@ def child(profile_path: Path, predictions: str, day: str) -> dict[str, Any]:
     judge_start = time.perf_counter()
     monitor.judge_periods([raw], [], cfg.drift, cfg.baseline)
     return {"rows": raw["rows"], "measurements": len(raw["measurements"]), "seconds": seconds, "cpu_s": cpu_s,
-            "judge_s": time.perf_counter() - judge_start, "rss_loaded_mib": loaded, "peak_rss_mib": _peak_mib()}
+            "judge_s": time.perf_counter() - judge_start, "rss_loaded_mib": loaded, "peak_rss_mib": peak_mib()}
 
 
 # --------------------------------------------------------------------------------------------------- parent side

@@ -18,7 +18,6 @@ from __future__ import annotations
 import json
 import logging
 import pickle
-import resource
 import subprocess
 import sys
 import tempfile
@@ -26,7 +25,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks import ROOT, Report
+from benchmarks import ROOT, Report, peak_mib
 
 logger = logging.getLogger(__name__)
 
@@ -43,21 +42,6 @@ DAY = "2026-01-01"
 
 
 # --------------------------------------------------------------------------------------------------- child side
-def _peak_mib() -> float:
-    """Peak resident set size of this process image so far, in MiB.
-
-    VmHWM of /proc/self/status, not ru_maxrss: after fork + exec, ru_maxrss keeps the parent's peak (the benchmark
-    parent holds the training data), VmHWM belongs to the new image.
-    """
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
 def _spec() -> Any:
     from steps.config import DatasetConfig, load_file
 
@@ -90,14 +74,14 @@ def child_stream(model_dir: Path, model: str, runtime: str, source: Path, out: P
     cfg = load_file(ScoreConfig, ROOT / "config" / "score.yaml").model_copy(update={"runtime": runtime,
                                                                                    "overlap_io": True})
     scorer, _, blob = _scorer(model_dir, model, runtime)
-    loaded = _peak_mib()
+    loaded = peak_mib()
     start, cpu = time.perf_counter(), time.process_time()
     plan = score.plan_run(str(source), str(out), DAY, spec, shard_rows=10**12)
     job = score.job_for(plan.shards[0].to_dict(), plan.summary(), spec, cfg, 0.3,
                         {"run": f"bench/{model}", "fingerprint": models.fingerprint(blob)})
     record = score.score_shard(job, scorer, threads=1)
     return {"rows": record["rows_out"], "seconds": time.perf_counter() - start, "cpu_s": time.process_time() - cpu,
-            "rss_loaded_mib": loaded, "peak_rss_mib": _peak_mib(), "timings": record["timings"]}
+            "rss_loaded_mib": loaded, "peak_rss_mib": peak_mib(), "timings": record["timings"]}
 
 
 def child_raw(model_dir: Path, model: str, runtime: str, source: Path, dtypes: str) -> dict[str, Any]:
@@ -122,7 +106,7 @@ def child_raw(model_dir: Path, model: str, runtime: str, source: Path, dtypes: s
             start, cpu = time.perf_counter(), time.process_time()
             scorer.predict(frame)
             best, cpu_best = min(best, time.perf_counter() - start), min(cpu_best, time.process_time() - cpu)
-    return {"rows": len(frame), "seconds": best, "cpu_s": cpu_best, "peak_rss_mib": _peak_mib()}
+    return {"rows": len(frame), "seconds": best, "cpu_s": cpu_best, "peak_rss_mib": peak_mib()}
 
 
 def child_naive(model_dir: Path, model: str, source: Path, out: Path) -> dict[str, Any]:
@@ -134,7 +118,7 @@ def child_naive(model_dir: Path, model: str, source: Path, out: Path) -> dict[st
 
     spec = _spec()
     _, pipeline, _ = _scorer(model_dir, model, "native")
-    loaded = _peak_mib()
+    loaded = peak_mib()
     start, cpu = time.perf_counter(), time.process_time()
     frame = pd.read_parquet(source)
     with threadpool_limits(limits=1):
@@ -145,7 +129,7 @@ def child_naive(model_dir: Path, model: str, source: Path, out: Path) -> dict[st
     out.mkdir(parents=True, exist_ok=True)
     result.to_parquet(out / "naive.parquet", index=False)
     return {"rows": len(result), "seconds": time.perf_counter() - start, "cpu_s": time.process_time() - cpu,
-            "rss_loaded_mib": loaded, "peak_rss_mib": _peak_mib()}
+            "rss_loaded_mib": loaded, "peak_rss_mib": peak_mib()}
 
 
 def child(argv: list[str]) -> dict[str, Any]:
