@@ -11,6 +11,9 @@ OUT := out
 # The demo's generated production days: five stable ones, then a drifted one.
 DEMO_FIRST := 2026-01-01
 DEMO_LAST := 2026-01-06
+# pytest-xdist workers of `make test`: each test module stays on one worker (tests/conftest.py), so one worker
+# runs the flow runs while the other runs unit tests or another module's flows (2 = the 2-core CI box).
+TEST_WORKERS ?= 2
 
 # Metaflow needs a user name and refuses "root" (CI runs as root); LightGBM/OpenMP must not spin on 2 busy cores.
 export METAFLOW_USER ?= $(or $(filter-out root,$(shell id -un 2>/dev/null)),ci)
@@ -66,9 +69,9 @@ distill: setup ## Distil the champion into small ONNX students (DistillFlow)
 score: setup ## Score data/transactions.parquet with the champion into out/predictions/dt=<today>/ (ScoreFlow)
 	$(PY) flows/score_flow.py run
 
-test: setup ## Lint, then run every test (unit, flows, cloud, notebooks)
+test: setup ## Lint, then run every test (unit, flows, cloud, notebooks) on TEST_WORKERS xdist workers
 	$(VENV)/bin/ruff check --select F,E9 steps flows tests benchmarks
-	$(PY) -m pytest
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadgroup
 
 lint: setup ## Lint with ruff (pyflakes and syntax errors)
 	$(VENV)/bin/ruff check --select F,E9 steps flows tests benchmarks

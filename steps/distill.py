@@ -4,8 +4,9 @@
 A student is a scikit-learn ``Pipeline(preprocess, DistilledClassifier(regressor))``: raw input columns in,
 ``predict_proba`` = sigmoid(regressor output) out, so every consumer of a TrainFlow model (gates, ScoreFlow,
 ``models.predict_proba``) uses it unchanged. Its ONNX graph is the regressor converted by skl2onnx with the shared
-preprocessing conventions of :mod:`steps.export` (one input per raw column, the categorical cleaning done by
-:class:`steps.export.OnnxScorer`), followed by ``Sigmoid`` and a ``[1 - p, p]`` concat into ``probabilities``.
+preprocessing conventions of :mod:`steps.export` (raw columns packed into a numeric and a categorical input, the
+categorical cleaning done by :class:`steps.export.OnnxScorer`), followed by ``Sigmoid`` and a ``[1 - p, p]`` concat
+into ``probabilities``.
 
 Quantization: ``onnxruntime.quantization.quantize_dynamic`` rewrites MatMul/Gemm weights to int8 (the MLP and the
 linear student). A tree ensemble has no such weights: quantize_dynamic leaves it as it is (measured once by
@@ -283,7 +284,7 @@ def student_to_onnx(pipeline: Pipeline, spec: DatasetConfig, target_opset: int =
     outputs = [o.name for o in onx.graph.output]
     if len(outputs) != 1:
         raise export.ExportError(f"student {name} graph has outputs {outputs}, expected one regression output")
-    onx = append_sigmoid(onx, outputs[0])
+    onx = export.pack_inputs(append_sigmoid(onx, outputs[0]), spec)
     onnx.checker.check_model(onx)
     blob = onx.SerializeToString()
     logger.info("exported student %s to ONNX (%d bytes)", name, len(blob))

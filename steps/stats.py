@@ -18,6 +18,7 @@ from sklearn.calibration import calibration_curve
 logger = logging.getLogger(__name__)
 
 Metric = Callable[[np.ndarray, np.ndarray], float]
+BATCH_CELLS = 2_000_000
 HIGHER_IS_BETTER = {"roc_auc": True, "average_precision": True, "log_loss": False, "brier": False,
                     "recall_at_precision": True, "calibration_error": False}
 
@@ -35,13 +36,53 @@ def calibration_error(y: np.ndarray, p: np.ndarray, bins: int = 10) -> float:
     return float(np.mean(np.abs(observed - predicted)))
 
 
+def _rowwise(fn: Callable[..., np.ndarray]) -> Callable[..., np.ndarray]:
+    """Mark ``fn(y, p, axis=-1)`` as computing one value per row of 2-D inputs (one bootstrap resample per row)."""
+    fn.rowwise = True  # type: ignore[attr-defined]
+    return fn
+
+
+def _as_float(value: np.ndarray) -> np.ndarray | float:
+    """A 0-d result as a plain float, anything else unchanged."""
+    return float(value) if np.ndim(value) == 0 else value
+
+
+@_rowwise
+def roc_auc(y: np.ndarray, p: np.ndarray, axis: int = -1) -> np.ndarray | float:
+    """ROC AUC along ``axis`` as the Mann-Whitney U with mid-ranks (equal to sklearn's); NaN without both classes."""
+    y, p = np.moveaxis(np.asarray(y), axis, -1).astype(bool), np.moveaxis(np.asarray(p, dtype=float), axis, -1)
+    ranks = stats.rankdata(p, axis=-1)
+    pos = y.sum(axis=-1)
+    neg = y.shape[-1] - pos
+    u = np.where(y, ranks, 0.0).sum(axis=-1) - pos * (pos + 1) / 2.0
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return _as_float(np.where((pos > 0) & (neg > 0), u / (pos * neg), np.nan))
+
+
+@_rowwise
+def log_loss(y: np.ndarray, p: np.ndarray, axis: int = -1) -> np.ndarray | float:
+    """Binary cross-entropy along ``axis``, scores clipped to [1e-15, 1 - 1e-15] (equal to sklearn's log_loss)."""
+    y, p = np.asarray(y, dtype=float), np.clip(np.asarray(p, dtype=float), 1e-15, 1 - 1e-15)
+    return _as_float(-np.mean(y * np.log(p) + (1.0 - y) * np.log1p(-p), axis=axis))
+
+
+@_rowwise
+def brier(y: np.ndarray, p: np.ndarray, axis: int = -1) -> np.ndarray | float:
+    """Mean squared error of the scores along ``axis`` (equal to sklearn's brier_score_loss)."""
+    return _as_float(np.mean((np.asarray(p, dtype=float) - np.asarray(y, dtype=float)) ** 2, axis=axis))
+
+
 def metric_functions(precision: float = 0.5, bins: int = 10) -> dict[str, Metric]:
-    """Every gated performance metric as ``f(y, p) -> float``."""
+    """Every gated performance metric as ``f(y, p) -> float``.
+
+    ROC AUC, log loss and Brier score are NumPy expressions that also take 2-D inputs with ``axis`` (marked
+    ``rowwise``): the bootstrap then evaluates all resamples at once instead of calling them one by one.
+    """
     return {
-        "roc_auc": lambda y, p: float(skm.roc_auc_score(y, p)),
+        "roc_auc": roc_auc,
         "average_precision": lambda y, p: float(skm.average_precision_score(y, p)),
-        "log_loss": lambda y, p: float(skm.log_loss(y, np.clip(p, 1e-15, 1 - 1e-15), labels=[0, 1])),
-        "brier": lambda y, p: float(skm.brier_score_loss(y, p)),
+        "log_loss": log_loss,
+        "brier": brier,
         "recall_at_precision": lambda y, p: recall_at_precision(y, p, precision),
         "calibration_error": lambda y, p: calibration_error(y, p, bins),
     }
@@ -70,13 +111,25 @@ def _safe(metric: Metric) -> Callable[..., float]:
     return wrapped
 
 
+def _is_rowwise(metric: Callable[..., object]) -> bool:
+    """True when ``metric`` evaluates many resamples at once (see ``_rowwise``)."""
+    return bool(getattr(metric, "rowwise", False))
+
+
+def _batch(samples: int, rows: int) -> int:
+    """Resamples per vectorized call: at most about two million cells at once, so memory stays flat."""
+    return max(1, min(samples, BATCH_CELLS // max(rows, 1)))
+
+
 def bootstrap_ci(y: np.ndarray, p: np.ndarray, metric: Metric, samples: int = 200, confidence: float = 0.95,
                  seed: int = 0) -> Estimate:
     """``metric(y, p)`` with a percentile bootstrap interval (rows resampled jointly)."""
     y, p = np.asarray(y).astype(int), np.asarray(p, dtype=float)
     point = metric(y, p)
-    res = stats.bootstrap((y, p), _safe(metric), paired=True, vectorized=False, n_resamples=samples,
-                          confidence_level=confidence, method="percentile", random_state=seed)
+    rowwise = _is_rowwise(metric)
+    res = stats.bootstrap((y, p), metric if rowwise else _safe(metric), paired=True, vectorized=rowwise,
+                          n_resamples=samples, batch=_batch(samples, y.size), confidence_level=confidence,
+                          method="percentile", random_state=seed)
     low, high = res.confidence_interval
     return Estimate(point=float(point), low=float(low), high=float(high), confidence=confidence)
 
@@ -118,11 +171,16 @@ def paired_bootstrap(y: np.ndarray, p_champion: np.ndarray, p_challenger: np.nda
     y = np.asarray(y).astype(int)
     a, b = np.asarray(p_champion, dtype=float), np.asarray(p_challenger, dtype=float)
 
-    def diff(yy: np.ndarray, aa: np.ndarray, bb: np.ndarray) -> float:
+    rowwise = _is_rowwise(fn)
+
+    def diff(yy: np.ndarray, aa: np.ndarray, bb: np.ndarray, axis: int = -1) -> float:
+        if rowwise:
+            return sign * (fn(yy, bb, axis=axis) - fn(yy, aa, axis=axis))
         return sign * (fn(yy, bb) - fn(yy, aa))
 
-    res = stats.bootstrap((y, a, b), _safe(diff), paired=True, vectorized=False, n_resamples=samples,
-                          confidence_level=confidence, method="percentile", random_state=seed)
+    res = stats.bootstrap((y, a, b), diff if rowwise else _safe(diff), paired=True, vectorized=rowwise,
+                          n_resamples=samples, batch=_batch(samples, y.size), confidence_level=confidence,
+                          method="percentile", random_state=seed)
     dist = res.bootstrap_distribution[~np.isnan(res.bootstrap_distribution)]
     p_value = float((np.sum(dist <= 0) + 1) / (dist.size + 1))  # add-one: never exactly 0
     low, high = res.confidence_interval

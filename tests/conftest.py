@@ -18,6 +18,32 @@ from steps.config import DatasetConfig, SplitConfig, load_file  # noqa: E402
 from support import GATES_BRANCH, SPLIT, LocalWebhook, run_flow, train_config  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
+FIRST_GROUP = "gates"  # the longest group (six TrainFlow runs, then DistillFlow): started first
+
+
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the marks (--dist loadgroup, see the Makefile)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Keep each test module on one xdist worker, so its module- and session-scoped runs are made once.
+
+    A module joins a shared group with ``pytestmark = pytest.mark.xdist_group(name)`` when it uses an expensive
+    session fixture of another module (``gates_scenario``: group ``gates``; the local S3 server: ``cloud``).
+    Without xdist the marks do nothing.
+    """
+    for item in items:
+        if not any(item.iter_markers("xdist_group")):
+            item.add_marker(pytest.mark.xdist_group(item.path.relative_to(ROOT).as_posix()))
+    items.sort(key=lambda item: next(item.iter_markers("xdist_group")).args[0] != FIRST_GROUP)  # stable
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Refuse to run when ``--dist loadgroup`` did not group the tests (a pytest/pytest-xdist mismatch).
+
+    Ungrouped, modules split across workers and every worker makes the session's flow runs again: the suite
+    still passes, in twice the time.
+    """
+    if session.config.getvalue("loadgroup") and session.items and "@" not in session.items[0].nodeid:
+        raise pytest.UsageError("pytest-xdist's --dist loadgroup left the test ids without their @group suffix "
+                                "(pytest and pytest-xdist versions that do not fit together?)")
 
 
 @pytest.fixture(scope="session")

@@ -119,3 +119,24 @@ class LocalWebhook:
     def __exit__(self, *exc: Any) -> None:
         self._server.shutdown()
         self._server.server_close()
+
+
+# --------------------------------------------------------------------------------------------------- ScoreFlow
+def score_configs(config_paths: dict[str, Path], directory: Path, name: str, retry: bool = True,
+                  **score_config: Any) -> dict[str, Path]:
+    """dataset/gates/profile configs plus a score config with small shards; ``retry=False`` fails fast."""
+    path = directory / f"score-{name}.yaml"
+    path.write_text(yaml.safe_dump({"shard_rows": 2000, "batch_rows": 500, "max_quarantine_rate": 0.01,
+                                    **score_config}))
+    out = {"dataset": config_paths["dataset"], "gates": config_paths["gates"], "profile": config_paths["profile"],
+           "score": path}
+    if not retry:
+        profile = yaml.safe_load(config_paths["profile"].read_text())
+        out["profile"] = directory / "profile-no-retry.yaml"
+        out["profile"].write_text(yaml.safe_dump({**profile, "retry": {"times": 0, "minutes_between_retries": 0}}))
+    return out
+
+
+def logs(result: FlowResult) -> str:
+    """Everything a finished run printed."""
+    return result.stdout + result.stderr

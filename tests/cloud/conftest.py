@@ -118,18 +118,22 @@ def aws_env(s3_endpoint: str, aws_bucket: str, root: Path) -> dict[str, str]:
 
 
 @pytest.fixture(scope="session")
-def deploy_jobs(aws_env: dict[str, str], root: Path) -> dict[tuple[str, str], subprocess.Popen]:
+def deploy_jobs(aws_env: dict[str, str], root: Path,
+                tmp_path_factory: pytest.TempPathFactory) -> dict[tuple[str, str], subprocess.Popen]:
     """Every deployment command of tests/cloud, started at once in the background: {(kind, flow file): process}.
 
     ``step-functions create --only-json`` (aws profile) and ``argo-workflows create --only-json`` (kubernetes profile)
     per flow, ``package list``, and ``make deploy`` (a full ``step-functions create``). test_aws_runs.py requests
     this first, so the compiles overlap with its flow runs; test_deploy.py waits for them and asserts.
+    Each job stores its production token in a home of its own: Metaflow rewrites one JSON file per flow name
+    without a lock, so two concurrent deployments of one flow would read each other's half-written file.
     """
     env = {**os.environ, **aws_env, "METAFLOW_USER": "ci"}
     aws, k8s = root / "config" / "profiles" / "aws.yaml", root / "config" / "profiles" / "kubernetes.yaml"
 
     def start(*cmd: str) -> subprocess.Popen:
-        return subprocess.Popen(cmd, cwd=root, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        tokens = {"METAFLOW_TOKEN_HOME": str(tmp_path_factory.mktemp("tokens"))}
+        return subprocess.Popen(cmd, cwd=root, env={**env, **tokens}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
     py = sys.executable
     jobs = {("make-deploy", ""): start("make", "-o", "setup", "deploy", f"PY={py}",

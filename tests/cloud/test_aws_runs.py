@@ -26,6 +26,8 @@ from metaflow import Task
 from steps import score
 from support import FlowResult, run_flow
 
+pytestmark = pytest.mark.xdist_group("cloud")  # one local S3 server and one set of background deployments per session
+
 DVC = str(Path(sys.executable).with_name("dvc"))
 BRANCH = "awse2e"  # @project branch test.awse2e: its own champion and audit log
 DAY = "2026-03-01"

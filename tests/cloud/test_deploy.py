@@ -22,6 +22,8 @@ import yaml
 from steps.config import ProfileConfig, parse_profile
 from support import DEPLOY_FLOWS, MAKE_DEPLOYED, PACKAGE_LISTED
 
+pytestmark = pytest.mark.xdist_group("cloud")  # one local S3 server and one set of background deployments per session
+
 FLOWS = DEPLOY_FLOWS
 GPU_STEPS = {"TrainFlow": "train_candidate", "DistillFlow": "train_student"}  # heavy steps that must get a GPU
 OWN_SCHEDULE = {"ScoreFlow": "score.yaml", "MonitorFlow": "monitor.yaml"}  # @schedule from the flow's own config

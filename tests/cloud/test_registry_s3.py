@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import boto3
+import pytest
 
 from steps import registry as reg
+
+pytestmark = pytest.mark.xdist_group("cloud")  # one local S3 server and one set of background deployments per session
 
 
 def test_s3_audit_log_uses_one_object_per_event(s3_endpoint, bucket, monkeypatch):

@@ -4,9 +4,12 @@
 from __future__ import annotations
 
 import boto3
+import pytest
 
 from steps import retrain
 from steps.config import RetrainConfig
+
+pytestmark = pytest.mark.xdist_group("cloud")  # one local S3 server and one set of background deployments per session
 
 
 def test_the_deployer_launcher_starts_the_deployed_trainflow(deploy_jobs, aws_env, s3_endpoint, monkeypatch) -> None:

@@ -10,6 +10,8 @@ import pytest
 from steps import data, synth
 from steps.config import DatasetConfig, load_file
 
+pytestmark = pytest.mark.xdist_group("cloud")  # one local S3 server and one set of background deployments per session
+
 
 @pytest.fixture(scope="module")
 def spec(config_paths) -> DatasetConfig:

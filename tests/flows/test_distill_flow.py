@@ -13,6 +13,8 @@ from steps import models, registry
 from steps.registry import Registry
 from support import GATES_BRANCH, card_text, run_flow
 
+pytestmark = pytest.mark.xdist_group("gates")  # gates_scenario's six TrainFlow runs are made once, on one worker
+
 BRANCH = f"test.{GATES_BRANCH}"
 STUDENTS = [
     {"name": "lgbm_small", "type": "lightgbm", "params": {"n_estimators": 30, "num_leaves": 7}},

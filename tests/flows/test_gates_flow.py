@@ -14,6 +14,8 @@ import pytest
 from support import GATES_BRANCH as BRANCH
 from steps.registry import Registry
 
+pytestmark = pytest.mark.xdist_group("gates")  # gates_scenario's six TrainFlow runs are made once, on one worker
+
 
 @pytest.fixture(scope="module")
 def scenario(gates_scenario):

@@ -15,6 +15,8 @@ from support import GATES_BRANCH
 from steps import inspect
 from steps.registry import RegistryError
 
+pytestmark = pytest.mark.xdist_group("gates")  # gates_scenario's six TrainFlow runs are made once, on one worker
+
 BRANCH = f"test.{GATES_BRANCH}"
 SIGNIFICANCE = "champion/significantly_better[roc_auc]"
 

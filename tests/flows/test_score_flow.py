@@ -2,7 +2,8 @@
 
 The main run plants everything at once (five invalid rows, a shard killed mid-write on its first attempt, a spot
 termination notice for another shard's first attempt), so one run proves retries, quarantine and exactly-once
-output; the other runs cover rerun, resume, the quarantine gate, bad input, the champion, top-k, shadow and ONNX.
+output; the other runs cover rerun, resume, the quarantine gate and bad input (the champion, top-k, shadow and ONNX
+runs, on the gates branch, are in test_score_on_gates_branch.py).
 """
 
 from __future__ import annotations
@@ -19,11 +20,11 @@ import pytest
 import yaml
 from metaflow import Runner
 
-from support import FlowResult, run_flow
-from steps import models, registry, score
+from support import FlowResult, logs, run_flow, score_configs as configs_for
+from steps import models, score
 from steps.config import DatasetConfig, load_file
 
-D_MAIN, D_RESUME, D_BAD, D_EMPTY, D_GATES = "2026-01-05", "2026-01-06", "2026-01-07", "2026-01-08", "2026-01-09"
+D_MAIN, D_RESUME, D_BAD, D_EMPTY = "2026-01-05", "2026-01-06", "2026-01-07", "2026-01-08"
 PLANTED = {5: ("amount", -3.0), 2100: ("amount", -1.0), 4100: ("hour", 31), 7: ("channel", "carrier_pigeon"),
            9: ("amount", None)}  # row position -> (column, value): five invalid rows across the three shards
 
@@ -51,29 +52,10 @@ def tainted(tiny_data: Path, scratch: Path) -> Path:
     return path
 
 
-def configs_for(config_paths: dict[str, Path], directory: Path, name: str, retry: bool = True,
-                **score_config: Any) -> dict[str, Path]:
-    """dataset/gates/profile configs plus a score config with small shards; ``retry=False`` fails fast."""
-    path = directory / f"score-{name}.yaml"
-    path.write_text(yaml.safe_dump({"shard_rows": 2000, "batch_rows": 500, "max_quarantine_rate": 0.01,
-                                    **score_config}))
-    out = {"dataset": config_paths["dataset"], "gates": config_paths["gates"], "profile": config_paths["profile"],
-           "score": path}
-    if not retry:
-        profile = yaml.safe_load(config_paths["profile"].read_text())
-        out["profile"] = directory / "profile-no-retry.yaml"
-        out["profile"].write_text(yaml.safe_dump({**profile, "retry": {"times": 0, "minutes_between_retries": 0}}))
-    return out
-
-
 def score_flow(root: Path, workspace: Path, configs: dict[str, Path], branch: str | None = None,
                **params: Any) -> FlowResult:
     """One ScoreFlow run."""
     return run_flow(root, workspace, "score_flow.py", configs, branch=branch, **params)
-
-
-def logs(result: FlowResult) -> str:
-    return result.stdout + result.stderr
 
 
 def shard_tasks(run) -> dict[int, Any]:
@@ -261,50 +243,6 @@ def test_an_empty_input_gives_an_empty_partition(root, workspace, config_paths, 
     assert [p["rows"] for p in manifest["parts"]] == [0]
     table = score.read_partition(str(output), D_EMPTY, verify=True)
     assert table.num_rows == 0 and "score" in table.column_names
-
-
-# --------------------------------------------------------------------------------------------------- gates branch
-def test_champion_with_top_k_contributions_and_a_shadow(root, workspace, config_paths, scratch, tiny_data,
-                                                       gates_scenario):
-    champion = registry.Registry("TrainFlow", "test.gates", "tabular_mlops").champion()
-    shadow = gates_scenario["weak"]
-    output = scratch / "out-champion"
-    result = score_flow(root, workspace, configs_for(config_paths, scratch, "champion", top_k=3), branch="gates",
-                        input=str(tiny_data), output=str(output), date=D_GATES, shadow_run=shadow.id)
-    assert result.status == "successful", logs(result)[-4000:]
-    run = result.run
-    assert run.data.model_run_used == champion.pathspec
-    assert run.data.model_fingerprint == champion.data.model_fingerprint
-    table = score.read_partition(str(output), D_GATES, verify=True).to_pandas()
-    assert len(table) == 6000
-    names = set(run.data.feature_names)
-    for i in (1, 2, 3):
-        assert set(table[f"top{i}_feature"]) <= names
-    assert (table["top1_contribution"].abs() >= table["top3_contribution"].abs()).all()
-    agree = float((table["decision"] == table["shadow_decision"]).mean())
-    report = run.data.shadow_report
-    assert report["run"] == shadow.pathspec and report["rows"] == 6000
-    assert report["agreement_rate"] == pytest.approx(agree)
-    assert report["mean_abs_diff"] == pytest.approx(float((table["score"] - table["shadow_score"]).abs().mean()))
-    assert "shadow " + shadow.pathspec in logs(result)
-
-
-def test_onnx_runtime_matches_native_on_the_same_partition(root, workspace, config_paths, scratch, tiny_data,
-                                                           gates_scenario, spec):
-    good = gates_scenario["good"]
-    output = scratch / "out-onnx"
-    result = score_flow(root, workspace, configs_for(config_paths, scratch, "onnx", runtime="onnx"),
-                        branch="gates", input=str(tiny_data), output=str(output), date=D_GATES, model_run=good.id)
-    assert result.status == "successful", logs(result)[-4000:]
-    parity = result.run.data.onnx_parity
-    assert parity["rows"] == 2000 and parity["max_abs_diff"] < 1e-4 and parity["decision_flips"] == 0
-    onnx_rows = score.read_partition(str(output), D_GATES, verify=True).to_pandas()
-    frame = pd.read_parquet(tiny_data).set_index("transaction_id").loc[onnx_rows["transaction_id"]].reset_index()
-    pipeline = models.deserialize(good.data.model_blob, good.data.model_fingerprint)
-    native = models.predict_proba(pipeline, frame, spec)
-    assert len(onnx_rows) == 6000
-    assert np.abs(onnx_rows["score"].to_numpy() - native).max() < 1e-4
-    assert ((onnx_rows["score"] >= 0.3) == (native >= 0.3)).all()
 
 
 # --------------------------------------------------------------------------------------------------- deployment

@@ -18,6 +18,8 @@ from nbclient import NotebookClient
 
 from test_notebooks import body_rows, data, kernel_dir, text  # noqa: F401  (kernel_dir: the shared kernelspec)
 
+pytestmark = pytest.mark.xdist_group("gates")  # gates_scenario's six TrainFlow runs are made once, on one worker
+
 ROOT = Path(__file__).resolve().parents[2]
 NOTEBOOK = ROOT / "notebooks" / "02-compare-champion-challenger.ipynb"
 BRANCH = "test.gates"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from sklearn.metrics import roc_auc_score
+from sklearn.metrics import brier_score_loss, log_loss, roc_auc_score
 
 from steps import stats
 
@@ -115,3 +115,39 @@ def test_calibration_error_is_small_for_calibrated_scores_and_large_for_shifted_
     y = (rng.uniform(size=p.size) < p).astype(int)
     assert stats.calibration_error(y, p) < 0.01
     assert stats.calibration_error(y, np.clip(p + 0.2, 0, 1)) > 0.15
+
+
+SKLEARN = {
+    "roc_auc": roc_auc_score,
+    "log_loss": lambda y, p: log_loss(y, np.clip(p, 1e-15, 1 - 1e-15), labels=[0, 1]),
+    "brier": brier_score_loss,
+}
+
+
+@pytest.mark.parametrize("name", sorted(SKLEARN))
+def test_rowwise_metrics_equal_sklearn_row_by_row(name):
+    rng = np.random.default_rng(3)
+    y = (rng.uniform(size=(5, 400)) < 0.1).astype(int)
+    p = np.round(np.clip(rng.normal(0.2, 0.15, size=y.shape) + 0.3 * y, 0, 1), 2)  # rounded: many ties
+    fn = stats.metric_functions()[name]
+    rows = fn(y, p, axis=-1)
+    assert rows.shape == (5,)
+    assert rows == pytest.approx([SKLEARN[name](y[i], p[i]) for i in range(5)], abs=1e-12)
+    assert fn(y[0], p[0]) == pytest.approx(SKLEARN[name](y[0], p[0]), abs=1e-12)
+
+
+def test_rowwise_auc_is_nan_for_a_resample_with_one_class():
+    y = np.array([[0, 0, 0, 0], [0, 1, 0, 1], [1, 1, 1, 1]])
+    p = np.array([[0.1, 0.2, 0.3, 0.4]] * 3)
+    auc = stats.roc_auc(y, p)
+    assert np.isnan(auc[0]) and np.isnan(auc[2]) and auc[1] == pytest.approx(0.75)  # 3 of 4 pairs ordered
+
+
+@pytest.mark.parametrize("name", sorted(SKLEARN))
+def test_vectorized_bootstrap_equals_the_one_resample_at_a_time_bootstrap(name):
+    y, s = _scores(2000, 1.0, 9)
+    p = 1 / (1 + np.exp(-(s - 3)))
+    fn = stats.metric_functions()[name]
+    fast = stats.bootstrap_ci(y, p, fn, samples=150, seed=4)
+    slow = stats.bootstrap_ci(y, p, lambda yy, pp: fn(yy, pp), samples=150, seed=4)  # a plain callable: not rowwise
+    assert (fast.low, fast.high) == pytest.approx((slow.low, slow.high), abs=1e-12)
