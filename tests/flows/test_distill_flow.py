@@ -38,6 +38,10 @@ def distill_runs(root, workspace, config_paths, gates_scenario, tmp_path_factory
     # ~25 positives per age band on this hold-out: the equalized-odds TPR gap of any model is mostly noise here;
     # the teacher-vs-student comparison (champion/not_less_fair) still gates a widening.
     gates["fairness"]["equalized_odds_difference"] = {"max": 0.45}
+    # The 60-tree teacher and a 30-tree student both score one row in ~6 ms natively: the teacher-vs-student
+    # latency comparison (champion/not_slower) is a coin toss at this size, above all with another xdist worker
+    # busy. A student that is really slower is the gates tests' planted `slow` run; here the mechanics are tested.
+    gates["champion"] = {**gates.get("champion", {}), "latency_tolerance": 3.0}
     (directory / "gates.yaml").write_text(yaml.safe_dump(gates))
     runs = {}
     for name, cfg in (("passing", PASSING), ("failing", FAILING)):
