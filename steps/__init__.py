@@ -22,11 +22,9 @@ METAFLOW_PACKAGE_POLICY = "include"
 def __getattr__(name: str) -> ModuleType:
     """Return submodule ``steps.<name>``, loaded lazily (its code runs when one of its attributes is first used)."""
     fullname = f"{__name__}.{name}"
-    if name.startswith("__") or fullname in sys.modules:
-        if fullname in sys.modules:
-            return sys.modules[fullname]
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    spec = importlib.util.find_spec(fullname)
+    if fullname in sys.modules:
+        return sys.modules[fullname]
+    spec = None if name.startswith("__") else importlib.util.find_spec(fullname)
     if spec is None or spec.loader is None:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
     spec.loader = importlib.util.LazyLoader(spec.loader)

@@ -137,6 +137,12 @@ def score_configs(config_paths: dict[str, Path], directory: Path, name: str, ret
     return out
 
 
+def score_flow(root: Path, workspace: Path, configs: dict[str, Path], branch: str | None = None,
+               **params: Any) -> FlowResult:
+    """One ScoreFlow run."""
+    return run_flow(root, workspace, "score_flow.py", configs, branch=branch, **params)
+
+
 def logs(result: FlowResult) -> str:
     """Everything a finished run printed."""
     return result.stdout + result.stderr

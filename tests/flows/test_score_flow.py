@@ -20,7 +20,7 @@ import pytest
 import yaml
 from metaflow import Runner
 
-from support import FlowResult, logs, run_flow, score_configs as configs_for
+from support import FlowResult, logs, score_configs as configs_for, score_flow
 from steps import models, score
 from steps.config import DatasetConfig, load_file
 
@@ -50,12 +50,6 @@ def tainted(tiny_data: Path, scratch: Path) -> Path:
     path.parent.mkdir()
     frame.to_parquet(path, row_group_size=2000, index=False)
     return path
-
-
-def score_flow(root: Path, workspace: Path, configs: dict[str, Path], branch: str | None = None,
-               **params: Any) -> FlowResult:
-    """One ScoreFlow run."""
-    return run_flow(root, workspace, "score_flow.py", configs, branch=branch, **params)
 
 
 def shard_tasks(run) -> dict[int, Any]:

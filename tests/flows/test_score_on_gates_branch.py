@@ -4,7 +4,6 @@ contributions and a shadow model, and the ONNX runtime against the native pipeli
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -12,7 +11,7 @@ import pytest
 
 from steps import models, registry, score
 from steps.config import DatasetConfig, load_file
-from support import FlowResult, logs, run_flow, score_configs as configs_for
+from support import logs, score_configs as configs_for, score_flow
 
 pytestmark = pytest.mark.xdist_group("gates")  # gates_scenario's runs are made once, on one worker
 D_GATES = "2026-01-09"
@@ -26,12 +25,6 @@ def spec(config_paths) -> DatasetConfig:
 @pytest.fixture(scope="module")
 def scratch(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("score-gates")
-
-
-def score_flow(root: Path, workspace: Path, configs: dict[str, Path], branch: str | None = None,
-               **params: Any) -> FlowResult:
-    """One ScoreFlow run."""
-    return run_flow(root, workspace, "score_flow.py", configs, branch=branch, **params)
 
 
 def test_champion_with_top_k_contributions_and_a_shadow(root, workspace, config_paths, scratch, tiny_data,
