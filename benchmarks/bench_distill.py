@@ -21,25 +21,41 @@ FULL_ROWS, QUICK_ROWS = 200_000, 40_000
 P50_TARGET_US, AUC_TARGET, COST_TARGET = 10.0, 0.985, 0.10
 
 
-def runtime_floor_us(inputs: int, rows: int = 500) -> float:
-    """p50 microseconds of ``session.run`` on a graph that only copies its inputs (``inputs`` float [1, 1] tensors
-    into one Concat): what ONNX Runtime costs per call on this machine before any model work."""
+def runtime_floor_us(inputs: list[tuple[str, int, int]], rows: int = 500) -> float:
+    """p50 microseconds of ``session.run`` on a graph that only copies its inputs (``(name, TensorProto type,
+    width)`` each, one row): what ONNX Runtime costs per call on this machine before any model work."""
     import numpy as np
     import onnxruntime as ort
     from onnx import TensorProto, helper
 
-    names = [f"x{i}" for i in range(inputs)]
-    graph = helper.make_graph([helper.make_node("Concat", names, ["y"], axis=1)], "floor",
-                              [helper.make_tensor_value_info(n, TensorProto.FLOAT, [None, 1]) for n in names],
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [None, inputs])])
+    from steps.distill import single_row_us
+
+    graph = helper.make_graph(
+        [helper.make_node("Identity", [name], [f"{name}_out"]) for name, _, _ in inputs], "floor",
+        [helper.make_tensor_value_info(name, kind, [None, width]) for name, kind, width in inputs],
+        [helper.make_tensor_value_info(f"{name}_out", kind, [None, width]) for name, kind, width in inputs])
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 15)])
     options = ort.SessionOptions()
     options.intra_op_num_threads = 1
     session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
-    feed = {n: np.zeros((1, 1), dtype=np.float32) for n in names}
-    from steps.distill import single_row_us
+    feed = {name: (np.full((1, width), "a", dtype=object) if kind == TensorProto.STRING
+                   else np.zeros((1, width), dtype=np.float32)) for name, kind, width in inputs}
+    fetch = [f"{inputs[0][0]}_out"]
+    return single_row_us(lambda f: session.run(fetch, f), [feed] * rows)["p50_us"]
 
-    return single_row_us(lambda f: session.run(["y"], f), [feed] * rows)["p50_us"]
+
+def floors_us(spec) -> dict[str, float]:
+    """ONNX Runtime's floor for one float input, for the packed inputs of the convention, and for one input per
+    raw column (the convention before)."""
+    from onnx import TensorProto
+
+    from steps import export
+
+    f, s = TensorProto.FLOAT, TensorProto.STRING
+    packed = [(export.NUMERIC_INPUT, f, len(spec.numeric)), (export.CATEGORICAL_INPUT, s, len(spec.categorical))]
+    per_column = [(c, f, 1) for c in spec.numeric] + [(c, s, 1) for c in spec.categorical]
+    return {"one": runtime_floor_us([("x", f, 1)]), "packed": runtime_floor_us(packed),
+            "per_column": runtime_floor_us(per_column)}
 
 
 def run(quick: bool = False) -> Report:
@@ -98,7 +114,7 @@ def run(quick: bool = False) -> Report:
     best_auc = max(students, key=lambda r: r["auc"])
     onnx_p50 = {r["name"]: r["runtimes"]["onnx"]["p50_us"] for r in students}
     p50_ok = min(onnx_p50.values()) <= P50_TARGET_US
-    floor_1, floor_20 = runtime_floor_us(1), runtime_floor_us(len(spec.features))
+    floor = floors_us(spec)
     quant = [{"student": r["name"], "float_kib": round(r["quantization"]["size_bytes"] / 1024, 1),
               "int8_kib": round(r["quantization"]["quantized_size_bytes"] / 1024, 1),
               "changed": r["quantization"]["changed"], "new_ops": ",".join(r["quantization"]["new_ops"]) or "-",
@@ -117,12 +133,12 @@ def run(quick: bool = False) -> Report:
             f"(ONNX)': {'met by ' + chosen if chosen else 'NOT met'}; best AUC ratio {best_auc['auc_ratio']:.4f} "
             f"({best_auc['name']}, cost ratio {best_auc['cost_ratio']:.3f}).",
             f"Target 'ONNX student single-row p50 <= {P50_TARGET_US:g} us': {'met' if p50_ok else 'NOT met'} "
-            f"(best {min(onnx_p50.values()):.1f} us). ONNX Runtime's own floor on this machine: {floor_1:.1f} us p50 "
-            f"for a graph that only copies one input, {floor_20:.1f} us with one input per raw column "
-            f"({len(spec.features)}); so the graphs take the columns packed into two inputs (numeric float32, "
-            "categorical string) and the numeric columns are never split apart and concatenated back. What remains "
-            "above the floor is the model's nodes, above all the per-column string encoders (one OneHotEncoder or "
-            "LabelEncoder per categorical).",
+            f"(best {min(onnx_p50.values()):.1f} us). ONNX Runtime's own floor on this machine, for graphs that only "
+            f"copy their inputs: {floor['one']:.1f} us p50 with one float input, {floor['packed']:.1f} us with the "
+            f"two packed inputs of the convention (numeric float32, categorical string), {floor['per_column']:.1f} us "
+            f"with one input per raw column ({len(spec.features)}, the convention before). What remains above the "
+            "floor is the model's nodes, above all one string encoder (OneHotEncoder or LabelEncoder) per "
+            "categorical column.",
             "Latency and rows/s: one thread (threadpoolctl + ORT intra_op_num_threads=1). ONNX numbers time "
             "session.run on inputs already built (OnnxScorer.feed: the categorical cleaning, identical for every "
             "model, is excluded); native numbers time Pipeline.predict_proba on a DataFrame (pandas overhead "

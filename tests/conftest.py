@@ -41,7 +41,7 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     Ungrouped, modules split across workers and every worker makes the session's flow runs again: the suite
     still passes, in twice the time.
     """
-    if session.config.getvalue("loadgroup") and session.items and "@" not in session.items[0].nodeid:
+    if getattr(session.config.option, "loadgroup", False) and session.items and "@" not in session.items[0].nodeid:
         raise pytest.UsageError("pytest-xdist's --dist loadgroup left the test ids without their @group suffix "
                                 "(pytest and pytest-xdist versions that do not fit together?)")
 

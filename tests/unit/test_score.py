@@ -327,6 +327,35 @@ def test_onnx_export_matches_the_native_lightgbm(lgbm, raw_frame, dataset_spec):
     np.testing.assert_array_equal(scorer.predict(as_categories), scorer.predict(frame))
 
 
+def test_onnx_graph_takes_two_packed_inputs_and_never_splits_the_numbers_apart(lgbm, raw_frame, dataset_spec):
+    import onnx
+
+    pipeline, _ = lgbm
+    blob = export.to_onnx(pipeline, dataset_spec)
+    model = onnx.load_from_string(blob)
+    inputs = {i.name: [d.dim_value for d in i.type.tensor_type.shape.dim] for i in model.graph.input}
+    assert inputs == {export.NUMERIC_INPUT: [0, len(dataset_spec.numeric)],
+                      export.CATEGORICAL_INPUT: [0, len(dataset_spec.categorical)]}
+    meta = {p.key: json.loads(p.value) for p in model.metadata_props}
+    assert meta == {"numeric_columns": list(dataset_spec.numeric),
+                    "categorical_columns": list(dataset_spec.categorical)}
+    unpacks = [n for n in model.graph.node if n.op_type == "Split"]
+    assert [list(n.input) for n in unpacks] == [[export.CATEGORICAL_INPUT]]  # numbers are read packed
+    frame = raw_frame.iloc[:300]
+    np.testing.assert_allclose(export.OnnxScorer(blob).predict(frame),
+                               models.predict_proba(pipeline, frame, dataset_spec), atol=1e-5)
+
+
+def test_onnx_scorer_still_reads_graphs_with_one_input_per_column(lgbm, raw_frame, dataset_spec, monkeypatch):
+    pipeline, _ = lgbm
+    packed = export.OnnxScorer(export.to_onnx(pipeline, dataset_spec))
+    monkeypatch.setattr(export, "pack_inputs", lambda model, spec: model)  # the convention before packing
+    per_column = export.OnnxScorer(export.to_onnx(pipeline, dataset_spec))
+    assert len(per_column.session.get_inputs()) == len(dataset_spec.features) and not per_column.packed
+    frame = raw_frame.iloc[:300]
+    np.testing.assert_allclose(per_column.predict(frame), packed.predict(frame), atol=1e-6)
+
+
 def test_onnx_export_refuses_what_it_cannot_convert(fitted, dataset_spec):
     with pytest.raises(export.ExportError, match="HistGradientBoostingClassifier"):
         export.to_onnx(fitted["hist_gradient_boosting"], dataset_spec)
