@@ -18,6 +18,12 @@ MISSING_DAY = "2026-01-09"  # never scored: the drift run's window ends on it
 
 
 @pytest.fixture(scope="session")
+def spec(config_paths) -> DatasetConfig:
+    """The default dataset config, parsed."""
+    return load_file(DatasetConfig, config_paths["dataset"])
+
+
+@pytest.fixture(scope="session")
 def production(root: Path, workspace: Path, train_run, tmp_path_factory) -> dict[str, Path]:
     """Eight generated days (drift from day 7) with labels, scored in process by ``train_run``, the champion."""
     out = tmp_path_factory.mktemp("production")

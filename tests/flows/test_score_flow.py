@@ -22,7 +22,6 @@ from metaflow import Runner
 
 from support import FlowResult, logs, score_configs as configs_for, score_flow
 from steps import models, score
-from steps.config import DatasetConfig, load_file
 
 D_MAIN, D_RESUME, D_BAD, D_EMPTY = "2026-01-05", "2026-01-06", "2026-01-07", "2026-01-08"
 PLANTED = {5: ("amount", -3.0), 2100: ("amount", -1.0), 4100: ("hour", 31), 7: ("channel", "carrier_pigeon"),
@@ -30,11 +29,6 @@ PLANTED = {5: ("amount", -3.0), 2100: ("amount", -1.0), 4100: ("hour", 31), 7: (
 
 
 # --------------------------------------------------------------------------------------------------- helpers
-@pytest.fixture(scope="module")
-def spec(config_paths) -> DatasetConfig:
-    return load_file(DatasetConfig, config_paths["dataset"])
-
-
 @pytest.fixture(scope="module")
 def scratch(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("score")

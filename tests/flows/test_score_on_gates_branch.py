@@ -10,16 +10,10 @@ import pandas as pd
 import pytest
 
 from steps import models, registry, score
-from steps.config import DatasetConfig, load_file
 from support import logs, score_configs as configs_for, score_flow
 
 pytestmark = pytest.mark.xdist_group("gates")  # gates_scenario's runs are made once, on one worker
 D_GATES = "2026-01-09"
-
-
-@pytest.fixture(scope="module")
-def spec(config_paths) -> DatasetConfig:
-    return load_file(DatasetConfig, config_paths["dataset"])
 
 
 @pytest.fixture(scope="module")
