@@ -6,7 +6,7 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 DVC := $(VENV)/bin/dvc
-STAMP := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt | sha256sum | cut -c1-12)
+STAMP := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt pyproject.toml | sha256sum | cut -c1-12)
 OUT := out
 # The demo's generated production days: five stable ones, then a drifted one.
 DEMO_FIRST := 2026-01-01
@@ -27,15 +27,16 @@ help: ## List the targets
 
 setup: $(STAMP) ## Create .venv and install the pinned dependencies (once per requirements change)
 
-$(STAMP): requirements.txt requirements-dev.txt
+$(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -r requirements-dev.txt
+	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e .
 	$(PY) -m pip check
 	rm -f $(VENV)/.installed-* && touch $@
 
 data: setup ## Generate the sample data under data/ (byte-identical to data.dvc), cache it and push it to the DVC remote
-	$(PY) -m steps.synth --out data/transactions.parquet
+	$(PY) -m steps.data.synth --out data/transactions.parquet
 	$(DVC) commit --force --quiet data.dvc
 	@git diff --quiet -- data.dvc || { echo "data/ no longer matches data.dvc (generator or pinned pyarrow changed): review and commit data.dvc"; exit 1; }
 	$(DVC) status data.dvc
@@ -48,17 +49,17 @@ demo: data ## The whole lifecycle on the sample data: train, gates, distill, sco
 	$(PY) flows/train_flow.py run
 	$(PY) -m steps.registry show
 	$(PY) flows/distill_flow.py run
-	$(PY) -m steps.scenario --out $(OUT)/scenario --first-day $(DEMO_FIRST) --days 6 --covariate-drift-day $(DEMO_LAST) \
+	$(PY) -m steps.ops.scenario --out $(OUT)/scenario --first-day $(DEMO_FIRST) --days 6 --covariate-drift-day $(DEMO_LAST) \
 		--concept-drift-day $(DEMO_LAST) --backfill 5 --predictions $(OUT)/predictions
 	$(PY) flows/score_flow.py run --input $(OUT)/scenario/incoming/dt=$(DEMO_LAST) --date $(DEMO_LAST)
 	$(PY) flows/monitor_flow.py run --date $(DEMO_LAST) --days 6 --labels $(OUT)/scenario/labels \
 		--retrain-data $(OUT)/scenario/labelled.parquet
-	@run=$$($(PY) -m steps.report --retrained-run) && \
+	@run=$$($(PY) -m steps.reporting.report --retrained-run) && \
 	if $(PY) -m steps.registry show | grep -q "^champion: *$$run "; then echo "retrained run $$run passed its gates"; \
 	else $(PY) -m steps.registry promote $$run --force --reason "demo: a hasty manual promotion of the retrained model"; fi
 	$(PY) -m steps.registry rollback --reason "demo: one command undoes it"
 	$(PY) -m steps.registry history
-	$(PY) -m steps.report --out $(OUT)
+	$(PY) -m steps.reporting.report --out $(OUT)
 
 monitor: setup ## Judge today's scored partition for drift and late-label performance; alert; retrain when due
 	$(PY) flows/monitor_flow.py run
@@ -69,12 +70,13 @@ distill: setup ## Distil the champion into small ONNX students (DistillFlow)
 score: setup ## Score data/transactions.parquet with the champion into out/predictions/dt=<today>/ (ScoreFlow)
 	$(PY) flows/score_flow.py run
 
-test: setup ## Lint, then run every test (unit, flows, cloud, notebooks) on TEST_WORKERS xdist workers
-	$(VENV)/bin/ruff check --select F,E9 steps flows tests benchmarks
+test: lint ## Lint, then run every test (unit, flows, cloud, notebooks) on TEST_WORKERS xdist workers
 	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadgroup
 
-lint: setup ## Lint with ruff (pyflakes and syntax errors)
-	$(VENV)/bin/ruff check --select F,E9 steps flows tests benchmarks
+lint: setup ## ruff (pyflakes, pycodestyle, isort, pyupgrade, bugbear), import layers (import-linter), mypy
+	$(VENV)/bin/ruff check steps flows tests benchmarks
+	$(VENV)/bin/lint-imports
+	$(VENV)/bin/mypy
 
 test-fast: setup ## Run the unit tests only
 	$(PY) -m pytest tests/unit
@@ -90,7 +92,7 @@ DEPLOY_FLOWS ?= $(sort $(wildcard flows/*_flow.py))
 DEPLOY_OPTS ?= --production
 
 deploy: setup ## Check the AWS settings, then `step-functions create` every flow with the aws profile
-	$(PY) -m steps.deploy check --target step-functions --profile $(DEPLOY_PROFILE)
+	$(PY) -m steps.ops.deploy check --target step-functions --profile $(DEPLOY_PROFILE)
 	@for flow in $(DEPLOY_FLOWS); do \
 		echo "step-functions create $$flow"; \
 		$(PY) $$flow --config profile $(DEPLOY_PROFILE) $(DEPLOY_OPTS) step-functions create || exit 1; \

@@ -12,6 +12,12 @@ import logging
 import time
 
 from benchmarks import ROOT, Report
+from steps.data.contract import validate
+from steps.data.split import temporal_split
+from steps.distill.onnx import quantize, to_onnx
+from steps.distill.selection import candidate_row, evaluate_model, measure_runtimes, select
+from steps.distill.students import build_student, fit_student, teacher_logits, transfer_set
+from steps.modeling.onnx import CATEGORICAL_INPUT, NUMERIC_INPUT
 
 logger = logging.getLogger(__name__)
 
@@ -27,8 +33,9 @@ def runtime_floor_us(inputs: list[tuple[str, int, int]], rows: int = 500) -> flo
     import numpy as np
     import onnxruntime as ort
     from onnx import TensorProto, helper
+    from threadpoolctl import threadpool_limits
 
-    from steps.distill import single_row_us
+    from steps.core.timing import call_seconds, percentiles
 
     graph = helper.make_graph(
         [helper.make_node("Identity", [name], [f"{name}_out"]) for name, _, _ in inputs], "floor",
@@ -41,7 +48,8 @@ def runtime_floor_us(inputs: list[tuple[str, int, int]], rows: int = 500) -> flo
     feed = {name: (np.full((1, width), "a", dtype=object) if kind == TensorProto.STRING
                    else np.zeros((1, width), dtype=np.float32)) for name, kind, width in inputs}
     fetch = [f"{inputs[0][0]}_out"]
-    return single_row_us(lambda f: session.run(fetch, f), [feed] * rows)["p50_us"]
+    with threadpool_limits(limits=1):
+        return percentiles(call_seconds(lambda f: session.run(fetch, f), [feed] * rows), 1e6, "us")["p50_us"]
 
 
 def floors_us(spec) -> dict[str, float]:
@@ -49,10 +57,9 @@ def floors_us(spec) -> dict[str, float]:
     raw column (the convention before)."""
     from onnx import TensorProto
 
-    from steps import export
 
     f, s = TensorProto.FLOAT, TensorProto.STRING
-    packed = [(export.NUMERIC_INPUT, f, len(spec.numeric)), (export.CATEGORICAL_INPUT, s, len(spec.categorical))]
+    packed = [(NUMERIC_INPUT, f, len(spec.numeric)), (CATEGORICAL_INPUT, s, len(spec.categorical))]
     per_column = [(c, f, 1) for c in spec.numeric] + [(c, s, 1) for c in spec.categorical]
     return {"one": runtime_floor_us([("x", f, 1)]), "packed": runtime_floor_us(packed),
             "per_column": runtime_floor_us(per_column)}
@@ -60,36 +67,37 @@ def floors_us(spec) -> dict[str, float]:
 
 def run(quick: bool = False) -> Report:
     """Train the teacher and the students on synthetic data, export, quantize, measure."""
-    from steps import data, distill, models, synth
     from steps.config import CandidateConfig, DatasetConfig, DistillConfig, SplitConfig, load_file
+    from steps.data import synth
+    from steps.modeling import models
 
     spec = load_file(DatasetConfig, ROOT / "config" / "dataset.yaml")
     cfg = load_file(DistillConfig, ROOT / "config" / "distill.yaml")
     rows = QUICK_ROWS if quick else FULL_ROWS
-    frame = data.validate(synth.generate(synth.SynthSpec(rows=rows, seed=7)), spec, "synth")
-    parts = data.temporal_split(frame, spec, SplitConfig(validation_fraction=0.15, holdout_fraction=0.15))
+    frame = validate(synth.generate(synth.SynthSpec(rows=rows, seed=7)), spec, "synth")
+    parts = temporal_split(frame, spec, SplitConfig(validation_fraction=0.15, holdout_fraction=0.15))
     holdout = parts.holdout
     threshold = 0.3
     start = time.perf_counter()
     teacher, _ = models.fit(models.build_pipeline(CandidateConfig(name="teacher", type="lightgbm", params=TEACHER),
                                                   spec, 1, 2), parts.train, spec, 2)
     teacher_fit = time.perf_counter() - start
-    transfer = distill.transfer_set(parts.train, spec, cfg)
-    target = distill.teacher_logits(teacher, transfer, spec, 2)
+    transfer = transfer_set(parts.train, spec, cfg)
+    target = teacher_logits(teacher, transfer, spec, 2)
     measure = dict(frame=holdout, spec=spec, batch_rows=min(cfg.cost_rows * 4, len(holdout)),
                    latency_rows=500 if not quick else 200)
-    t_onnx = distill.to_onnx(teacher, spec)
-    t_eval = distill.evaluate_model("teacher", "teacher", teacher, t_onnx, None, holdout, spec, cfg, threshold)
-    t_eval["runtimes"] = distill.measure_runtimes(teacher, t_onnx, None, **measure)
+    t_onnx = to_onnx(teacher, spec)
+    t_eval = evaluate_model("teacher", "teacher", teacher, t_onnx, None, holdout, spec, cfg, threshold)
+    t_eval["runtimes"] = measure_runtimes(teacher, t_onnx, None, **measure)
     evaluated = [("teacher (lightgbm 500)", t_eval, None, teacher_fit)]
     for student in cfg.students:
-        pipeline = distill.build_student(student, spec, cfg.seed, 1, cfg.device)
-        pipeline, info = distill.fit_student(pipeline, transfer, target, spec, 1)
-        onnx = distill.to_onnx(pipeline, spec)
-        quantized, qinfo = distill.quantize(onnx)
-        ev = distill.evaluate_model(student.name, student.type, pipeline, onnx, quantized, holdout, spec, cfg,
-                                    threshold)
-        ev["runtimes"] = distill.measure_runtimes(pipeline, onnx, quantized, **measure)
+        pipeline = build_student(student, spec, cfg.seed, 1, cfg.device)
+        pipeline, info = fit_student(pipeline, transfer, target, spec, 1)
+        onnx = to_onnx(pipeline, spec)
+        quantized, qinfo = quantize(onnx)
+        ev = evaluate_model(student.name, student.type, pipeline, onnx, quantized, holdout, spec, cfg,
+                            threshold)
+        ev["runtimes"] = measure_runtimes(pipeline, onnx, quantized, **measure)
         evaluated.append((f"{student.name} ({student.type})", ev, qinfo, info["fit_seconds"]))
 
     table, students = [], []
@@ -109,8 +117,8 @@ def run(quick: bool = False) -> Report:
                           "flips": par["decision_flips"] if par else "-",
                           "fit_s": round(fit_s, 2)})
         if ev["kind"] != "teacher":
-            students.append(distill.candidate_row(ev, t_eval, "onnx") | {"quantization": qinfo})
-    chosen, ranked = distill.select(students, AUC_TARGET, COST_TARGET)
+            students.append(candidate_row(ev, t_eval, "onnx") | {"quantization": qinfo})
+    chosen, ranked = select(students, AUC_TARGET, COST_TARGET)
     best_auc = max(students, key=lambda r: r["auc"])
     onnx_p50 = {r["name"]: r["runtimes"]["onnx"]["p50_us"] for r in students}
     p50_ok = min(onnx_p50.values()) <= P50_TARGET_US

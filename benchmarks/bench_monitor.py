@@ -2,8 +2,8 @@
 and concept drift, and the cost of measuring one period, without Metaflow.
 
 Follows ``tests/unit/test_monitor_scenario.py``: a LightGBM (60 trees, 15 leaves) trained in process on 2025 rows
-(``synth.SynthSpec(rows=30_000, seed=5)``, temporal split), its reference profile from ``monitor.build_reference`` on
-the hold-out; days written by ``steps.scenario``, scored with ``score.score_in_process`` (threshold 0.3), then
+(``synth.SynthSpec(rows=30_000, seed=5)``, temporal split), its reference profile from ``build_reference`` on
+the hold-out; days written by ``steps.scenario``, scored with ``score_in_process`` (threshold 0.3), then
 replayed one run per day as the daily schedule would: ``measure_period`` -> ``judge_periods`` against the history
 before it -> ``feedback_window`` / ``concept_signals`` -> ``alerts.evaluate`` with ``config/monitor.yaml``.
 Every label file is on disk before the replay (labels present from day one; production adds the label delay).
@@ -24,7 +24,13 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks import ROOT, Report, peak_mib
-from steps import scenario
+from steps.data.scenario import Scenario
+from steps.monitoring.baseline import judge_periods
+from steps.monitoring.drift import measure_period
+from steps.monitoring.feedback import read_labels
+from steps.monitoring.state import false_alarm_rate
+from steps.ops.scenario import replay, trained_setting, write_and_score
+from steps.scoring.partition import read_partition
 
 logger = logging.getLogger(__name__)
 
@@ -43,7 +49,6 @@ Run = tuple[list[dict[str, Any]], Path]  # each replayed day (signals, events, p
 # --------------------------------------------------------------------------------------------------- child side
 def child(profile_path: Path, predictions: str, day: str) -> dict[str, Any]:
     """Time ``measure_period`` of ``day`` in this process (best of ``REPEATS``), with the configured row limit."""
-    from steps import monitor
     from steps.config import DatasetConfig, MonitorConfig, load_file
 
     spec = load_file(DatasetConfig, ROOT / "config" / "dataset.yaml")
@@ -53,10 +58,10 @@ def child(profile_path: Path, predictions: str, day: str) -> dict[str, Any]:
     seconds, cpu_s = float("inf"), float("inf")
     for _ in range(REPEATS):
         start, cpu = time.perf_counter(), time.process_time()
-        raw = monitor.measure_period(day, predictions, profile, spec, cfg.max_rows_per_period, cfg.seed)
+        raw = measure_period(day, predictions, profile, spec, cfg.max_rows_per_period, cfg.seed)
         seconds, cpu_s = min(seconds, time.perf_counter() - start), min(cpu_s, time.process_time() - cpu)
     judge_start = time.perf_counter()
-    monitor.judge_periods([raw], [], cfg.drift, cfg.baseline)
+    judge_periods([raw], [], cfg.drift, cfg.baseline)
     return {"rows": raw["rows"], "measurements": len(raw["measurements"]), "seconds": seconds, "cpu_s": cpu_s,
             "judge_s": time.perf_counter() - judge_start, "rss_loaded_mib": loaded, "peak_rss_mib": peak_mib()}
 
@@ -66,8 +71,8 @@ def _simulate(setting: dict[str, Any], s: Any, work: Path) -> Run:
     """Write, score and replay one scenario in a fresh folder under ``work`` (returned second)."""
     out = Path(tempfile.mkdtemp(prefix="scenario-", dir=work))
     start = time.perf_counter()
-    scenario.write_and_score(setting, s, out)
-    days = scenario.replay(setting, s.dates(), out)
+    write_and_score(setting, s, out)
+    days = replay(setting, s.dates(), out)
     logger.info("seed %d: %d days replayed in %.1f s", s.seed, s.days, time.perf_counter() - start)
     return days, out
 
@@ -86,8 +91,8 @@ def _drifted(setting: dict[str, Any], base: Run, before: int, s: Any, work: Path
         for kind in ("pred", "labels"):
             shutil.copytree(base_out / kind / f"dt={day}", out / kind / f"dt={day}")
     rest = dataclasses.replace(s, first_day=s.dates()[before], days=s.days - before)
-    scenario.write_and_score(setting, rest, out)
-    days = scenario.replay(setting, rest.dates(), out, base_days[before - 1]["state"])
+    write_and_score(setting, rest, out)
+    days = replay(setting, rest.dates(), out, base_days[before - 1]["state"])
     logger.info("seed %d, covariate %s x%s, concept %s x%s: %d more days in %.1f s", s.seed, s.covariate_drift_day,
                 s.covariate_drift_strength, s.concept_drift_day, s.concept_drift_strength, rest.days,
                 time.perf_counter() - start)
@@ -119,15 +124,14 @@ def _breach_hit(signal: str) -> Any:
 
 def stable_rows(setting: dict[str, Any], work: Path, size: dict[str, Any]) -> tuple[list[dict[str, Any]], Run]:
     """False alarms per seed over ``stable_days`` undrifted days, a row over all seeds; and the first seed's run."""
-    from steps import monitor, scenario
 
     rows, every, runs = [], [], []
     for seed in size["seeds"]:
-        runs.append(_simulate(setting, scenario.Scenario(first_day=FIRST_DAY, days=size["stable_days"], seed=seed),
+        runs.append(_simulate(setting, Scenario(first_day=FIRST_DAY, days=size["stable_days"], seed=seed),
                               work))
         every += runs[-1][0]
-        rows.append(_stable_row(str(seed), runs[-1][0], monitor.false_alarm_rate(runs[-1][0])))
-    rows.append(_stable_row("all", every, monitor.false_alarm_rate(every)))
+        rows.append(_stable_row(str(seed), runs[-1][0], false_alarm_rate(runs[-1][0])))
+    rows.append(_stable_row("all", every, false_alarm_rate(every)))
     return rows, runs[0]
 
 
@@ -144,14 +148,13 @@ def _stable_row(seed: str, days: list[dict[str, Any]], rate: float) -> dict[str,
 
 def covariate_rows(setting: dict[str, Any], work: Path, size: dict[str, Any], base: Run) -> list[dict[str, Any]]:
     """Detection delays of covariate drift per strength, after ``covariate_before`` stable days."""
-    from steps import scenario
 
     before, after = size["covariate_before"], size["covariate_after"]
-    drift_day = scenario.Scenario(first_day=FIRST_DAY, days=before + 1).dates()[-1]
+    drift_day = Scenario(first_day=FIRST_DAY, days=before + 1).dates()[-1]
     rows = []
     for strength in size["covariate"]:
-        s = scenario.Scenario(first_day=FIRST_DAY, days=before + after, seed=size["seeds"][0],
-                              covariate_drift_day=drift_day, covariate_drift_strength=strength)
+        s = Scenario(first_day=FIRST_DAY, days=before + after, seed=size["seeds"][0],
+                     covariate_drift_day=drift_day, covariate_drift_strength=strength)
         days, _ = _drifted(setting, base, before, s, work)
         stable, drifted = days[:before], days[before:]
         first = next((d for d in drifted if _breach_hit("feature_drift")(d)), None)
@@ -170,11 +173,10 @@ def _pooled_auc(out: Path, setting: dict[str, Any], days: list[str]) -> float:
     import pandas as pd
     from sklearn.metrics import roc_auc_score
 
-    from steps import monitor, score
 
     spec, cfg = setting.spec, setting.monitor.feedback
-    labels = monitor.read_labels(str(out / "labels"), spec.id_column, cfg)
-    preds = pd.concat([score.read_partition(str(out / "pred"), d).select([spec.id_column, "score"]).to_pandas()
+    labels = read_labels(str(out / "labels"), spec.id_column, cfg)
+    preds = pd.concat([read_partition(str(out / "pred"), d).select([spec.id_column, "score"]).to_pandas()
                        for d in days], ignore_index=True)
     joined = preds.merge(labels[[spec.id_column, cfg.label_column]], on=spec.id_column)
     return float(roc_auc_score(joined[cfg.label_column].to_numpy(int), joined["score"].to_numpy(float)))
@@ -182,15 +184,14 @@ def _pooled_auc(out: Path, setting: dict[str, Any], days: list[str]) -> float:
 
 def concept_rows(setting: dict[str, Any], work: Path, size: dict[str, Any], base: Run) -> list[dict[str, Any]]:
     """Realized AUC and detection delay of concept drift per strength, after ``concept_before`` stable days."""
-    from steps import scenario
 
     before, after = size["concept_before"], size["concept_after"]
     reference = setting.profile["performance"]["roc_auc"]
-    drift_day = scenario.Scenario(first_day=FIRST_DAY, days=before + 1).dates()[-1]
+    drift_day = Scenario(first_day=FIRST_DAY, days=before + 1).dates()[-1]
     rows = []
     for strength in size["concept"]:
-        s = scenario.Scenario(first_day=FIRST_DAY, days=before + after, seed=size["seeds"][0],
-                              concept_drift_day=drift_day, concept_drift_strength=strength)
+        s = Scenario(first_day=FIRST_DAY, days=before + after, seed=size["seeds"][0],
+                     concept_drift_day=drift_day, concept_drift_strength=strength)
         days, out = _drifted(setting, base, before, s, work)
         dates, drifted = s.dates(), days[before:]
         daily = [p["roc_auc"] for p in days[-1]["performance"]
@@ -219,15 +220,14 @@ def _measure_cost(profile_path: Path, predictions: Path, day: str) -> dict[str, 
 
 def cost_rows(setting: dict[str, Any], work: Path, size: dict[str, Any]) -> list[dict[str, Any]]:
     """Seconds, rows/s and peak RSS of one ``measure_period`` per day size (one day each, fresh interpreter)."""
-    from steps import scenario
 
     profile_path = work / "profile.json"
     profile_path.write_text(json.dumps(setting.profile))
     rows = []
     for n in size["cost_rows"]:
-        s = scenario.Scenario(first_day=FIRST_DAY, days=1, rows_per_day=n)
+        s = Scenario(first_day=FIRST_DAY, days=1, rows_per_day=n)
         out = Path(tempfile.mkdtemp(prefix=f"cost-{n}-", dir=work))
-        scenario.write_and_score(setting, s, out)
+        write_and_score(setting, s, out)
         r = _measure_cost(profile_path, out / "pred", FIRST_DAY)
         logger.info("measure_period %d rows: %.2f s, peak %.0f MiB", n, r["seconds"], r["peak_rss_mib"])
         rows.append({"rows_per_day": n, "rows_measured": r["rows"], "measurements": r["measurements"],
@@ -247,14 +247,14 @@ def run(quick: bool = False) -> Report:
     try:
         with tempfile.TemporaryDirectory(prefix="bench-monitor-") as tmp:
             work = Path(tmp)
-            setting = scenario.trained_setting(ROOT / "config")
+            setting = trained_setting(ROOT / "config")
             stable, base = stable_rows(setting, work, size)
             tables = {"stable": stable, "covariate": covariate_rows(setting, work, size, base),
                       "concept": concept_rows(setting, work, size, base), "cost": cost_rows(setting, work, size)}
     finally:
         steps_logger.setLevel(level)
     b, c = size["covariate_before"], size["concept_before"]
-    return {"title": "Monitoring: false alarms, drift detection delay and cost (steps.monitor + steps.alerts)",
+    return {"title": "Monitoring: false alarms, drift detection delay and cost (steps.monitoring)",
             "tables": {f"stable: {len(size['seeds'])} seeds x {size['stable_days']} stable days, 2,000 rows/day":
                        tables["stable"],
                        f"covariate: {b} stable days, then up to {size['covariate_after']} drifted days (seed 101)":
@@ -298,7 +298,7 @@ def _notes(tables: dict[str, list[dict[str, Any]]], size: dict[str, Any]) -> lis
         "concept_signals, alerts.evaluate); most of it is the feedback's bootstrap AUC interval (200 resamples of "
         "sklearn roc_auc_score) computed once per newly labelled day.",
         "breach_share: share of days on which the signal breached (its threshold and the significance test); "
-        "false_alarm_rate is monitor.false_alarm_rate (feature_drift or prediction_drift); fired counts events of "
+        "false_alarm_rate is false_alarm_rate (feature_drift or prediction_drift); fired counts events of "
         "kind 'fired' per tier (info: drift_detected).",
         "Realized AUC: *_pooled over every labelled row of those days, daily_mean the mean of the monitor's per-day "
         "AUC; reference_auc is the profile's (2025 hold-out). drop_points = 100 x (reference - drifted pooled).",

@@ -1,4 +1,4 @@
-"""Batch scoring: the streamed shard scorer (``steps.score``, what a ScoreFlow shard runs) against raw predict on
+"""Batch scoring: the streamed shard scorer (``steps.scoring``, what a ScoreFlow shard runs) against raw predict on
 in-memory data and against the naive approach, for a heavy and a light model, with peak RSS.
 
 Models: full pipelines (preprocessing + LightGBM) trained on 200k generated rows; heavy (teacher class) 500 trees,
@@ -6,7 +6,7 @@ light (student class) 50 trees. Inputs: 1M and 10M generated rows (quick: 200k a
 Every measurement runs in a fresh interpreter (``python -m benchmarks.bench_score MODE ...`` prints one JSON line),
 so each has its own peak RSS; seconds exclude interpreter start-up, imports and model loading.
 
-* streamed: ``score.plan_run`` + ``score.score_shard`` over the whole file as one shard (validation, scoring,
+* streamed: ``plan_run`` + ``score_shard`` over the whole file as one shard (validation, scoring,
   atomic Parquet part), with the runtime named in the row; ``overlap_io`` on (read + validate on a second thread).
 * raw predict: the same runtime's ``predict`` on the first 500k rows already in a DataFrame (as pandas reads them,
   and with categoricals dictionary-decoded; the faster counts).
@@ -22,10 +22,15 @@ import subprocess
 import sys
 import tempfile
 import time
+from datetime import UTC
 from pathlib import Path
 from typing import Any
 
 from benchmarks import ROOT, Report, peak_mib
+from steps.modeling.onnx import to_onnx
+from steps.scoring.plan import plan_run
+from steps.scoring.runtime import build_scorer
+from steps.scoring.shard import job_for, score_shard
 
 logger = logging.getLogger(__name__)
 
@@ -50,12 +55,11 @@ def _spec() -> Any:
 
 def _scorer(model_dir: Path, model: str, runtime: str) -> tuple[Any, Any, bytes]:
     """(scorer, pipeline, model bytes) loaded from the benchmark's model directory."""
-    from steps import score
 
     blob = (model_dir / f"{model}.pkl").read_bytes()
     pipeline = pickle.loads(blob)  # noqa: S301 - written by this benchmark a moment ago
     onnx = (model_dir / f"{model}.onnx").read_bytes() if runtime == "onnx" else None
-    return score.build_scorer(runtime, pipeline, _spec(), onnx, threads=1), pipeline, blob
+    return build_scorer(runtime, pipeline, _spec(), onnx, threads=1), pipeline, blob
 
 
 def _batch_rows() -> int:
@@ -66,9 +70,9 @@ def _batch_rows() -> int:
 
 
 def child_stream(model_dir: Path, model: str, runtime: str, source: Path, out: Path) -> dict[str, Any]:
-    """Score ``source`` as one shard through ``steps.score`` (the ScoreFlow shard code path)."""
-    from steps import models, score
+    """Score ``source`` as one shard through ``steps.scoring`` (the ScoreFlow shard code path)."""
     from steps.config import ScoreConfig, load_file
+    from steps.modeling import models
 
     spec = _spec()
     cfg = load_file(ScoreConfig, ROOT / "config" / "score.yaml").model_copy(update={"runtime": runtime,
@@ -76,10 +80,10 @@ def child_stream(model_dir: Path, model: str, runtime: str, source: Path, out: P
     scorer, _, blob = _scorer(model_dir, model, runtime)
     loaded = peak_mib()
     start, cpu = time.perf_counter(), time.process_time()
-    plan = score.plan_run(str(source), str(out), DAY, spec, shard_rows=10**12)
-    job = score.job_for(plan.shards[0].to_dict(), plan.summary(), spec, cfg, 0.3,
-                        {"run": f"bench/{model}", "fingerprint": models.fingerprint(blob)})
-    record = score.score_shard(job, scorer, threads=1)
+    plan = plan_run(str(source), str(out), DAY, spec, shard_rows=10**12)
+    job = job_for(plan.shards[0].to_dict(), plan.summary(), spec, cfg, 0.3,
+                  {"run": f"bench/{model}", "fingerprint": models.fingerprint(blob)})
+    record = score_shard(job, scorer, threads=1)
     return {"rows": record["rows_out"], "seconds": time.perf_counter() - start, "cpu_s": time.process_time() - cpu,
             "rss_loaded_mib": loaded, "peak_rss_mib": peak_mib(), "timings": record["timings"]}
 
@@ -111,7 +115,7 @@ def child_raw(model_dir: Path, model: str, runtime: str, source: Path, dtypes: s
 
 def child_naive(model_dir: Path, model: str, source: Path, out: Path) -> dict[str, Any]:
     """pandas reads everything, the pipeline predicts, pandas writes: no streaming, no validation."""
-    from datetime import datetime, timezone
+    from datetime import datetime
 
     import pandas as pd
     from threadpoolctl import threadpool_limits
@@ -125,7 +129,7 @@ def child_naive(model_dir: Path, model: str, source: Path, out: Path) -> dict[st
         proba = pipeline.predict_proba(frame[spec.features])[:, 1]
     result = pd.DataFrame({spec.id_column: frame[spec.id_column], "score": proba, "decision": proba >= 0.3,
                            "review": (proba >= 0.4) & (proba <= 0.6), "model_run": f"bench/{model}",
-                           "scored_at": datetime.now(timezone.utc)})
+                           "scored_at": datetime.now(UTC)})
     out.mkdir(parents=True, exist_ok=True)
     result.to_parquet(out / "naive.parquet", index=False)
     return {"rows": len(result), "seconds": time.perf_counter() - start, "cpu_s": time.process_time() - cpu,
@@ -156,8 +160,9 @@ def _measure(*args: str) -> dict[str, Any]:
 
 def _prepare(work: Path, sizes: tuple[int, ...]) -> tuple[Path, dict[int, Path]]:
     """Train both models (pickled, and exported to ONNX) and generate the inputs."""
-    from steps import export, models, synth
     from steps.config import CandidateConfig
+    from steps.data import synth
+    from steps.modeling import models
 
     spec = _spec()
     model_dir = work / "models"
@@ -168,7 +173,7 @@ def _prepare(work: Path, sizes: tuple[int, ...]) -> tuple[Path, dict[int, Path]]
         models.fit(pipeline, train, spec, threads=2)
         pipeline[-1].set_params(n_jobs=1)
         (model_dir / f"{name}.pkl").write_bytes(models.serialize(pipeline))
-        (model_dir / f"{name}.onnx").write_bytes(export.to_onnx(pipeline, spec))
+        (model_dir / f"{name}.onnx").write_bytes(to_onnx(pipeline, spec))
     inputs = {}
     for rows in sizes:
         inputs[rows] = synth.write_parquet(synth.SynthSpec(rows=rows, seed=8), work / f"input-{rows}.parquet")
@@ -250,7 +255,7 @@ def _notes(rows: list[dict[str, Any]], sizes: tuple[int, ...]) -> list[str]:
                          f"{pair[-1]['rows']:,} (target <= {RSS_TARGET_MIB}: {'met' if within else 'MISSED'}; "
                          f"flat within {FLAT_TOLERANCE:.0%}: {'yes' if flat else 'NO'}).")
     notes += [
-        "streamed = steps.score.plan_run + score_shard (validation, scoring, output columns, atomic part with "
+        "streamed = steps.scoring plan_run + score_shard (validation, scoring, output columns, atomic part with "
         f"sha256), {_batch_rows():,}-row batches (config/score.yaml), read + validate overlapped on a second "
         "thread; predict on one thread (threadpool_limits(1), LightGBM n_jobs=1, ONNX Runtime "
         "intra_op_num_threads=1).",

@@ -1,4 +1,4 @@
-"""Generator throughput (rows/s) and peak RSS of ``steps.synth.write_parquet`` at two sizes, each in a fresh process.
+"""Generator throughput (rows/s) and peak RSS of ``steps.data.synth.write_parquet`` at two sizes, in fresh processes.
 
 Claim checked: memory stays flat as the row count grows (the writer works row group by row group).
 Child mode (used by ``run``): ``python -m benchmarks.bench_synth ROWS OUT`` prints one JSON line.
@@ -32,7 +32,7 @@ def _maxrss_mib() -> float:
 
 def child(rows: int, out: Path) -> dict[str, Any]:
     """Write ``rows`` rows to ``out`` in this process; time it and report peak RSS before and after."""
-    from steps.synth import SynthSpec, write_parquet
+    from steps.data.synth import SynthSpec, write_parquet
 
     before = _maxrss_mib()
     start = time.perf_counter()

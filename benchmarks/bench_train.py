@@ -29,10 +29,10 @@ TARGET_SECONDS = 60.0
 
 
 def ensure_data() -> Path:
-    """The default data file, generated with ``python -m steps.synth`` when missing (``make data`` makes it too)."""
+    """The default data file, made with ``python -m steps.data.synth`` when missing (``make data`` makes it too)."""
     if not DATA.exists():
         logger.info("%s missing; generating it", DATA)
-        subprocess.run([sys.executable, "-m", "steps.synth", "--out", str(DATA)], cwd=ROOT, check=True)
+        subprocess.run([sys.executable, "-m", "steps.data.synth", "--out", str(DATA)], cwd=ROOT, check=True)
     return DATA
 
 

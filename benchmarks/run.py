@@ -31,7 +31,7 @@ def discover() -> list[str]:
 def machine() -> dict[str, Any]:
     """Where and when the numbers were taken (the load average says how busy the box was)."""
     rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True)
-    return {"date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), "git": rev.stdout.strip(),
+    return {"date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), "git": rev.stdout.strip(),
             "cpus": os.cpu_count(), "memory_gib": round(os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
                                                         / 2**30, 1),
             "python": platform.python_version(), "platform": platform.platform(terse=True)}

@@ -6,53 +6,44 @@
     python flows/distill_flow.py --config profile config/profiles/aws.yaml run   # train_student on the GPU queue
 
 The run is tagged ``serving`` (and a ``serve`` event appended to the DistillFlow audit log) only when a student
-meets the selection rule and passes every gate; see steps/distill.py.
+meets the selection rule and passes every gate; see steps/distill/.
 """
 
-import os
-import sys
-from pathlib import Path
+from base import ProjectFlow, config_option
+from metaflow import Parameter, card, current, step
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # steps/ sits beside flows/
+from steps.core import decision
+from steps.distill import onnx, selection, students
+from steps.modeling import models
+from steps.reporting import cards
 
-from metaflow import Config, FlowSpec, Parameter, card, current, project, step  # noqa: E402
-from mutators import apply_profile  # noqa: E402
-
-from steps import distill, models  # noqa: E402
-from steps.config import DatasetConfig, DistillConfig, GatesConfig, load  # noqa: E402
-
-PROFILE = os.environ.get("MLOPS_PROFILE", "config/profiles/local.yaml")
 # what join carries over from the teacher (start) past the students' foreach
 TEACHER_ARTIFACTS = ["teacher_run_id", "teacher_fingerprint", "teacher_model_name", "teacher_blob", "teacher_onnx",
                      "teacher_eval", "threshold", "holdout_df", "lineage", "feature_schema"]
 
 
-@apply_profile
-@project(name="tabular_mlops")
-class DistillFlow(FlowSpec):
+class DistillFlow(ProjectFlow):
     """Teacher -> students (foreach) -> ONNX + int8 -> parity, cost, selection -> gates -> ``serving`` tag."""
 
-    dataset = Config("dataset", default="config/dataset.yaml", parser="steps.config.parse_dataset")
-    distill_config = Config("distill", default="config/distill.yaml", parser="steps.config.parse_distill")
-    gates_config = Config("gates", default="config/gates.yaml", parser="steps.config.parse_gates")
-    profile = Config("profile", default=PROFILE, parser="steps.config.parse_profile")
+    distill = config_option("distill", "Students, transfer set, selection rule, parity limits")
+    gates = config_option("gates", "Promotion thresholds (every gate but the champion's significance)")
 
     teacher_run = Parameter("teacher-run", default="", help="TrainFlow run id (default: the branch's champion).")
 
     @step
     def start(self):
         """Resolve and verify the teacher, build the transfer set and its logits, export the teacher to ONNX."""
-        spec, cfg = load(DatasetConfig, self.dataset), load(DistillConfig, self.distill_config)
-        self.threshold = cfg.decision_threshold or load(GatesConfig, self.gates_config).decision_threshold
-        teacher = distill.resolve_teacher(self.teacher_run, current.branch_name, current.project_name)
+        spec, cfg = self.typed("dataset"), self.typed("distill")
+        self.threshold = decision.decision_threshold(cfg.decision_threshold, self.typed("gates").decision_threshold)
+        teacher = selection.resolve_teacher(self.teacher_run, current.branch_name, current.project_name)
         self.teacher_run_id, self.teacher_fingerprint = teacher.run_id, teacher.fingerprint
         self.teacher_model_name, self.teacher_blob = teacher.model_name, teacher.blob
         self.holdout_df, self.lineage, self.feature_schema = teacher.holdout_df, teacher.lineage, teacher.feature_schema
-        self.transfer_df = distill.transfer_set(teacher.train_df, spec, cfg)
-        self.transfer_logit = distill.teacher_logits(teacher.model, self.transfer_df, spec, cfg.threads)
-        self.teacher_onnx = distill.export_teacher(teacher.model, spec)
-        self.teacher_eval = distill.evaluate_model("teacher", "teacher", teacher.model, self.teacher_onnx, None,
-                                                   self.holdout_df, spec, cfg, self.threshold)
+        self.transfer_df = students.transfer_set(teacher.train_df, spec, cfg)
+        self.transfer_logit = students.teacher_logits(teacher.model, self.transfer_df, spec, cfg.threads)
+        self.teacher_onnx = selection.export_teacher(teacher.model, spec)
+        self.teacher_eval = selection.evaluate_model("teacher", "teacher", teacher.model, self.teacher_onnx, None,
+                                                     self.holdout_df, spec, cfg, self.threshold)
         print(f"teacher {teacher.model_name} from TrainFlow/{teacher.run_id} (sha256 {teacher.fingerprint[:12]}), "
               f"hold-out AUC {self.teacher_eval['auc']:.4f}; transfer set {len(self.transfer_df)} rows")
         self.students = [s.name for s in cfg.students]
@@ -61,20 +52,19 @@ class DistillFlow(FlowSpec):
     @step
     def train_student(self):
         """Fit one student on the teacher's logits; export it (+ int8); check parity on the hold-out."""
-        spec, cfg = load(DatasetConfig, self.dataset), load(DistillConfig, self.distill_config)
+        spec, cfg = self.typed("dataset"), self.typed("distill")
         student = next(s for s in cfg.students if s.name == self.input)
-        pipeline = distill.build_student(student, spec, cfg.seed, cfg.threads, cfg.device)
-        pipeline, fit_info = distill.fit_student(pipeline, self.transfer_df, self.transfer_logit, spec, cfg.threads)
+        pipeline = students.build_student(student, spec, cfg.seed, cfg.threads, cfg.device)
+        pipeline, fit_info = students.fit_student(pipeline, self.transfer_df, self.transfer_logit, spec, cfg.threads)
         self.student_blob = models.serialize(pipeline)
-        self.student_onnx = distill.to_onnx(pipeline, spec)
-        self.student_quantized, quant = (distill.quantize(self.student_onnx) if student.quantize else (None, None))
-        ev = distill.evaluate_model(student.name, student.type, pipeline, self.student_onnx, self.student_quantized,
-                                    self.holdout_df, spec, cfg, self.threshold)
-        if quant is not None and not quant["changed"]:
-            quant["note"] = ("quantize_dynamic changed nothing: no MatMul/Gemm weights (tree ensemble or "
-                             "LinearRegressor op); the int8 graph is the float graph")
+        self.student_onnx = onnx.to_onnx(pipeline, spec)
+        quantized = onnx.quantize(self.student_onnx) if student.quantize else None
+        self.student_quantized, quant = quantized if quantized else (None, None)
+        ev = selection.evaluate_model(student.name, student.type, pipeline, self.student_onnx,
+                                      self.student_quantized, self.holdout_df, spec, cfg, self.threshold)
         self.student = {**ev, "fingerprint": models.fingerprint(self.student_blob), "fit": fit_info,
-                        "quantization": quant, "onnx_fingerprint": models.fingerprint(self.student_onnx)}
+                        "quantization": onnx.explain_quantization(quant),
+                        "onnx_fingerprint": models.fingerprint(self.student_onnx)}
         print(f"{student.name}: AUC {ev['auc']:.4f}, parity {ev['parity']}")
         self.next(self.join)
 
@@ -82,30 +72,29 @@ class DistillFlow(FlowSpec):
     @step
     def join(self, inputs):
         """Time every model in one process, select the student, gate it against the teacher."""
-        spec, cfg = load(DatasetConfig, self.dataset), load(DistillConfig, self.distill_config)
+        spec, cfg = self.typed("dataset"), self.typed("distill")
         self.merge_artifacts(inputs, include=TEACHER_ARTIFACTS)
         teacher = models.deserialize(self.teacher_blob, self.teacher_fingerprint)
-        students = [distill.TrainedStudent.from_task(inp) for inp in inputs]
-        self.teacher_eval, rows = distill.time_models(teacher, self.teacher_onnx, self.teacher_eval, students,
-                                                      self.holdout_df, spec, cfg)
-        self.model_name, self.candidates = distill.select(rows, cfg.min_auc_ratio, cfg.max_cost_ratio)
-        sel = distill.gate_selected(self.model_name, self.candidates, students, self.holdout_df, spec, cfg,
-                                    load(GatesConfig, self.gates_config),
-                                    champion=(self.teacher_run_id, teacher, self.teacher_blob))
+        trained = [selection.TrainedStudent.from_task(inp) for inp in inputs]
+        self.teacher_eval, rows = selection.time_models(teacher, self.teacher_onnx, self.teacher_eval, trained,
+                                                        self.holdout_df, spec, cfg)
+        self.model_name, self.candidates = selection.select(rows, cfg.min_auc_ratio, cfg.max_cost_ratio)
+        sel = selection.gate_selected(self.model_name, self.candidates, trained, self.holdout_df, spec, cfg,
+                                      self.typed("gates"), champion=(self.teacher_run_id, teacher, self.teacher_blob))
         self.model_blob, self.model_fingerprint = sel.model_blob, sel.model_fingerprint
         self.onnx_model, self.onnx_fingerprint = sel.onnx_model, sel.onnx_fingerprint
         self.quantized_model, self.quantized = sel.quantized_model, sel.quantized
         self.gate_results, self.gate_summary, self.gates_passed = sel.gate_results, sel.gate_summary, sel.gates_passed
         self.reference_profile = sel.reference_profile  # MonitorFlow judges the student's scores against its own
-        current.card["distill"].extend(distill.card_components(self.candidates, self.teacher_eval, self.model_name,
-                                                               cfg, self.gate_results))
+        current.card["distill"].extend(cards.distill_card(self.candidates, self.teacher_eval, self.model_name, cfg,
+                                                          self.gate_results))
         self.next(self.end)
 
     @step
     def end(self):
         """Register: tag the run candidate; move ``serving`` here only when a student was selected and passed."""
-        self.registry_event = distill.register_serving(current.run_id, current.branch_name, current.project_name,
-                                                       bool(self.model_name), self.gates_passed, self.gate_summary)
+        self.registry_event = selection.register_serving(current.run_id, current.branch_name, current.project_name,
+                                                         bool(self.model_name), self.gates_passed, self.gate_summary)
         outcome = ("now serving" if self.registry_event else
                    "not serving: " + ", ".join(self.gate_summary["failed"]))
         print(f"student {self.model_name or '-'} of teacher TrainFlow/{self.teacher_run_id} in {current.pathspec}: "

@@ -8,31 +8,22 @@ Reads only ScoreFlow partitions that have a manifest; history, alert states and 
 state root (config ``state_root``), written last by ``end``, so a failed run changes nothing.
 """
 
-import os
-import sys
-from datetime import datetime, timezone
-from pathlib import Path
+from datetime import UTC, datetime
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # steps/ sits beside flows/
+from base import ProjectFlow, config_option
+from metaflow import Parameter, card, config_expr, current, schedule, step
 
-from metaflow import Config, FlowSpec, Parameter, card, config_expr, current, project, schedule, step  # noqa: E402
-from mutators import apply_profile  # noqa: E402
-
-from steps import alerts, cards, monitor, retrain, score  # noqa: E402
-from steps.config import DatasetConfig, MonitorConfig, load  # noqa: E402
-
-PROFILE = os.environ.get("MLOPS_PROFILE", "config/profiles/local.yaml")
+from steps.core import storage
+from steps.monitoring import alerts, baseline, drift, feedback, model, retrain, state
+from steps.reporting import cards
+from steps.scoring import plan
 
 
-@apply_profile
 @schedule(cron=config_expr("monitor.schedule_cron"))
-@project(name="tabular_mlops")
-class MonitorFlow(FlowSpec):
+class MonitorFlow(ProjectFlow):
     """Judge the scored partitions of a window against their model's reference, alert, and retrain when due."""
 
-    dataset = Config("dataset", default="config/dataset.yaml", parser="steps.config.parse_dataset")
-    monitor_config = Config("monitor", default="config/monitor.yaml", parser="steps.config.parse_monitor")
-    profile = Config("profile", default=PROFILE, parser="steps.config.parse_profile")
+    monitor = config_option("monitor", "Window, drift statistics, baselines, feedback, alert rules, retraining")
 
     date = Parameter("date", default="", help="Last partition date of the window, YYYY-MM-DD (default: today UTC).")
     days = Parameter("days", default=0, type=int, help="Dates in the window (default: monitor.window_days).")
@@ -46,50 +37,51 @@ class MonitorFlow(FlowSpec):
     @step
     def start(self):
         """Resolve the window, the monitored model's reference profile and the monitor's stored state."""
-        spec, cfg = load(DatasetConfig, self.dataset), load(MonitorConfig, self.monitor_config)
-        self.roots = {"predictions": score.absolute(self.predictions or cfg.predictions_root),
-                      "labels": score.absolute(self.labels or cfg.feedback.labels),
-                      "state": score.absolute(cfg.state_root)}
-        self.window = monitor.window_dates(score.partition_date(self.date or None), self.days or cfg.window_days)
-        model_run = self.model_run or monitor.scoring_model(self.window, self.roots["predictions"])
-        self.champion = monitor.model_reference(model_run, current.branch_name, current.project_name, spec)
-        self.state = monitor.load_state(self.roots["state"])
+        cfg = self.typed("monitor")
+        self.roots = {"predictions": storage.absolute(self.predictions or cfg.predictions_root),
+                      "labels": storage.absolute(self.labels or cfg.feedback.labels),
+                      "state": storage.absolute(cfg.state_root)}
+        self.window = drift.window_dates(plan.partition_date(self.date or None), self.days or cfg.window_days)
+        model_run = self.model_run or model.scoring_model(self.window, self.roots["predictions"])
+        self.champion = model.model_reference(model_run, current.branch_name, current.project_name,
+                                              self.typed("dataset"))
+        self.state = state.load_state(self.roots["state"])
         self.next(self.measure)
 
     @step
     def measure(self):
         """Drift of every period against its own history; realized performance on the labels that arrived."""
-        spec, cfg = load(DatasetConfig, self.dataset), load(MonitorConfig, self.monitor_config)
-        raw = [monitor.measure_period(day, self.roots["predictions"], self.champion["profile"], spec,
-                                      cfg.max_rows_per_period, cfg.seed) for day in self.window]
-        self.periods = monitor.judge_periods(raw, self.state["periods"], cfg.drift, cfg.baseline)
-        labels = monitor.read_labels(self.roots["labels"], spec.id_column, cfg.feedback)
-        self.performance = monitor.feedback_window(self.window[-1], self.roots["predictions"], labels, spec,
-                                                   cfg.feedback, self.state["performance"])
-        self.concept = monitor.concept_signals(monitor.merge_performance(self.state["performance"],
-                                                                         self.performance),
-                                               self.champion["reference_auc"], cfg.feedback)
+        spec, cfg = self.typed("dataset"), self.typed("monitor")
+        raw = [drift.measure_period(day, self.roots["predictions"], self.champion["profile"], spec,
+                                    cfg.max_rows_per_period, cfg.seed) for day in self.window]
+        self.periods = baseline.judge_periods(raw, self.state["periods"], cfg.drift, cfg.baseline)
+        labels = feedback.read_labels(self.roots["labels"], spec.id_column, cfg.feedback)
+        self.performance = feedback.feedback_window(self.window[-1], self.roots["predictions"], labels, spec,
+                                                    cfg.feedback, self.state["performance"])
+        self.concept = feedback.concept_signals(feedback.merge_performance(self.state["performance"],
+                                                                           self.performance),
+                                                self.champion["reference_auc"], cfg.feedback)
         self.next(self.decide)
 
     @step
     def decide(self):
         """Advance the alert rules over the window (dedup, hysteresis) and apply the retraining strategy."""
-        cfg = load(MonitorConfig, self.monitor_config)
-        periods = monitor.with_signals(self.periods, self.concept)
+        cfg = self.typed("monitor")
+        periods = state.with_signals(self.periods, self.concept)
         self.rule_states, events, self.snapshots = alerts.evaluate(
-            cfg.alerts.rules, monitor.rules_before(self.state, self.window[0]), periods)
-        notices = monitor.registry_notices(current.branch_name, current.project_name,
-                                           (self.state.get("last_run") or {}).get("at"))
+            cfg.alerts.rules, state.rules_before(self.state, self.window[0]), periods)
+        notices = model.registry_notices(current.branch_name, current.project_name,
+                                         (self.state.get("last_run") or {}).get("at"))
         self.events = [e.to_dict() for e in events + alerts.notice_events(notices, self.window[-1])]
-        self.decision = retrain.decide(cfg.retrain, monitor.window_signals(periods), self.state["retrain"],
-                                       datetime.now(timezone.utc),
+        self.decision = retrain.decide(cfg.retrain, state.window_signals(periods), self.state["retrain"],
+                                       datetime.now(UTC),
                                        datetime.fromisoformat(self.champion["trained_at"])).to_dict()
         self.next(self.launch_retraining)
 
     @step
     def launch_retraining(self):
         """Start TrainFlow when the strategy fired (its gates still decide); record which run it started."""
-        cfg = load(MonitorConfig, self.monitor_config)
+        cfg = self.typed("monitor")
         self.retraining = retrain.launch(retrain.with_data(cfg.retrain, self.retrain_data),
                                          retrain.Decision.from_dict(self.decision), current.branch_name)
         if self.retraining is not None:
@@ -101,21 +93,21 @@ class MonitorFlow(FlowSpec):
     @step
     def end(self):
         """Send and store the events, then save the state (last, so a failed run changes nothing); render the card."""
-        spec, cfg = load(DatasetConfig, self.dataset), load(MonitorConfig, self.monitor_config)
+        cfg = self.typed("monitor")
         run = f"{current.flow_name}/{current.run_id}"
         events = [alerts.Event(**e) for e in self.events]
         alerts.log_events(events)
         self.event_uris = alerts.store_events(events, self.roots["state"], run)
         self.delivered = alerts.notify(events, cfg.alerts.webhook, run, set(self.state["delivered"]))
-        self.state_uri = monitor.save_state(self.roots["state"], monitor.finished_state(
+        self.state_uri = state.save_state(self.roots["state"], state.finished_state(
             self.state, self.periods, self.snapshots, self.rule_states, self.performance, self.retraining,
             self.delivered, run, cfg.keep_periods))
         self.active_alerts = alerts.active(self.rule_states, cfg.alerts.rules)
         current.card["monitor"].extend(cards.monitor_card(
-            monitor.load_state(self.roots["state"]), self.events, self.active_alerts, self.decision, self.retraining,
-            spec.sensitive, self.champion["reference_auc"]))
-        print(monitor.summary(self.periods, self.events, self.active_alerts, self.decision, self.retraining,
-                              self.state_uri))
+            state.load_state(self.roots["state"]), self.events, self.active_alerts, self.decision, self.retraining,
+            self.typed("dataset").sensitive, self.champion["reference_auc"]))
+        print(state.summary(self.periods, self.events, self.active_alerts, self.decision, self.retraining,
+                            self.state_uri))
 
 
 if __name__ == "__main__":

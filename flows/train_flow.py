@@ -1,57 +1,50 @@
-"""TrainFlow: load DVC-versioned data, validate it, split it by time, train competing models, keep the best.
+"""TrainFlow: load DVC-versioned data, validate it, split it by time, train competing models, gate the best.
 
     python flows/train_flow.py run                       # defaults from config/
     python flows/train_flow.py run --data-rev v1.0       # the DVC-tracked data at a git revision
     python flows/train_flow.py --config profile config/profiles/aws.yaml run   # on AWS Batch
 """
 
-import os
-import sys
-from pathlib import Path
+from base import ProjectFlow, config_option
+from metaflow import Parameter, card, current, step
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # steps/ sits beside flows/
-
-from metaflow import Config, FlowSpec, Parameter, card, current, project, step  # noqa: E402
-from mutators import apply_profile  # noqa: E402
-
-from steps import cards, data, evaluate, gates, models, monitor, registry, training  # noqa: E402
-from steps.config import DatasetConfig, GatesConfig, ProfileConfig, TrainConfig, load  # noqa: E402
-
-PROFILE = os.environ.get("MLOPS_PROFILE", "config/profiles/local.yaml")
+from steps.data import contract, load, split
+from steps.gates import assess
+from steps.modeling import metrics, models, reference, training
+from steps.registry import registry
+from steps.reporting import cards
 
 
-@apply_profile
-@project(name="tabular_mlops")
-class TrainFlow(FlowSpec):
-    """Train every candidate in config/train.yaml on a temporal split and select the best on validation."""
+class TrainFlow(ProjectFlow):
+    """Train every candidate in config/train.yaml on a temporal split, select the best, gate it, register it."""
 
-    dataset = Config("dataset", default="config/dataset.yaml", parser="steps.config.parse_dataset")
-    train = Config("train", default="config/train.yaml", parser="steps.config.parse_train")
-    gates_config = Config("gates", default="config/gates.yaml", parser="steps.config.parse_gates")
-    profile = Config("profile", default=PROFILE, parser="steps.config.parse_profile")
+    train = config_option("train", "Split, candidates, selection metric, seeds, threads, reference profile")
+    gates = config_option("gates", "Promotion thresholds of every gate suite")
 
-    data = Parameter("data", default="", help="Data source override: Parquet/CSV path or s3:// URL.")
-    data_rev = Parameter("data-rev", default="", help="Git revision of the DVC-tracked data (dataset.dvc_path).")
+    data = Parameter("data", default="", help="Data source override: Parquet/CSV path or s3:// URL "
+                                              "(default: the dataset config's path).")
+    data_rev = Parameter("data-rev", default="", help="Git revision of the DVC-tracked data (dataset.dvc_path); "
+                                                      "default: the file as it is.")
     data_repo = Parameter("data-repo", default="", help="Git+DVC repository for --data-rev (default: this one).")
 
     @step
     def start(self):
         """Load the data (path, s3:// or DVC revision), validate it, record lineage."""
-        spec = load(DatasetConfig, self.dataset)
+        spec = self.typed("dataset")
         source = self.data or (spec.dvc_path or spec.path if self.data_rev else spec.path)
         if not self.data_rev:  # a DVC path is relative to its repository; anything else follows the profile's roots
-            source = load(ProfileConfig, self.profile).locate(source)
-        frame, lineage = data.load(source, spec, self.data_rev or None, self.data_repo or None)
-        self.frame = data.validate(frame, spec, lineage.source)
-        self.lineage = data.finish_lineage(lineage, self.frame, spec).to_dict()
+            source = self.typed("profile").locate(source)
+        frame, lineage = load.load_table(source, spec, self.data_rev or None, self.data_repo or None)
+        self.frame = contract.validate(frame, spec, lineage.source)
+        self.lineage = load.finish_lineage(lineage, self.frame, spec).to_dict()
         self.feature_schema = training.feature_schema(spec)
         self.next(self.split)
 
     @step
     def split(self):
         """Cut train / validation / hold-out by time, then fan out over the candidates."""
-        spec, cfg = load(DatasetConfig, self.dataset), load(TrainConfig, self.train)
-        parts = data.temporal_split(self.frame, spec, cfg.split)
+        spec, cfg = self.typed("dataset"), self.typed("train")
+        parts = split.temporal_split(self.frame, spec, cfg.split)
         self.train_df, self.validation_df, self.holdout_df = parts.train, parts.validation, parts.holdout
         self.split_summary = parts.summary(spec.time, spec.target.name)
         self.candidates = [c.name for c in cfg.candidates]
@@ -60,7 +53,7 @@ class TrainFlow(FlowSpec):
     @step
     def train_candidate(self):
         """Fit one candidate pipeline and score it on the validation set."""
-        spec, cfg = load(DatasetConfig, self.dataset), load(TrainConfig, self.train)
+        spec, cfg = self.typed("dataset"), self.typed("train")
         candidate = training.candidate_by_name(cfg, self.input)
         result = training.train_candidate(candidate, self.train_df, self.validation_df, spec, cfg)
         self.candidate = result.summary()
@@ -72,31 +65,30 @@ class TrainFlow(FlowSpec):
     @step
     def join(self, inputs):
         """Select the best candidate on the configured validation metric."""
-        cfg = load(TrainConfig, self.train)
+        cfg = self.typed("train")
         self.candidate_summaries = [inp.candidate for inp in inputs]
         curves = {inp.candidate["name"]: inp.candidate_curves for inp in inputs}
-        self.model_name = evaluate.select_best({s["name"]: s["metrics"] for s in self.candidate_summaries},
-                                               cfg.selection_metric)
+        self.model_name = metrics.select_best({s["name"]: s["metrics"] for s in self.candidate_summaries},
+                                              cfg.selection_metric)
         chosen = next(inp for inp in inputs if inp.candidate["name"] == self.model_name)
         self.model_blob, self.model_fingerprint = chosen.candidate_blob, chosen.candidate["fingerprint"]
         self.merge_artifacts(inputs, include=["lineage", "feature_schema", "split_summary", "holdout_df"])
         current.card["training"].extend(cards.training_card(
             self.candidate_summaries, curves, self.model_name, cfg.selection_metric, self.lineage,
             self.split_summary))
-        self.next(self.gates)
+        self.next(self.judge)
 
     @card(type="blank", id="gates")
     @step
-    def gates(self):
+    def judge(self):
         """Judge the chosen model on the hold-out (and profile it for monitoring); compare with the champion."""
-        spec, cfg = load(DatasetConfig, self.dataset), load(GatesConfig, self.gates_config)
-        champion = registry.Registry(current.flow_name, current.branch_name,
-                                     current.project_name).champion_for_comparison()
+        spec = self.typed("dataset")
+        reg = registry.Registry(current.flow_name, current.branch_name, current.project_name)
+        champion = reg.champion_for_comparison()
         model = models.deserialize(self.model_blob, self.model_fingerprint)
-        assessment = gates.assess(model, self.model_blob, self.holdout_df, spec, cfg, champion)
+        assessment = assess.assess(model, self.model_blob, self.holdout_df, spec, self.typed("gates"), champion)
         self.champion_run_id = champion[0] if champion else None
-        self.reference_profile = monitor.build_reference(model, self.holdout_df, spec,
-                                                         load(TrainConfig, self.train).reference)
+        self.reference_profile = reference.build_reference(model, self.holdout_df, spec, self.typed("train").reference)
         self.gate_results = [r.to_dict() for r in assessment.verdict.results]
         self.gate_summary, self.gates_passed = assessment.verdict.summary(), assessment.verdict.passed
         self.gate_report, self.gate_report_json = assessment.report, assessment.verdict.to_json()
@@ -114,7 +106,7 @@ class TrainFlow(FlowSpec):
         outcome = "promoted to champion" if self.registry_event else "kept as candidate, failed: " + ", ".join(
             self.gate_summary["failed"])
         print(f"{self.model_name} (sha256 {self.model_fingerprint[:12]}) in {current.pathspec}: {outcome}")
-        print(f"Cards: python flows/train_flow.py card view {current.run_id}/join (training), .../gates (gates)")
+        print(f"Cards: python flows/train_flow.py card view {current.run_id}/join (training), .../judge (gates)")
 
 
 if __name__ == "__main__":

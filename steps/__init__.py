@@ -1,35 +1,47 @@
-"""The library behind the flows: plain, typed functions the Metaflow steps call.
+"""The library behind the flows: plain, typed functions the Metaflow steps call, one subpackage per lifecycle stage.
 
-``METAFLOW_PACKAGE_POLICY = "include"`` makes Metaflow put this package into the code package it ships to
-remote tasks (AWS Batch, Kubernetes), so ``import steps`` works there exactly as on a laptop.
+``core`` (storage, timing, decision rules, errors, CLI output) and ``config`` (the YAML schemas) are used by every
+stage; then ``data`` -> ``modeling`` -> ``gates`` | ``registry`` -> ``distill`` -> ``scoring`` -> ``monitoring``, and
+``reporting`` | ``ops`` on top. A module imports only from its own stage and the ones below it (checked by
+import-linter in ``make lint``); nothing imports a flow.
+
+``METAFLOW_PACKAGE_POLICY = "include"`` makes Metaflow put this package into the code package it ships to remote
+tasks (AWS Batch, Kubernetes), so ``import steps`` works there exactly as on a laptop.
 
 Submodules load lazily (``importlib.util.LazyLoader``, the pattern of Scientific Python's SPEC 1): a flow file's
-``from steps import cards, gates, training`` binds module objects whose code runs on first attribute access.
-Metaflow starts a fresh process per task, per card and per CLI command, and every one of them imports the flow
-file; with lazy submodules each process pays only for what its step uses (a TrainFlow ``start`` no longer loads
-scikit-learn, LightGBM, SciPy and Matplotlib: about 2 s less per process on a laptop).
+``from steps.modeling import training`` binds a module object whose code runs on first attribute access. Metaflow
+starts a fresh process per task, per card and per CLI command, and every one of them imports the flow file; with lazy
+submodules each process pays only for what its step uses (a TrainFlow ``start`` does not load scikit-learn,
+LightGBM, SciPy or Matplotlib).
 """
 
 from __future__ import annotations
 
 import importlib.util
 import sys
+from collections.abc import Callable
 from types import ModuleType
 
 METAFLOW_PACKAGE_POLICY = "include"
 
 
-def __getattr__(name: str) -> ModuleType:
-    """Return submodule ``steps.<name>``, loaded lazily (its code runs when one of its attributes is first used)."""
-    fullname = f"{__name__}.{name}"
-    if fullname in sys.modules:
-        return sys.modules[fullname]
-    spec = None if name.startswith("__") else importlib.util.find_spec(fullname)
-    if spec is None or spec.loader is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    spec.loader = importlib.util.LazyLoader(spec.loader)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[fullname] = module
-    spec.loader.exec_module(module)
-    globals()[name] = module
-    return module
+def lazy_submodules(package: str) -> Callable[[str], ModuleType]:
+    """A module ``__getattr__`` for ``package`` that returns its submodules, loaded lazily."""
+    def __getattr__(name: str) -> ModuleType:
+        fullname = f"{package}.{name}"
+        if fullname in sys.modules:
+            return sys.modules[fullname]
+        spec = None if name.startswith("__") else importlib.util.find_spec(fullname)
+        if spec is None or spec.loader is None:
+            raise AttributeError(f"module {package!r} has no attribute {name!r}")
+        spec.loader = importlib.util.LazyLoader(spec.loader)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[fullname] = module
+        spec.loader.exec_module(module)
+        setattr(sys.modules[package], name, module)
+        return module
+
+    return __getattr__
+
+
+__getattr__ = lazy_submodules(__name__)

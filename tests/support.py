@@ -77,7 +77,8 @@ DEPLOY_FLOWS = {  # flow file -> flow class: every flow compiled for Step Functi
     "score_flow.py": "ScoreFlow",
     "monitor_flow.py": "MonitorFlow",
 }
-MAKE_DEPLOYED = ("train_flow.py", "score_flow.py")  # `make deploy` in tests/cloud: scheduled by the profile / own config
+# `make deploy` in tests/cloud: one flow scheduled by the profile, one by its own config
+MAKE_DEPLOYED = ("train_flow.py", "score_flow.py")
 PACKAGE_LISTED = ("score_flow.py",)  # `package list` there (tests/flows lists train_flow.py's; uploads are all checked)
 
 
@@ -89,7 +90,7 @@ class LocalWebhook:
         self.url, self.received, self.attempts, self.fail_next = "", [], 0, 0
         self._server = None
 
-    def __enter__(self) -> "LocalWebhook":
+    def __enter__(self) -> LocalWebhook:
         import json
         import threading
         from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -146,3 +147,10 @@ def score_flow(root: Path, workspace: Path, configs: dict[str, Path], branch: st
 def logs(result: FlowResult) -> str:
     """Everything a finished run printed."""
     return result.stdout + result.stderr
+
+
+def package_files(root: Path) -> list[str]:
+    """What Metaflow's code package must carry for a remote task: every module of steps/, flows/base.py, config/."""
+    steps = sorted(str(p.relative_to(root)) for p in (root / "steps").rglob("*.py"))
+    return [*steps, "flows/base.py", "config/dataset.yaml", "config/profiles/aws.yaml",
+            "config/profiles/kubernetes.yaml"]

@@ -16,7 +16,6 @@ import boto3
 import pytest
 import yaml
 from moto.server import ThreadedMotoServer
-
 from support import DEPLOY_FLOWS, MAKE_DEPLOYED, PACKAGE_LISTED
 
 SECRET = "offline-secret-3f9a1c"  # the fake secret key: distinctive, so tests can prove it never reaches a log
@@ -133,7 +132,8 @@ def deploy_jobs(aws_env: dict[str, str], root: Path,
 
     def start(*cmd: str) -> subprocess.Popen:
         tokens = {"METAFLOW_TOKEN_HOME": str(tmp_path_factory.mktemp("tokens"))}
-        return subprocess.Popen(cmd, cwd=root, env={**env, **tokens}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        return subprocess.Popen(cmd, cwd=root, env={**env, **tokens}, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                text=True)
 
     py = sys.executable
     jobs = {("make-deploy", ""): start("make", "-o", "setup", "deploy", f"PY={py}",

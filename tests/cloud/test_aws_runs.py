@@ -20,11 +20,10 @@ import boto3
 import pandas as pd
 import pytest
 import yaml
-
 from metaflow import Task
-
-from steps import score
 from support import FlowResult, run_flow
+
+from steps.scoring.partition import read_partition
 
 pytestmark = pytest.mark.xdist_group("cloud")  # one local S3 server and one set of background deployments per session
 
@@ -165,7 +164,7 @@ def test_train_flow_artifacts_cards_tags_and_audit_log_on_s3(s3_train, aws_bucke
     assert any("/data/" in k for k in artifacts)  # content-addressed artifacts and the code package
     cards = _keys(bucket, "metaflow/mf.cards/TrainFlow/")
     assert any(k.endswith(".html") and "/join/" in k for k in cards), cards[:10]
-    assert any(k.endswith(".html") and "/gates/" in k for k in cards), cards[:10]
+    assert any(k.endswith(".html") and "/judge/" in k for k in cards), cards[:10]
     events = _keys(bucket, f"metaflow/_registry/tabular_mlops/test.{BRANCH}/TrainFlow/events/")
     assert len(events) == 1 and run.id in boto3.client("s3").get_object(Bucket=bucket, Key=events[0])[
         "Body"].read().decode()
@@ -192,7 +191,7 @@ def test_score_flow_writes_parquet_on_s3_and_the_client_reads_it(s3_score, s3_tr
     assert len(frame) == 6000 and {"score", "decision"} <= set(frame.columns)
     with pytest.MonkeyPatch.context() as mp:  # the reader side goes through the same helpers
         mp.setenv("METAFLOW_S3_ENDPOINT_URL", s3_endpoint)
-        table = score.read_partition(root, DAY, verify=True).to_pandas()
+        table = read_partition(root, DAY, verify=True).to_pandas()
     assert len(table) == 6000 and table["transaction_id"].is_unique
     assert set(table["transaction_id"]) == set(pd.read_parquet(tiny_data)["transaction_id"])
 

@@ -18,9 +18,9 @@ from pathlib import Path
 import boto3
 import pytest
 import yaml
+from support import DEPLOY_FLOWS, MAKE_DEPLOYED, PACKAGE_LISTED, package_files
 
 from steps.config import ProfileConfig, parse_profile
-from support import DEPLOY_FLOWS, MAKE_DEPLOYED, PACKAGE_LISTED
 
 pytestmark = pytest.mark.xdist_group("cloud")  # one local S3 server and one set of background deployments per session
 
@@ -135,16 +135,15 @@ def test_the_uploaded_code_package_holds_steps_and_config(deployed, flow):
     bucket, key = _environment(params)["METAFLOW_CODE_URL"].removeprefix("s3://").split("/", 1)
     body = boto3.client("s3").get_object(Bucket=bucket, Key=key)["Body"].read()
     names = set(tarfile.open(fileobj=io.BytesIO(body)).getnames())
-    assert {".mf_code/steps/__init__.py", ".mf_code/steps/config.py", ".mf_code/steps/score.py",
-            ".mf_code/config/dataset.yaml", ".mf_code/config/profiles/aws.yaml", flow} <= names
+    expected = {f".mf_code/{rel}".replace(".mf_code/flows/", "") for rel in package_files(ROOT)}
+    assert not expected - names and flow in names, sorted(expected - names)
 
 
 @pytest.mark.parametrize("flow", PACKAGE_LISTED)
 def test_package_list_shows_steps_and_config(deployed, flow):
     listed = (lambda r: r.stdout + r.stderr)(_ok(deployed["package", flow]))
-    for rel in ("steps/__init__.py", "steps/config.py", "steps/registry.py", "config/dataset.yaml",
-                "config/profiles/aws.yaml", "config/profiles/kubernetes.yaml"):
-        assert f"{ROOT}/{rel}" in listed, rel
+    missing = [rel for rel in package_files(ROOT) if f"{ROOT}/{rel}" not in listed]
+    assert missing == [], missing
 
 
 def test_make_deploy_creates_state_machines_and_schedules(deployed, aws_profile):

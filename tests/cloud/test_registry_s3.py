@@ -5,7 +5,7 @@ from __future__ import annotations
 import boto3
 import pytest
 
-from steps import registry as reg
+from steps.registry import store as stores
 
 pytestmark = pytest.mark.xdist_group("cloud")  # one local S3 server and one set of background deployments per session
 
@@ -14,7 +14,7 @@ def test_s3_audit_log_uses_one_object_per_event(s3_endpoint, bucket, monkeypatch
     monkeypatch.setenv("METAFLOW_DEFAULT_DATASTORE", "s3")
     monkeypatch.setenv("METAFLOW_DATASTORE_SYSROOT_S3", f"s3://{bucket}/metaflow")
     monkeypatch.setenv("METAFLOW_S3_ENDPOINT_URL", s3_endpoint)
-    store = reg.event_store("tabular_mlops", "test.cloud", "TrainFlow")
+    store = stores.event_store("tabular_mlops", "test.cloud", "TrainFlow")
     assert store.location == f"s3://{bucket}/metaflow/_registry/tabular_mlops/test.cloud/TrainFlow/events"
     store.append("2-b.json", b'{"n": 2}')
     store.append("1-a.json", b'{"n": 1}')

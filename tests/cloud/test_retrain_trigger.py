@@ -6,8 +6,8 @@ from __future__ import annotations
 import boto3
 import pytest
 
-from steps import retrain
 from steps.config import RetrainConfig
+from steps.monitoring import retrain
 
 pytestmark = pytest.mark.xdist_group("cloud")  # one local S3 server and one set of background deployments per session
 

@@ -7,8 +7,10 @@ import hashlib
 import boto3
 import pytest
 
-from steps import data, synth
 from steps.config import DatasetConfig, load_file
+from steps.data import synth
+from steps.data.contract import DataValidationError, validate
+from steps.data.load import load_table
 
 pytestmark = pytest.mark.xdist_group("cloud")  # one local S3 server and one set of background deployments per session
 
@@ -21,8 +23,8 @@ def spec(config_paths) -> DatasetConfig:
 def test_parquet_on_s3_loads_with_lineage(s3_endpoint, bucket, spec, tmp_path):
     path = synth.write_parquet(synth.SynthSpec(rows=3000, seed=5), tmp_path / "t.parquet")
     boto3.client("s3", endpoint_url=s3_endpoint).upload_file(str(path), bucket, "data/t.parquet")
-    frame, lineage = data.load(f"s3://{bucket}/data/t.parquet", spec)
-    validated = data.validate(frame, spec, lineage.source)
+    frame, lineage = load_table(f"s3://{bucket}/data/t.parquet", spec)
+    validated = validate(frame, spec, lineage.source)
     assert len(validated) == 3000
     assert lineage.sha256 == hashlib.sha256(path.read_bytes()).hexdigest()
     assert lineage.dvc_md5 is None  # not DVC-tracked: no data version is claimed
@@ -30,10 +32,10 @@ def test_parquet_on_s3_loads_with_lineage(s3_endpoint, bucket, spec, tmp_path):
 
 def test_missing_s3_object_names_the_url(s3_endpoint, bucket, spec):
     with pytest.raises(FileNotFoundError, match=f"s3://{bucket}/nope.parquet"):
-        data.load(f"s3://{bucket}/nope.parquet", spec)
+        load_table(f"s3://{bucket}/nope.parquet", spec)
 
 
 def test_corrupt_s3_object_names_the_url(s3_endpoint, bucket, spec):
     boto3.client("s3", endpoint_url=s3_endpoint).put_object(Bucket=bucket, Key="bad.parquet", Body=b"not parquet")
-    with pytest.raises(data.DataValidationError, match=f"s3://{bucket}/bad.parquet: 1 validation error"):
-        data.load(f"s3://{bucket}/bad.parquet", spec)
+    with pytest.raises(DataValidationError, match=f"s3://{bucket}/bad.parquet: 1 validation error"):
+        load_table(f"s3://{bucket}/bad.parquet", spec)

@@ -7,10 +7,12 @@ from pathlib import Path
 
 import pytest
 import yaml
-
-from steps import scenario, score
-from steps.config import DatasetConfig, ScoreConfig, load_file
 from support import run_flow
+
+from steps.config import DatasetConfig, ScoreConfig, load_file
+from steps.data.scenario import Scenario, write
+from steps.scoring.resolve import resolve_model
+from steps.scoring.shard import score_in_process
 
 FIRST_DAY, STABLE, DRIFTED = "2026-01-01", 6, 2  # six stable days, then two with covariate drift
 DRIFT_DAY = "2026-01-07"
@@ -27,16 +29,16 @@ def spec(config_paths) -> DatasetConfig:
 def production(root: Path, workspace: Path, train_run, tmp_path_factory) -> dict[str, Path]:
     """Eight generated days (drift from day 7) with labels, scored in process by ``train_run``, the champion."""
     out = tmp_path_factory.mktemp("production")
-    s = scenario.Scenario(first_day=FIRST_DAY, days=STABLE + DRIFTED, rows_per_day=1500,
-                          covariate_drift_day=DRIFT_DAY)
-    scenario.write(s, out)
+    s = Scenario(first_day=FIRST_DAY, days=STABLE + DRIFTED, rows_per_day=1500,
+                 covariate_drift_day=DRIFT_DAY)
+    write(s, out)
     spec = load_file(DatasetConfig, root / "config" / "dataset.yaml")
     branch = next(t.split(":", 1)[1] for t in train_run.system_tags if t.startswith("project_branch:"))
-    model = score.resolve_model(train_run.pathspec, branch, "tabular_mlops", spec)
+    model = resolve_model(train_run.pathspec, branch, "tabular_mlops", spec)
     cfg = load_file(ScoreConfig, root / "config" / "score.yaml")
     for day in s.dates():
-        score.score_in_process(str(out / "incoming" / f"dt={day}"), str(out / "predictions"), day, model, spec, cfg,
-                               0.3)
+        score_in_process(str(out / "incoming" / f"dt={day}"), str(out / "predictions"), day, model, spec, cfg,
+                         0.3)
     return {"root": out, "predictions": out / "predictions", "labels": out / "labels", "state": out / "monitor"}
 
 

@@ -8,10 +8,11 @@ import hashlib
 
 import pytest
 import yaml
-
-from steps import models, registry
-from steps.registry import Registry
 from support import GATES_BRANCH, card_text, run_flow
+
+from steps.modeling import models
+from steps.registry import registry
+from steps.registry.registry import Registry
 
 pytestmark = pytest.mark.xdist_group("gates")  # gates_scenario's six TrainFlow runs are made once, on one worker
 

@@ -10,14 +10,15 @@ import sys
 from pathlib import Path
 
 import yaml
-
 from support import run_flow
-from steps import data, synth
+
+from steps.data import synth
+from steps.data.load import read_source
 
 GIT_ENV = {**os.environ, "GIT_AUTHOR_NAME": "test", "GIT_AUTHOR_EMAIL": "test@example.com",
            "GIT_COMMITTER_NAME": "test", "GIT_COMMITTER_EMAIL": "test@example.com"}
 DVC = str(Path(sys.executable).with_name("dvc"))
-MAKE_DATA = "-m steps.synth --out data/transactions.parquet"
+MAKE_DATA = "-m steps.data.synth --out data/transactions.parquet"
 
 
 def sh(*cmd: str, cwd: Path) -> str:
@@ -64,7 +65,7 @@ def test_train_flow_loads_an_old_data_version_from_the_remote(root, workspace, t
     shutil.rmtree(repo / ".dvc" / "cache")  # only the remote holds the data now
     shutil.rmtree(repo / "data")
 
-    assert data.read_bytes("data/transactions.parquet", "v2", repo) == v2
+    assert read_source("data/transactions.parquet", "v2", repo) == v2
     result = run_flow(root, workspace, "train_flow.py", tiny_configs, data_rev="v1", data_repo=str(repo))
     assert result.status == "successful", result.stdout[-3000:]
     lineage = result.run.data.lineage

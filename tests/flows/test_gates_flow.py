@@ -10,9 +10,9 @@ import subprocess
 import sys
 
 import pytest
-
 from support import GATES_BRANCH as BRANCH
-from steps.registry import Registry
+
+from steps.registry.registry import Registry
 
 pytestmark = pytest.mark.xdist_group("gates")  # gates_scenario's six TrainFlow runs are made once, on one worker
 
@@ -25,7 +25,7 @@ def scenario(gates_scenario):
 
 def failed_gates(run) -> set[str]:
     """Names of the gated checks that failed in a run, as 'suite/name'."""
-    return set(run["gates"].task.data.gate_summary["failed"])
+    return set(run["judge"].task.data.gate_summary["failed"])
 
 
 def tags(run) -> set[str]:
@@ -33,13 +33,13 @@ def tags(run) -> set[str]:
 
 
 def test_first_model_is_promoted_by_the_absolute_gates(scenario):
-    weak = scenario["weak"]["gates"].task.data
+    weak = scenario["weak"]["judge"].task.data
     assert weak.champion_run_id is None and weak.gates_passed
     assert "candidate" in tags(scenario["weak"])
 
 
 def test_a_significantly_better_model_is_promoted(scenario):
-    good = scenario["good"]["gates"].task.data
+    good = scenario["good"]["judge"].task.data
     assert good.champion_run_id == scenario["weak"].id
     assert good.gates_passed and failed_gates(scenario["good"]) == set()
     significance = next(r for r in good.gate_results if r["name"] == "significantly_better[roc_auc]")
@@ -55,26 +55,27 @@ def test_a_significantly_better_model_is_promoted(scenario):
 def test_planted_regression_is_rejected_by_its_gate(scenario, name, gate):
     run = scenario[name]
     assert gate in failed_gates(run)
-    assert not run["gates"].task.data.gates_passed
+    assert not run["judge"].task.data.gates_passed
     assert "candidate" in tags(run) and "champion" not in tags(run)
 
 
 def test_gate_details_name_the_culprit(scenario):
-    unfair = {r["name"]: r for r in scenario["unfair"]["gates"].task.data.gate_results}
+    unfair = {r["name"]: r for r in scenario["unfair"]["judge"].task.data.gate_results}
     assert "north_america" in unfair["equalized_odds_difference[region]"]["detail"]
-    no_impute = {r["name"]: r for r in scenario["no_impute"]["gates"].task.data.gate_results}
-    assert "missing:" in no_impute["edge_cases_no_error"]["detail"] and "NaN" in no_impute["edge_cases_no_error"]["detail"]
+    no_impute = {r["name"]: r for r in scenario["no_impute"]["judge"].task.data.gate_results}
+    detail = no_impute["edge_cases_no_error"]["detail"]
+    assert "missing:" in detail and "NaN" in detail
 
 
 def test_verdict_is_stored_as_json_and_rendered_in_a_card(scenario):
     from metaflow.cards import get_cards
-
     from support import card_text
 
-    task = scenario["unfair"]["gates"].task
+    task = scenario["unfair"]["judge"].task
     verdict = json.loads(task.data.gate_report_json)
     assert verdict["passed"] is False and "fairness/equalized_odds_difference[region]" in verdict["failed"]
-    assert {"suite", "name", "metric", "threshold", "actual", "interval", "passed", "detail"} <= set(verdict["results"][0])
+    fields = {"suite", "name", "metric", "threshold", "actual", "interval", "passed", "detail"}
+    assert fields <= set(verdict["results"][0])
     text = card_text(get_cards(task, id="gates")[0].get())
     assert "equalized_odds_difference[region]" in text and "versus challenger" in text
 

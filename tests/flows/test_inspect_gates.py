@@ -10,10 +10,10 @@ import math
 
 import pandas as pd
 import pytest
-
 from support import GATES_BRANCH
-from steps import inspect
-from steps.registry import RegistryError
+
+from steps.registry.registry import RegistryError
+from steps.reporting import runs as runs_api
 
 pytestmark = pytest.mark.xdist_group("gates")  # gates_scenario's six TrainFlow runs are made once, on one worker
 
@@ -28,57 +28,57 @@ def runs(gates_scenario):
 
 
 def gates_data(run):
-    return run["gates"].task.data
+    return run["judge"].task.data
 
 
 def test_challenger_run_by_id_with_and_without_a_branch(runs) -> None:
     worse = runs["worse"]
-    assert inspect.challenger_run("TrainFlow", BRANCH, worse.id).pathspec == worse.pathspec
-    assert inspect.challenger_run("TrainFlow", None, worse.id).pathspec == worse.pathspec
-    assert inspect.run_branch(worse) == BRANCH
+    assert runs_api.challenger_run("TrainFlow", BRANCH, worse.id).pathspec == worse.pathspec
+    assert runs_api.challenger_run("TrainFlow", None, worse.id).pathspec == worse.pathspec
+    assert runs_api.run_branch(worse) == BRANCH
     with pytest.raises(RegistryError, match="not 'test.elsewhere'"):
-        inspect.challenger_run("TrainFlow", "test.elsewhere", worse.id)
+        runs_api.challenger_run("TrainFlow", "test.elsewhere", worse.id)
 
 
 def test_challenger_run_defaults_to_the_newest_candidate_that_is_not_champion(runs) -> None:
-    assert inspect.challenger_run("TrainFlow", BRANCH).id == runs["worse"].id
-    with pytest.raises(inspect.RunNotFound, match="test.no_such_branch"):
-        inspect.challenger_run("TrainFlow", "test.no_such_branch")
+    assert runs_api.challenger_run("TrainFlow", BRANCH).id == runs["worse"].id
+    with pytest.raises(runs_api.RunNotFound, match="test.no_such_branch"):
+        runs_api.challenger_run("TrainFlow", "test.no_such_branch")
 
 
 def test_verdict_and_suite_summary(runs) -> None:
-    worse, good = inspect.verdict(runs["worse"]), inspect.verdict(runs["good"])
+    worse, good = runs_api.verdict(runs["worse"]), runs_api.verdict(runs["good"])
     assert worse["passed"] is False and SIGNIFICANCE in worse["failed"]
     assert worse["champion_run_id"] == runs["good"].id and worse["model_name"] == "worse"
     assert worse["checks"] == len(gates_data(runs["worse"]).gate_results) >= worse["gated"] > 0
     assert "candidate" in worse["tags"] and "champion" not in worse["tags"]
     assert good["passed"] is True and good["failed"] == [] and good["champion_run_id"] == runs["weak"].id
-    suites = inspect.suite_summary(runs["worse"])
+    suites = runs_api.suite_summary(runs["worse"])
     assert suites["checks"].sum() == worse["checks"] and suites.loc["champion", "failed"] >= 1
     assert suites["failed"].sum() == len(worse["failed"])
 
 
 def test_gate_table_has_one_row_per_result(runs) -> None:
     results = gates_data(runs["worse"]).gate_results
-    table = inspect.gate_table(runs["worse"])
-    assert list(table.columns) == inspect.GATE_COLUMNS
-    assert list(zip(table["suite"], table["name"])) == [(r["suite"], r["name"]) for r in results]
-    for row, result in zip(table.to_dict("records"), results):
+    table = runs_api.gate_table(runs["worse"])
+    assert list(table.columns) == runs_api.GATE_COLUMNS
+    assert list(zip(table["suite"], table["name"], strict=True)) == [(r["suite"], r["name"]) for r in results]
+    for row, result in zip(table.to_dict("records"), results, strict=True):
         low, high = result["interval"] or (None, None)
         assert (row["low"], row["high"]) == (low, high) or (math.isnan(row["low"]) and low is None)
         assert row["passed"] == result["passed"] and row["gated"] == result["gated"]
     failed = table[table["gated"] & ~table["passed"]]
-    assert SIGNIFICANCE in {f"{s}/{n}" for s, n in zip(failed["suite"], failed["name"])}
-    champion = inspect.gate_table(runs["worse"], suite="champion")
+    assert SIGNIFICANCE in {f"{s}/{n}" for s, n in zip(failed["suite"], failed["name"], strict=True)}
+    champion = runs_api.gate_table(runs["worse"], suite="champion")
     assert set(champion["suite"]) == {"champion"} and len(champion) == sum(r["suite"] == "champion" for r in results)
-    assert inspect.gate_table(runs["weak"], suite="champion").empty
+    assert runs_api.gate_table(runs["weak"], suite="champion").empty
 
 
 def test_comparison_of_a_challenger_with_its_champion(runs) -> None:
-    compared = inspect.comparison(runs["worse"])
+    compared = runs_api.comparison(runs["worse"])
     assert compared is not None and compared["run_id"] == runs["good"].id
     assert {"performance", "efficiency"} <= set(compared)
-    table = inspect.comparison_table(runs["worse"])
+    table = runs_api.comparison_table(runs["worse"])
     assert len(table) == 1
     row = table.iloc[0]
     assert row["champion_run_id"] == runs["good"].id and row["metric"] == "roc_auc"
@@ -88,21 +88,21 @@ def test_comparison_of_a_challenger_with_its_champion(runs) -> None:
 
 
 def test_no_comparison_without_a_champion(runs) -> None:
-    assert inspect.comparison(runs["weak"]) is None
-    empty = inspect.comparison_table(runs["weak"])
+    assert runs_api.comparison(runs["weak"]) is None
+    empty = runs_api.comparison_table(runs["weak"])
     assert empty.empty and {"difference", "low", "high", "p_value", "method", "gate"} <= set(empty.columns)
-    assert list(inspect.efficiency_table(runs["weak"]).columns) == ["challenger"]
-    assert list(inspect.performance_table(runs["weak"]).columns) == ["challenger", "challenger_low", "challenger_high"]
+    assert list(runs_api.efficiency_table(runs["weak"]).columns) == ["challenger"]
+    assert list(runs_api.performance_table(runs["weak"]).columns) == ["challenger", "challenger_low", "challenger_high"]
 
 
 def test_performance_and_efficiency_side_by_side(runs) -> None:
     report = gates_data(runs["worse"]).gate_report
-    performance = inspect.performance_table(runs["worse"])
+    performance = runs_api.performance_table(runs["worse"])
     assert set(performance.index) == set(report["performance"])
     assert performance.loc["roc_auc", "challenger"] == report["performance"]["roc_auc"]["point"]
     assert performance.loc["roc_auc", "champion"] == report["champion"]["performance"]["roc_auc"]["point"]
     assert performance.loc["roc_auc", "champion"] > performance.loc["roc_auc", "challenger"]
-    efficiency = inspect.efficiency_table(runs["worse"])
+    efficiency = runs_api.efficiency_table(runs["worse"])
     assert list(efficiency.columns) == ["challenger", "champion"]
     assert efficiency.loc["p50_ms", "champion"] == report["champion"]["efficiency"]["p50_ms"]
     assert {"p50_ms", "p99_ms", "rows_per_s", "size_mb", "peak_memory_mb"} <= set(efficiency.index)
@@ -110,8 +110,8 @@ def test_performance_and_efficiency_side_by_side(runs) -> None:
 
 def test_group_table_flattens_the_fairness_report(runs) -> None:
     report = gates_data(runs["unfair"]).gate_report["fairness"]
-    table = inspect.group_table(runs["unfair"])
-    assert list(table.columns) == inspect.GROUP_COLUMNS
+    table = runs_api.group_table(runs["unfair"])
+    assert list(table.columns) == runs_api.GROUP_COLUMNS
     assert len(table) == sum(len(groups) for groups in report.values())
     assert list(table["attribute"].unique()) == list(report)
     region = table[table["attribute"] == "region"].set_index("group")
@@ -122,21 +122,21 @@ def test_group_table_flattens_the_fairness_report(runs) -> None:
 
 def test_registry_state_and_history(runs) -> None:
     ids = {name: run.id for name, run in runs.items()}
-    state = inspect.registry_state("TrainFlow", BRANCH)
+    state = runs_api.registry_state("TrainFlow", BRANCH)
     assert state["branch"] == BRANCH and state["problems"] == []
     assert state["champion"]["run_id"] in {ids["weak"], ids["good"]}
-    table = inspect.registry_table(state)
-    assert list(table.columns) == inspect.REGISTRY_COLUMNS
+    table = runs_api.registry_table(state)
+    assert list(table.columns) == runs_api.REGISTRY_COLUMNS
     assert list(table["role"]).count("champion") == 1
     candidates = set(table[table["role"] == "candidate"]["run_id"])
     assert {ids["worse"], ids["slow"], ids["unfair"], ids["no_impute"]} <= candidates
     assert set(table["run_id"]) == set(ids.values())
-    history = inspect.registry_history("TrainFlow", BRANCH)
-    assert list(history.columns) == inspect.HISTORY_COLUMNS
+    history = runs_api.registry_history("TrainFlow", BRANCH)
+    assert list(history.columns) == runs_api.HISTORY_COLUMNS
     promotions = history[history["kind"] == "promote"]
     assert list(promotions["to"])[:2] == [ids["weak"], ids["good"]]
     assert pd.isna(promotions["from"].iloc[0]) and promotions["from"].iloc[1] == ids["weak"]
-    assert inspect.registry_history("TrainFlow", "test.no_such_branch").empty
+    assert runs_api.registry_history("TrainFlow", "test.no_such_branch").empty
 
 
 def test_a_run_without_gates_is_refused() -> None:
@@ -146,5 +146,5 @@ def test_a_run_without_gates_is_refused() -> None:
         def __getitem__(self, step: str):
             raise KeyError(step)
 
-    with pytest.raises(LookupError, match="no gates step"):
-        inspect.gate_table(NoGates())
+    with pytest.raises(LookupError, match="no judge step"):
+        runs_api.gate_table(NoGates())

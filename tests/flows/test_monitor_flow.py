@@ -9,10 +9,10 @@ from __future__ import annotations
 import json
 
 from metaflow import Run, namespace
-
-from steps import monitor
-from steps.inspect import card_html
 from support import card_text
+
+from steps.monitoring.state import load_state
+from steps.reporting.runs import card_html
 
 DRIFT_DAY = "2026-01-07"
 
@@ -76,7 +76,7 @@ def test_retraining_was_started_and_decided_by_the_gates(monitor_drift, train_ru
 
 
 def test_state_holds_the_history_and_the_retraining(monitor_drift, production) -> None:
-    state = monitor.load_state(str(production["state"]))
+    state = load_state(str(production["state"]))
     assert [p["period"] for p in state["periods"]] == [f"2026-01-0{i}" for i in range(1, 10)]
     assert state["retrain"]["run"] == monitor_drift[0].run.data.retraining["run"]
     assert state["performance"] and {p["period"] for p in state["performance"]} <= {

@@ -14,11 +14,13 @@ from typing import Any
 
 import pytest
 from metaflow import Runner
-
 from support import FlowResult
-from steps import models
-from steps import registry as reg
-from steps.registry import LocalEventStore, Registry, RegistryError
+
+from steps.modeling import models
+from steps.registry import registry as reg
+from steps.registry import store
+from steps.registry.registry import Registry, RegistryError
+from steps.registry.store import EventStore
 
 BRANCH_NAME = "registry_test"  # what `train_flow.py --branch` is given
 BRANCH = "test.registry_test"  # the project branch Metaflow records for it
@@ -64,7 +66,7 @@ def _reset_tags(branch_runs: list[Any]) -> None:
 def registry(branch_runs: list[Any], tmp_path: Path) -> Registry:
     """A registry on the test branch with no registry tags set and an empty audit log of its own."""
     _reset_tags(branch_runs)
-    return Registry(branch=BRANCH, store=LocalEventStore(tmp_path / "events"))
+    return Registry(branch=BRANCH, store=EventStore(tmp_path / "events"))
 
 
 @pytest.fixture
@@ -252,17 +254,18 @@ def test_audit_log_is_one_file_per_event_in_order(registry, ids, gates, tmp_path
     assert {(e["flow"], e["project"], e["branch"]) for e in events} == {("TrainFlow", "tabular_mlops", BRANCH)}
 
     files = sorted((tmp_path / "events").iterdir())
-    assert [f.name for f in files] == [f"{f.name.split('-')[0]}-{e['event_id']}.json" for f, e in zip(files, events)]
+    expected = [f"{f.name.split('-')[0]}-{e['event_id']}.json" for f, e in zip(files, events, strict=True)]
+    assert [f.name for f in files] == expected
     assert [json.loads(f.read_text()) for f in files] == events
 
 
 def test_event_names_sort_chronologically_within_one_second():
     base = 1_700_000_000 * 1_000_000_000
-    stamps = [reg._stamps(base + ns)[0] for ns in (1, 2, 10, 999, 1_000, 999_999_999)]
+    stamps = [store._stamps(base + ns)[0] for ns in (1, 2, 10, 999, 1_000, 999_999_999)]
     assert stamps == sorted(stamps) and len(set(stamps)) == len(stamps)
-    ticks = [reg._now_ns() for _ in range(1000)]
+    ticks = [store._now_ns() for _ in range(1000)]
     assert ticks == sorted(ticks) and len(set(ticks)) == len(ticks)
-    assert reg._stamps(base + 123_456_789)[1] == "2023-11-14T22:13:20.123456+00:00"
+    assert store._stamps(base + 123_456_789)[1] == "2023-11-14T22:13:20.123456+00:00"
 
 
 def test_default_audit_log_lives_under_the_local_datastore(workspace):

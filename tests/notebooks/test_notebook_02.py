@@ -85,7 +85,7 @@ def executed(gates_scenario, workspace: Path, kernel_dir: Path) -> dict[str, Any
 @pytest.fixture(scope="module")
 def worse(gates_scenario) -> Any:
     """The ``worse`` run's gates task data (compared with champion ``good``, failed the significance gate)."""
-    return gates_scenario["worse"]["gates"].task.data
+    return gates_scenario["worse"]["judge"].task.data
 
 
 def test_committed_without_outputs_with_ids_and_tags() -> None:

@@ -13,7 +13,7 @@ import pytest
 import yaml
 from nbclient import NotebookClient
 
-from steps import score
+from steps.scoring.partition import read_manifest
 from support import run_flow
 from test_notebook_02 import table
 from test_notebooks import data, kernel_dir, text  # noqa: F401  (kernel_dir: the shared kernelspec)
@@ -96,7 +96,7 @@ def test_row_counts_are_recomputed_and_pass(executed) -> None:
 
 
 def test_score_distribution_review_rate_and_reasons(executed, score_run) -> None:
-    manifest = score.read_manifest(*(score_run.data.plan[k] for k in ("output_root", "date")))
+    manifest = read_manifest(*(score_run.data.plan[k] for k in ("output_root", "date")))
     bins = table(data(executed["scores"], "text/html"))
     assert len(bins) == 10 and sum(int(r["rows"]) for r in bins) == 5998
     assert sum("image/png" in o.get("data", {}) for o in executed["score-plot"].outputs) == 1

@@ -12,7 +12,7 @@ import nbformat
 import pytest
 from nbclient import NotebookClient
 
-from steps import inspect
+from steps.reporting import runs
 
 ROOT = Path(__file__).resolve().parents[2]
 NOTEBOOK = ROOT / "notebooks" / "01-inspect-training-run.ipynb"
@@ -128,6 +128,6 @@ def test_chosen_model_and_holdout_scores(executed, train_run) -> None:
 def test_card_is_displayed(executed, train_run) -> None:
     shown = [o for o in executed["card"].outputs if o.output_type == "display_data"]
     assert len(shown) == 1
-    card = inspect.card_data(shown[0].data["text/html"])
+    card = runs.card_data(shown[0].data["text/html"])
     assert card["metadata"]["pathspec"].startswith(f"{train_run.pathspec}/join/")
     assert f"{train_run.data.model_name} (chosen)" in json.dumps(card)

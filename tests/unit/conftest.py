@@ -11,8 +11,11 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from steps import data, models, synth
 from steps.config import CandidateConfig, DatasetConfig, TrainConfig, load_file
+from steps.data import synth
+from steps.data.contract import validate
+from steps.data.split import Split, temporal_split
+from steps.modeling import models
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIG = ROOT / "config"
@@ -62,18 +65,18 @@ def raw_frame(_raw_frame: pd.DataFrame) -> pd.DataFrame:
 
 @pytest.fixture(scope="session")
 def clean_frame(_raw_frame: pd.DataFrame, dataset_spec: DatasetConfig) -> pd.DataFrame:
-    """The raw rows after ``data.validate`` (normalized, time-sorted). Do not mutate."""
-    return data.validate(_raw_frame, dataset_spec, "fixture.parquet")
+    """The raw rows after ``validate`` (normalized, time-sorted). Do not mutate."""
+    return validate(_raw_frame, dataset_spec, "fixture.parquet")
 
 
 @pytest.fixture(scope="session")
-def split(clean_frame: pd.DataFrame, dataset_spec: DatasetConfig, train_cfg: TrainConfig) -> data.Split:
+def split(clean_frame: pd.DataFrame, dataset_spec: DatasetConfig, train_cfg: TrainConfig) -> Split:
     """The default temporal split of ``clean_frame``. Do not mutate."""
-    return data.temporal_split(clean_frame, dataset_spec, train_cfg.split)
+    return temporal_split(clean_frame, dataset_spec, train_cfg.split)
 
 
 @pytest.fixture(scope="session")
-def fitted(split: data.Split, dataset_spec: DatasetConfig) -> dict[str, object]:
+def fitted(split: Split, dataset_spec: DatasetConfig) -> dict[str, object]:
     """One fitted pipeline per registered model type (trained on the train part of ``split``)."""
     out = {}
     for type_ in models.REGISTRY:

@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from steps import alerts
 from steps.config import AlertRule, WebhookConfig
+from steps.monitoring import alerts
 
 WARN3 = AlertRule(name="drift", tier="warning", signal="feature_drift", consecutive=3, clear_after=2)
 

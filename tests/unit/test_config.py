@@ -12,8 +12,16 @@ import pytest
 import yaml
 
 from steps import config
-from steps.config import (CandidateConfig, ConfigError, DatasetConfig, ProfileConfig, TrainConfig, load, load_file,
-                          parse_text)
+from steps.config import (
+    CandidateConfig,
+    ConfigError,
+    DatasetConfig,
+    ProfileConfig,
+    TrainConfig,
+    load,
+    load_file,
+    parse_text,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 DELETE = object()
@@ -178,8 +186,8 @@ def assert_error_line(msg: str, source: str, key: str, fragment: str) -> None:
     ({"target.name": "x"}, "<root>", "id/time/target columns must not be features: ['x']"),
 ])
 def test_dataset_errors_name_file_and_key(changes: dict[str, Any], key: str, fragment: str) -> None:
-    assert_error_line(config_error(DatasetConfig, mutated(DATASET, changes), "/cfg/datasets/mine.yaml"), "/cfg/datasets/mine.yaml", key,
-                      fragment)
+    source = "/cfg/datasets/mine.yaml"
+    assert_error_line(config_error(DatasetConfig, mutated(DATASET, changes), source), source, key, fragment)
 
 
 @pytest.mark.parametrize("changes, key, fragment", [
@@ -200,8 +208,8 @@ def test_dataset_errors_name_file_and_key(changes: dict[str, Any], key: str, fra
     ({"split.test_fraction": 0.1}, "split.test_fraction", "unknown key (not allowed)"),
 ])
 def test_train_errors_name_file_and_key(changes: dict[str, Any], key: str, fragment: str) -> None:
-    assert_error_line(config_error(TrainConfig, mutated(TRAIN, changes), "experiments/train.yaml"), "experiments/train.yaml", key,
-                      fragment)
+    source = "experiments/train.yaml"
+    assert_error_line(config_error(TrainConfig, mutated(TRAIN, changes), source), source, key, fragment)
 
 
 @pytest.mark.parametrize("changes, key, fragment", [
@@ -219,8 +227,8 @@ def test_train_errors_name_file_and_key(changes: dict[str, Any], key: str, fragm
      "compute 'batch' needs queues.default"),
 ])
 def test_profile_errors_name_file_and_key(changes: dict[str, Any], key: str, fragment: str) -> None:
-    assert_error_line(config_error(ProfileConfig, mutated(PROFILE, changes), "config/profiles/custom.yaml"), "config/profiles/custom.yaml", key,
-                      fragment)
+    source = "config/profiles/custom.yaml"
+    assert_error_line(config_error(ProfileConfig, mutated(PROFILE, changes), source), source, key, fragment)
 
 
 def test_every_bad_key_is_reported_at_once() -> None:

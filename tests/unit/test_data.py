@@ -5,23 +5,25 @@ from __future__ import annotations
 import gzip
 import hashlib
 import io
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from steps import data, synth
 from steps.config import DatasetConfig, SplitConfig
-from steps.data import DataValidationError
+from steps.data import synth
+from steps.data.contract import DataValidationError, expected_columns, validate
+from steps.data.load import derive_columns, finish_lineage, load_table, parse_table
+from steps.data.split import temporal_split
 
 Mutation = Callable[[pd.DataFrame], pd.DataFrame]
 
 
 def violations(frame: pd.DataFrame, spec: DatasetConfig, source: str = "in/test.parquet") -> DataValidationError:
     with pytest.raises(DataValidationError) as info:
-        data.validate(frame, spec, source)
+        validate(frame, spec, source)
     err = info.value
     assert err.source == source
     assert str(err).startswith(f"{source}: {len(err.violations)} validation error(s):")
@@ -59,7 +61,7 @@ def only_positives(n: int, rows: int | None = None) -> Mutation:
 def test_valid_frame_passes_and_is_normalized(raw_frame: pd.DataFrame, dataset_spec: DatasetConfig) -> None:
     shuffled = raw_frame.sample(frac=1.0, random_state=0)
     before = shuffled.copy()
-    out = data.validate(shuffled, dataset_spec, "ok.parquet")
+    out = validate(shuffled, dataset_spec, "ok.parquet")
     pd.testing.assert_frame_equal(shuffled, before)  # the input is not modified
     assert list(out.columns) == ["transaction_id", "event_time", *dataset_spec.features, "is_fraud"]
     assert out["event_time"].is_monotonic_increasing and out.index.tolist() == list(range(len(out)))
@@ -167,7 +169,7 @@ def test_each_violation_names_column_row_and_value(raw_frame: pd.DataFrame, data
     pytest.param(lambda f: f.assign(hour=f["hour"].astype("int32")), id="int32-numeric"),
 ])
 def test_tolerated_deviations_pass(raw_frame: pd.DataFrame, dataset_spec: DatasetConfig, mutate: Mutation) -> None:
-    out = data.validate(mutate(raw_frame), dataset_spec, "ok.parquet")
+    out = validate(mutate(raw_frame), dataset_spec, "ok.parquet")
     assert len(out) == len(raw_frame) and out["is_fraud"].dtype == "int64"
 
 
@@ -178,9 +180,9 @@ def test_empty_data_is_one_violation(raw_frame: pd.DataFrame, dataset_spec: Data
 
 def test_ignored_columns_are_allowed_and_dropped(raw_frame: pd.DataFrame, dataset_spec: DatasetConfig) -> None:
     spec = DatasetConfig.model_validate({**dataset_spec.model_dump(), "ignored": ["notes"]})
-    out = data.validate(raw_frame.assign(notes="free text"), spec, "ok.parquet")
+    out = validate(raw_frame.assign(notes="free text"), spec, "ok.parquet")
     assert "notes" not in out.columns
-    assert "notes" in data.expected_columns(spec)
+    assert "notes" in expected_columns(spec)
 
 
 @pytest.mark.parametrize("dtype", ["Int64", "Float64"])
@@ -198,8 +200,8 @@ def test_nullable_numeric_with_missing_and_out_of_range(raw_frame: pd.DataFrame,
 @pytest.mark.parametrize("validation, holdout", [(0.15, 0.15), (0.2, 0.1), (0.1, 0.3), (0.25, 0.25)])
 def test_temporal_split_is_disjoint_and_honours_fractions(clean_frame: pd.DataFrame, dataset_spec: DatasetConfig,
                                                           validation: float, holdout: float) -> None:
-    parts = data.temporal_split(clean_frame, dataset_spec, SplitConfig(validation_fraction=validation,
-                                                                       holdout_fraction=holdout))
+    parts = temporal_split(clean_frame, dataset_spec, SplitConfig(validation_fraction=validation,
+                                                                  holdout_fraction=holdout))
     n = len(clean_frame)
     assert len(parts.train) + len(parts.validation) + len(parts.holdout) == n
     assert abs(len(parts.validation) / n - validation) < 0.01
@@ -223,14 +225,14 @@ def test_temporal_split_raises_when_a_part_lacks_positives(clean_frame: pd.DataF
     f.loc[rows, "is_fraud"] = 0
     pattern = rf"temporal split failed: the {part} part has \d+ rows and needs both classes"
     with pytest.raises(ValueError, match=pattern):
-        data.temporal_split(f, dataset_spec, SplitConfig())
+        temporal_split(f, dataset_spec, SplitConfig())
 
 
 def test_temporal_split_keeps_equal_timestamps_together(clean_frame: pd.DataFrame,
                                                         dataset_spec: DatasetConfig) -> None:
     f = clean_frame.copy()
     f["event_time"] = f["event_time"].dt.floor("7D")  # many rows share each timestamp
-    parts = data.temporal_split(f, dataset_spec, SplitConfig())
+    parts = temporal_split(f, dataset_spec, SplitConfig())
     assert parts.train["event_time"].max() < parts.validation["event_time"].min()
     assert parts.validation["event_time"].max() < parts.holdout["event_time"].min()
 
@@ -246,7 +248,7 @@ def test_temporal_split_keeps_equal_timestamps_together(clean_frame: pd.DataFram
 ])
 def test_parse_table_on_corrupt_bytes_names_the_file(name: str, blob: bytes) -> None:
     with pytest.raises(DataValidationError) as info:
-        data.parse_table(blob, name)
+        parse_table(blob, name)
     assert info.value.source == name
     assert str(info.value).startswith(f"{name}: 1 validation error(s):")
     assert "file is not readable as " in str(info.value)
@@ -258,7 +260,7 @@ def test_parse_table_reads_csv_gzip_and_parquet(raw_frame: pd.DataFrame) -> None
     buf = io.BytesIO()
     small.to_parquet(buf)
     for name, blob in [("t.csv", csv), ("t.CSV", csv), ("t.csv.gz", gzip.compress(csv)), ("t.parquet", buf.getvalue())]:
-        out = data.parse_table(blob, name)
+        out = parse_table(blob, name)
         assert out.shape == small.shape, name
         assert out["transaction_id"].tolist() == small["transaction_id"].tolist()
 
@@ -276,40 +278,40 @@ def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 @pytest.mark.parametrize("kind", ["parquet", "csv"])
 def test_load_from_path_records_lineage(files: dict[str, Path], dataset_spec: DatasetConfig, kind: str) -> None:
     path = files[kind]
-    frame, lineage = data.load(str(path), dataset_spec)
+    frame, lineage = load_table(str(path), dataset_spec)
     assert len(frame) == 1500
     assert str(frame["event_time"].dt.tz) == "UTC"
     assert lineage.source == str(path) and lineage.data_rev is None
     assert lineage.sha256 == hashlib.sha256(path.read_bytes()).hexdigest()
     assert lineage.size_bytes == path.stat().st_size and lineage.rows == 1500
-    clean = data.validate(frame, dataset_spec, lineage.source)
-    done = data.finish_lineage(lineage, clean, dataset_spec)
+    clean = validate(frame, dataset_spec, lineage.source)
+    done = finish_lineage(lineage, clean, dataset_spec)
     assert done.rows == 1500 and done.sha256 == lineage.sha256
     assert done.time_min == str(clean["event_time"].min()) and done.time_max == str(clean["event_time"].max())
     assert done.time_min.startswith("2025-01-01") and done.time_max.startswith("2025-12-31")
 
 
 def test_csv_and_parquet_load_the_same_rows(files: dict[str, Path], dataset_spec: DatasetConfig) -> None:
-    a = data.validate(data.load(str(files["parquet"]), dataset_spec)[0], dataset_spec, "p")
-    b = data.validate(data.load(str(files["csv"]), dataset_spec)[0], dataset_spec, "c")
+    a = validate(load_table(str(files["parquet"]), dataset_spec)[0], dataset_spec, "p")
+    b = validate(load_table(str(files["csv"]), dataset_spec)[0], dataset_spec, "c")
     pd.testing.assert_frame_equal(a, b, check_dtype=False, check_exact=False)
 
 
 def test_lineage_has_no_dvc_md5_for_files_outside_dvc(files: dict[str, Path], dataset_spec: DatasetConfig) -> None:
-    _, lineage = data.load(str(files["parquet"]), dataset_spec)
+    _, lineage = load_table(str(files["parquet"]), dataset_spec)
     assert lineage.dvc_md5 is None
 
 
 def test_load_missing_file_names_it(tmp_path: Path, dataset_spec: DatasetConfig) -> None:
     missing = tmp_path / "nope.parquet"
     with pytest.raises(FileNotFoundError, match="data file not found: .*nope.parquet"):
-        data.load(str(missing), dataset_spec)
+        load_table(str(missing), dataset_spec)
 
 
 @pytest.mark.parametrize("source", ["/abs/data.parquet", "s3://bucket/data.parquet"])
 def test_data_rev_needs_a_repository_path(dataset_spec: DatasetConfig, source: str) -> None:
     with pytest.raises(ValueError, match="--data-rev needs a path inside the DVC repository"):
-        data.load(source, dataset_spec, data_rev="HEAD")
+        load_table(source, dataset_spec, data_rev="HEAD")
 
 
 # --------------------------------------------------------------------------------------------------- derived columns
@@ -344,7 +346,7 @@ def flights() -> pd.DataFrame:
 def test_derive_columns_derived_target_and_positional_id(op: str, value: float, expected: list[int]) -> None:
     raw = flights()
     before = raw.copy()
-    out = data.derive_columns(raw, derived_spec(op, value))
+    out = derive_columns(raw, derived_spec(op, value))
     pd.testing.assert_frame_equal(raw, before)  # the input is not modified
     assert out["is_delayed"].tolist() == expected and out["is_delayed"].dtype == "int64"
     assert out.columns[0] == "row_id" and out["row_id"].tolist() == [0, 1, 2, 3]
@@ -355,22 +357,22 @@ def test_derive_columns_derived_target_and_positional_id(op: str, value: float, 
 
 def test_derived_dataset_validates_end_to_end() -> None:
     spec = derived_spec()
-    assert set(data.expected_columns(spec)) == {"row_id", "time_hour", "is_delayed", "distance", "origin",
-                                                "arr_delay"}
-    out = data.validate(data.derive_columns(flights(), spec), spec, "flights.parquet")
+    assert set(expected_columns(spec)) == {"row_id", "time_hour", "is_delayed", "distance", "origin",
+                                           "arr_delay"}
+    out = validate(derive_columns(flights(), spec), spec, "flights.parquet")
     assert list(out.columns) == ["row_id", "time_hour", "distance", "origin", "is_delayed"]
     assert out["is_delayed"].sum() == 2
 
 
 def test_derive_columns_without_derivation_keeps_the_frame(raw_frame: pd.DataFrame,
                                                            dataset_spec: DatasetConfig) -> None:
-    out = data.derive_columns(raw_frame, dataset_spec)
+    out = derive_columns(raw_frame, dataset_spec)
     pd.testing.assert_frame_equal(out, raw_frame)
     assert "row_id" not in out.columns
 
 
 def test_derive_columns_when_the_source_column_is_missing() -> None:
-    out = data.derive_columns(flights().drop(columns="arr_delay"), derived_spec())
+    out = derive_columns(flights().drop(columns="arr_delay"), derived_spec())
     assert "is_delayed" not in out.columns and len(out) == 5
     err = violations(out, derived_spec())
     assert "missing columns: ['is_delayed', 'arr_delay']" in str(err)

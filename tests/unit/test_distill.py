@@ -7,9 +7,29 @@ import numpy as np
 import pytest
 from sklearn.linear_model import Ridge
 
-from steps import distill, export, models
 from steps.config import CandidateConfig, ConfigError, DistillConfig, StudentConfig, parse_distill
-from steps.gates import GateResult
+from steps.distill.onnx import parity_check, quantize, to_onnx
+from steps.distill.selection import (
+    TrainedStudent,
+    distillation_verdict,
+    evaluate_model,
+    export_teacher,
+    gate_selected,
+    select,
+    time_models,
+)
+from steps.distill.students import (
+    DistilledClassifier,
+    build_student,
+    fit_student,
+    logit,
+    sigmoid,
+    teacher_logits,
+    transfer_set,
+)
+from steps.gates.result import GateResult
+from steps.modeling import models
+from steps.modeling.onnx import OUTPUT, OnnxScorer
 
 STUDENTS = {
     "lightgbm": StudentConfig(name="lgbm", type="lightgbm", params={"n_estimators": 20, "num_leaves": 7}),
@@ -34,26 +54,26 @@ def teacher(split, dataset_spec):
 @pytest.fixture(scope="module")
 def students(teacher, split, dataset_spec, cfg):
     """Each student type fitted on the teacher's logits, with its ONNX bytes."""
-    frame = distill.transfer_set(split.train, dataset_spec, cfg)
-    target = distill.teacher_logits(teacher, frame, dataset_spec)
+    frame = transfer_set(split.train, dataset_spec, cfg)
+    target = teacher_logits(teacher, frame, dataset_spec)
     out = {}
     for kind, student in STUDENTS.items():
-        pipeline, _ = distill.fit_student(distill.build_student(student, dataset_spec, 0), frame, target,
-                                          dataset_spec)
-        out[kind] = (pipeline, distill.to_onnx(pipeline, dataset_spec))
+        pipeline, _ = fit_student(build_student(student, dataset_spec, 0), frame, target,
+                                  dataset_spec)
+        out[kind] = (pipeline, to_onnx(pipeline, dataset_spec))
     return out
 
 
 def test_wrapper_predict_proba_is_sigmoid_of_the_regressor():
     X = np.random.default_rng(0).normal(size=(200, 3))
     z = X @ np.array([1.0, -2.0, 0.5])
-    clf = distill.DistilledClassifier(Ridge(alpha=1e-6)).fit(X, z)
+    clf = DistilledClassifier(Ridge(alpha=1e-6)).fit(X, z)
     proba = clf.predict_proba(X)
     assert list(clf.classes_) == [0, 1] and proba.shape == (200, 2)
     np.testing.assert_allclose(proba.sum(axis=1), 1.0)
     np.testing.assert_allclose(proba[:, 1], 1 / (1 + np.exp(-z)), atol=1e-6)
     np.testing.assert_array_equal(clf.predict(X), (z >= 0).astype(int))
-    np.testing.assert_allclose(distill.logit(distill.sigmoid(np.array([-3.0, 0.0, 5.0]))), [-3.0, 0.0, 5.0])
+    np.testing.assert_allclose(logit(sigmoid(np.array([-3.0, 0.0, 5.0]))), [-3.0, 0.0, 5.0])
 
 
 def test_student_pipeline_survives_serialization(students, split, dataset_spec):
@@ -67,27 +87,27 @@ def test_student_pipeline_survives_serialization(students, split, dataset_spec):
 @pytest.mark.parametrize("kind", list(STUDENTS))
 def test_student_onnx_with_sigmoid_matches_native(kind, students, split, dataset_spec):
     pipeline, blob = students[kind]
-    scorer = export.OnnxScorer(blob)
+    scorer = OnnxScorer(blob)
     native = models.predict_proba(pipeline, split.holdout, dataset_spec)
-    result = distill.parity_check(native, scorer.predict(split.holdout), 0.3, 1e-4, 1e-4)
+    result = parity_check(native, scorer.predict(split.holdout), 0.3, 1e-4, 1e-4)
     assert result["passed"], result
     assert result["max_abs_diff"] < 1e-5
-    proba = scorer.session.run([export.OUTPUT], scorer.feed(split.holdout.iloc[:5]))[0]
+    proba = scorer.session.run([OUTPUT], scorer.feed(split.holdout.iloc[:5]))[0]
     np.testing.assert_allclose(proba.sum(axis=1), 1.0, atol=1e-6)
 
 
 def test_teacher_exports_through_export_module(teacher, split, dataset_spec):
-    scorer = export.OnnxScorer(distill.to_onnx(teacher, dataset_spec))
+    scorer = OnnxScorer(to_onnx(teacher, dataset_spec))
     native = models.predict_proba(teacher, split.holdout, dataset_spec)
-    assert distill.parity_check(native, scorer.predict(split.holdout), 0.3, 1e-4, 1e-4)["passed"]
+    assert parity_check(native, scorer.predict(split.holdout), 0.3, 1e-4, 1e-4)["passed"]
 
 
 def test_quantized_mlp_is_smaller_and_trees_are_untouched(students):
-    q_mlp, mlp_info = distill.quantize(students["mlp"][1])
+    q_mlp, mlp_info = quantize(students["mlp"][1])
     assert mlp_info["changed"] and mlp_info["quantized_size_bytes"] < mlp_info["size_bytes"]
     assert "MatMulInteger" in mlp_info["new_ops"]
-    export.OnnxScorer(q_mlp)  # loads
-    _, tree_info = distill.quantize(students["lightgbm"][1])
+    OnnxScorer(q_mlp)  # loads
+    _, tree_info = quantize(students["lightgbm"][1])
     assert not tree_info["changed"]
 
 
@@ -95,16 +115,16 @@ def test_parity_check_counts_flips_against_the_rate():
     native = np.full(20_000, 0.2)
     onnx = native.copy()
     onnx[:2] = 0.5  # two flips at 0.3 in 20,000 rows: allowed at 1 per 10,000
-    assert distill.parity_check(native, onnx, 0.3, 1.0, 1e-4)["passed"]
+    assert parity_check(native, onnx, 0.3, 1.0, 1e-4)["passed"]
     onnx[:3] = 0.5
-    assert not distill.parity_check(native, onnx, 0.3, 1.0, 1e-4)["passed"]
-    assert not distill.parity_check(native, native + 1e-3, 0.3, 1e-4, 1e-4)["passed"]
+    assert not parity_check(native, onnx, 0.3, 1.0, 1e-4)["passed"]
+    assert not parity_check(native, native + 1e-3, 0.3, 1e-4, 1e-4)["passed"]
 
 
 def test_transfer_set_augmentation_is_off_by_default(split, dataset_spec, cfg):
-    assert len(distill.transfer_set(split.train, dataset_spec, cfg)) == len(split.train)
+    assert len(transfer_set(split.train, dataset_spec, cfg)) == len(split.train)
     aug = cfg.model_copy(update={"augmentation": cfg.augmentation.model_copy(update={"copies": 2})})
-    frame = distill.transfer_set(split.train, dataset_spec, aug)
+    frame = transfer_set(split.train, dataset_spec, aug)
     n = len(split.train)
     assert len(frame) == 3 * n and list(frame.columns) == dataset_spec.features
     assert not np.allclose(frame["amount"].iloc[n:2 * n].to_numpy(), frame["amount"].iloc[:n].to_numpy())
@@ -113,9 +133,9 @@ def test_transfer_set_augmentation_is_off_by_default(split, dataset_spec, cfg):
 
 def test_lightgbm_gpu_falls_back_to_cpu(split, dataset_spec, teacher):
     frame = split.train[dataset_spec.features]
-    target = distill.teacher_logits(teacher, frame, dataset_spec)
-    pipeline = distill.build_student(STUDENTS["lightgbm"], dataset_spec, 0, device="gpu")
-    fitted, info = distill.fit_student(pipeline, frame, target, dataset_spec)
+    target = teacher_logits(teacher, frame, dataset_spec)
+    pipeline = build_student(STUDENTS["lightgbm"], dataset_spec, 0, device="gpu")
+    fitted, info = fit_student(pipeline, frame, target, dataset_spec)
     assert info["device"] in {"cpu", "gpu"}
     if info["device"] == "cpu":
         assert info["fallback"]
@@ -128,15 +148,15 @@ def _row(name, auc, cost_ratio, parity=True):
 
 
 def test_selection_rule_picks_the_best_eligible_student():
-    chosen, rows = distill.select([_row("a", 0.89, 0.05), _row("b", 0.895, 0.08), _row("c", 0.90, 0.5)],
-                                  0.985, 0.10)
+    chosen, rows = select([_row("a", 0.89, 0.05), _row("b", 0.895, 0.08), _row("c", 0.90, 0.5)],
+                          0.985, 0.10)
     assert chosen == "b"
     reasons = {r["name"]: r["reasons"] for r in rows}
     assert reasons["a"] == [] and reasons["c"] and "cost_ratio" in reasons["c"][0]
 
 
 def test_selection_rule_rejects_below_the_floor_and_failed_parity():
-    chosen, rows = distill.select([_row("a", 0.85, 0.05), _row("b", 0.90, 0.05, parity=False)], 0.985, 0.10)
+    chosen, rows = select([_row("a", 0.85, 0.05), _row("b", 0.90, 0.05, parity=False)], 0.985, 0.10)
     assert chosen is None
     assert "auc_ratio" in rows[0]["reasons"][0] and rows[1]["reasons"] == ["ONNX parity failed"]
 
@@ -144,11 +164,11 @@ def test_selection_rule_rejects_below_the_floor_and_failed_parity():
 def test_distillation_verdict_replaces_significance_by_the_quality_floor(cfg):
     results = [GateResult("champion", "significantly_better[roc_auc]", "m", "t", -0.01, False),
                GateResult("champion", "not_less_fair[x]", "m", "t", 0.0, True)]
-    out = distill.distillation_verdict(results, 0.99, 0.05, cfg)
+    out = distillation_verdict(results, 0.99, 0.05, cfg)
     gated = {r.name: r.passed for r in out if r.gated}
     assert "significantly_better[roc_auc]" not in gated
     assert gated == {"not_less_fair[x]": True, "quality_floor[auc_ratio]": True, "cost_ceiling[per_row]": True}
-    low = distill.distillation_verdict(results, 0.98, 0.05, cfg)
+    low = distillation_verdict(results, 0.98, 0.05, cfg)
     assert not next(r for r in low if r.name == "quality_floor[auc_ratio]").passed
 
 
@@ -160,29 +180,29 @@ def test_join_helpers_time_every_model_and_gate_only_the_selected_one(teacher, s
     trained = []
     for kind, (pipeline, onnx) in students.items():
         blob = models.serialize(pipeline)
-        ev = distill.evaluate_model(kind, kind, pipeline, onnx, None, split.holdout, dataset_spec, cfg, 0.3)
+        ev = evaluate_model(kind, kind, pipeline, onnx, None, split.holdout, dataset_spec, cfg, 0.3)
         task = SimpleNamespace(student_blob=blob, student_onnx=onnx, student_quantized=None, student={
             **ev, "fingerprint": models.fingerprint(blob), "onnx_fingerprint": models.fingerprint(onnx),
             "quantization": None})
-        trained.append(distill.TrainedStudent.from_task(task))
-    t_onnx = distill.export_teacher(teacher, dataset_spec)
-    t_eval = distill.evaluate_model("teacher", "teacher", teacher, t_onnx, None, split.holdout, dataset_spec, cfg, 0.3)
-    t_eval, rows = distill.time_models(teacher, t_onnx, t_eval, trained, split.holdout, dataset_spec, cfg)
+        trained.append(TrainedStudent.from_task(task))
+    t_onnx = export_teacher(teacher, dataset_spec)
+    t_eval = evaluate_model("teacher", "teacher", teacher, t_onnx, None, split.holdout, dataset_spec, cfg, 0.3)
+    t_eval, rows = time_models(teacher, t_onnx, t_eval, trained, split.holdout, dataset_spec, cfg)
     assert set(t_eval["runtimes"]) == {"native", "onnx"}
     assert [r["name"] for r in rows] == [s.name for s in trained] and all(r["cost_ratio"] > 0 for r in rows)
 
-    name, ranked = distill.select(rows, 0.0, 1e9)
+    name, ranked = select(rows, 0.0, 1e9)
     gates_cfg = GatesConfig.model_validate({"bootstrap": {"samples": 50},
                                             "performance": {"thresholds": {"roc_auc": {"min": 0.5}}}})
     champion = ("7", teacher, models.serialize(teacher))
-    sel = distill.gate_selected(name, ranked, trained, split.holdout, dataset_spec, cfg, gates_cfg, champion)
+    sel = gate_selected(name, ranked, trained, split.holdout, dataset_spec, cfg, gates_cfg, champion)
     chosen = next(s for s in trained if s.name == name)
     assert (sel.model_blob, sel.onnx_model) == (chosen.blob, chosen.onnx)
     assert sel.model_fingerprint == models.fingerprint(chosen.blob) and sel.quantized["runtime"] is None
     assert "quality_floor[auc_ratio]" in {g["name"] for g in sel.gate_results}
     assert sel.gates_passed == sel.gate_summary["passed"]
 
-    none = distill.gate_selected(None, ranked, trained, split.holdout, dataset_spec, cfg, gates_cfg, champion)
+    none = gate_selected(None, ranked, trained, split.holdout, dataset_spec, cfg, gates_cfg, champion)
     assert none.model_blob is None and none.gate_results == [] and not none.gates_passed
     assert none.gate_summary == {"passed": False, "suites": {}, "failed": ["distillation/no_student_selected"]}
 

@@ -10,9 +10,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from steps import models, synth
 from steps.config import CandidateConfig, DatasetConfig, EfficiencyGates, ReviewGates, load_file
-from steps.efficiency import efficiency_gates, in_band, measure, review_gates
+from steps.core.decision import in_band
+from steps.data import synth
+from steps.gates.efficiency import efficiency_gates, measure
+from steps.gates.review import review_gates
+from steps.modeling import models
 
 ROOT = Path(__file__).resolve().parents[2]
 CFG = EfficiencyGates(latency_rows=20, batch_rows=200)

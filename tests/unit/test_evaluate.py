@@ -1,4 +1,4 @@
-"""steps/evaluate.py: scores against known values, curve thinning and winner selection."""
+"""steps/metrics.py: scores against known values, curve thinning and winner selection."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import warnings
 import numpy as np
 import pytest
 
-from steps import evaluate
+from steps.modeling import metrics
 
 Y = np.array([0, 0, 1, 1])
 
@@ -20,14 +20,14 @@ Y = np.array([0, 0, 1, 1])
     ([0.1, 0.6, 0.4, 0.9], 0.75, 0.8333333333333333),
 ])
 def test_ranking_metrics(proba: list[float], roc_auc: float, average_precision: float) -> None:
-    s = evaluate.scores(Y, np.array(proba))
+    s = metrics.scores(Y, np.array(proba))
     assert s["roc_auc"] == pytest.approx(roc_auc)
     assert s["average_precision"] == pytest.approx(average_precision)
     assert s["rows"] == 4 and s["positive_rate"] == 0.5
 
 
 def test_probability_metrics_known_values() -> None:
-    s = evaluate.scores(np.array([0, 1]), np.array([0.2, 0.8]))
+    s = metrics.scores(np.array([0, 1]), np.array([0.2, 0.8]))
     assert s["log_loss"] == pytest.approx(-math.log(0.8))
     assert s["brier"] == pytest.approx(0.04)
     assert s["neg_log_loss"] == -s["log_loss"] and s["neg_brier"] == -s["brier"]
@@ -37,20 +37,20 @@ def test_probability_metrics_known_values() -> None:
 
 
 def test_confident_mistakes_give_finite_log_loss() -> None:
-    s = evaluate.scores(np.array([0, 1]), np.array([1.0, 0.0]))
+    s = metrics.scores(np.array([0, 1]), np.array([1.0, 0.0]))
     assert math.isfinite(s["log_loss"]) and s["log_loss"] > 30  # clipped at 1e-15, not infinite
     assert s["brier"] == pytest.approx(1.0)
 
 
 def test_boolean_and_list_inputs() -> None:
-    s = evaluate.scores([False, True, True], [0.3, 0.7, 0.9])
+    s = metrics.scores([False, True, True], [0.3, 0.7, 0.9])
     assert s["roc_auc"] == 1.0 and s["positive_rate"] == pytest.approx(2 / 3)
 
 
 def test_single_class_roc_auc_is_nan() -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        s = evaluate.scores(np.zeros(5, dtype=int), np.linspace(0.1, 0.5, 5))
+        s = metrics.scores(np.zeros(5, dtype=int), np.linspace(0.1, 0.5, 5))
     assert math.isnan(s["roc_auc"])
     assert s["positive_rate"] == 0.0
 
@@ -60,7 +60,7 @@ def test_curves_are_thinned_to_at_most_points(n: int, points: int) -> None:
     rng = np.random.default_rng(n)
     y = rng.integers(0, 2, n)
     proba = np.clip(0.3 * y + rng.uniform(0, 0.7, n), 0, 1)
-    c = evaluate.curves(y, proba, points)
+    c = metrics.curves(y, proba, points)
     for name, (xs, ys) in {"roc": ("fpr", "tpr"), "pr": ("recall", "precision")}.items():
         x, v = c[name][xs], c[name][ys]
         assert len(x) == len(v) <= points
@@ -73,7 +73,7 @@ def test_curves_are_thinned_to_at_most_points(n: int, points: int) -> None:
 
 
 def test_short_curves_are_kept_whole() -> None:
-    c = evaluate.curves(Y, np.array([0.1, 0.2, 0.8, 0.9]), points=200)
+    c = metrics.curves(Y, np.array([0.1, 0.2, 0.8, 0.9]), points=200)
     assert c["roc"] == {"fpr": [0.0, 0.0, 0.0, 1.0], "tpr": [0.0, 0.5, 1.0, 1.0]}
     assert c["pr"]["precision"][-1] == 0.5 and c["pr"]["recall"][-1] == 1.0
 
@@ -89,14 +89,14 @@ def test_short_curves_are_kept_whole() -> None:
     ({"b": {"m": float("nan")}, "a": {"m": float("nan")}}, "m", "a"),
 ])
 def test_select_best(results: dict, metric: str, expected: str) -> None:
-    assert evaluate.select_best(results, metric) == expected
+    assert metrics.select_best(results, metric) == expected
 
 
 def test_select_best_is_independent_of_insertion_order() -> None:
     results = {name: {"m": v} for name, v in [("c", 0.5), ("b", 0.8), ("a", 0.8), ("d", 0.1)]}
-    assert evaluate.select_best(results, "m") == evaluate.select_best(dict(reversed(results.items())), "m") == "a"
+    assert metrics.select_best(results, "m") == metrics.select_best(dict(reversed(results.items())), "m") == "a"
 
 
 def test_select_best_needs_candidates() -> None:
     with pytest.raises(ValueError, match="no candidates"):
-        evaluate.select_best({}, "roc_auc")
+        metrics.select_best({}, "roc_auc")

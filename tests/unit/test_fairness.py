@@ -9,9 +9,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from steps import data, models, synth
 from steps.config import CandidateConfig, DatasetConfig, FairnessGates, load_file
-from steps.fairness import fairness_gates
+from steps.data import synth
+from steps.data.contract import validate
+from steps.gates.fairness import fairness_gates
+from steps.modeling import models
 
 ROOT = Path(__file__).resolve().parents[2]
 SENSITIVE = ["customer_age_band", "region"]
@@ -128,7 +130,7 @@ def test_length_mismatch_is_an_error(frame, labels, fair):
 
 def test_fitted_pipeline_on_validated_data(frame):
     spec = load_file(DatasetConfig, ROOT / "config" / "dataset.yaml")
-    clean = data.validate(frame, spec, "fixture")
+    clean = validate(frame, spec, "fixture")
     train, test = clean.iloc[:8000], clean.iloc[8000:]
     candidate = CandidateConfig(name="logreg", type="logistic_regression", params={"C": 0.5})
     pipeline, _ = models.fit(models.build_pipeline(candidate, spec, seed=0, threads=1), train, spec, threads=1)

@@ -6,9 +6,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from steps import features
 from steps.config import DatasetConfig
-from steps.features import MISSING
+from steps.modeling import features
+from steps.modeling.features import MISSING
 
 STYLES = ["linear", "tree"]
 ODD_VALUES = [None, np.nan, "", pd.NA, "never_seen_before", "GROCERY", 7]

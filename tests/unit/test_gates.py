@@ -7,8 +7,10 @@ import json
 import numpy as np
 import pytest
 
-from steps import gates
 from steps.config import GatesConfig, Threshold
+from steps.gates.champion import champion_gates
+from steps.gates.performance import performance_gates
+from steps.gates.result import GateResult, Verdict, describe, judge
 
 
 @pytest.mark.parametrize("threshold,point,interval,passed,judged", [
@@ -20,7 +22,7 @@ from steps.config import GatesConfig, Threshold
     (Threshold(max=0.1), 0.1, None, True, 0.1),  # limits are inclusive
 ])
 def test_judge_uses_the_named_bound(threshold, point, interval, passed, judged):
-    assert gates.judge(threshold, point, interval) == (passed, pytest.approx(judged))
+    assert judge(threshold, point, interval) == (passed, pytest.approx(judged))
 
 
 @pytest.mark.parametrize("threshold,confidence,text", [
@@ -29,7 +31,7 @@ def test_judge_uses_the_named_bound(threshold, point, interval, passed, judged):
     (Threshold(max=5), None, "<= 5"),
 ])
 def test_describe(threshold, confidence, text):
-    assert gates.describe(threshold, confidence) == text
+    assert describe(threshold, confidence) == text
 
 
 def test_threshold_needs_exactly_one_side():
@@ -40,16 +42,16 @@ def test_threshold_needs_exactly_one_side():
 
 
 def test_verdict_ignores_ungated_failures_and_summarizes_by_suite():
-    results = [gates.GateResult("performance", "roc_auc", "roc_auc", ">= 0.8", 0.9, True),
-               gates.GateResult("fairness", "dp[tiny]", "dp", "<= 0.1", 0.5, False, gated=False),
-               gates.GateResult("efficiency", "latency_p50_ms", "p50", "<= 10", 20.0, False)]
-    verdict = gates.Verdict(results)
+    results = [GateResult("performance", "roc_auc", "roc_auc", ">= 0.8", 0.9, True),
+               GateResult("fairness", "dp[tiny]", "dp", "<= 0.1", 0.5, False, gated=False),
+               GateResult("efficiency", "latency_p50_ms", "p50", "<= 10", 20.0, False)]
+    verdict = Verdict(results)
     assert not verdict.passed and [r.name for r in verdict.failed] == ["latency_p50_ms"]
     summary = verdict.summary()
     assert summary["suites"]["fairness"] == {"checks": 1, "failed": 0}
     assert summary["failed"] == ["efficiency/latency_p50_ms"]
     assert json.loads(verdict.to_json())["results"][1]["gated"] is False
-    assert gates.Verdict(results[:2]).passed
+    assert Verdict(results[:2]).passed
 
 
 @pytest.fixture(scope="module")
@@ -71,7 +73,7 @@ def _data(signal: float, n: int = 4000, seed: int = 0):
 @pytest.mark.parametrize("signal,passes", [(1.5, True), (0.2, False)])
 def test_performance_gates_on_both_sides(cfg, signal, passes):
     y, p = _data(signal)
-    results, report = gates.performance_gates(y, p, cfg)
+    results, report = performance_gates(y, p, cfg)
     auc = next(r for r in results if r.name == "roc_auc")
     assert auc.passed is passes
     assert auc.interval[0] <= auc.actual <= auc.interval[1]
@@ -82,7 +84,7 @@ def test_performance_gates_on_both_sides(cfg, signal, passes):
 def test_champion_gate_significance_on_both_sides(cfg, champion_signal, challenger_signal, significant):
     y, p_champ = _data(champion_signal, seed=1)
     _, p_chal = _data(challenger_signal, seed=1) if champion_signal != challenger_signal else (y, p_champ.copy())
-    results, comparison = gates.champion_gates(y, p_chal, p_champ, cfg, "42", [], (1.0, 1.0))
+    results, comparison = champion_gates(y, p_chal, p_champ, cfg, "42", [], (1.0, 1.0))
     assert results[0].name == "significantly_better[roc_auc]" and results[0].passed is significant
     assert "run 42" in results[0].detail and comparison["method"] == "paired_bootstrap"
 
@@ -92,7 +94,7 @@ def test_champion_fairness_widening_on_both_sides(cfg, low, passes):
     y, p = _data(1.0)
     widening = [{"name": "equalized_odds_difference[region]", "champion": 0.1, "challenger": 0.2,
                  "widening": 0.1, "low": low, "high": 0.2}]
-    results, _ = gates.champion_gates(y, p, p, cfg, "1", widening, (1.0, 1.0))
+    results, _ = champion_gates(y, p, p, cfg, "1", widening, (1.0, 1.0))
     fair = next(r for r in results if r.name.startswith("not_less_fair"))
     assert fair.passed is passes and fair.interval == (low, 0.2)
 
@@ -100,5 +102,5 @@ def test_champion_fairness_widening_on_both_sides(cfg, low, passes):
 @pytest.mark.parametrize("latency,passes", [((1.4, 1.0), True), ((1.6, 1.0), False)])
 def test_champion_latency_on_both_sides(cfg, latency, passes):
     y, p = _data(1.0)
-    results, _ = gates.champion_gates(y, p, p, cfg, "1", [], latency)
+    results, _ = champion_gates(y, p, p, cfg, "1", [], latency)
     assert next(r for r in results if r.name == "not_slower[p50_ms]").passed is passes

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from steps import models
+from steps.modeling import models
 
 GOLDEN = Path(__file__).parent / "golden"
 RECORD = json.loads((GOLDEN / "golden.json").read_text())

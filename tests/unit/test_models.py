@@ -10,9 +10,10 @@ import pytest
 from sklearn.metrics import roc_auc_score
 from sklearn.pipeline import Pipeline
 
-from steps import data, models
 from steps.config import CandidateConfig, DatasetConfig
-from steps.models import FingerprintMismatch
+from steps.data.split import Split
+from steps.modeling import models
+from steps.modeling.models import FingerprintMismatch
 
 TYPES = list(models.REGISTRY)
 
@@ -24,7 +25,7 @@ def test_registry_covers_every_configurable_type() -> None:
 
 
 @pytest.mark.parametrize("type_", TYPES)
-def test_every_type_fits_and_predicts_probabilities(fitted: dict[str, Pipeline], split: data.Split,
+def test_every_type_fits_and_predicts_probabilities(fitted: dict[str, Pipeline], split: Split,
                                                     dataset_spec: DatasetConfig, type_: str) -> None:
     pipeline = fitted[type_]
     assert isinstance(pipeline, Pipeline) and [name for name, _ in pipeline.steps] == ["preprocess", "model"]
@@ -36,7 +37,7 @@ def test_every_type_fits_and_predicts_probabilities(fitted: dict[str, Pipeline],
 
 
 @pytest.mark.parametrize("type_", TYPES)
-def test_prediction_uses_only_feature_columns(fitted: dict[str, Pipeline], split: data.Split,
+def test_prediction_uses_only_feature_columns(fitted: dict[str, Pipeline], split: Split,
                                               dataset_spec: DatasetConfig, type_: str) -> None:
     rows = split.holdout.head(40)
     shuffled = rows[list(reversed(rows.columns))].assign(extra_column="ignored").drop(columns=["is_fraud"])
@@ -45,7 +46,7 @@ def test_prediction_uses_only_feature_columns(fitted: dict[str, Pipeline], split
 
 
 @pytest.mark.parametrize("type_", TYPES)
-def test_predicts_rows_with_unseen_and_missing_values(fitted: dict[str, Pipeline], split: data.Split,
+def test_predicts_rows_with_unseen_and_missing_values(fitted: dict[str, Pipeline], split: Split,
                                                       dataset_spec: DatasetConfig, type_: str) -> None:
     rows = split.holdout.head(4).copy()
     for col in ("merchant_category", "channel", "country"):
@@ -59,7 +60,7 @@ def test_predicts_rows_with_unseen_and_missing_values(fitted: dict[str, Pipeline
 
 
 @pytest.mark.parametrize("type_", TYPES)
-def test_serialize_fingerprint_deserialize_round_trip(fitted: dict[str, Pipeline], split: data.Split,
+def test_serialize_fingerprint_deserialize_round_trip(fitted: dict[str, Pipeline], split: Split,
                                                       dataset_spec: DatasetConfig, type_: str) -> None:
     blob = models.serialize(fitted[type_])
     digest = models.fingerprint(blob)
@@ -128,7 +129,7 @@ def test_bad_params_name_the_candidate(dataset_spec: DatasetConfig, type_: str) 
 
 
 @pytest.mark.parametrize("type_", TYPES)
-def test_fitting_is_deterministic(split: data.Split, dataset_spec: DatasetConfig, fast_params: dict,
+def test_fitting_is_deterministic(split: Split, dataset_spec: DatasetConfig, fast_params: dict,
                                   type_: str) -> None:
     train = split.train.iloc[:1500]
     candidate = CandidateConfig(name="m", type=type_, params=fast_params[type_])
@@ -140,7 +141,7 @@ def test_fitting_is_deterministic(split: data.Split, dataset_spec: DatasetConfig
     np.testing.assert_array_equal(probas[0], probas[1])
 
 
-def test_fit_rejects_missing_feature_columns(dataset_spec: DatasetConfig, split: data.Split) -> None:
+def test_fit_rejects_missing_feature_columns(dataset_spec: DatasetConfig, split: Split) -> None:
     pipeline = models.build_pipeline(CandidateConfig(name="m", type="logistic_regression"), dataset_spec, 0, 1)
     with pytest.raises(KeyError, match="amount"):
         models.fit(pipeline, split.train.drop(columns=["amount"]), dataset_spec, 1)

@@ -9,25 +9,37 @@ import pandas as pd
 import pytest
 from scipy.spatial.distance import jensenshannon
 
-from steps import monitor
 from steps.config import BaselineConfig, DriftConfig, FeedbackConfig, ReferenceConfig, StatisticThreshold
+from steps.modeling.reference import _categorical_reference, _numeric_reference, categorical_shares, numeric_shares
+from steps.monitoring.baseline import judge, judge_all, period_signals
+from steps.monitoring.drift import (
+    Measurement,
+    _rate_measurement,
+    feature_measurements,
+    js_distance,
+    psi,
+    schema_changes,
+    window_dates,
+)
+from steps.monitoring.feedback import concept_signals
+from steps.monitoring.state import false_alarm_rate, rules_before, window_signals
 
 LIMIT = StatisticThreshold(static=0.2, floor=0.1)
 
 
 def test_psi_of_identical_distributions_is_zero() -> None:
     shares = np.array([0.1, 0.2, 0.3, 0.4])
-    assert monitor.psi(shares, shares) == pytest.approx(0.0, abs=1e-12)
+    assert psi(shares, shares) == pytest.approx(0.0, abs=1e-12)
 
 
 def test_psi_matches_the_textbook_formula() -> None:
     e, a = np.array([0.25, 0.25, 0.5]), np.array([0.1, 0.4, 0.5])
     expected = float(np.sum((a - e) * np.log(a / e)))
-    assert monitor.psi(e, a) == pytest.approx(expected)
+    assert psi(e, a) == pytest.approx(expected)
 
 
 def test_psi_stays_finite_when_a_bin_empties() -> None:
-    assert math.isfinite(monitor.psi(np.array([0.5, 0.5]), np.array([1.0, 0.0])))
+    assert math.isfinite(psi(np.array([0.5, 0.5]), np.array([1.0, 0.0])))
 
 
 @pytest.mark.parametrize(("e", "a", "expected"), [
@@ -36,24 +48,24 @@ def test_psi_stays_finite_when_a_bin_empties() -> None:
     ([0.2, 0.8], [0.6, 0.4], float(jensenshannon([0.2, 0.8], [0.6, 0.4], base=2))),
 ])
 def test_js_distance(e, a, expected) -> None:
-    assert monitor.js_distance(np.array(e), np.array(a)) == pytest.approx(expected, abs=1e-9)
+    assert js_distance(np.array(e), np.array(a)) == pytest.approx(expected, abs=1e-9)
 
 
 def test_numeric_shares_ignore_nulls_and_sum_to_one() -> None:
-    shares = monitor.numeric_shares(np.array([0.0, 1.0, 2.0, 3.0, np.nan]), [1.5])
+    shares = numeric_shares(np.array([0.0, 1.0, 2.0, 3.0, np.nan]), [1.5])
     assert shares.tolist() == [0.5, 0.5]
 
 
 def test_categorical_shares_pool_unseen_levels_into_other() -> None:
-    shares = monitor.categorical_shares(pd.Series(["a", "b", "zzz", None]), ["a", "b"])
+    shares = categorical_shares(pd.Series(["a", "b", "zzz", None]), ["a", "b"])
     assert shares.tolist() == pytest.approx([1 / 3, 1 / 3, 1 / 3])
 
 
 def _profile(rng: np.random.Generator) -> dict:
     frame = pd.DataFrame({"x": rng.normal(size=5000), "c": rng.choice(["a", "b", "c"], size=5000)})
     cfg = ReferenceConfig()
-    return {"features": {"x": monitor._numeric_reference(frame["x"], cfg, rng),
-                         "c": monitor._categorical_reference(frame["c"], cfg)}}
+    return {"features": {"x": _numeric_reference(frame["x"], cfg, rng),
+                         "c": _categorical_reference(frame["c"], cfg)}}
 
 
 def test_feature_measurements_see_a_shift_and_not_a_resample() -> None:
@@ -61,8 +73,8 @@ def test_feature_measurements_see_a_shift_and_not_a_resample() -> None:
     profile = _profile(rng)
     same = pd.DataFrame({"x": rng.normal(size=2000), "c": rng.choice(["a", "b", "c"], size=2000)})
     shifted = pd.DataFrame({"x": rng.normal(1.0, size=2000), "c": rng.choice(["a", "d"], size=2000)})
-    quiet = {(m.subject, m.statistic): m.value for m in monitor.feature_measurements(profile, same)}
-    loud = {(m.subject, m.statistic): m.value for m in monitor.feature_measurements(profile, shifted)}
+    quiet = {(m.subject, m.statistic): m.value for m in feature_measurements(profile, same)}
+    loud = {(m.subject, m.statistic): m.value for m in feature_measurements(profile, shifted)}
     assert quiet[("x", "psi")] < 0.05 and loud[("x", "psi")] > 0.5
     assert quiet[("x", "ks")] < 0.05 and loud[("x", "ks")] > 0.3
     assert quiet[("c", "js")] < 0.05 and loud[("c", "js")] > 0.5
@@ -71,57 +83,57 @@ def test_feature_measurements_see_a_shift_and_not_a_resample() -> None:
 def test_null_rate_change_is_measured() -> None:
     profile = _profile(np.random.default_rng(1))
     frame = pd.DataFrame({"x": [np.nan] * 30 + [0.0] * 70, "c": ["a"] * 100})
-    found = {(m.subject, m.statistic): m.value for m in monitor.feature_measurements(profile, frame)}
+    found = {(m.subject, m.statistic): m.value for m in feature_measurements(profile, frame)}
     assert found[("x", "null_rate_change")] == pytest.approx(0.3)
 
 
 def test_schema_changes_name_the_missing_and_retyped_columns() -> None:
     profile = _profile(np.random.default_rng(2))
-    problems = monitor.schema_changes(profile, ["x"], pd.DataFrame({"x": ["text"]}))
+    problems = schema_changes(profile, ["x"], pd.DataFrame({"x": ["text"]}))
     assert len(problems) == 2 and problems[0] == "missing column c"
     assert problems[1].startswith("column x is ") and problems[1].endswith(", expected numeric")
 
 
 def _history(values: list[float], start: str = "2026-01-01") -> list[tuple[str, float]]:
-    days = monitor.window_dates(pd.Timestamp(start).date().isoformat(), 1)
+    days = window_dates(pd.Timestamp(start).date().isoformat(), 1)
     first = pd.Timestamp(days[0])
     return [((first + pd.Timedelta(days=i)).date().isoformat(), v) for i, v in enumerate(values)]
 
 
 def test_short_history_uses_the_static_threshold() -> None:
-    breach, threshold, baseline, method = monitor.judge(0.25, _history([0.01] * 3), "2026-02-01", LIMIT,
-                                                        BaselineConfig())
+    breach, threshold, baseline, method = judge(0.25, _history([0.01] * 3), "2026-02-01", LIMIT,
+                                                BaselineConfig())
     assert (breach, threshold, baseline, method) == (True, 0.2, None, "static")
 
 
 def test_moving_baseline_flags_an_outlier_above_the_floor() -> None:
     history = _history([0.02, 0.03, 0.025, 0.03, 0.02, 0.028, 0.022])
-    assert monitor.judge(0.15, history, "2026-02-01", LIMIT, BaselineConfig())[0] is True
-    assert monitor.judge(0.035, history, "2026-02-01", LIMIT, BaselineConfig())[0] is False
+    assert judge(0.15, history, "2026-02-01", LIMIT, BaselineConfig())[0] is True
+    assert judge(0.035, history, "2026-02-01", LIMIT, BaselineConfig())[0] is False
 
 
 def test_the_floor_stops_tiny_changes_from_breaching_a_flat_history() -> None:
     history = _history([0.001] * 10)
-    breach, threshold, _, method = monitor.judge(0.05, history, "2026-02-01", LIMIT, BaselineConfig())
+    breach, threshold, _, method = judge(0.05, history, "2026-02-01", LIMIT, BaselineConfig())
     assert (breach, threshold, method) == (False, 0.1, "moving")
 
 
 def test_a_noisy_history_raises_its_own_threshold() -> None:
     history = _history([0.05, 0.3, 0.1, 0.4, 0.08, 0.35, 0.12])
-    breach, threshold, _, _ = monitor.judge(0.45, history, "2026-02-01", LIMIT, BaselineConfig())
+    breach, threshold, _, _ = judge(0.45, history, "2026-02-01", LIMIT, BaselineConfig())
     assert threshold > 0.45 and not breach  # the static 0.2 would have fired
 
 
 def test_only_earlier_periods_count_as_history() -> None:
     history = _history([0.01] * 5 + [0.9] * 5)  # the later, large values are in the future of 2026-01-06
-    breach, _, baseline, method = monitor.judge(0.5, history, "2026-01-06", LIMIT, BaselineConfig())
+    breach, _, baseline, method = judge(0.5, history, "2026-01-06", LIMIT, BaselineConfig())
     assert method == "moving" and baseline == pytest.approx(0.01) and breach
 
 
 def test_percentile_method() -> None:
     history = _history(list(np.linspace(0.1, 0.2, 20)))
     cfg = BaselineConfig(method="percentile", percentile=90.0, history=20)
-    assert monitor.judge(0.195, history, "2026-03-01", LIMIT, cfg)[1] == pytest.approx(np.percentile(
+    assert judge(0.195, history, "2026-03-01", LIMIT, cfg)[1] == pytest.approx(np.percentile(
         np.linspace(0.1, 0.2, 20), 90))
 
 
@@ -131,42 +143,42 @@ def test_seasonal_baseline_compares_the_same_weekday() -> None:
               for d in pd.date_range("2026-01-01", periods=60, freq="D")]
     monday = "2026-03-02"
     seasonal = BaselineConfig(seasonal=True, min_history=5, history=14)
-    assert monitor.judge(0.5, values, monday, LIMIT, seasonal)[0] is False
-    assert monitor.judge(0.5, values, monday, LIMIT, BaselineConfig(min_history=5, history=14))[0] is True
+    assert judge(0.5, values, monday, LIMIT, seasonal)[0] is False
+    assert judge(0.5, values, monday, LIMIT, BaselineConfig(min_history=5, history=14))[0] is True
 
 
 def test_ignored_features_are_reported_not_judged() -> None:
-    m = monitor.Measurement("feature_drift", "day_of_week", "psi", 5.0)
-    judged = monitor.judge_all([m], {}, "2026-01-01", DriftConfig(ignore=["day_of_week"]), BaselineConfig())
+    m = Measurement("feature_drift", "day_of_week", "psi", 5.0)
+    judged = judge_all([m], {}, "2026-01-01", DriftConfig(ignore=["day_of_week"]), BaselineConfig())
     assert judged[0].method == "ignored" and not judged[0].breach and judged[0].value == 5.0
 
 
 def test_an_insignificant_rate_change_does_not_breach() -> None:
-    small = monitor._rate_measurement("review_rate", np.array([True] * 3 + [False] * 97),
-                                      np.array([True] * 1 + [False] * 99))
-    big = monitor._rate_measurement("review_rate", np.array([True] * 300 + [False] * 700),
-                                    np.array([True] * 10 + [False] * 990))
+    small = _rate_measurement("review_rate", np.array([True] * 3 + [False] * 97),
+                              np.array([True] * 1 + [False] * 99))
+    big = _rate_measurement("review_rate", np.array([True] * 300 + [False] * 700),
+                            np.array([True] * 10 + [False] * 990))
     drift = DriftConfig()
-    assert not monitor.judge_all([small], {}, "2026-01-01", drift, BaselineConfig())[0].breach  # x3, 3 rows
-    assert monitor.judge_all([big], {}, "2026-01-01", drift, BaselineConfig())[0].breach
+    assert not judge_all([small], {}, "2026-01-01", drift, BaselineConfig())[0].breach  # x3, 3 rows
+    assert judge_all([big], {}, "2026-01-01", drift, BaselineConfig())[0].breach
 
 
-def _judged(signal: str, subject: str, breach: bool) -> monitor.Measurement:
-    return monitor.Measurement(signal, subject, "psi", 1.0 if breach else 0.0, breach=breach)
+def _judged(signal: str, subject: str, breach: bool) -> Measurement:
+    return Measurement(signal, subject, "psi", 1.0 if breach else 0.0, breach=breach)
 
 
 def test_period_signals_roll_up_features() -> None:
     ms = [_judged("feature_drift", "a", True), _judged("feature_drift", "b", False),
           _judged("prediction_drift", "score", False)]
-    signals = monitor.period_signals(ms, [], rows=1000, drift=DriftConfig())
+    signals = period_signals(ms, [], rows=1000, drift=DriftConfig())
     assert signals["feature_drift"] == {"breach": True, "value": 1.0, "detail": "a"}
     assert signals["prediction_drift"]["breach"] is False
-    assert monitor.period_signals(ms, [], 1000, DriftConfig(min_features=2))["feature_drift"]["breach"] is False
+    assert period_signals(ms, [], 1000, DriftConfig(min_features=2))["feature_drift"]["breach"] is False
 
 
 def test_small_periods_are_not_judged_and_unscored_ones_are_failures() -> None:
-    assert "feature_drift" not in monitor.period_signals([_judged("feature_drift", "a", True)], [], 10, DriftConfig())
-    assert monitor.period_signals([], [], 0, DriftConfig(), scored=False)["scoring_failed"]["breach"] is True
+    assert "feature_drift" not in period_signals([_judged("feature_drift", "a", True)], [], 10, DriftConfig())
+    assert period_signals([], [], 0, DriftConfig(), scored=False)["scoring_failed"]["breach"] is True
 
 
 def _perf(day: str, auc: float, upper: float, positives: int = 50) -> dict:
@@ -176,49 +188,49 @@ def _perf(day: str, auc: float, upper: float, positives: int = 50) -> dict:
 def test_concept_drift_needs_consecutive_degraded_periods() -> None:
     cfg = FeedbackConfig()
     bad = [_perf(f"2026-01-0{i}", 0.80, 0.84) for i in range(1, 4)]
-    assert monitor.concept_signals(bad, 0.90, cfg)["concept_drift"]["breach"] is True
+    assert concept_signals(bad, 0.90, cfg)["concept_drift"]["breach"] is True
     broken = [*bad[:2], _perf("2026-01-03", 0.89, 0.93)]
-    assert monitor.concept_signals(broken, 0.90, cfg)["concept_drift"]["breach"] is False
+    assert concept_signals(broken, 0.90, cfg)["concept_drift"]["breach"] is False
 
 
 def test_concept_drift_judges_the_upper_bound_and_skips_thin_periods() -> None:
     cfg = FeedbackConfig()
     noisy = [_perf(f"2026-01-0{i}", 0.80, 0.95) for i in range(1, 4)]  # low points, wide intervals
-    assert monitor.concept_signals(noisy, 0.90, cfg)["concept_drift"]["breach"] is False
-    assert monitor.concept_signals(noisy, 0.90, FeedbackConfig(use_interval=False))["concept_drift"]["breach"]
+    assert concept_signals(noisy, 0.90, cfg)["concept_drift"]["breach"] is False
+    assert concept_signals(noisy, 0.90, FeedbackConfig(use_interval=False))["concept_drift"]["breach"]
     thin = [_perf("2026-01-01", 0.5, 0.55, positives=3)]
-    assert monitor.concept_signals(thin, 0.90, cfg) == {}
+    assert concept_signals(thin, 0.90, cfg) == {}
 
 
 def test_auc_drop_is_critical_only_when_far_and_certain() -> None:
     cfg = FeedbackConfig()
-    assert monitor.concept_signals([_perf("2026-01-01", 0.70, 0.80)], 0.90, cfg)["auc_drop"]["breach"] is True
-    assert monitor.concept_signals([_perf("2026-01-01", 0.70, 0.95)], 0.90, cfg)["auc_drop"]["breach"] is False
+    assert concept_signals([_perf("2026-01-01", 0.70, 0.80)], 0.90, cfg)["auc_drop"]["breach"] is True
+    assert concept_signals([_perf("2026-01-01", 0.70, 0.95)], 0.90, cfg)["auc_drop"]["breach"] is False
 
 
 def test_rerun_restores_the_rule_states_before_the_window() -> None:
     state = {"periods": [{"period": "2026-01-01", "rules_after": {"r": {"active": False, "streak": 1}}},
                          {"period": "2026-01-02", "rules_after": {"r": {"active": True, "streak": 2}}}],
              "rules": {"r": {"active": True, "streak": 2}}}
-    assert monitor.rules_before(state, "2026-01-02") == {"r": {"active": False, "streak": 1}}
-    assert monitor.rules_before(state, "2026-01-03") == {"r": {"active": True, "streak": 2}}
-    assert monitor.rules_before(state, "2026-01-01") == {}
+    assert rules_before(state, "2026-01-02") == {"r": {"active": False, "streak": 1}}
+    assert rules_before(state, "2026-01-03") == {"r": {"active": True, "streak": 2}}
+    assert rules_before(state, "2026-01-01") == {}
 
 
 def test_window_dates() -> None:
-    assert monitor.window_dates("2026-03-01", 3) == ["2026-02-27", "2026-02-28", "2026-03-01"]
+    assert window_dates("2026-03-01", 3) == ["2026-02-27", "2026-02-28", "2026-03-01"]
 
 
 def test_false_alarm_rate() -> None:
     periods = [{"signals": {"feature_drift": {"breach": b}}} for b in (True, False, False, False)]
-    assert monitor.false_alarm_rate(periods) == 0.25
+    assert false_alarm_rate(periods) == 0.25
 
 
 def test_window_signals_breach_when_any_period_breached() -> None:
     periods = [{"period": "2026-01-01", "signals": {"feature_drift": {"breach": True, "detail": "amount"}}},
                {"period": "2026-01-02", "signals": {"feature_drift": {"breach": False, "detail": ""},
                                                     "scoring_failed": {"breach": True, "detail": ""}}}]
-    merged = monitor.window_signals(periods)
+    merged = window_signals(periods)
     assert merged["feature_drift"]["breach"] and merged["feature_drift"]["period"] == "2026-01-01"
     assert merged["scoring_failed"]["breach"]
 
@@ -228,12 +240,12 @@ def test_binned_statistics_carry_a_homogeneity_p_value() -> None:
     profile = _profile(rng)
     same = pd.DataFrame({"x": rng.normal(size=2000), "c": rng.choice(["a", "b", "c"], size=2000)})
     shifted = pd.DataFrame({"x": rng.normal(1.0, size=2000), "c": rng.choice(["a", "d"], size=2000)})
-    quiet = {(m.subject, m.statistic): m.p_value for m in monitor.feature_measurements(profile, same)}
-    loud = {(m.subject, m.statistic): m.p_value for m in monitor.feature_measurements(profile, shifted)}
+    quiet = {(m.subject, m.statistic): m.p_value for m in feature_measurements(profile, same)}
+    loud = {(m.subject, m.statistic): m.p_value for m in feature_measurements(profile, shifted)}
     assert quiet[("x", "psi")] > 0.001 and quiet[("c", "js")] > 0.001
     assert loud[("x", "psi")] < 1e-10 and loud[("c", "js")] < 1e-10 and loud[("x", "ks")] < 1e-10
 
 
 def test_a_large_but_insignificant_statistic_does_not_breach() -> None:
-    m = monitor.Measurement("feature_drift", "x", "psi", 0.9, p_value=0.2)  # a big PSI from a handful of rows
-    assert not monitor.judge_all([m], {}, "2026-01-01", DriftConfig(), BaselineConfig())[0].breach
+    m = Measurement("feature_drift", "x", "psi", 0.9, p_value=0.2)  # a big PSI from a handful of rows
+    assert not judge_all([m], {}, "2026-01-01", DriftConfig(), BaselineConfig())[0].breach

@@ -10,32 +10,34 @@ from pathlib import Path
 
 import pytest
 
-from steps import monitor, scenario
+from steps.data.scenario import Scenario, day_frame
+from steps.monitoring.state import false_alarm_rate
+from steps.ops.scenario import Setting, replay, trained_setting, write_and_score
 
 ROOT = Path(__file__).resolve().parents[2]
 STABLE_DAYS = 12
 
 
 @pytest.fixture(scope="module")
-def setting() -> scenario.Setting:
-    return scenario.trained_setting(ROOT / "config")
+def setting() -> Setting:
+    return trained_setting(ROOT / "config")
 
 
-def _replay(setting: scenario.Setting, s: scenario.Scenario, out: Path) -> list[dict]:
+def _replay(setting: Setting, s: Scenario, out: Path) -> list[dict]:
     """Score every day, then judge them one run per day, as the daily schedule would; returns each day's result."""
-    scenario.write_and_score(setting, s, out)
-    return scenario.replay(setting, s.dates(), out)
+    write_and_score(setting, s, out)
+    return replay(setting, s.dates(), out)
 
 
 @pytest.fixture(scope="module")
 def covariate(setting, tmp_path_factory) -> list[dict]:
-    s = scenario.Scenario(first_day="2026-01-01", days=STABLE_DAYS + 3, covariate_drift_day="2026-01-13")
+    s = Scenario(first_day="2026-01-01", days=STABLE_DAYS + 3, covariate_drift_day="2026-01-13")
     return _replay(setting, s, tmp_path_factory.mktemp("covariate"))
 
 
 @pytest.fixture(scope="module")
 def concept(setting, tmp_path_factory) -> list[dict]:
-    s = scenario.Scenario(first_day="2026-02-01", days=9, concept_drift_day="2026-02-05")
+    s = Scenario(first_day="2026-02-01", days=9, concept_drift_day="2026-02-05")
     return _replay(setting, s, tmp_path_factory.mktemp("concept"))
 
 
@@ -44,7 +46,7 @@ def test_stable_days_raise_no_critical_and_at_most_one_warning(covariate) -> Non
     events = [e for day in stable for e in day["events"]]
     assert [e.id for e in events if e.tier == "critical"] == []
     assert len([e for e in events if e.tier == "warning"]) <= 1
-    rate = monitor.false_alarm_rate(stable)
+    rate = false_alarm_rate(stable)
     print(f"false-alarm rate over {len(stable)} stable days: {rate:.3f}")
     assert rate <= 1 / STABLE_DAYS
 
@@ -73,10 +75,10 @@ def test_concept_drift_is_declared_once_three_labelled_days_degrade(concept) -> 
 
 def test_covariate_drift_strength_reaches_the_generator() -> None:
     day, rows = "2026-01-05", 500
-    stable = scenario.day_frame(scenario.Scenario(rows_per_day=rows), day)
-    off = scenario.day_frame(scenario.Scenario(rows_per_day=rows, covariate_drift_day=day,
-                                               covariate_drift_strength=0.0), day)
-    strong = scenario.day_frame(scenario.Scenario(rows_per_day=rows, covariate_drift_day=day,
-                                                  covariate_drift_strength=2.0), day)
+    stable = day_frame(Scenario(rows_per_day=rows), day)
+    off = day_frame(Scenario(rows_per_day=rows, covariate_drift_day=day,
+                             covariate_drift_strength=0.0), day)
+    strong = day_frame(Scenario(rows_per_day=rows, covariate_drift_day=day,
+                                covariate_drift_strength=2.0), day)
     assert off.equals(stable)
     assert strong["amount"].mean() > stable["amount"].mean()

@@ -1,4 +1,4 @@
-"""Profiles for AWS and Kubernetes: environment variables, S3 roots, credentials, schedules, and the deploy pre-flight."""
+"""Profiles for AWS and Kubernetes: environment variables, S3 roots, credentials, schedules, the deploy pre-flight."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from steps import deploy
 from steps.config import ConfigError, ProfileConfig, expand_env, load_file, parse_profile
+from steps.ops import deploy
 
 ROOT = Path(__file__).resolve().parents[2]
 AWS, K8S = ROOT / "config" / "profiles" / "aws.yaml", ROOT / "config" / "profiles" / "kubernetes.yaml"
@@ -148,7 +148,7 @@ def test_deploy_cli_prints_names_never_values(tmp_path, monkeypatch, caplog):
     for key, value in {**SFN_SETTINGS, **PROFILE_VARS, "METAFLOW_SFN_IAM_ROLE": secret_looking,
                        "METAFLOW_HOME": str(tmp_path)}.items():
         monkeypatch.setenv(key, value)
-    caplog.set_level("INFO", logger="steps.deploy.console")
+    caplog.set_level("INFO", logger="steps.ops.deploy.console")
     assert deploy.main(["check", "--profile", str(AWS)]) == 0
     monkeypatch.delenv("METAFLOW_SFN_DYNAMO_DB_TABLE")
     assert deploy.main(["check", "--profile", str(AWS)]) == 2

@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
-from steps import retrain
 from steps.config import RetrainConfig
+from steps.monitoring import retrain
 
-NOW = datetime(2026, 3, 1, 12, tzinfo=timezone.utc)
+NOW = datetime(2026, 3, 1, 12, tzinfo=UTC)
 FRESH = NOW - timedelta(days=1)  # the serving model was trained yesterday
 DRIFT = {"feature_drift": {"breach": True}, "concept_drift": {"breach": False}}
 PERF = {"feature_drift": {"breach": False}, "concept_drift": {"breach": True}}
@@ -80,8 +80,8 @@ def test_train_configs_are_absolute_defaults_with_overrides(tmp_path, monkeypatc
     own = tmp_path / "train.yaml"
     configs = retrain.train_configs(RetrainConfig(configs={"train": str(own)}))
     assert configs["train"] == str(own)
-    assert configs["dataset"] == str(retrain.REPO_ROOT / "config" / "dataset.yaml")
-    assert configs["profile"] == str(retrain.REPO_ROOT / "config" / "profiles" / "local.yaml")
+    assert configs["dataset"] == str(retrain.PROJECT_ROOT / "config" / "dataset.yaml")
+    assert configs["profile"] == str(retrain.PROJECT_ROOT / "config" / "profiles" / "local.yaml")
     assert all(Path(p).is_absolute() for p in configs.values())
 
 

@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from steps import data, models, synth
 from steps.config import CandidateConfig, DatasetConfig, RobustnessGates, load_file
-from steps.robustness import UNSEEN, edge_cases, is_discrete, robustness_gates
+from steps.data import synth
+from steps.data.contract import validate
+from steps.gates.robustness import UNSEEN, edge_cases, is_discrete, robustness_gates
+from steps.modeling import models
 
 ROOT = Path(__file__).resolve().parents[2]
 CFG = RobustnessGates(sample_rows=600)
@@ -29,7 +31,7 @@ def spec() -> DatasetConfig:
 @pytest.fixture(scope="module")
 def frame(spec: DatasetConfig) -> pd.DataFrame:
     """6,000 validated synthetic rows (float numerics, object categoricals, as the flows see them)."""
-    return data.validate(synth.generate(synth.SynthSpec(rows=6000, seed=5, row_group_rows=3000)), spec, "fixture")
+    return validate(synth.generate(synth.SynthSpec(rows=6000, seed=5, row_group_rows=3000)), spec, "fixture")
 
 
 @pytest.fixture(scope="module")

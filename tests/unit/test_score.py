@@ -4,7 +4,7 @@ scorer, the manifest and stale-file sweep, fault and spot guards, ONNX export an
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -13,15 +13,53 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from steps import export, models, score
 from steps.config import FaultInjection, ScoreConfig
+from steps.core.storage import sha256_file
+from steps.data.contract import SchemaMismatch, ScoreInputError, reason_labels, row_violations
+from steps.modeling import models
+from steps.modeling.onnx import CATEGORICAL_INPUT, NUMERIC_INPUT, ExportError, OnnxScorer, check_parity, parity, to_onnx
+from steps.scoring.partition import (
+    MANIFEST,
+    QuarantineLimitExceeded,
+    finish_partition,
+    partition_uri,
+    quarantine_uri,
+    read_manifest,
+    read_partition,
+    retract_manifest,
+)
+from steps.scoring.plan import (
+    InputFile,
+    Piece,
+    RunPlan,
+    Shard,
+    inspect_inputs,
+    list_inputs,
+    partition_date,
+    plan_run,
+    plan_shards,
+)
+from steps.scoring.resolve import ScoreModelError
+from steps.scoring.runtime import NativeScorer, check_explainable
+from steps.scoring.shard import (
+    SPOT_NOTICE_ENV,
+    Guard,
+    InjectedFault,
+    ShardJob,
+    SpotTermination,
+    fault_settings,
+    job_for,
+    score_shard,
+    spot_notice_path,
+)
+from steps.scoring.write import PartWriter
 
 DAY = "2026-01-15"
 
 
 # --------------------------------------------------------------------------------------------------- helpers
-def _file(path: str, *groups: int) -> score.InputFile:
-    return score.InputFile(path, tuple(groups), 0)
+def _file(path: str, *groups: int) -> InputFile:
+    return InputFile(path, tuple(groups), 0)
 
 
 def _write(frame: pd.DataFrame, path: Path, row_group_rows: int = 500) -> Path:
@@ -30,10 +68,10 @@ def _write(frame: pd.DataFrame, path: Path, row_group_rows: int = 500) -> Path:
     return path
 
 
-def _job(spec, plan: score.RunPlan, shard: int = 0, **overrides) -> score.ShardJob:
+def _job(spec, plan: RunPlan, shard: int = 0, **overrides) -> ShardJob:
     cfg = ScoreConfig.model_validate({"batch_rows": 300, **overrides.pop("cfg", {})})
-    return score.job_for(plan.shards[shard].to_dict(), plan.summary(), spec, cfg, 0.3,
-                         {"run": "TrainFlow/1", "fingerprint": "f" * 64}, **overrides)
+    return job_for(plan.shards[shard].to_dict(), plan.summary(), spec, cfg, 0.3,
+                   {"run": "TrainFlow/1", "fingerprint": "f" * 64}, **overrides)
 
 
 @pytest.fixture(scope="module")
@@ -58,35 +96,35 @@ def tainted(raw_frame) -> pd.DataFrame:
 # --------------------------------------------------------------------------------------------------- shards
 def test_shards_are_cut_at_row_group_boundaries():
     files = [_file("a", 2000, 2000, 2000)]
-    assert [s.rows for s in score.plan_shards(files, 2000)] == [2000, 2000, 2000]
-    assert [s.rows for s in score.plan_shards(files, 3000)] == [4000, 2000]
-    assert [s.rows for s in score.plan_shards(files, 10**9)] == [6000]
-    assert [s.rows for s in score.plan_shards(files, 1)] == [2000, 2000, 2000]  # a row group is never split
+    assert [s.rows for s in plan_shards(files, 2000)] == [2000, 2000, 2000]
+    assert [s.rows for s in plan_shards(files, 3000)] == [4000, 2000]
+    assert [s.rows for s in plan_shards(files, 10**9)] == [6000]
+    assert [s.rows for s in plan_shards(files, 1)] == [2000, 2000, 2000]  # a row group is never split
 
 
 def test_shards_span_files_and_skip_empty_row_groups():
-    shards = score.plan_shards([_file("a", 700, 0), _file("b", 500, 900)], 1000)
+    shards = plan_shards([_file("a", 700, 0), _file("b", 500, 900)], 1000)
     assert [s.rows for s in shards] == [1200, 900]
-    assert shards[0].pieces == (score.Piece("a", (0,), 700), score.Piece("b", (0,), 500))
-    assert shards[1].pieces == (score.Piece("b", (1,), 900),)
+    assert shards[0].pieces == (Piece("a", (0,), 700), Piece("b", (0,), 500))
+    assert shards[1].pieces == (Piece("b", (1,), 900),)
     assert [s.part_name for s in shards] == ["part-00000-of-00002.parquet", "part-00001-of-00002.parquet"]
-    assert score.Shard.from_dict(shards[0].to_dict()) == shards[0]
+    assert Shard.from_dict(shards[0].to_dict()) == shards[0]
 
 
 def test_an_empty_input_still_gets_one_empty_shard():
-    shards = score.plan_shards([_file("a", 0)], 100)
+    shards = plan_shards([_file("a", 0)], 100)
     assert len(shards) == 1 and shards[0].rows == 0 and shards[0].pieces == ()
     with pytest.raises(ValueError, match="shard_rows"):
-        score.plan_shards([], 0)
+        plan_shards([], 0)
 
 
 def test_partition_date_defaults_to_today_utc_and_rejects_garbage():
-    assert score.partition_date("2026-02-03") == "2026-02-03"
-    assert score.partition_date("") == datetime.now(timezone.utc).date().isoformat()
+    assert partition_date("2026-02-03") == "2026-02-03"
+    assert partition_date("") == datetime.now(UTC).date().isoformat()
     with pytest.raises(ValueError, match="YYYY-MM-DD"):
-        score.partition_date("03/02/2026")
-    assert score.partition_uri("s3://b/p/", "2026-02-03") == "s3://b/p/dt=2026-02-03"
-    assert score.quarantine_uri("/x", "2026-02-03") == "/x/_quarantine/dt=2026-02-03"
+        partition_date("03/02/2026")
+    assert partition_uri("s3://b/p/", "2026-02-03") == "s3://b/p/dt=2026-02-03"
+    assert quarantine_uri("/x", "2026-02-03") == "/x/_quarantine/dt=2026-02-03"
 
 
 # --------------------------------------------------------------------------------------------------- inputs
@@ -94,28 +132,28 @@ def test_inputs_list_skips_hidden_and_underscore_files(tmp_path, raw_frame):
     for name in ("b.parquet", "a.parquet", "sub/c.parquet", ".a.parquet.tmp", "_manifest.json",
                  "_quarantine/q.parquet", ".hidden/d.parquet"):
         _write(raw_frame.iloc[:10], tmp_path / name)
-    found = [Path(p).relative_to(tmp_path).as_posix() for p in score.list_inputs(str(tmp_path))]
+    found = [Path(p).relative_to(tmp_path).as_posix() for p in list_inputs(str(tmp_path))]
     assert found == ["a.parquet", "b.parquet", "sub/c.parquet"]
-    with pytest.raises(score.ScoreInputError, match="no Parquet files"):
-        score.list_inputs(str(tmp_path / "nothing"))
+    with pytest.raises(ScoreInputError, match="no Parquet files"):
+        list_inputs(str(tmp_path / "nothing"))
 
 
 def test_corrupt_file_and_schema_mismatch_name_the_file_and_columns(tmp_path, raw_frame, dataset_spec):
     bad = tmp_path / "bad.parquet"
     bad.write_bytes(b"definitely not parquet")
-    with pytest.raises(score.ScoreInputError, match=f"{bad}: not a readable Parquet file"):
-        score.inspect_inputs([str(bad)], dataset_spec)
+    with pytest.raises(ScoreInputError, match=f"{bad}: not a readable Parquet file"):
+        inspect_inputs([str(bad)], dataset_spec)
     wrong = _write(raw_frame.drop(columns=["amount", "country"]).assign(hour=raw_frame["hour"].astype(str)),
                    tmp_path / "wrong.parquet")
-    with pytest.raises(score.SchemaMismatch) as err:
-        score.inspect_inputs([str(wrong)], dataset_spec)
+    with pytest.raises(SchemaMismatch) as err:
+        inspect_inputs([str(wrong)], dataset_spec)
     assert str(wrong) in str(err.value) and "['amount', 'country']" in str(err.value)
     assert "hour (large_string, expected numeric)" in str(err.value)
 
 
 # --------------------------------------------------------------------------------------------------- validation
 def test_row_violations_give_one_reason_per_bad_row(tainted, dataset_spec):
-    reasons = score.row_violations(tainted, dataset_spec)
+    reasons = row_violations(tainted, dataset_spec)
     bad = reasons.dropna()
     assert list(bad.index) == [3, 10, 11, 700, 1100]
     assert bad[3] == "amount below min 0 (got -5.0)"
@@ -123,7 +161,7 @@ def test_row_violations_give_one_reason_per_bad_row(tainted, dataset_spec):
     assert "amount is infinite" in bad[11] and "above max" not in bad[11]
     assert bad[700] == "hour above max 23 (got 99)"
     assert bad[1100] == "region is null"
-    assert score.reason_labels(bad[3]) == ["amount below min 0"]
+    assert reason_labels(bad[3]) == ["amount below min 0"]
 
 
 def test_row_violations_respect_the_null_and_unknown_budgets(raw_frame, dataset_spec):
@@ -134,7 +172,7 @@ def test_row_violations_respect_the_null_and_unknown_budgets(raw_frame, dataset_
     frame.loc[3, "amount"] = np.nan                 # no null budget
     frame.loc[4, "channel"] = ""                    # '' is missing, and channel has no null budget
     frame.loc[5, "transaction_id"] = None
-    reasons = score.row_violations(frame, dataset_spec)
+    reasons = row_violations(frame, dataset_spec)
     assert reasons[:3].isna().all()
     assert reasons[3] == "amount is null" and reasons[4] == "channel is null"
     assert reasons[5] == "transaction_id is null"
@@ -142,26 +180,26 @@ def test_row_violations_respect_the_null_and_unknown_budgets(raw_frame, dataset_
 
 def test_categorical_dtype_gives_the_same_reasons(tainted, dataset_spec):
     as_categories = tainted.astype({c: "category" for c in dataset_spec.categorical})
-    pd.testing.assert_series_equal(score.row_violations(as_categories, dataset_spec),
-                                   score.row_violations(tainted, dataset_spec))
+    pd.testing.assert_series_equal(row_violations(as_categories, dataset_spec),
+                                   row_violations(tainted, dataset_spec))
 
 
 def test_row_violations_need_every_model_column(raw_frame, dataset_spec):
-    with pytest.raises(score.SchemaMismatch, match=r"missing columns \['amount'\]"):
-        score.row_violations(raw_frame.drop(columns="amount"), dataset_spec)
+    with pytest.raises(SchemaMismatch, match=r"missing columns \['amount'\]"):
+        row_violations(raw_frame.drop(columns="amount"), dataset_spec)
 
 
 # --------------------------------------------------------------------------------------------------- writer
 def test_part_writer_is_atomic(tmp_path):
     schema = pa.schema([("x", pa.int64())])
     final = tmp_path / "dt=x" / "part-00000-of-00001.parquet"
-    with score.PartWriter(str(final), schema) as part:
+    with PartWriter(str(final), schema) as part:
         part.write(pa.record_batch([pa.array([1, 2, 3])], schema=schema))
         assert not final.exists() and part.tmp.exists() and part.tmp.name.startswith(".")
         written = part.commit()
     assert final.exists() and list(final.parent.iterdir()) == [final]
-    assert written["rows"] == 3 and written["sha256"] == score.sha256_file(final)
-    with pytest.raises(RuntimeError, match="boom"), score.PartWriter(str(tmp_path / "other.parquet"), schema) as p:
+    assert written["rows"] == 3 and written["sha256"] == sha256_file(final)
+    with pytest.raises(RuntimeError, match="boom"), PartWriter(str(tmp_path / "other.parquet"), schema) as p:
         p.write(pa.record_batch([pa.array([1])], schema=schema))
         raise RuntimeError("boom")
     assert sorted(f.name for f in tmp_path.iterdir()) == ["dt=x"]  # nothing half-written remains
@@ -169,16 +207,16 @@ def test_part_writer_is_atomic(tmp_path):
 
 # --------------------------------------------------------------------------------------------------- shard scorer
 @pytest.fixture
-def planned(tmp_path, tainted, dataset_spec) -> score.RunPlan:
+def planned(tmp_path, tainted, dataset_spec) -> RunPlan:
     src = _write(tainted, tmp_path / "in" / "t.parquet", row_group_rows=400)
-    return score.plan_run(str(src), str(tmp_path / "out"), DAY, dataset_spec, shard_rows=800)
+    return plan_run(str(src), str(tmp_path / "out"), DAY, dataset_spec, shard_rows=800)
 
 
 def test_a_shard_streams_scores_and_quarantines(planned, lgbm, dataset_spec, tainted):
     pipeline, _ = lgbm
     assert [s.rows for s in planned.shards] == [800, 400]
     job = _job(dataset_spec, planned, 0)
-    record = score.score_shard(job, score.NativeScorer(pipeline, dataset_spec.features))
+    record = score_shard(job, NativeScorer(pipeline, dataset_spec.features))
     # batches never cross row groups: 400-row groups in 300-row batches are read as 300 + 100, twice
     assert (record["rows_in"], record["rows_out"], record["rows_quarantined"], record["batches"]) == (800, 796, 4, 4)
     assert record["reasons"] == {"amount below min 0": 1, "channel unknown category": 1, "amount is infinite": 1,
@@ -200,20 +238,20 @@ def test_a_shard_streams_scores_and_quarantines(planned, lgbm, dataset_spec, tai
 
 
 def test_overlapped_io_writes_the_same_part(planned, lgbm, dataset_spec, tmp_path):
-    scorer = score.NativeScorer(lgbm[0], dataset_spec.features)
-    serial = score.score_shard(_job(dataset_spec, planned, 1, cfg={"overlap_io": False}), scorer)
+    scorer = NativeScorer(lgbm[0], dataset_spec.features)
+    serial = score_shard(_job(dataset_spec, planned, 1, cfg={"overlap_io": False}), scorer)
     again = pq.read_table(_job(dataset_spec, planned, 1).part_uri).drop(["scored_at"])
-    overlapped = score.score_shard(_job(dataset_spec, planned, 1, cfg={"overlap_io": True}), scorer)
+    overlapped = score_shard(_job(dataset_spec, planned, 1, cfg={"overlap_io": True}), scorer)
     assert serial["rows_out"] == overlapped["rows_out"] == 399
     assert pq.read_table(_job(dataset_spec, planned, 1).part_uri).drop(["scored_at"]).equals(again)
 
 
 def test_top_k_contributions_and_shadow_agreement(planned, lgbm, dataset_spec):
     pipeline, _ = lgbm
-    names = score.check_explainable(pipeline, 3)
+    names = check_explainable(pipeline, 3)
     job = _job(dataset_spec, planned, 1, cfg={"top_k": 3}, feature_names=names)
-    scorer = score.NativeScorer(pipeline, dataset_spec.features)
-    record = score.score_shard(job, scorer, shadow=scorer, explain=pipeline)
+    scorer = NativeScorer(pipeline, dataset_spec.features)
+    record = score_shard(job, scorer, shadow=scorer, explain=pipeline)
     out = pq.read_table(job.part_uri).to_pandas()
     assert [c for c in out.columns if c.startswith("top")] == [
         "top1_feature", "top1_contribution", "top2_feature", "top2_contribution", "top3_feature", "top3_contribution"]
@@ -225,103 +263,103 @@ def test_top_k_contributions_and_shadow_agreement(planned, lgbm, dataset_spec):
 
 
 def test_top_k_needs_lightgbm(fitted):
-    with pytest.raises(score.ScoreModelError, match="LightGBM"):
-        score.check_explainable(fitted["random_forest"], 2)
+    with pytest.raises(ScoreModelError, match="LightGBM"):
+        check_explainable(fitted["random_forest"], 2)
 
 
 def test_spot_notice_stops_the_shard_before_anything_is_kept(planned, lgbm, dataset_spec, tmp_path):
     notice = tmp_path / "notice-0-0"
     notice.touch()
-    guard = score.Guard(shard=0, attempt=0, notice_path=str(notice))
+    guard = Guard(shard=0, attempt=0, notice_path=str(notice))
     job = _job(dataset_spec, planned, 0)
-    with pytest.raises(score.SpotTermination, match="shard 0 attempt 0"):
-        score.score_shard(job, score.NativeScorer(lgbm[0], dataset_spec.features), guard=guard)
+    with pytest.raises(SpotTermination, match="shard 0 attempt 0"):
+        score_shard(job, NativeScorer(lgbm[0], dataset_spec.features), guard=guard)
     assert not Path(job.output_root).exists() or not any(Path(job.output_root).rglob("*.parquet*"))
 
 
 def test_injected_fault_raises_mid_write_and_leaves_no_temporary_file(planned, lgbm, dataset_spec):
     fault = FaultInjection(enabled=True, shards=[0], attempts=[0], after_batches=2, mode="raise")
     job = _job(dataset_spec, planned, 0)
-    with pytest.raises(score.InjectedFault, match="after 2 batch"):
-        score.score_shard(job, score.NativeScorer(lgbm[0], dataset_spec.features), guard=score.Guard(0, 0, None, fault))
+    with pytest.raises(InjectedFault, match="after 2 batch"):
+        score_shard(job, NativeScorer(lgbm[0], dataset_spec.features), guard=Guard(0, 0, None, fault))
     assert not any(Path(job.output_root).rglob("*.parquet*"))
-    score.score_shard(job, score.NativeScorer(lgbm[0], dataset_spec.features), guard=score.Guard(0, 1, None, fault))
+    score_shard(job, NativeScorer(lgbm[0], dataset_spec.features), guard=Guard(0, 1, None, fault))
     assert Path(job.part_uri).exists()  # the retry (attempt 1) is not targeted
 
 
 def test_fault_settings_and_spot_path_from_the_environment(monkeypatch):
     base = FaultInjection()
-    assert score.fault_settings(base, "") == base
-    assert score.fault_settings(base, "1").enabled
-    merged = score.fault_settings(base, '{"enabled": true, "shards": [2], "mode": "raise"}')
+    assert fault_settings(base, "") == base
+    assert fault_settings(base, "1").enabled
+    merged = fault_settings(base, '{"enabled": true, "shards": [2], "mode": "raise"}')
     assert (merged.enabled, merged.shards, merged.attempts, merged.mode) == (True, [2], [0], "raise")
-    assert score.spot_notice_path("/tmp/spot_termination_notice", 1, 0) == "/tmp/spot_termination_notice"
-    monkeypatch.setenv(score.SPOT_NOTICE_ENV, "/n/notice-{shard}-{attempt}")
-    assert score.spot_notice_path(None, 3, 1) == "/n/notice-3-1"
+    assert spot_notice_path("/tmp/spot_termination_notice", 1, 0) == "/tmp/spot_termination_notice"
+    monkeypatch.setenv(SPOT_NOTICE_ENV, "/n/notice-{shard}-{attempt}")
+    assert spot_notice_path(None, 3, 1) == "/n/notice-3-1"
 
 
 # --------------------------------------------------------------------------------------------------- partition
 def _records(planned, lgbm, dataset_spec) -> list[dict]:
-    scorer = score.NativeScorer(lgbm[0], dataset_spec.features)
-    return [score.score_shard(_job(dataset_spec, planned, i), scorer) for i in range(len(planned.shards))]
+    scorer = NativeScorer(lgbm[0], dataset_spec.features)
+    return [score_shard(_job(dataset_spec, planned, i), scorer) for i in range(len(planned.shards))]
 
 
 def test_join_sweeps_stale_files_and_writes_the_manifest_last(planned, lgbm, dataset_spec):
-    where = Path(score.partition_uri(planned.output_root, DAY))
+    where = Path(partition_uri(planned.output_root, DAY))
     where.mkdir(parents=True)
     stale = ("part-00000-of-00005.parquet", ".part-00001-of-00002.parquet.tmp-dead", "part-00007-of-00009.parquet")
     for name in stale:
         (where / name).write_bytes(b"old")
     records = _records(planned, lgbm, dataset_spec)
-    manifest = score.finish_partition(planned.output_root, DAY, records, {"flow_run": "ScoreFlow/1"}, 0.01)
-    assert sorted(p.name for p in where.iterdir()) == [score.MANIFEST, "part-00000-of-00002.parquet",
+    manifest = finish_partition(planned.output_root, DAY, records, {"flow_run": "ScoreFlow/1"}, 0.01)
+    assert sorted(p.name for p in where.iterdir()) == [MANIFEST, "part-00000-of-00002.parquet",
                                                        "part-00001-of-00002.parquet"]
     assert sorted(manifest["removed"]) == [f"dt={DAY}/{name}" for name in sorted(stale)]
     assert manifest["totals"] == {"rows_in": 1200, "rows_out": 1195, "rows_quarantined": 5,
                                   "quarantine_rate": 5 / 1200}
-    assert json.loads((where / score.MANIFEST).read_text()) == json.loads(json.dumps(manifest, default=str))
-    table = score.read_partition(planned.output_root, DAY, verify=True)
+    assert json.loads((where / MANIFEST).read_text()) == json.loads(json.dumps(manifest, default=str))
+    table = read_partition(planned.output_root, DAY, verify=True)
     assert table.num_rows == 1195 and table.column("transaction_id").to_pandas().is_unique
     for part in manifest["parts"]:
-        assert score.sha256_file(Path(planned.output_root) / part["path"]) == part["sha256"]
+        assert sha256_file(Path(planned.output_root) / part["path"]) == part["sha256"]
 
 
 def test_too_many_quarantined_rows_leave_the_partition_untrusted(planned, lgbm, dataset_spec):
     records = _records(planned, lgbm, dataset_spec)
-    with pytest.raises(score.QuarantineLimitExceeded, match=r"5 of 1200 rows failed validation"):
-        score.finish_partition(planned.output_root, DAY, records, {}, max_quarantine_rate=0.001)
-    assert score.read_manifest(planned.output_root, DAY) is None
-    with pytest.raises(score.ScoreInputError, match="not a trusted partition"):
-        score.read_partition(planned.output_root, DAY)
+    with pytest.raises(QuarantineLimitExceeded, match=r"5 of 1200 rows failed validation"):
+        finish_partition(planned.output_root, DAY, records, {}, max_quarantine_rate=0.001)
+    assert read_manifest(planned.output_root, DAY) is None
+    with pytest.raises(ScoreInputError, match="not a trusted partition"):
+        read_partition(planned.output_root, DAY)
 
 
 def test_a_rerun_retracts_the_old_manifest_first(planned, lgbm, dataset_spec):
     records = _records(planned, lgbm, dataset_spec)
-    score.finish_partition(planned.output_root, DAY, records, {}, 0.01)
-    assert score.retract_manifest(planned.output_root, DAY)
-    assert score.read_manifest(planned.output_root, DAY) is None
-    assert not score.retract_manifest(planned.output_root, DAY)
+    finish_partition(planned.output_root, DAY, records, {}, 0.01)
+    assert retract_manifest(planned.output_root, DAY)
+    assert read_manifest(planned.output_root, DAY) is None
+    assert not retract_manifest(planned.output_root, DAY)
 
 
 def test_join_refuses_records_that_do_not_add_up(planned, lgbm, dataset_spec):
     records = _records(planned, lgbm, dataset_spec)
     with pytest.raises(RuntimeError, match=r"expected shards 0..1"):
-        score.finish_partition(planned.output_root, DAY, records[:1] + records[:1], {}, 0.01)
+        finish_partition(planned.output_root, DAY, records[:1] + records[:1], {}, 0.01)
     broken = [{**records[0], "rows_out": 1}, records[1]]
     with pytest.raises(RuntimeError, match="rows in 800"):
-        score.finish_partition(planned.output_root, DAY, broken, {}, 0.01)
+        finish_partition(planned.output_root, DAY, broken, {}, 0.01)
 
 
 # --------------------------------------------------------------------------------------------------- export
 def test_onnx_export_matches_the_native_lightgbm(lgbm, raw_frame, dataset_spec):
     pipeline, _ = lgbm
-    scorer = export.OnnxScorer(export.to_onnx(pipeline, dataset_spec))
+    scorer = OnnxScorer(to_onnx(pipeline, dataset_spec))
     assert sorted(scorer.features) == sorted(dataset_spec.features)
     frame = raw_frame.iloc[:1500].copy()
     frame.loc[0, "device_type"] = None
     frame.loc[1, "merchant_category"] = "never_seen"
     frame.loc[2, "channel"] = ""
-    result = export.check_parity(pipeline, scorer, frame, dataset_spec, threshold=0.3, tolerance=1e-4)
+    result = check_parity(pipeline, scorer, frame, dataset_spec, threshold=0.3, tolerance=1e-4)
     assert result["rows"] == 1500 and result["max_abs_diff"] < 1e-5 and result["decision_flips"] == 0
     as_categories = frame.astype({c: "category" for c in dataset_spec.categorical})
     np.testing.assert_array_equal(scorer.predict(as_categories), scorer.predict(frame))
@@ -331,42 +369,42 @@ def test_onnx_graph_takes_two_packed_inputs_and_never_splits_the_numbers_apart(l
     import onnx
 
     pipeline, _ = lgbm
-    blob = export.to_onnx(pipeline, dataset_spec)
+    blob = to_onnx(pipeline, dataset_spec)
     model = onnx.load_from_string(blob)
     inputs = {i.name: [d.dim_value for d in i.type.tensor_type.shape.dim] for i in model.graph.input}
-    assert inputs == {export.NUMERIC_INPUT: [0, len(dataset_spec.numeric)],
-                      export.CATEGORICAL_INPUT: [0, len(dataset_spec.categorical)]}
+    assert inputs == {NUMERIC_INPUT: [0, len(dataset_spec.numeric)],
+                      CATEGORICAL_INPUT: [0, len(dataset_spec.categorical)]}
     meta = {p.key: json.loads(p.value) for p in model.metadata_props}
     assert meta == {"numeric_columns": list(dataset_spec.numeric),
                     "categorical_columns": list(dataset_spec.categorical)}
     unpacks = [n for n in model.graph.node if n.op_type == "Split"]
-    assert [list(n.input) for n in unpacks] == [[export.CATEGORICAL_INPUT]]  # numbers are read packed
+    assert [list(n.input) for n in unpacks] == [[CATEGORICAL_INPUT]]  # numbers are read packed
     frame = raw_frame.iloc[:300]
-    np.testing.assert_allclose(export.OnnxScorer(blob).predict(frame),
+    np.testing.assert_allclose(OnnxScorer(blob).predict(frame),
                                models.predict_proba(pipeline, frame, dataset_spec), atol=1e-5)
 
 
 def test_onnx_scorer_still_reads_graphs_with_one_input_per_column(lgbm, raw_frame, dataset_spec, monkeypatch):
     pipeline, _ = lgbm
-    packed = export.OnnxScorer(export.to_onnx(pipeline, dataset_spec))
-    monkeypatch.setattr(export, "pack_inputs", lambda model, spec: model)  # the convention before packing
-    per_column = export.OnnxScorer(export.to_onnx(pipeline, dataset_spec))
+    packed = OnnxScorer(to_onnx(pipeline, dataset_spec))
+    monkeypatch.setattr("steps.modeling.onnx.pack_inputs", lambda model, spec: model)  # the convention before packing
+    per_column = OnnxScorer(to_onnx(pipeline, dataset_spec))
     assert len(per_column.session.get_inputs()) == len(dataset_spec.features) and not per_column.packed
     frame = raw_frame.iloc[:300]
     np.testing.assert_allclose(per_column.predict(frame), packed.predict(frame), atol=1e-6)
 
 
 def test_onnx_export_refuses_what_it_cannot_convert(fitted, dataset_spec):
-    with pytest.raises(export.ExportError, match="HistGradientBoostingClassifier"):
-        export.to_onnx(fitted["hist_gradient_boosting"], dataset_spec)
-    with pytest.raises(export.ExportError, match="add_indicator"):
-        export.to_onnx(fitted["logistic_regression"], dataset_spec)
-    with pytest.raises(export.ExportError, match="target_opset"):
-        export.to_onnx(fitted["lightgbm"], dataset_spec, target_opset=17)
+    with pytest.raises(ExportError, match="HistGradientBoostingClassifier"):
+        to_onnx(fitted["hist_gradient_boosting"], dataset_spec)
+    with pytest.raises(ExportError, match="add_indicator"):
+        to_onnx(fitted["logistic_regression"], dataset_spec)
+    with pytest.raises(ExportError, match="target_opset"):
+        to_onnx(fitted["lightgbm"], dataset_spec, target_opset=17)
 
 
 def test_parity_counts_flips_at_the_threshold():
-    result = export.parity(np.array([0.1, 0.29, 0.31, 0.9]), np.array([0.1, 0.31, 0.31, 0.8]), 0.3)
+    result = parity(np.array([0.1, 0.29, 0.31, 0.9]), np.array([0.1, 0.31, 0.31, 0.8]), 0.3)
     assert result["decision_flips"] == 1 and result["max_abs_diff"] == pytest.approx(0.1)
 
 

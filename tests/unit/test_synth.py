@@ -10,9 +10,10 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from steps import data, synth
 from steps.config import DatasetConfig
-from steps.synth import SynthSpec
+from steps.data import synth
+from steps.data.contract import expected_columns, validate
+from steps.data.synth import SynthSpec
 
 ROOT = Path(__file__).resolve().parents[2]
 DRIFT_MONTH = 6  # 0-based: July of the default 2025 year
@@ -118,10 +119,10 @@ def test_cli_writes_the_file(tmp_path: Path) -> None:
 # --------------------------------------------------------------------------------------------------- shape
 def test_columns_match_the_dataset_schema(raw_frame: pd.DataFrame, dataset_spec: DatasetConfig) -> None:
     assert raw_frame.shape[1] >= 20
-    assert set(raw_frame.columns) == set(data.expected_columns(dataset_spec))
+    assert set(raw_frame.columns) == set(expected_columns(dataset_spec))
     assert raw_frame["transaction_id"].tolist() == list(range(1, len(raw_frame) + 1))
     assert str(raw_frame["event_time"].dt.tz) == "UTC"
-    validated = data.validate(raw_frame, dataset_spec, "synth")  # raises on any violation
+    validated = validate(raw_frame, dataset_spec, "synth")  # raises on any violation
     assert len(validated) == len(raw_frame)
 
 

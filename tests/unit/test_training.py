@@ -7,12 +7,13 @@ import hashlib
 import pandas as pd
 import pytest
 
-from steps import data, evaluate, models, training
 from steps.config import DatasetConfig, TrainConfig
+from steps.data.split import Split
+from steps.modeling import metrics, models, training
 
 
 @pytest.fixture(scope="module")
-def results(split: data.Split, dataset_spec: DatasetConfig,
+def results(split: Split, dataset_spec: DatasetConfig,
             train_cfg: TrainConfig) -> dict[str, training.CandidateResult]:
     return {c.name: training.train_candidate(c, split.train, split.validation, dataset_spec, train_cfg)
             for c in train_cfg.candidates}
@@ -29,12 +30,12 @@ def test_result_fingerprint_matches_model_blob(results: dict[str, training.Candi
 
 
 @pytest.mark.parametrize("name", ["logreg", "lgbm"])
-def test_result_metrics_are_validation_scores(results: dict[str, training.CandidateResult], split: data.Split,
+def test_result_metrics_are_validation_scores(results: dict[str, training.CandidateResult], split: Split,
                                               dataset_spec: DatasetConfig, train_cfg: TrainConfig, name: str) -> None:
     r = results[name]
     pipeline = models.deserialize(r.model_blob, r.fingerprint)
     proba = models.predict_proba(pipeline, split.validation, dataset_spec)
-    expected = evaluate.scores(split.validation["is_fraud"].to_numpy(), proba)
+    expected = metrics.scores(split.validation["is_fraud"].to_numpy(), proba)
     assert r.metrics == pytest.approx(expected)
     assert r.metrics["rows"] == len(split.validation)
     assert r.metrics["roc_auc"] > 0.6
@@ -51,7 +52,7 @@ def test_summary_drops_bytes_and_curves(results: dict[str, training.CandidateRes
     assert s["fingerprint"] == r.fingerprint and s["metrics"] == r.metrics
 
 
-def test_max_train_rows_downsamples_training(split: data.Split, dataset_spec: DatasetConfig,
+def test_max_train_rows_downsamples_training(split: Split, dataset_spec: DatasetConfig,
                                              train_cfg: TrainConfig) -> None:
     cfg = train_cfg.model_copy(update={"max_train_rows": 1000})
     r = training.train_candidate(cfg.candidates[0], split.train, split.validation, dataset_spec, cfg)
@@ -60,7 +61,7 @@ def test_max_train_rows_downsamples_training(split: data.Split, dataset_spec: Da
 
 
 @pytest.mark.parametrize("max_rows, expected", [(None, 2800), (5000, 2800), (2800, 2800), (100, 100), (1234, 1234)])
-def test_sample_train_sizes(split: data.Split, train_cfg: TrainConfig, max_rows: int | None, expected: int) -> None:
+def test_sample_train_sizes(split: Split, train_cfg: TrainConfig, max_rows: int | None, expected: int) -> None:
     assert len(split.train) == 2800
     cfg = train_cfg.model_copy(update={"max_train_rows": max_rows})
     out = training.sample_train(split.train, cfg)
@@ -69,7 +70,7 @@ def test_sample_train_sizes(split: data.Split, train_cfg: TrainConfig, max_rows:
         assert out is split.train  # no copy when nothing is dropped
 
 
-def test_sample_train_is_seeded_and_keeps_time_order(split: data.Split, train_cfg: TrainConfig) -> None:
+def test_sample_train_is_seeded_and_keeps_time_order(split: Split, train_cfg: TrainConfig) -> None:
     cfg = train_cfg.model_copy(update={"max_train_rows": 500})
     a, b = training.sample_train(split.train, cfg), training.sample_train(split.train, cfg)
     pd.testing.assert_frame_equal(a, b)

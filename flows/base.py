@@ -1,0 +1,121 @@
+"""What every flow of the project shares: the ``@project``, the profile (laptop / AWS / Kubernetes), the dataset.
+
+``ProjectFlow`` is a FlowSpec base class (Metaflow inherits flow decorators, mutators and Configs): a flow file
+declares only its own Configs, Parameters and steps. ``apply_profile`` turns the ``profile`` config into step
+decorators, the one switch between a laptop and AWS Batch.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+from metaflow import Config, FlowMutator, FlowSpec, project
+from metaflow.user_configs.config_parameters import ConfigValue
+
+from steps.config import (
+    CONFIG_DIR,
+    PROFILE_ENV,
+    ConfigError,
+    DatasetConfig,
+    DistillConfig,
+    GatesConfig,
+    MonitorConfig,
+    ProfileConfig,
+    ScoreConfig,
+    TrainConfig,
+    load,
+)
+from steps.core.project import PROJECT
+
+SCHEMAS: dict[str, type] = {"dataset": DatasetConfig, "profile": ProfileConfig, "train": TrainConfig,
+                            "gates": GatesConfig, "score": ScoreConfig, "distill": DistillConfig,
+                            "monitor": MonitorConfig}
+_TYPED: dict[tuple[str, str], Any] = {}
+
+
+class apply_profile(FlowMutator):  # noqa: N801 - decorators are lower case in Metaflow
+    """Give every step ``@retry``, ``@timeout``, ``@resources`` and ``@environment`` from the ``profile`` config,
+    plus ``@batch`` (compute: batch) or ``@kubernetes`` (compute: kubernetes) with the step's queue and image.
+
+    Decorators written on a step in the flow file win over the profile. ``schedules.<FlowName>`` in the profile
+    becomes the flow's ``@schedule``; a flow that has its own ``@schedule`` must not also get one from the profile
+    (one source for each cron).
+    """
+
+    def pre_mutate(self, mutable_flow: Any) -> None:
+        """Add the profile's decorators to every step of the flow being built."""
+        configs = dict(mutable_flow.configs)
+        profile = load(ProfileConfig, configs["profile"] or ConfigValue({}))
+        flow_cls = getattr(mutable_flow, "_flow_cls", None) or self._flow_cls  # the subclass, not the base
+        _add_schedule(mutable_flow, profile, getattr(flow_cls, "__name__", ""))
+        for name, step in mutable_flow.steps:
+            res = profile.for_step(name)
+            ignore = step.IGNORE
+            step.add_decorator("retry", deco_kwargs={"times": profile.retry.times,
+                               "minutes_between_retries": profile.retry.minutes_between_retries}, duplicates=ignore)
+            step.add_decorator("timeout", deco_kwargs={"minutes": res.timeout_minutes}, duplicates=ignore)
+            step.add_decorator("resources", deco_kwargs={"cpu": res.cpu, "memory": res.memory, "gpu": res.gpu},
+                               duplicates=ignore)
+            if profile.env:
+                step.add_decorator("environment", deco_kwargs={"vars": dict(profile.env)}, duplicates=ignore)
+            remote = _remote_decorator(profile, name)
+            if remote is not None:
+                step.add_decorator(remote[0], deco_kwargs=remote[1], duplicates=ignore)
+
+    def add_to_package(self) -> Any:
+        """Ship ``config/`` with the code package, next to the flow files."""
+        for path in sorted(CONFIG_DIR.rglob("*.yaml")):
+            yield str(path), f"config/{path.relative_to(CONFIG_DIR)}"
+
+
+def _add_schedule(mutable_flow: Any, profile: ProfileConfig, flow_name: str) -> None:
+    """``@schedule(cron=profile.schedules[flow_name])``; refuse a second source when the flow has its own."""
+    cron = profile.schedules.get(flow_name)
+    if cron is None:
+        return
+    if mutable_flow.has_decorator("schedule"):
+        raise ConfigError(f"profile '{profile.name}': schedules.{flow_name} is set but {flow_name} already has "
+                          "@schedule in its flow file; keep one source for its cron")
+    mutable_flow.add_decorator("schedule", deco_kwargs={"cron": cron})
+
+
+def _remote_decorator(profile: ProfileConfig, step_name: str) -> tuple[str, dict[str, Any]] | None:
+    """(decorator name, kwargs) that sends ``step_name`` to the profile's compute, or None for local runs."""
+    res = profile.for_step(step_name)
+    image = profile.image_for(step_name)
+    if profile.compute == "batch":
+        kwargs = {"queue": profile.queues[res.queue or "default"], "cpu": res.cpu, "memory": res.memory,
+                  "gpu": res.gpu}
+        return "batch", {**kwargs, **({"image": image} if image else {})}
+    if profile.compute == "kubernetes":
+        kwargs = {"cpu": res.cpu, "memory": res.memory, "gpu": res.gpu or None}
+        return "kubernetes", {**kwargs, **({"image": image} if image else {})}
+    return None
+
+
+def config_option(name: str, what: str) -> Config:
+    """A ``--config NAME PATH`` option: default ``config/<name>.yaml``, parsed by ``steps.config.parse_<name>``."""
+    return Config(name, default=f"config/{name}.yaml", parser=f"steps.config.parse_{name}",
+                  help=f"{what} (YAML; default config/{name}.yaml)")
+
+
+@apply_profile()
+@project(name=PROJECT)
+class ProjectFlow(FlowSpec):
+    """The base of every flow: ``@project``, the profile's decorators, and the ``dataset`` and ``profile`` configs."""
+
+    dataset = config_option("dataset", "Dataset: columns, types, ranges, target, time, id")
+    profile = Config("profile", default=os.environ.get(PROFILE_ENV, "config/profiles/local.yaml"),
+                     parser="steps.config.parse_profile",
+                     help="Where steps run: local, AWS Batch or Kubernetes (YAML; default $MLOPS_PROFILE, else "
+                          "config/profiles/local.yaml)")
+
+    def typed(self, name: str) -> Any:
+        """Config ``name`` as its pydantic model (``steps.config``), validated once per process."""
+        value = getattr(self, name)
+        key = (name, json.dumps(value.to_dict() if hasattr(value, "to_dict") else dict(value), sort_keys=True))
+        if key not in _TYPED:
+            _TYPED[key] = load(SCHEMAS[name], value)
+        return _TYPED[key]

@@ -1,0 +1,110 @@
+"""``config/gates.yaml``: every threshold a model must meet before promotion."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import Field, model_validator
+
+from steps.config.base import Band, Strict, config_source, parse_text
+
+
+class Threshold(Strict):
+    """A bound on a metric, judged on one end of its confidence interval (or the point estimate)."""
+
+    min: float | None = None
+    max: float | None = None
+    bound: Literal["lower", "point", "upper"] = "point"
+
+    @model_validator(mode="after")
+    def _one_side(self) -> Threshold:
+        if (self.min is None) == (self.max is None):
+            raise ValueError("give exactly one of min or max")
+        return self
+
+
+class BootstrapConfig(Strict):
+    """Bootstrap resampling for confidence intervals and the paired significance test."""
+
+    samples: int = Field(200, ge=20, le=10_000)
+    confidence: float = Field(0.95, gt=0.5, lt=1.0)
+    seed: int = 0
+
+
+class PerformanceGates(Strict):
+    """Absolute quality on the temporal hold-out."""
+
+    recall_at_precision: float = Field(0.5, gt=0.0, lt=1.0, description="precision at which recall is read")
+    calibration_bins: int = Field(10, ge=2, le=100)
+    thresholds: dict[Literal["roc_auc", "average_precision", "log_loss", "brier", "recall_at_precision",
+                             "calibration_error"], Threshold]
+
+
+class FairnessGates(Strict):
+    """Group disparities (fairlearn) per sensitive attribute and their intersection."""
+
+    min_slice_size: int = Field(200, ge=1)
+    min_slice_positives: int = Field(10, ge=1)
+    intersections: bool = True
+    demographic_parity_difference: Threshold = Threshold(max=0.1)
+    equalized_odds_difference: Threshold = Threshold(max=0.3)
+    worst_group_auc_ratio: Threshold = Threshold(min=0.85)
+
+
+class RobustnessGates(Strict):
+    """Edge cases, perturbations and quality under missing values."""
+
+    relative_noise: float = Field(0.01, gt=0.0, le=1.0)
+    max_mean_abs_change: float = Field(0.01, gt=0.0)
+    max_p99_abs_change: float = Field(0.1, gt=0.0, description="99th percentile of |score change|")
+    missing_rate: float = Field(0.1, gt=0.0, lt=1.0)
+    min_auc_ratio_with_missing: float = Field(0.95, gt=0.0, le=1.0)
+    sample_rows: int = Field(2000, ge=50)
+
+
+class EfficiencyGates(Strict):
+    """Serving cost on the serving runtime."""
+
+    latency_rows: int = Field(200, ge=10)
+    batch_rows: int = Field(20_000, ge=100)
+    max_p50_ms: float = Field(20.0, gt=0)
+    max_p99_ms: float = Field(50.0, gt=0)
+    min_rows_per_s: float = Field(5_000.0, gt=0)
+    max_size_mb: float = Field(50.0, gt=0)
+    max_peak_memory_mb: float = Field(512.0, gt=0)
+
+
+class ReviewGates(Strict):
+    """Low-confidence scores go to a human; their share has a budget."""
+
+    band: Band = (0.4, 0.6)
+    max_rate: float = Field(0.05, ge=0.0, le=1.0)
+
+
+class ChampionGates(Strict):
+    """When a champion exists: the challenger must be significantly better and not worse elsewhere."""
+
+    method: Literal["paired_bootstrap", "delong"] = "paired_bootstrap"
+    alpha: float = Field(0.05, gt=0.0, lt=0.5)
+    min_effect: float = Field(0.002, ge=0.0)
+    fairness_tolerance: float = Field(0.02, ge=0.0, description="allowed increase of each fairness disparity")
+    latency_tolerance: float = Field(0.5, ge=0.0, description="allowed relative increase of median latency")
+
+
+class GatesConfig(Strict):
+    """``config/gates.yaml``: every threshold a model must meet before promotion."""
+
+    primary_metric: Literal["roc_auc", "average_precision"] = "roc_auc"
+    decision_threshold: float = Field(0.5, gt=0.0, lt=1.0)
+    bootstrap: BootstrapConfig = BootstrapConfig()
+    performance: PerformanceGates
+    fairness: FairnessGates = FairnessGates()
+    robustness: RobustnessGates = RobustnessGates()
+    efficiency: EfficiencyGates = EfficiencyGates()
+    review: ReviewGates = ReviewGates()
+    champion: ChampionGates = ChampionGates()
+
+
+def parse_gates(text: str) -> dict[str, Any]:
+    """Metaflow Config parser for ``config/gates.yaml``."""
+    return parse_text(GatesConfig, text, config_source("gates", "config/gates.yaml"))

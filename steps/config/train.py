@@ -1,0 +1,56 @@
+"""``config/train.yaml``: split, candidates, selection, reference profile."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import Field, field_validator
+
+from steps.config.base import Strict, config_source, parse_text, unique_names
+
+
+class SplitConfig(Strict):
+    """Temporal split: the most recent rows are the hold-out, the ones before them the validation set."""
+
+    validation_fraction: float = Field(0.15, gt=0.0, lt=0.5)
+    holdout_fraction: float = Field(0.15, gt=0.0, lt=0.5)
+
+
+class CandidateConfig(Strict):
+    """One competing model: a registered type and its estimator parameters."""
+
+    name: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
+    type: Literal["logistic_regression", "lightgbm", "random_forest", "hist_gradient_boosting"]
+    params: dict[str, Any] = Field(default_factory=dict)
+    impute: bool = Field(True, description="impute missing numeric values (linear models cannot take NaN)")
+
+
+class ReferenceConfig(Strict):
+    """The reference profile TrainFlow stores with the model (MonitorFlow compares production data with it)."""
+
+    bins: int = Field(10, ge=2, le=100, description="quantile bins per numeric feature and for the score")
+    sample_rows: int = Field(2000, ge=100, le=100_000, description="reference sample kept for KS tests")
+    max_levels: int = Field(50, ge=2, description="categorical levels kept (the rest pooled as __other__)")
+
+
+class TrainConfig(Strict):
+    """``config/train.yaml``: split, candidates, selection metric, seeds and threads."""
+
+    split: SplitConfig = SplitConfig()
+    candidates: list[CandidateConfig] = Field(min_length=1)
+    selection_metric: Literal["roc_auc", "average_precision", "neg_log_loss", "neg_brier"] = "average_precision"
+    seed: int = 42
+    threads: int = Field(1, ge=1, le=256)
+    max_train_rows: int | None = Field(None, ge=100, description="downsample the training set (None = all rows)")
+    curve_points: int = Field(200, ge=10, le=5000)
+    reference: ReferenceConfig = ReferenceConfig()
+
+    @field_validator("candidates")
+    @classmethod
+    def _unique(cls, value: list[CandidateConfig]) -> list[CandidateConfig]:
+        return unique_names(value, "candidate")
+
+
+def parse_train(text: str) -> dict[str, Any]:
+    """Metaflow Config parser for ``config/train.yaml``."""
+    return parse_text(TrainConfig, text, config_source("train", "config/train.yaml"))

@@ -1,0 +1,195 @@
+"""One storage layer for local paths and ``s3://`` URIs: read, list, delete, atomic put, conditional create, hashing.
+
+One boto3 client and one pyarrow S3 filesystem per endpoint. The endpoint is ``METAFLOW_S3_ENDPOINT_URL``, else
+``AWS_ENDPOINT_URL``, else AWS itself (the tests point it at a local S3-compatible server); a caller that knows better
+(the registry reads Metaflow's configuration) passes ``endpoint``.
+
+Writes are atomic: locally a temporary file in the same folder, fsync, then a rename (``put_bytes``) or a hard link
+that fails when the name exists (``put_new``); on S3 one PUT, conditional with ``If-None-Match: *`` for ``put_new``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+import uuid
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+_HASH_CHUNK = 1 << 20
+DEFAULT = object()  # "the endpoint from the environment"
+
+
+def is_s3(uri: str) -> bool:
+    """True for ``s3://`` URIs."""
+    return uri.startswith("s3://")
+
+
+def join_uri(root: str, *parts: str) -> str:
+    """``root/part/...`` for a local path or an ``s3://`` prefix."""
+    if is_s3(root):
+        return "/".join([root.rstrip("/"), *[p.strip("/") for p in parts]])
+    return str(Path(root).joinpath(*parts))
+
+
+def absolute(uri: str) -> str:
+    """``uri`` unchanged for s3://, else the absolute local path."""
+    return uri if is_s3(uri) else str(Path(uri).expanduser().resolve())
+
+
+def split_s3(uri: str) -> tuple[str, str]:
+    """(bucket, key) of an ``s3://`` URI."""
+    bucket, _, key = uri[len("s3://"):].partition("/")
+    return bucket, key
+
+
+def endpoint_from_env() -> str | None:
+    """The S3 endpoint override (a local server in tests): METAFLOW_S3_ENDPOINT_URL, else AWS_ENDPOINT_URL."""
+    return os.environ.get("METAFLOW_S3_ENDPOINT_URL") or os.environ.get("AWS_ENDPOINT_URL") or None
+
+
+@lru_cache(maxsize=4)
+def _s3_client(endpoint: str | None) -> Any:
+    """A boto3 S3 client for ``endpoint`` (None: AWS)."""
+    import boto3
+
+    return boto3.client("s3", endpoint_url=endpoint)
+
+
+def s3_client(endpoint: Any = DEFAULT) -> Any:
+    """The boto3 S3 client for ``endpoint`` (default: the one the environment names)."""
+    return _s3_client(endpoint_from_env() if endpoint is DEFAULT else endpoint)
+
+
+@lru_cache(maxsize=4)
+def _arrow_s3(endpoint: str | None, region: str | None) -> Any:
+    """A pyarrow S3 filesystem for ``endpoint`` (None: AWS)."""
+    from pyarrow import fs
+
+    kwargs: dict[str, Any] = {"region": region} if region else {}
+    if endpoint:
+        scheme, _, host = endpoint.partition("://")
+        kwargs.update(endpoint_override=host.rstrip("/"), scheme=scheme)
+    return fs.S3FileSystem(**kwargs)
+
+
+def arrow_s3() -> Any:
+    """The pyarrow S3 filesystem for the configured endpoint and region."""
+    return _arrow_s3(endpoint_from_env(), os.environ.get("AWS_DEFAULT_REGION") or os.environ.get("AWS_REGION"))
+
+
+def list_files(directory: str, endpoint: Any = DEFAULT) -> list[str]:
+    """Names of the files directly under ``directory`` (local folder or s3 prefix), sorted; [] when it is absent."""
+    if is_s3(directory):
+        bucket, key = split_s3(directory.rstrip("/") + "/")
+        names: list[str] = []
+        pages = s3_client(endpoint).get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=key, Delimiter="/")
+        for page in pages:
+            names.extend(o["Key"][len(key):] for o in page.get("Contents", []))
+        return sorted(names)
+    path = Path(directory)
+    return sorted(p.name for p in path.iterdir() if p.is_file()) if path.is_dir() else []
+
+
+def delete(uri: str, endpoint: Any = DEFAULT) -> None:
+    """Delete one file or object (missing is fine)."""
+    if is_s3(uri):
+        bucket, key = split_s3(uri)
+        s3_client(endpoint).delete_object(Bucket=bucket, Key=key)
+    else:
+        Path(uri).unlink(missing_ok=True)
+
+
+def read_bytes(uri: str, endpoint: Any = DEFAULT) -> bytes | None:
+    """The bytes of a file or object, or None when it does not exist."""
+    if is_s3(uri):
+        bucket, key = split_s3(uri)
+        client = s3_client(endpoint)
+        try:
+            return client.get_object(Bucket=bucket, Key=key)["Body"].read()
+        except client.exceptions.NoSuchKey:
+            return None
+    path = Path(uri)
+    return path.read_bytes() if path.is_file() else None
+
+
+def _write_temporary(path: Path, body: bytes) -> Path:
+    """``body`` in a new temporary file beside ``path``, flushed to disk."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex}")
+    with open(tmp, "wb") as fh:
+        fh.write(body)
+        fh.flush()
+        os.fsync(fh.fileno())
+    return tmp
+
+
+def put_bytes(uri: str, body: bytes, endpoint: Any = DEFAULT) -> None:
+    """Write ``body`` atomically, replacing what is there: tmp file + rename locally, one PUT on S3."""
+    if is_s3(uri):
+        bucket, key = split_s3(uri)
+        s3_client(endpoint).put_object(Bucket=bucket, Key=key, Body=body)
+        return
+    path = Path(uri)
+    os.replace(_write_temporary(path, body), path)
+
+
+def put_new(uri: str, body: bytes, endpoint: Any = DEFAULT) -> None:
+    """Create ``uri`` with ``body`` only when nothing is there yet, atomically; FileExistsError otherwise.
+
+    Locally the complete temporary file is hard-linked to the final name (``link`` fails when the name exists, so two
+    writers cannot both succeed and a reader never sees a partial file); on S3 one PUT with ``If-None-Match: *``.
+    """
+    if is_s3(uri):
+        bucket, key = split_s3(uri)
+        client = s3_client(endpoint)
+        try:
+            client.put_object(Bucket=bucket, Key=key, Body=body, IfNoneMatch="*")
+        except client.exceptions.ClientError as err:
+            if err.response.get("Error", {}).get("Code") in ("PreconditionFailed", "ConditionalRequestConflict"):
+                raise FileExistsError(f"{uri} already exists") from err
+            raise
+        return
+    path = Path(uri)
+    tmp = _write_temporary(path, body)
+    try:
+        os.link(tmp, path)
+    except FileExistsError:
+        raise FileExistsError(f"{uri} already exists") from None
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def staging_path(uri: str, tmp_dir: str | None = None) -> Path:
+    """A new local temporary path to build ``uri`` in: beside it for a local ``uri``, in ``tmp_dir`` for S3."""
+    if is_s3(uri):
+        fd, tmp = tempfile.mkstemp(prefix=".part-", suffix=".tmp", dir=tmp_dir)
+        os.close(fd)
+        return Path(tmp)
+    final = Path(uri)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    return final.with_name(f".{final.name}.tmp-{uuid.uuid4().hex}")
+
+
+def publish_file(tmp: Path, uri: str, endpoint: Any = DEFAULT) -> None:
+    """Move the finished local file ``tmp`` to ``uri`` atomically: fsync + rename locally, one PUT on S3."""
+    if is_s3(uri):
+        bucket, key = split_s3(uri)
+        with open(tmp, "rb") as fh:
+            s3_client(endpoint).put_object(Bucket=bucket, Key=key, Body=fh)  # the object appears whole or not at all
+        tmp.unlink()
+        return
+    with open(tmp, "rb+") as fh:
+        os.fsync(fh.fileno())
+    os.replace(tmp, uri)
+
+
+def sha256_file(path: str | Path) -> str:
+    """sha256 hex digest of a local file, read in chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while chunk := fh.read(_HASH_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()

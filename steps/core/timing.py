@@ -1,0 +1,71 @@
+"""One timing harness for every cost the project measures: per-call latency, best-of-N batch throughput and the
+traced peak memory of one call.
+
+``call`` is any callable (a pipeline's ``predict_proba``, an ONNX session's ``run``); its inputs are prepared before
+timing, so only the call is measured. Limit native threads once around a whole measurement (``threadpool_limits``),
+never inside ``call``: entering the limit costs a few milliseconds, which a single-row latency would count.
+"""
+
+from __future__ import annotations
+
+import time
+import tracemalloc
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+
+WARMUP_CALLS = 5
+BATCH_REPEATS = 3
+Call = Callable[[Any], Any]
+
+
+def call_seconds(call: Call, inputs: Sequence[Any], warmup: int = WARMUP_CALLS) -> np.ndarray:
+    """Seconds of one ``call`` per input, in order, after ``warmup`` untimed calls on the first inputs."""
+    for item in inputs[:warmup]:
+        call(item)
+    out = np.empty(len(inputs))
+    for i, item in enumerate(inputs):
+        start = time.perf_counter()
+        call(item)
+        out[i] = time.perf_counter() - start
+    return out
+
+
+def best_seconds(call: Call, batch: Any, repeats: int = BATCH_REPEATS, warmup: bool = False) -> float:
+    """The shortest wall time of ``repeats`` calls on ``batch`` (after one untimed call when ``warmup``)."""
+    if warmup:
+        call(batch)
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        call(batch)
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
+def peak_traced_mb(call: Call, batch: Any) -> float:
+    """Peak traced memory of one call on ``batch``, in MB.
+
+    tracemalloc counts Python-level allocations: Python objects and the buffers of libraries that report to it
+    (NumPy arrays, pandas frames), not memory a native library allocates on its own (e.g. LightGBM or ONNX
+    Runtime internals). Treat it as a lower bound of the real peak.
+    """
+    already = tracemalloc.is_tracing()
+    if not already:
+        tracemalloc.start()
+    try:
+        tracemalloc.reset_peak()
+        baseline = tracemalloc.get_traced_memory()[0]
+        call(batch)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        if not already:
+            tracemalloc.stop()
+    return max(peak - baseline, 0) / 1e6
+
+
+def percentiles(seconds: np.ndarray, scale: float, unit: str) -> dict[str, float]:
+    """``{"p50_<unit>": ..., "p99_<unit>": ...}`` of ``seconds`` times ``scale`` (1e3: ms, 1e6: us)."""
+    return {f"p50_{unit}": float(np.percentile(seconds, 50) * scale),
+            f"p99_{unit}": float(np.percentile(seconds, 99) * scale)}

@@ -1,0 +1,167 @@
+"""Load a table (path, ``s3://`` URL, or DVC-tracked data at a git revision) and record its lineage."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import logging
+import operator
+import subprocess
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import yaml
+
+from steps.config.dataset import DatasetConfig
+from steps.core import storage
+from steps.core.project import PROJECT_ROOT
+from steps.data.contract import DataValidationError
+
+logger = logging.getLogger(__name__)
+
+
+
+
+_OPS = {">": operator.gt, ">=": operator.ge, "<": operator.lt, "<=": operator.le, "==": operator.eq, "!=": operator.ne}
+
+
+@dataclass(frozen=True)
+class Lineage:
+    """Where the training data came from and what it contained."""
+
+    source: str
+    sha256: str
+    size_bytes: int
+    rows: int = 0
+    time_min: str | None = None
+    time_max: str | None = None
+    data_rev: str | None = None
+    dvc_md5: str | None = None
+    git_revision: str | None = None
+    git_dirty: bool | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain dict for artifacts, cards and JSON."""
+        return asdict(self)
+
+
+def read_source(source: str, data_rev: str | None = None, repo: str | Path | None = None) -> bytes:
+    """The raw bytes of ``source``: a local path, an ``s3://`` URL, or a DVC-tracked path at git ``data_rev``."""
+    if data_rev is not None:
+        import dvc.api
+
+        try:
+            return dvc.api.read(source, repo=str(repo or PROJECT_ROOT), rev=data_rev, mode="rb")
+        except Exception as err:  # dvc raises many types; the message must name path and revision
+            raise FileNotFoundError(f"cannot read DVC-tracked {source} at revision {data_rev}: {err}") from err
+    if storage.is_s3(source):
+        body = storage.read_bytes(source)
+        if body is None:
+            raise FileNotFoundError(f"data object not found: {source}")
+        return body
+    path = Path(source)
+    if not path.is_file():
+        raise FileNotFoundError(f"data file not found: {path.resolve()}")
+    return path.read_bytes()
+
+
+def parse_table(blob: bytes, source: str) -> pd.DataFrame:
+    """Parse Parquet or CSV bytes (by extension) into a DataFrame; unreadable input names the file."""
+    suffix = Path(source.split("?")[0]).suffix.lower()
+    try:
+        if suffix in (".csv", ".gz") or source.endswith(".csv.gz"):
+            return pd.read_csv(io.BytesIO(blob), compression="infer" if suffix == ".csv" else "gzip")
+        return pd.read_parquet(io.BytesIO(blob))
+    except Exception as err:
+        raise DataValidationError(source, [f"file is not readable as {suffix or 'parquet'}: {err}"]) from err
+
+
+def dvc_md5(dvc_file: str | Path = "data.dvc", rev: str | None = None, repo: Path = PROJECT_ROOT) -> str | None:
+    """The md5 that ``data.dvc`` records (at git ``rev`` when given), or None when it is not available."""
+    try:
+        text = (git("show", f"{rev}:{dvc_file}", cwd=repo) if rev else (repo / dvc_file).read_text())
+        outs = yaml.safe_load(text)["outs"]
+        return str(outs[0]["md5"])
+    except Exception:  # lineage is best effort: a flow on AWS Batch has no git checkout
+        return None
+
+
+def tracked_by_dvc(source: str, dvc_file: str = "data.dvc", repo: Path = PROJECT_ROOT) -> bool:
+    """True when ``source`` is a local file inside the output ``data.dvc`` tracks (so its md5 describes it)."""
+    if source.startswith("s3://"):
+        return False
+    try:
+        out = (repo / yaml.safe_load((repo / dvc_file).read_text())["outs"][0]["path"]).resolve()
+        return Path(source).resolve().is_relative_to(out)
+    except Exception:  # no data.dvc (e.g. on a remote task): nothing to claim
+        return False
+
+
+def git(*args: str, cwd: Path = PROJECT_ROOT) -> str:
+    """Run git and return its stripped stdout."""
+    return subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True, text=True).stdout.strip()
+
+
+def git_state(repo: Path = PROJECT_ROOT) -> tuple[str | None, bool | None]:
+    """(HEAD revision, dirty flag) of the project checkout, or (None, None) outside a git repository."""
+    try:
+        return git("rev-parse", "HEAD", cwd=repo), bool(git("status", "--porcelain", "--untracked-files=no", cwd=repo))
+    except Exception:
+        return None, None
+
+
+def load_table(source: str, spec: DatasetConfig, data_rev: str | None = None,
+               repo: str | Path | None = None) -> tuple[pd.DataFrame, Lineage]:
+    """Read ``source`` (or the DVC-tracked file at ``data_rev`` of ``repo``), derive target and id, record lineage.
+
+    Args:
+        source: a local path or s3:// URL; with ``data_rev``, a path inside the DVC repository.
+        spec: the dataset schema.
+        data_rev: a git revision (commit, tag, branch) of the DVC-tracked data, or None for the file as it is.
+        repo: the git+DVC repository to read ``data_rev`` from (default: this project).
+    """
+    if data_rev is not None and source.startswith(("s3://", "/")):
+        raise ValueError(f"--data-rev needs a path inside the DVC repository, got {source}")
+    repo_path = Path(repo) if repo else PROJECT_ROOT
+    blob = read_source(source, data_rev, repo_path)
+    frame = parse_table(blob, source)
+    frame = derive_columns(frame, spec)
+    revision, dirty = git_state()  # the code revision; the data version is data_rev + dvc_md5
+    lineage = Lineage(
+        source=source if data_rev is None else f"{source}@{data_rev}",
+        sha256=hashlib.sha256(blob).hexdigest(),
+        size_bytes=len(blob),
+        rows=len(frame),
+        data_rev=data_rev,
+        dvc_md5=dvc_md5(rev=data_rev, repo=repo_path) if data_rev or tracked_by_dvc(source) else None,
+        git_revision=revision,
+        git_dirty=dirty,
+        extra={"data_repo": str(repo_path)} if data_rev is not None else {},
+    )
+    logger.info("loaded %d rows from %s", len(frame), lineage.source)
+    return frame, lineage
+
+
+def derive_columns(frame: pd.DataFrame, spec: DatasetConfig) -> pd.DataFrame:
+    """Add the derived target and positional id where the dataset config asks for them."""
+    frame = frame.copy()
+    derive = spec.target.derive
+    if derive is not None and derive.source in frame.columns:
+        src = frame[derive.source]
+        frame = frame.loc[src.notna()].reset_index(drop=True)
+        frame[spec.target.name] = _OPS[derive.op](frame[derive.source], derive.value).astype("int64")
+    if spec.id is None:
+        frame.insert(0, "row_id", np.arange(len(frame), dtype=np.int64))
+    if spec.time in frame.columns and not pd.api.types.is_datetime64_any_dtype(frame[spec.time]):
+        frame[spec.time] = pd.to_datetime(frame[spec.time], utc=True, errors="coerce", format="mixed")
+    return frame
+
+
+def finish_lineage(lineage: Lineage, frame: pd.DataFrame, spec: DatasetConfig) -> Lineage:
+    """Lineage with the validated frame's row count and time range filled in."""
+    t = frame[spec.time]
+    return Lineage(**{**lineage.to_dict(), "rows": len(frame), "time_min": str(t.min()), "time_max": str(t.max())})

@@ -1,0 +1,168 @@
+"""Students: regressors of the teacher's logit behind the shared preprocessing, and the transfer set."""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sklearn.base import BaseEstimator, ClassifierMixin, clone
+from sklearn.pipeline import Pipeline
+from threadpoolctl import threadpool_limits
+
+from steps.config.dataset import DatasetConfig
+from steps.config.distill import DistillConfig, StudentConfig
+from steps.modeling import models
+from steps.modeling.features import Style, preprocessor
+
+logger = logging.getLogger(__name__)
+
+
+EPS = 1e-7
+
+
+def sigmoid(z: Any) -> np.ndarray:
+    """Numerically stable logistic function."""
+    z = np.asarray(z, dtype=float)
+    return np.exp(-np.logaddexp(0.0, -z))
+
+
+def logit(p: Any) -> np.ndarray:
+    """log(p / (1 - p)), with p clipped to [EPS, 1 - EPS]."""
+    p = np.clip(np.asarray(p, dtype=float), EPS, 1 - EPS)
+    return np.log(p) - np.log1p(-p)
+
+
+class DistilledClassifier(ClassifierMixin, BaseEstimator):
+    """A binary classifier whose positive-class probability is sigmoid(regressor(X)).
+
+    ``fit(X, target)`` takes the teacher's logit as ``target`` (continuous): the regressor learns the teacher's
+    score, not the labels. ``classes_`` is ``[0, 1]`` so it stands wherever a binary classifier is expected.
+    """
+
+    def __init__(self, regressor: Any = None) -> None:
+        self.regressor = regressor
+
+    def fit(self, X: Any, y: Any, **fit_params: Any) -> DistilledClassifier:
+        """Fit a clone of ``regressor`` on the logit target ``y``."""
+        if self.regressor is None:
+            raise ValueError("DistilledClassifier needs a regressor")
+        self.regressor_ = clone(self.regressor).fit(X, np.asarray(y, dtype=float), **fit_params)
+        self.classes_ = np.array([0, 1])
+        return self
+
+    def decision_function(self, X: Any) -> np.ndarray:
+        """The regressor's output: the student's logit."""
+        return np.asarray(self.regressor_.predict(X), dtype=float).ravel()
+
+    def predict_proba(self, X: Any) -> np.ndarray:
+        """``[1 - p, p]`` with p = sigmoid(logit)."""
+        p = sigmoid(self.decision_function(X))
+        return np.column_stack([1.0 - p, p])
+
+    def predict(self, X: Any) -> np.ndarray:
+        """1 where p >= 0.5."""
+        return (self.predict_proba(X)[:, 1] >= 0.5).astype(int)
+
+
+STYLES: dict[str, Style] = {"lightgbm": "tree", "mlp": "linear", "linear": "linear"}
+
+
+def _regressor(student: StudentConfig, seed: int, threads: int, device: str) -> Any:
+    params = dict(student.params)
+    if student.type == "lightgbm":
+        from lightgbm import LGBMRegressor
+
+        return LGBMRegressor(**{"n_estimators": 30, "num_leaves": 7, "learning_rate": 0.1, "random_state": seed,
+                                "n_jobs": threads, "verbose": -1, "device_type": device, **params})
+    if student.type == "mlp":
+        from sklearn.neural_network import MLPRegressor
+
+        return MLPRegressor(**{"hidden_layer_sizes": (32,), "max_iter": 60, "early_stopping": True,
+                               "random_state": seed, **params})
+    from sklearn.linear_model import Ridge
+
+    return Ridge(**{"alpha": 1.0, **params})
+
+
+def build_student(student: StudentConfig, spec: DatasetConfig, seed: int, threads: int = 1,
+                  device: str = "cpu") -> Pipeline:
+    """``Pipeline(preprocess, DistilledClassifier(regressor))`` from raw columns (``features.preprocessor``).
+
+    MLP and linear students get the linear preprocessing with median imputation but no missing-indicator
+    columns (skl2onnx cannot convert ``add_indicator``); the LightGBM student takes NaN natively.
+    """
+    pre = preprocessor(spec, STYLES[student.type], impute=True)
+    if STYLES[student.type] == "linear" and spec.numeric:
+        pre.set_params(num__impute__add_indicator=False)
+    return Pipeline([("preprocess", pre), ("model", DistilledClassifier(_regressor(student, seed, threads, device)))])
+
+
+def fit_student(pipeline: Pipeline, frame: pd.DataFrame, target: np.ndarray, spec: DatasetConfig,
+                threads: int = 1) -> tuple[Pipeline, dict[str, Any]]:
+    """Fit on the transfer set; a LightGBM GPU learner that is unavailable falls back to CPU (logged).
+
+    Returns the fitted pipeline and ``{"device": used, "fit_seconds": s, "fallback": reason or None}``.
+    """
+    reg = pipeline[-1].regressor
+    device = getattr(reg, "device_type", "cpu") if type(reg).__name__ == "LGBMRegressor" else "cpu"
+    fallback = None
+    start = time.perf_counter()
+    with threadpool_limits(limits=threads):
+        try:
+            pipeline.fit(frame[spec.features], target)
+        except Exception as err:  # LightGBMError: GPU Tree Learner was not enabled in this build / no OpenCL device
+            if device == "cpu":
+                raise
+            fallback = f"{type(err).__name__}: {str(err).splitlines()[0][:200]}"
+            logger.warning("LightGBM device '%s' unavailable (%s); falling back to CPU", device, fallback)
+            pipeline.set_params(model__regressor__device_type="cpu")
+            device = "cpu"
+            pipeline.fit(frame[spec.features], target)
+    if device != "cpu":
+        logger.info("LightGBM student trained on device '%s'", device)
+    return pipeline, {"device": device, "fit_seconds": time.perf_counter() - start, "fallback": fallback}
+
+
+def transfer_set(train_df: pd.DataFrame, spec: DatasetConfig, cfg: DistillConfig) -> pd.DataFrame:
+    """The teacher's training rows (feature columns), plus ``augmentation.copies`` perturbed copies.
+
+    A copy jitters every numeric feature by ``numeric_noise`` x its std (clipped to the dataset's range, NaN kept)
+    and resamples each categorical cell with probability ``category_resample_rate`` from the column's observed
+    distribution.
+    """
+    base = train_df[spec.features].reset_index(drop=True)
+    if cfg.max_transfer_rows and len(base) > cfg.max_transfer_rows:
+        base = base.sample(cfg.max_transfer_rows, random_state=cfg.seed).reset_index(drop=True)
+    aug = cfg.augmentation
+    if aug.copies == 0:
+        return base
+    rng = np.random.default_rng(aug.seed)
+    parts = [base]
+    for _ in range(aug.copies):
+        copy = base.copy()
+        for col, rule in spec.numeric.items():
+            values = copy[col].to_numpy(dtype=float, na_value=np.nan)
+            std = np.nanstd(values) or 0.0
+            jittered = values + rng.normal(0.0, aug.numeric_noise * std, len(values))
+            copy[col] = np.clip(jittered, rule.min if rule.min is not None else -np.inf,
+                                rule.max if rule.max is not None else np.inf)
+        for col in spec.categorical:
+            observed = base[col].dropna()
+            if observed.empty or aug.category_resample_rate == 0:
+                continue
+            mask = rng.random(len(copy)) < aug.category_resample_rate
+            column = copy[col].astype(object).to_numpy(copy=True)
+            column[mask] = rng.choice(observed.astype(object).to_numpy(), int(mask.sum()))
+            copy[col] = column
+        parts.append(copy)
+    out = pd.concat(parts, ignore_index=True)
+    logger.info("transfer set: %d rows (%d original, %d augmented copies)", len(out), len(base), aug.copies)
+    return out
+
+
+def teacher_logits(teacher: Pipeline, frame: pd.DataFrame, spec: DatasetConfig, threads: int = 1) -> np.ndarray:
+    """The teacher's logit for each row: logit(predict_proba)."""
+    return logit(models.predict_proba(teacher, frame, spec, threads))

@@ -1,0 +1,87 @@
+"""Every gate suite on one model, and the champion comparison: the only module that imports the suites."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from threadpoolctl import threadpool_limits
+
+from steps.config.dataset import DatasetConfig
+from steps.config.gates import GatesConfig
+from steps.gates.champion import champion_gates
+from steps.gates.efficiency import efficiency_gates, measure
+from steps.gates.performance import _curves, performance_gates
+from steps.gates.result import GateResult, Verdict
+from steps.gates.review import review_gates
+
+
+@dataclass(frozen=True)
+class Assessment:
+    """The verdict and the report behind it (JSON-able), for artifacts and cards."""
+
+    verdict: Verdict
+    report: dict[str, Any]
+
+
+def _model_checks(model: Any, blob: bytes, holdout: pd.DataFrame, spec: DatasetConfig,
+                  cfg: GatesConfig) -> tuple[np.ndarray, list[GateResult], dict[str, Any]]:
+    """Every suite that looks at one model alone: performance, fairness, robustness, efficiency, review."""
+    from steps.gates import fairness, robustness
+    from steps.modeling import models
+
+    def predict(frame: pd.DataFrame) -> np.ndarray:
+        return models.predict_proba(model, frame, spec)
+
+    y = holdout[spec.target.name].to_numpy()
+    try:
+        proba = predict(holdout)
+        if not np.isfinite(proba).all():
+            raise ValueError(f"{int((~np.isfinite(proba)).sum())} non-finite scores")
+    except Exception as err:  # a model that cannot score the hold-out fails here, it never crashes the flow
+        failed = GateResult("robustness", "holdout_scoring", "scores every hold-out row", "no error, all finite",
+                            None, False, detail=f"{type(err).__name__}: {err}"[:500])
+        return np.full(len(y), np.nan), [failed], {"performance": {}, "fairness": {}, "robustness": {},
+                                                   "efficiency": {"p50_ms": float("nan"), "p99_ms": float("nan")}}
+    perf, perf_report = performance_gates(y, proba, cfg)
+    fair, fair_report = fairness.fairness_gates(y, proba, holdout[spec.sensitive], cfg.fairness,
+                                                cfg.decision_threshold)
+    robust, robust_report = robustness.robustness_gates(predict, holdout, spec, cfg.robustness, cfg.bootstrap.seed)
+    with threadpool_limits(limits=1):  # one limit around the loop: per-call limits would add ~4 ms per row
+        measured = measure(lambda f: model.predict_proba(f[spec.features])[:, 1], holdout, blob,
+                           cfg.efficiency)
+    eff = efficiency_gates(measured, cfg.efficiency)
+    review = review_gates(proba, cfg.review)
+    report = {"performance": perf_report, "fairness": fair_report, "robustness": robust_report,
+              "efficiency": measured}
+    return proba, [*perf, *fair, *robust, *eff, *review], report
+
+
+def assess(model: Any, blob: bytes, holdout: pd.DataFrame, spec: DatasetConfig, cfg: GatesConfig,
+           champion: tuple[str, Any, bytes] | None = None) -> Assessment:
+    """Run every gate suite on ``model`` and, when a champion ``(run_id, model, blob)`` exists, compare the two.
+
+    With no champion the absolute gates decide; with one, the challenger must also be significantly better on
+    the primary metric and no worse beyond tolerance on fairness and latency.
+    """
+    y = holdout[spec.target.name].to_numpy()
+    proba, results, report = _model_checks(model, blob, holdout, spec, cfg)
+    report["curves"] = {"challenger": _curves(y, proba, cfg)}
+    if champion is not None and np.isfinite(proba).all():
+        run_id, champ_model, champ_blob = champion
+        champ_proba, champ_results, champ_report = _model_checks(champ_model, champ_blob, holdout, spec, cfg)
+        from steps.gates.fairness import compare_disparities
+
+        widening = compare_disparities(y, champ_proba, proba, holdout[spec.sensitive], cfg.fairness,
+                                       cfg.decision_threshold, cfg.bootstrap.samples, cfg.bootstrap.seed,
+                                       cfg.bootstrap.confidence)
+        comparison, compared = champion_gates(
+            y, proba, champ_proba, cfg, run_id, widening,
+            (report["efficiency"]["p50_ms"], champ_report["efficiency"]["p50_ms"]))
+        results += comparison
+        report["champion"] = {"run_id": run_id, "comparison": compared, "performance": champ_report["performance"],
+                              "efficiency": champ_report["efficiency"]}
+        report["curves"]["champion"] = _curves(y, champ_proba, cfg)
+    return Assessment(Verdict(results), report)

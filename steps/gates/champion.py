@@ -1,0 +1,49 @@
+"""Champion gates: challenger versus champion on the same hold-out."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from steps.config.gates import GatesConfig
+from steps.gates.result import GateResult
+from steps.modeling.metrics import delong, paired_bootstrap
+
+
+def champion_gates(y: Any, p_challenger: Any, p_champion: Any, cfg: GatesConfig, champion_run: str,
+                   fairness: list[dict[str, Any]],
+                   latency_p50: tuple[float, float]) -> tuple[list[GateResult], dict[str, Any]]:
+    """Challenger versus champion on the same hold-out: significance, fairness and latency non-inferiority.
+
+    Args:
+        fairness: paired-bootstrap disparity comparisons (``fairness.compare_disparities``). A disparity blocks
+            promotion when it is clearly wider: the lower bound of its widening exceeds the tolerance (group
+            rates on a hold-out are noisy; a point comparison would block good models on sampling noise alone).
+        latency_p50: (challenger, champion) single-row median latency in ms (the median: p99 over a few hundred
+            calls on a shared machine is too noisy to compare two models).
+    """
+    c = cfg.champion
+    if c.method == "delong":
+        comparison = delong(y, p_champion, p_challenger)
+    else:
+        comparison = paired_bootstrap(y, p_champion, p_challenger, cfg.primary_metric,
+                                      max(cfg.bootstrap.samples, 500), cfg.bootstrap.confidence,
+                                      cfg.bootstrap.seed)
+    results = [GateResult(
+        suite="champion", name=f"significantly_better[{comparison.metric}]",
+        metric=f"{comparison.metric} difference (challenger - champion)",
+        threshold=f">= {c.min_effect:g} and p < {c.alpha:g} ({comparison.method})",
+        actual=comparison.difference, interval=(comparison.low, comparison.high),
+        passed=comparison.significant(c.alpha, c.min_effect),
+        detail=f"challenger {comparison.challenger:.4f} vs champion {comparison.champion:.4f} "
+               f"(run {champion_run}), one-sided p = {comparison.p_value:.4f}")]
+    for f in fairness:
+        results.append(GateResult(
+            "champion", f"not_less_fair[{f['name']}]", f"{f['name']} widening (challenger - champion)",
+            f"lower bound <= {c.fairness_tolerance:g}", f["widening"], bool(f["low"] <= c.fairness_tolerance),
+            interval=(f["low"], f["high"]),
+            detail=f"challenger {f['challenger']:.4f} vs champion {f['champion']:.4f}"))
+    limit = latency_p50[1] * (1 + c.latency_tolerance)
+    results.append(GateResult("champion", "not_slower[p50_ms]", "p50_ms", f"<= {limit:.3f} (champion "
+                              f"{latency_p50[1]:.3f} x {1 + c.latency_tolerance:g})", latency_p50[0],
+                              bool(latency_p50[0] <= limit)))
+    return results, comparison.to_dict()

@@ -1,0 +1,79 @@
+"""Efficiency gates: latency, throughput, size and memory of a model on its serving runtime.
+
+``predict`` is any callable from a raw DataFrame to one score per row (a scikit-learn pipeline wrapper, an ONNX
+session wrapper); the numbers describe that callable, so measure the runtime that will serve. Limit threads once
+around :func:`measure` (``threadpool_limits``) rather than inside ``predict``: entering the limit costs a few
+milliseconds per call, which the single-row latency would count. Exceptions raised by ``predict`` propagate: a
+model that cannot score is stopped earlier, by the robustness gates.
+
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from steps.config.gates import EfficiencyGates, Threshold
+from steps.core.timing import BATCH_REPEATS, WARMUP_CALLS, best_seconds, call_seconds, peak_traced_mb, percentiles
+from steps.gates.result import GateResult, check
+
+logger = logging.getLogger(__name__)
+
+
+SUITE = "efficiency"
+
+
+Predict = Callable[[pd.DataFrame], np.ndarray]
+
+
+def measure(predict: Predict, rows: pd.DataFrame, model_bytes: bytes, cfg: EfficiencyGates) -> dict[str, Any]:
+    """Latency, throughput, size and peak memory of ``predict``.
+
+    Args:
+        predict: raw rows in, one score per row out (the serving runtime).
+        rows: representative raw rows (e.g. the hold-out); single-row calls reuse them in order when short.
+        model_bytes: the serialized model as stored (its size is gated).
+        cfg: how many rows to time and the bounds.
+
+    Returns:
+        ``p50_ms``, ``p99_ms``, ``rows_per_s``, ``size_mb``, ``peak_memory_mb`` and the row counts used.
+    """
+    if rows.empty:
+        raise ValueError("efficiency needs at least one row")
+    singles = [rows.iloc[[i % len(rows)]] for i in range(cfg.latency_rows)]  # sliced before timing
+    batch = rows.iloc[:cfg.batch_rows]
+    seconds = best_seconds(predict, batch)
+    out = {
+        **percentiles(call_seconds(predict, singles), 1e3, "ms"),
+        "rows_per_s": float(len(batch) / seconds) if seconds > 0 else float("inf"),
+        "size_mb": len(model_bytes) / 1e6,
+        "peak_memory_mb": peak_traced_mb(predict, batch),
+        "latency_rows": int(cfg.latency_rows),
+        "batch_rows": int(len(batch)),
+    }
+    logger.info("efficiency: p50 %.2f ms, p99 %.2f ms, %.0f rows/s, %.2f MB, peak %.1f MB", out["p50_ms"],
+                out["p99_ms"], out["rows_per_s"], out["size_mb"], out["peak_memory_mb"])
+    return out
+
+
+def efficiency_gates(measured: dict[str, Any], cfg: EfficiencyGates) -> list[GateResult]:
+    """Gate the numbers from :func:`measure` against ``cfg``."""
+    single = f"{measured['latency_rows']} single-row calls after {WARMUP_CALLS} warm-up calls"
+    batch = f"batch of {measured['batch_rows']} rows, best of {BATCH_REPEATS}"
+    return [
+        check(SUITE, "latency_p50_ms", "single-row latency p50 (ms)", Threshold(max=cfg.max_p50_ms),
+              measured["p50_ms"], detail=single),
+        check(SUITE, "latency_p99_ms", "single-row latency p99 (ms)", Threshold(max=cfg.max_p99_ms),
+              measured["p99_ms"], detail=single),
+        check(SUITE, "throughput_rows_per_s", "batch throughput (rows/s)", Threshold(min=cfg.min_rows_per_s),
+              measured["rows_per_s"], detail=batch),
+        check(SUITE, "serialized_size_mb", "serialized model size (MB)", Threshold(max=cfg.max_size_mb),
+              measured["size_mb"], detail="bytes as stored / 1e6"),
+        check(SUITE, "peak_memory_mb", "peak memory of one batch prediction (MB)",
+              Threshold(max=cfg.max_peak_memory_mb), measured["peak_memory_mb"],
+              detail=f"{measured['batch_rows']} rows; tracemalloc peak (Python-level allocations only)"),
+    ]

@@ -1,0 +1,75 @@
+"""The preprocessing inside every model pipeline, so serving applies exactly the training transforms."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+from sklearn.compose import ColumnTransformer
+from sklearn.impute import SimpleImputer
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import FunctionTransformer, OneHotEncoder, OrdinalEncoder, StandardScaler
+
+from steps.config.dataset import DatasetConfig
+
+Style = Literal["linear", "tree"]
+
+
+MISSING = "__missing__"
+
+
+def _categories(spec: DatasetConfig) -> list[list[str]] | str:
+    """Known levels from the dataset config (stable encodings), or 'auto' when any column leaves them open."""
+    levels = [c.categories for c in spec.categorical.values()]
+    known = [lv for lv in levels if lv is not None]
+    if len(known) < len(levels):
+        return "auto"
+    return [sorted([*lv, MISSING]) for lv in known]
+
+
+def _to_str(x: np.ndarray | pd.DataFrame) -> np.ndarray:
+    """Categoricals as strings, with missing values (None, NaN, pd.NA, '') mapped to one explicit level.
+
+    Plain NumPy on an object array: a one-row call (online serving, latency gates) costs a fraction of a
+    millisecond, about a tenth of the same steps through pandas.
+    """
+    values = np.asarray(x, dtype=object)
+    if values.ndim == 1:
+        values = values.reshape(-1, 1)
+    missing = pd.isna(values)
+    missing[~missing] = values[~missing] == ""
+    out = values.astype(str).astype(object)
+    out[missing] = MISSING
+    return out
+
+
+def categorical_cleaner() -> FunctionTransformer:
+    """A stateless transformer that makes every categorical value a non-empty string."""
+    return FunctionTransformer(_to_str, feature_names_out="one-to-one", validate=False)
+
+
+def preprocessor(spec: DatasetConfig, style: Style, impute: bool = True) -> ColumnTransformer:
+    """Column transforms for ``style``: one-hot + scaling for linear models, ordinal codes + raw numbers for trees.
+
+    Unseen categories never raise: they become all-zero one-hot rows or the code -1. ``impute=False`` leaves
+    missing numbers as NaN for linear models (they then fail on missing values: a planted regression).
+    """
+    numeric, categorical = list(spec.numeric), list(spec.categorical)
+    cats = _categories(spec)
+    if style == "linear":
+        imputer = [("impute", SimpleImputer(strategy="median", add_indicator=True))] if impute else []
+        num = Pipeline([*imputer, ("scale", StandardScaler())])
+        cat = Pipeline([("clean", categorical_cleaner()),
+                        ("encode", OneHotEncoder(categories=cats, handle_unknown="ignore", sparse_output=False))])
+    else:
+        num = "passthrough"
+        cat = Pipeline([("clean", categorical_cleaner()),
+                        ("encode", OrdinalEncoder(categories=cats, handle_unknown="use_encoded_value",
+                                                  unknown_value=-1, dtype=np.float64))])
+    transformers = []
+    if numeric:
+        transformers.append(("num", num, numeric))
+    if categorical:
+        transformers.append(("cat", cat, categorical))
+    return ColumnTransformer(transformers, remainder="drop", verbose_feature_names_out=False)

@@ -1,0 +1,267 @@
+"""ONNX export of a fitted model pipeline (preprocessing included), an ONNX Runtime scorer, and parity checks.
+
+Graph input convention (every flow that produces ONNX follows it): the raw feature columns packed into two inputs,
+``numeric_inputs`` (``float32 [None, k]``, the dataset's numeric columns in config order) and
+``categorical_inputs`` (``string [None, m]``, its categoricals in config order); the column names are stored in the
+model's metadata (``numeric_columns``, ``categorical_columns``: JSON lists). Inside the graph a ``Split`` gives each
+column back its own ``[None, 1]`` tensor, which the converted preprocessing reads. The output ``probabilities`` is
+``[None, 2]`` (no ZipMap). Two inputs instead of one per column is what makes a single-row call cheap: ONNX
+Runtime's per-call cost grows with the number of inputs it binds (about 1 us each, measured in bench_distill).
+Graphs with one input per column (the convention before) are still scored.
+
+The pipeline's ``categorical_cleaner`` (a ``FunctionTransformer``; skl2onnx cannot convert it) is left out of the
+graph: :class:`OnnxScorer` applies the very same function (``features._to_str``: None, NaN and '' become
+``features.MISSING``, everything else ``str``) before it feeds the strings, so the graph starts at the encoder.
+Numbers are fed as float32, so a value within float32 rounding of a split threshold can land on the other side:
+:func:`parity` measures that against the native pipeline (max |diff| and decision flips at a threshold).
+
+Convertible today: LightGBM (onnxmltools' converter, ``target_opset`` <= 15 for it), logistic regression without
+missing indicators (``impute: false``), random forest (sklearn routes NaN in trees; the ONNX tree ensemble does not,
+so parity fails on rows with missing values). Anything else raises :class:`ExportError`; runtime ``native`` always
+works.
+
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sklearn.compose import ColumnTransformer
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import FunctionTransformer
+
+from steps.config.dataset import DatasetConfig
+from steps.modeling.features import MISSING, _to_str
+
+logger = logging.getLogger(__name__)
+
+
+TARGET_OPSET = 15  # the LightGBM converter of onnxmltools 1.16 supports main opsets up to 15
+
+
+ML_OPSET = 3
+
+
+OUTPUT = "probabilities"
+
+
+NUMERIC_INPUT, CATEGORICAL_INPUT = "numeric_inputs", "categorical_inputs"
+
+
+COLUMNS_KEY = {NUMERIC_INPUT: "numeric_columns", CATEGORICAL_INPUT: "categorical_columns"}
+
+
+class ExportError(RuntimeError):
+    """The model cannot be converted to ONNX, or the converted graph disagrees with the native model."""
+
+
+def _register_lightgbm() -> None:
+    """Teach skl2onnx to convert ``LGBMClassifier`` with onnxmltools' converter (idempotent)."""
+    from lightgbm import LGBMClassifier
+    from onnxmltools.convert.lightgbm.operator_converters.LightGbm import convert_lightgbm
+    from skl2onnx import update_registered_converter
+    from skl2onnx.common.shape_calculator import calculate_linear_classifier_output_shapes
+
+    update_registered_converter(LGBMClassifier, "LightGbmLGBMClassifier", calculate_linear_classifier_output_shapes,
+                                convert_lightgbm, options={"nocl": [True, False], "zipmap": [True, False, "columns"]})
+
+
+def _is_cleaner(step: Any) -> bool:
+    """True for the pipeline's categorical cleaner (``features.categorical_cleaner``)."""
+    return isinstance(step, FunctionTransformer) and step.func is _to_str
+
+
+def _without_cleaner(transformer: Any, name: str) -> Any:
+    """``transformer`` with the categorical cleaner removed (it runs in :class:`OnnxScorer` instead)."""
+    if not isinstance(transformer, Pipeline):
+        if _is_cleaner(transformer):
+            raise ExportError(f"transformer '{name}' is only the categorical cleaner; nothing left to convert")
+        return transformer
+    steps = [(n, s) for n, s in transformer.steps if not _is_cleaner(s)]
+    for step_name, step in steps:
+        if isinstance(step, FunctionTransformer):
+            raise ExportError(f"transformer '{name}' step '{step_name}' is a FunctionTransformer "
+                              f"({getattr(step.func, '__name__', step.func)}); skl2onnx cannot convert it")
+        if getattr(step, "add_indicator", False):
+            raise ExportError(f"transformer '{name}' step '{step_name}': SimpleImputer(add_indicator=True) has no "
+                              "skl2onnx converter (a linear candidate with impute: true); use runtime native")
+    return steps[0][1] if len(steps) == 1 else Pipeline(steps)
+
+
+def graph_pipeline(pipeline: Pipeline) -> Pipeline:
+    """A copy of ``pipeline`` whose preprocessing skl2onnx can convert (categorical cleaning taken out)."""
+    if not isinstance(pipeline, Pipeline) or not isinstance(pipeline[0], ColumnTransformer):
+        raise ExportError(f"expected Pipeline(ColumnTransformer, estimator), got {type(pipeline).__name__}")
+    out = copy.deepcopy(pipeline)
+    pre = out[0]
+    pre.transformers_ = [(name, tr if tr in ("drop", "passthrough") else _without_cleaner(tr, name), cols)
+                         for name, tr, cols in pre.transformers_]
+    return out
+
+
+def initial_types(spec: DatasetConfig) -> list[tuple[str, Any]]:
+    """The graph inputs: one ``[None, 1]`` tensor per raw feature, float32 numeric, string categorical."""
+    from skl2onnx.common.data_types import FloatTensorType, StringTensorType
+
+    return ([(c, FloatTensorType([None, 1])) for c in spec.numeric]
+            + [(c, StringTensorType([None, 1])) for c in spec.categorical])
+
+
+def pack_inputs(model: Any, spec: DatasetConfig) -> Any:
+    """Replace the graph's per-column inputs by the two packed inputs of the convention (see the module doc)."""
+    import json
+
+    from onnx import TensorProto, helper
+
+    graph = model.graph
+    clash = {NUMERIC_INPUT, CATEGORICAL_INPUT} & set(spec.features)
+    if clash:
+        raise ExportError(f"feature column(s) {sorted(clash)} clash with the packed ONNX input names")
+    nodes, inputs = [], []
+    for name, columns, elem in ((NUMERIC_INPUT, list(spec.numeric), TensorProto.FLOAT),
+                                (CATEGORICAL_INPUT, list(spec.categorical), TensorProto.STRING)):
+        if not columns:
+            continue
+        inputs.append(helper.make_tensor_value_info(name, elem, [None, len(columns)]))
+        nodes.append(helper.make_node("Split", [name], columns, axis=1, name=f"unpack_{name}")
+                     if len(columns) > 1 else helper.make_node("Identity", [name], columns, name=f"unpack_{name}"))
+        helper.set_model_props(model, {**{p.key: p.value for p in model.metadata_props},
+                                       COLUMNS_KEY[name]: json.dumps(columns)})
+    body = _reuse_packed(list(graph.node), {i.name: list(spec.numeric if i.name == NUMERIC_INPUT else spec.categorical)
+                                            for i in inputs})
+    used = {name for node in body for name in node.input} | {o.name for o in graph.output}
+    del graph.node[:]
+    graph.node.extend([*[n for n in nodes if used & set(n.output)], *body])  # an unpack nobody reads is dropped
+    del graph.input[:]
+    graph.input.extend(inputs)
+    return model
+
+
+def _reuse_packed(nodes: list[Any], packed: dict[str, list[str]]) -> list[Any]:
+    """``nodes`` with every column-wise ``Concat`` of exactly one packed input's columns, in order, reading that
+    input directly (skl2onnx concatenates the numeric columns right back: unpacking them was wasted work)."""
+    from onnx import helper
+
+    out = []
+    for node in nodes:
+        axis = next((a.i for a in node.attribute if a.name == "axis"), None)
+        source = next((name for name, cols in packed.items() if list(node.input) == cols), None)
+        if node.op_type == "Concat" and axis in (1, -1) and source is not None:
+            node = helper.make_node("Identity", [source], list(node.output), name=node.name or f"reuse_{source}")
+        out.append(node)
+    return out
+
+
+def to_onnx(pipeline: Pipeline, spec: DatasetConfig, target_opset: int = TARGET_OPSET) -> bytes:
+    """Convert a fitted pipeline to ONNX bytes following the input convention; ExportError when impossible."""
+    from skl2onnx import convert_sklearn
+
+    if target_opset > TARGET_OPSET:
+        raise ExportError(f"target_opset {target_opset} > {TARGET_OPSET}, the highest the LightGBM converter takes")
+    _register_lightgbm()
+    graph = graph_pipeline(pipeline)
+    estimator = type(graph[-1]).__name__
+    try:
+        onx = convert_sklearn(graph, initial_types=initial_types(spec),
+                              target_opset={"": target_opset, "ai.onnx.ml": ML_OPSET},
+                              options={id(graph[-1]): {"zipmap": False}})
+    except Exception as err:  # skl2onnx raises many types; the message must say which model failed
+        raise ExportError(f"cannot convert {estimator} to ONNX: {type(err).__name__}: "
+                          f"{str(err).splitlines()[0][:300]}") from err
+    names = [o.name for o in onx.graph.output]
+    if OUTPUT not in names:
+        raise ExportError(f"converted {estimator} has outputs {names}, expected '{OUTPUT}'")
+    blob = pack_inputs(onx, spec).SerializeToString()
+    logger.info("exported %s to ONNX (%d bytes, opset %d)", estimator, len(blob), target_opset)
+    return blob
+
+
+def clean_categorical(values: pd.Series) -> np.ndarray:
+    """One categorical column as the graph wants it: ``features._to_str`` applied, as a 1-D object array."""
+    if isinstance(values.dtype, pd.CategoricalDtype):  # fast path: clean the few levels, then take by code
+        levels = _to_str(np.asarray(values.cat.categories, dtype=object).reshape(-1, 1)).ravel()
+        codes = values.cat.codes.to_numpy()
+        return np.append(levels, MISSING).astype(object)[np.where(codes < 0, len(levels), codes)]
+    return _to_str(values.to_numpy(dtype=object).reshape(-1, 1)).ravel()
+
+
+class OnnxScorer:
+    """Positive-class probabilities from ONNX bytes with ONNX Runtime; the categorical cleaning happens here."""
+
+    def __init__(self, onnx_bytes: bytes, threads: int = 1) -> None:
+        import json
+
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")  # no busy waiting on 2 cores
+        self.session = ort.InferenceSession(onnx_bytes, options, providers=["CPUExecutionProvider"])
+        inputs = {i.name: i.type for i in self.session.get_inputs()}
+        meta = self.session.get_modelmeta().custom_metadata_map
+        self.packed = {name: json.loads(meta[key]) for name, key in COLUMNS_KEY.items() if name in inputs}
+        if self.packed:
+            self.numeric = self.packed.get(NUMERIC_INPUT, [])
+            self.strings = self.packed.get(CATEGORICAL_INPUT, [])
+            return
+        self.numeric = [n for n, t in inputs.items() if t == "tensor(float)"]  # one input per column (older graphs)
+        self.strings = [n for n, t in inputs.items() if t == "tensor(string)"]
+        other = [n for n in inputs if n not in {*self.numeric, *self.strings}]
+        if other:
+            raise ExportError(f"graph inputs {other} are neither float nor string tensors")
+
+    @property
+    def features(self) -> list[str]:
+        """The raw feature columns the graph reads."""
+        return [*self.numeric, *self.strings]
+
+    def feed(self, frame: pd.DataFrame) -> dict[str, np.ndarray]:
+        """The graph's inputs built from raw rows (numeric as float32, categoricals cleaned to strings)."""
+        if self.packed:
+            out = {}
+            if self.numeric:
+                out[NUMERIC_INPUT] = np.ascontiguousarray(
+                    frame[self.numeric].to_numpy(dtype=np.float32, na_value=np.nan))
+            if self.strings:
+                out[CATEGORICAL_INPUT] = np.column_stack([clean_categorical(frame[c]) for c in self.strings])
+            return out
+        out = {c: frame[c].to_numpy(dtype=np.float32, na_value=np.nan).reshape(-1, 1) for c in self.numeric}
+        out.update({c: clean_categorical(frame[c]).reshape(-1, 1) for c in self.strings})
+        return out
+
+    def predict(self, frame: pd.DataFrame) -> np.ndarray:
+        """Positive-class probability per row (float64)."""
+        if frame.empty:
+            return np.empty(0)
+        proba = self.session.run([OUTPUT], self.feed(frame))[0]
+        return proba[:, 1].astype(np.float64)
+
+
+def parity(native: np.ndarray, onnx: np.ndarray, threshold: float) -> dict[str, Any]:
+    """Max and mean |difference| of two score vectors and the decisions that flip at ``threshold``."""
+    native, onnx = np.asarray(native, dtype=float), np.asarray(onnx, dtype=float)
+    if native.shape != onnx.shape:
+        raise ValueError(f"score vectors differ in shape: {native.shape} vs {onnx.shape}")
+    diff = np.abs(native - onnx)
+    flips = (native >= threshold) != (onnx >= threshold)
+    return {"rows": int(diff.size), "max_abs_diff": float(diff.max()) if diff.size else 0.0,
+            "mean_abs_diff": float(diff.mean()) if diff.size else 0.0, "decision_flips": int(flips.sum()),
+            "threshold": float(threshold)}
+
+
+def check_parity(pipeline: Pipeline, scorer: OnnxScorer, frame: pd.DataFrame, spec: DatasetConfig,
+                 threshold: float, tolerance: float) -> dict[str, Any]:
+    """Score ``frame`` both ways; ExportError when the max |diff| exceeds ``tolerance`` or a decision flips."""
+    native = pipeline.predict_proba(frame[spec.features])[:, 1]
+    result = {**parity(native, scorer.predict(frame), threshold), "tolerance": float(tolerance)}
+    if result["max_abs_diff"] > tolerance or result["decision_flips"]:
+        raise ExportError(f"ONNX parity failed on {result['rows']} rows: max |diff| {result['max_abs_diff']:.3g} "
+                          f"(tolerance {tolerance:g}), {result['decision_flips']} decision flip(s) at "
+                          f"{threshold:g}; use runtime native")
+    logger.info("ONNX parity on %d rows: max |diff| %.3g, no decision flips", result["rows"], result["max_abs_diff"])
+    return result

@@ -1,0 +1,83 @@
+"""The reference profile stored with every model: feature bins and levels, the score distribution, the realized AUC."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sklearn.metrics import roc_auc_score
+
+from steps.config.dataset import DatasetConfig
+from steps.config.train import ReferenceConfig
+
+NULL, OTHER = "__null__", "__other__"
+
+
+def _numeric_reference(values: pd.Series, cfg: ReferenceConfig, rng: np.random.Generator) -> dict[str, Any]:
+    """Quantile bin edges, bin shares, null rate and a sorted sample of one numeric column."""
+    x = pd.to_numeric(values, errors="coerce").to_numpy(dtype=float)
+    present = x[~np.isnan(x)]
+    edges = np.unique(np.quantile(present, np.linspace(0, 1, cfg.bins + 1)[1:-1])) if present.size else np.array([])
+    sample = np.sort(rng.choice(present, size=min(cfg.sample_rows, present.size), replace=False)) \
+        if present.size else np.array([])
+    return {"kind": "numeric", "edges": edges.tolist(), "shares": numeric_shares(present, edges).tolist(),
+            "count": int(present.size),
+            "null_rate": float(np.isnan(x).mean()) if x.size else 0.0, "sample": sample.tolist(),
+            "dtype": str(values.dtype)}
+
+
+def _categorical_reference(values: pd.Series, cfg: ReferenceConfig) -> dict[str, Any]:
+    """Level shares (top ``max_levels``, the rest pooled), and the null rate of one categorical column."""
+    present = values.dropna().astype(str)
+    counts = present.value_counts()
+    levels = sorted(counts.index[:cfg.max_levels].tolist())
+    shares = categorical_shares(present, levels)
+    return {"kind": "categorical", "levels": levels, "shares": shares.tolist(), "count": int(len(present)),
+            "null_rate": float(values.isna().mean()) if len(values) else 0.0, "dtype": str(values.dtype)}
+
+
+def reference_profile(frame: pd.DataFrame, scores: np.ndarray, spec: DatasetConfig, cfg: ReferenceConfig,
+                      seed: int = 0) -> dict[str, Any]:
+    """What production data is compared with: every feature, the score, and the realized AUC on ``frame``.
+
+    Args:
+        frame: the temporal hold-out (the latest data the model was judged on).
+        scores: the model's probabilities on ``frame`` (ten times ``sample_rows`` of them are kept, so decision and
+            review rates can be computed later at whatever threshold ScoreFlow uses).
+    """
+    rng = np.random.default_rng(seed)
+    features = {name: _numeric_reference(frame[name], cfg, rng) for name in spec.numeric}
+    features |= {name: _categorical_reference(frame[name], cfg) for name in spec.categorical}
+    scores = np.asarray(scores, dtype=float)
+    score_ref = _numeric_reference(pd.Series(scores), cfg.model_copy(update={"sample_rows": 10 * cfg.sample_rows}),
+                                   rng)
+    y = frame[spec.target.name].to_numpy().astype(int)
+    auc = float(roc_auc_score(y, scores)) if np.unique(y).size == 2 else float("nan")
+    return {"version": 1, "rows": int(len(frame)), "features": features, "score": score_ref,
+            "performance": {"roc_auc": auc, "positives": int(y.sum()), "rows": int(len(y))},
+            "time_range": [str(frame[spec.time].min()), str(frame[spec.time].max())]}
+
+
+def build_reference(model: Any, holdout: pd.DataFrame, spec: DatasetConfig, cfg: ReferenceConfig) -> dict[str, Any]:
+    """Score the hold-out with ``model`` and profile it (TrainFlow stores the result with the model)."""
+    scores = model.predict_proba(holdout[spec.features])[:, 1]
+    return reference_profile(holdout, scores, spec, cfg)
+
+
+def numeric_shares(values: np.ndarray, edges: np.ndarray | list[float]) -> np.ndarray:
+    """Share of the (non-null) values in each bin cut at ``edges`` (len(edges) + 1 bins)."""
+    values = np.asarray(values, dtype=float)
+    values = values[~np.isnan(values)]
+    counts = np.bincount(np.searchsorted(np.asarray(edges, dtype=float), values, side="right"),
+                         minlength=len(edges) + 1)
+    return counts / counts.sum() if counts.sum() else np.full(len(edges) + 1, 1.0 / (len(edges) + 1))
+
+
+def categorical_shares(values: pd.Series, levels: list[str]) -> np.ndarray:
+    """Share of each known level plus a last ``__other__`` share (nulls excluded)."""
+    present = values.dropna().astype(str)
+    counts = present.value_counts()
+    known = np.array([counts.get(level, 0) for level in levels], dtype=float)
+    shares = np.append(known, len(present) - known.sum())
+    return shares / shares.sum() if shares.sum() else np.full(len(levels) + 1, 1.0 / (len(levels) + 1))

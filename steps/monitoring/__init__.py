@@ -1,0 +1,12 @@
+"""Monitoring (MonitorFlow): drift per period, moving baselines, late-label feedback, state, alerts, retraining.
+
+A *period* is one ScoreFlow partition date. Each statistic of a period (PSI, Jensen-Shannon distance, KS statistic,
+null-rate change, decision/review-rate change) is judged against its own trailing history (robust z-score or
+percentile), or against a static threshold while that history is short. The statistics come from scipy:
+``scipy.special.rel_entr`` (PSI is the symmetrised relative entropy), ``scipy.spatial.distance.jensenshannon``,
+``scipy.stats.ks_2samp`` and ``scipy.stats.median_abs_deviation``.
+"""
+
+from steps import lazy_submodules
+
+__getattr__ = lazy_submodules(__name__)

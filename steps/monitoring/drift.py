@@ -1,0 +1,206 @@
+"""Drift statistics of one period against the reference profile (PSI, JS, KS, null rate, rates)."""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import asdict, dataclass
+from datetime import date, timedelta
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from scipy import special, stats
+from scipy.spatial.distance import jensenshannon
+
+from steps.config.dataset import DatasetConfig
+from steps.core.decision import in_band
+from steps.data.contract import ScoreInputError
+from steps.modeling.reference import categorical_shares, numeric_shares
+from steps.scoring.partition import partition_uri, read_manifest, read_partition
+from steps.scoring.plan import open_parquet
+
+logger = logging.getLogger(__name__)
+
+
+EPS = 1e-4  # floor of a bin's share, so an empty bin does not make PSI infinite
+
+
+FEATURE_STATISTICS = {"numeric": ("psi", "ks"), "categorical": ("psi", "js")}
+
+
+def psi(expected: np.ndarray, actual: np.ndarray) -> float:
+    """Population stability index: ``sum((a - e) ln(a / e))``, the symmetrised relative entropy (scipy)."""
+    e, a = np.clip(np.asarray(expected, float), EPS, None), np.clip(np.asarray(actual, float), EPS, None)
+    e, a = e / e.sum(), a / a.sum()
+    return float(np.sum(special.rel_entr(a, e) + special.rel_entr(e, a)))
+
+
+def js_distance(expected: np.ndarray, actual: np.ndarray) -> float:
+    """Jensen-Shannon distance in base 2 (0 = same distribution, 1 = disjoint)."""
+    return float(jensenshannon(np.asarray(expected, float), np.asarray(actual, float), base=2))
+
+
+@dataclass(frozen=True)
+class Measurement:
+    """One statistic of one subject (a feature, or ``score``) in one period, and how it was judged."""
+
+    signal: str
+    subject: str
+    statistic: str
+    value: float
+    p_value: float | None = None
+    baseline: float | None = None
+    threshold: float | None = None
+    method: str = "unjudged"
+    breach: bool = False
+
+    def key(self) -> str:
+        """Identity of the time series this value belongs to."""
+        return f"{self.signal}/{self.subject}/{self.statistic}"
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain dict for artifacts and JSON."""
+        return asdict(self)
+
+
+def homogeneity_p(ref: dict[str, Any], shares: np.ndarray, count: int) -> float | None:
+    """Chi-square test that the period's binned counts and the reference's come from one distribution (scipy).
+
+    None when the reference does not record its row count (profiles from before it did).
+    """
+    if not ref.get("count") or not count:
+        return None
+    table = np.vstack([np.asarray(ref["shares"], float) * ref["count"], np.asarray(shares, float) * count])
+    table = table[:, table.sum(axis=0) > 0]
+    if table.shape[1] < 2:
+        return 1.0
+    return float(stats.chi2_contingency(table).pvalue)
+
+
+def _numeric_measurements(signal: str, name: str, ref: dict[str, Any], values: pd.Series) -> list[Measurement]:
+    x = pd.to_numeric(values, errors="coerce").to_numpy(dtype=float)
+    present = x[~np.isnan(x)]
+    shares = numeric_shares(present, ref["edges"])
+    out = [Measurement(signal, name, "psi", psi(ref["shares"], shares), homogeneity_p(ref, shares, present.size))]
+    if present.size and ref["sample"]:
+        res = stats.ks_2samp(np.asarray(ref["sample"]), present, method="asymp")
+        out.append(Measurement(signal, name, "ks", float(res.statistic), float(res.pvalue)))
+    return out
+
+
+def _categorical_measurements(name: str, ref: dict[str, Any], values: pd.Series) -> list[Measurement]:
+    shares = categorical_shares(values, ref["levels"])
+    p_value = homogeneity_p(ref, shares, int(values.notna().sum()))
+    return [Measurement("feature_drift", name, "psi", psi(ref["shares"], shares), p_value),
+            Measurement("feature_drift", name, "js", js_distance(ref["shares"], shares), p_value)]
+
+
+def feature_measurements(profile: dict[str, Any], frame: pd.DataFrame) -> list[Measurement]:
+    """Drift and null-rate change of every profiled feature present in ``frame``."""
+    out: list[Measurement] = []
+    for name, ref in profile["features"].items():
+        if name not in frame.columns:
+            continue
+        col = frame[name]
+        if ref["kind"] == "numeric":
+            out += _numeric_measurements("feature_drift", name, ref, col)
+        else:
+            out += _categorical_measurements(name, ref, col)
+        out.append(Measurement("null_rate", name, "null_rate_change", abs(float(col.isna().mean()) - ref["null_rate"])))
+    return out
+
+
+def _rate_change(actual: float, reference: float) -> float:
+    """|log(actual / reference)| with both rates floored at 1e-4 (a symmetric relative change)."""
+    return abs(math.log(max(actual, 1e-4) / max(reference, 1e-4)))
+
+
+def _rate_measurement(signal: str, hits: np.ndarray, reference_hits: np.ndarray) -> Measurement:
+    """|log rate ratio| of a rate against the reference's, with a chi-square p-value of the 2x2 table."""
+    k, n = int(hits.sum()), int(hits.size)
+    k_ref, n_ref = int(reference_hits.sum()), int(reference_hits.size)
+    table = np.array([[k, n - k], [k_ref, n_ref - k_ref]])
+    p_value = 1.0 if (table.sum(axis=0) == 0).any() or (table.sum(axis=1) == 0).any() else float(
+        stats.chi2_contingency(table).pvalue)
+    return Measurement(signal, "score", "rate_change", _rate_change(k / max(n, 1), k_ref / max(n_ref, 1)), p_value)
+
+
+def score_measurements(profile: dict[str, Any], preds: pd.DataFrame, threshold: float,
+                       band: tuple[float, float]) -> list[Measurement]:
+    """Prediction drift on the score distribution, and the decision and review rates against the reference's.
+
+    The reference rates come from the reference score sample at ScoreFlow's own threshold and review band.
+    """
+    ref, scores = profile["score"], preds["score"].to_numpy(float)
+    out = _numeric_measurements("prediction_drift", "score", ref, pd.Series(scores))
+    shares = numeric_shares(scores, ref["edges"])
+    out.append(Measurement("prediction_drift", "score", "js", js_distance(ref["shares"], shares),
+                           homogeneity_p(ref, shares, scores.size)))
+    if len(scores):
+        sample = np.asarray(ref["sample"], dtype=float)
+        out.append(_rate_measurement("decision_rate", preds["decision"].to_numpy(bool), sample >= threshold))
+        out.append(_rate_measurement("review_rate", preds["review"].to_numpy(bool),
+                                     in_band(sample, band)))
+    return out
+
+
+def schema_changes(profile: dict[str, Any], schema_names: list[str], frame: pd.DataFrame) -> list[str]:
+    """Profiled features that are missing from the input, or whose kind changed (numeric <-> text)."""
+    problems = [f"missing column {name}" for name in profile["features"] if name not in schema_names]
+    for name, ref in profile["features"].items():
+        if name in frame.columns and ref["kind"] == "numeric" and not (
+                pd.api.types.is_numeric_dtype(frame[name]) or frame[name].isna().all()):
+            problems.append(f"column {name} is {frame[name].dtype}, expected numeric")
+    return problems
+
+
+def window_dates(end: str, days: int) -> list[str]:
+    """The ``days`` dates ending at ``end`` (inclusive), oldest first."""
+    last = date.fromisoformat(end)
+    return [(last - timedelta(days=i)).isoformat() for i in range(days - 1, -1, -1)]
+
+
+def _sample(frame: pd.DataFrame, rows: int, seed: int) -> pd.DataFrame:
+    return frame if len(frame) <= rows else frame.sample(n=rows, random_state=seed).sort_index()
+
+
+def read_inputs(manifest: dict[str, Any], columns: list[str], limit: int, seed: int) -> tuple[pd.DataFrame, list[str]]:
+    """The rows a partition scored, read back from the input files its manifest lists (``columns`` only).
+
+    Returns the (sampled) frame and the union of the input files' column names.
+
+    Raises:
+        ScoreInputError: an input file is missing, unreadable, or its row groups changed since it was scored.
+    """
+    frames, names = [], set()
+    for f in manifest["input"]["files"]:
+        pf = open_parquet(f["path"])
+        names |= set(pf.schema_arrow.names)
+        now = tuple(pf.metadata.row_group(i).num_rows for i in range(pf.metadata.num_row_groups))
+        if tuple(f["row_groups"]) != now:
+            raise ScoreInputError(f"{f['path']}: row groups {list(now)} now, {list(f['row_groups'])} when "
+                                  f"{manifest['partition']} was scored; the input changed after scoring")
+        frames.append(pf.read(columns=[c for c in columns if c in pf.schema_arrow.names]).to_pandas())
+    frame = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=columns)
+    return _sample(frame, limit, seed), sorted(names)
+
+
+def measure_period(day: str, predictions_root: str, profile: dict[str, Any], spec: DatasetConfig, limit: int,
+                   seed: int) -> dict[str, Any]:
+    """Unjudged drift measurements of one partition date (``scored`` False when it has no manifest)."""
+    manifest = read_manifest(predictions_root, day)
+    if manifest is None:
+        logger.warning("%s has no manifest: counted as a scoring failure", partition_uri(predictions_root, day))
+        return {"period": day, "scored": False, "rows": 0, "measurements": [], "schema": [], "model": None}
+    wanted = [spec.id_column, *profile["features"], *spec.sensitive]
+    frame, names = read_inputs(manifest, list(dict.fromkeys(wanted)), limit, seed)
+    preds = read_partition(predictions_root, day).select(["score", "decision", "review"]).to_pandas()
+    preds = _sample(preds, limit, seed)
+    found = feature_measurements(profile, frame)
+    found += score_measurements(profile, preds, float(manifest["decision_threshold"]),
+                                tuple(manifest["review_band"]))
+    logger.info("%s: %d input rows, %d predictions measured", day, len(frame), len(preds))
+    return {"period": day, "scored": True, "rows": int(min(len(frame), len(preds))),
+            "measurements": [m.to_dict() for m in found], "schema": schema_changes(profile, names, frame),
+            "model": manifest.get("model")}

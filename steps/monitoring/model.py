@@ -1,0 +1,64 @@
+"""The monitored model: which run scored the window, its reference profile, registry notices."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from steps.config.dataset import DatasetConfig
+from steps.config.train import ReferenceConfig
+from steps.modeling.reference import build_reference
+from steps.registry.registry import run_data
+from steps.scoring.partition import read_manifest
+
+logger = logging.getLogger(__name__)
+
+
+def scoring_model(days: list[str], predictions_root: str) -> str | None:
+    """The model run (pathspec) that scored the newest trusted partition among ``days``, or None."""
+    for day in sorted(days, reverse=True):
+        manifest = read_manifest(predictions_root, day)
+        if manifest is not None and (manifest.get("model") or {}).get("run"):
+            return str(manifest["model"]["run"])
+    return None
+
+
+def model_reference(model_run: str | None, branch: str, project: str, spec: DatasetConfig) -> dict[str, Any]:
+    """The monitored model's run, reference profile, reference AUC and training time (Metaflow Client).
+
+    Args:
+        model_run: the pathspec that scored the partitions (a DistillFlow student brings its own profile: the
+            teacher's hold-out scored by the student); None: the branch's TrainFlow champion.
+
+    Runs trained before profiles existed get one built from their hold-out and verified model.
+
+    Raises:
+        RuntimeError: no model run given and no champion on the branch.
+    """
+    from metaflow import Run
+
+    from steps.registry.registry import Registry, global_namespace, load_model, started_at
+
+    with global_namespace():
+        run = Run(model_run) if model_run else Registry("TrainFlow", branch, project).champion()
+        if run is None:
+            raise RuntimeError(f"no champion for TrainFlow on branch {branch} of project {project} and no scored "
+                               "partition names a model: nothing to monitor")
+        teacher = Run(f"TrainFlow/{run_data(run).teacher_run_id}") if run.path_components[0] == "DistillFlow" else run
+        source = run if "reference_profile" in run_data(run) else teacher  # a student's own scores when it has them
+        if "reference_profile" in run_data(source):
+            profile = run_data(source).reference_profile
+        else:
+            logger.info("%s has no reference profile: building one from its hold-out", teacher.pathspec)
+            profile = build_reference(load_model(teacher), run_data(teacher).holdout_df, spec, ReferenceConfig())
+        return {"run": run.pathspec, "profile": profile, "reference_auc": float(profile["performance"]["roc_auc"]),
+                "trained_at": started_at(teacher).isoformat(), "profile_of": source.pathspec}
+
+
+def registry_notices(branch: str, project: str, after: str | None, flow: str = "TrainFlow") -> list[dict[str, Any]]:
+    """Audit events (promotions, rollbacks) recorded after ``after`` (ISO time; None: none, first run)."""
+    from steps.registry.registry import Registry
+
+    if after is None:
+        return []
+    return [e for e in Registry(flow=flow, branch=branch, project=project).history() if str(e["when"]) > after]

@@ -1,0 +1,432 @@
+"""Model registry: champion / candidate / archived as Metaflow run tags on a ``@project`` branch, plus an audit log.
+
+The registry is Metaflow itself. A run of the flow is
+
+* ``candidate`` once it is offered for promotion (``tag_candidate``, or ``register`` from inside the run); the tag
+  stays, so ``candidates()`` are the candidate runs that are neither champion nor archived,
+* ``champion`` while it is the model consumers must use (exactly one per project branch),
+* ``archived`` once it has been replaced.
+
+Runs are scoped by the system tags Metaflow's ``@project`` adds: ``project:<project>`` and
+``project_branch:<branch>``, where the branch is ``user.<user>`` for a plain run, ``test.<name>`` for
+``--branch <name>``, ``prod`` for ``--production`` and ``prod.<name>`` for both.
+
+Every promotion, rollback and ``move_tag`` (e.g. DistillFlow's ``serving`` tag) appends one JSON event to an append-only
+log in the datastore::
+
+    local: <.metaflow>/_registry/<project>/<branch>/<flow>/events/<UTC stamp>-<uuid>.json   (tmp + rename)
+    s3:    <METAFLOW_DATASTORE_SYSROOT_S3>/_registry/<project>/<branch>/<flow>/events/...   (one PUT)
+
+The datastore is the one the branch's newest run recorded (task metadata ``ds-type``/``ds-root``), else Metaflow's
+configuration; so a flow run with ``--datastore=s3`` and the CLI on a laptop write the same log.
+
+Command line (run it where the Client finds the runs, e.g. the project root)::
+
+    python -m steps.registry [--flow TrainFlow] [--branch NAME | --production] [--json] show
+    python -m steps.registry promote RUN_ID [--force --reason TEXT]
+    python -m steps.registry rollback [--to RUN_ID] [--reason TEXT]
+    python -m steps.registry history
+
+``--branch NAME`` means what it means to the flow (``test.NAME``); a full branch with a dot (``user.alice``,
+``test.x``, ``prod.x``) is taken as is.
+
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime
+from typing import Any
+
+from metaflow import Flow, Run, get_namespace, namespace
+from metaflow.exception import MetaflowNotFound
+
+from steps.core.project import PROJECT
+from steps.modeling import models
+from steps.registry.store import EventStore, RegistryError, _now_ns, _stamps, event_store, run_datastore
+
+logger = logging.getLogger(__name__)
+
+
+CHAMPION, CANDIDATE, ARCHIVED = "champion", "candidate", "archived"
+
+
+PROMOTIONS = ("promote", "forced_promote")
+
+
+CHAMPION_EVENTS = (*PROMOTIONS, "rollback")  # the audit events that move the champion tag
+
+
+_ROLE_TAGS = (CHAMPION, CANDIDATE, ARCHIVED)
+
+
+def project_branch(branch: str | None = None, production: bool = False, user: str | None = None) -> str:
+    """The branch Metaflow's ``@project`` records for these options (``user.X``, ``test.X``, ``prod``, ``prod.X``)."""
+    if branch:
+        return f"{'prod' if production else 'test'}.{branch}"
+    if production:
+        return "prod"
+    return f"user.{os.environ.get('METAFLOW_OWNER') or user or current_user()}"
+
+
+def current_user() -> str:
+    """The user name Metaflow would record (METAFLOW_USER, SUDO_USER, USERNAME, USER), or 'unknown'."""
+    from metaflow.util import get_username
+
+    return get_username() or "unknown"
+
+
+@contextmanager
+def global_namespace() -> Iterator[None]:
+    """Switch to the global namespace for the block, then restore the caller's namespace."""
+    previous = get_namespace()
+    namespace(None)
+    try:
+        yield
+    finally:
+        namespace(previous)
+
+
+def _artifact(run: Run, name: str, default: Any = None) -> Any:
+    """Artifact ``name`` of the run's end step, or ``default`` when the run has no such artifact."""
+    data = run.data
+    return getattr(data, name) if data is not None and name in data else default
+
+
+def run_data(run: Run) -> Any:
+    """The artifacts of the run's end step (``run.data``); RegistryError when it has none (it never got there)."""
+    data = run.data
+    if data is None:
+        raise RegistryError(f"run {run.pathspec} has no artifacts: it did not reach its end step")
+    return data
+
+
+def step_data(run: Run, step: str) -> Any:
+    """The artifacts of the run's step ``step`` (its only task); RegistryError when that step never ran."""
+    try:
+        task = run[step].task
+    except KeyError:
+        task = None
+    if task is None:
+        raise RegistryError(f"run {run.pathspec} has no {step} step (an older run, or unfinished)")
+    return task.data
+
+
+def started_at(run: Run) -> datetime:
+    """When the run started: its start step's creation time."""
+    try:  # not run.created_at: the local metadata provider resets it whenever the run's tags change
+        return run["start"].created_at
+    except KeyError:
+        return run.created_at
+
+
+def gates_passed(run: Run) -> bool:
+    """The run's ``gates_passed`` artifact; a run without one (an older run) counts as not passed."""
+    return bool(_artifact(run, "gates_passed", False))
+
+
+def verified_model(blob: bytes, expected_sha256: str, where: str = "model") -> Any:
+    """Deserialize ``blob`` through ``models.deserialize``; a fingerprint mismatch names ``where``."""
+    try:
+        return models.deserialize(blob, expected_sha256)
+    except models.FingerprintMismatch as err:
+        raise models.FingerprintMismatch(f"{where}: {err}") from err
+
+
+def load_model(run: Run) -> Any:
+    """The run's model, loaded only when ``model_blob`` hashes to the recorded ``model_fingerprint``."""
+    blob, expected = _artifact(run, "model_blob"), _artifact(run, "model_fingerprint")
+    if blob is None or not expected:
+        raise RegistryError(f"run {run.pathspec} has no model_blob/model_fingerprint artifacts")
+    return verified_model(blob, expected, where=f"run {run.pathspec}")
+
+
+def describe(run: Run) -> dict[str, Any]:
+    """A JSON-ready summary of a run for ``show``."""
+    return {
+        "run_id": run.id,
+        "pathspec": run.pathspec,
+        "started_at": started_at(run).isoformat(),
+        "successful": run.successful,
+        "model_name": _artifact(run, "model_name"),
+        "model_fingerprint": _artifact(run, "model_fingerprint"),
+        "gates_passed": gates_passed(run),
+        "tags": sorted(run.user_tags),
+    }
+
+
+class Registry:
+    """Champion / candidate / archived runs of one flow on one ``@project`` branch, with an audit log."""
+
+    def __init__(self, flow: str = "TrainFlow", branch: str | None = None, project: str = PROJECT,
+                 store: EventStore | None = None) -> None:
+        self.flow, self.project = flow, project
+        self.branch = branch or project_branch()
+        self._store = store
+
+    def __repr__(self) -> str:
+        """Flow, branch and project."""
+        return f"Registry(flow={self.flow!r}, branch={self.branch!r}, project={self.project!r})"
+
+    @property
+    def store(self) -> EventStore:
+        """The audit-log store, resolved on first use: the datastore of the branch's newest run, else the config."""
+        if self._store is None:
+            newest = next(iter(self._tagged()), None)
+            located = run_datastore(newest) if newest is not None else None
+            self._store = event_store(self.project, self.branch, self.flow, *(located or ()))
+            logger.debug("audit log of %s: %s", self, self._store.location)
+        return self._store
+
+    @property
+    def scope(self) -> tuple[str, str]:
+        """The system tags every run of this registry carries."""
+        return f"project:{self.project}", f"project_branch:{self.branch}"
+
+    # -- reading ---------------------------------------------------------------------------------------------
+
+    def _tagged(self, *tags: str) -> list[Run]:
+        """All runs of the flow on this branch carrying ``tags`` (finished or not), newest first."""
+        with global_namespace():
+            try:
+                found = list(Flow(self.flow).runs(*self.scope, *tags))
+            except MetaflowNotFound:
+                return []
+        return sorted(found, key=started_at, reverse=True)
+
+    def runs(self, tag: str | None = None) -> list[Run]:
+        """Successful runs of the flow on this branch, newest first, optionally only those tagged ``tag``."""
+        return [r for r in self._tagged(*([tag] if tag else [])) if r.successful]
+
+    def run(self, run: Run | str) -> Run:
+        """A fresh ``Run`` for a run id, pathspec or Run, checked to belong to this project branch."""
+        run_id = run.id if isinstance(run, Run) else str(run).split("/")[-1]
+        with global_namespace():
+            try:
+                found = Run(f"{self.flow}/{run_id}")
+            except MetaflowNotFound:
+                raise RegistryError(f"run {self.flow}/{run_id} not found") from None
+        if not set(self.scope) <= found.system_tags:
+            branch = next((t.partition(":")[2] for t in found.system_tags if t.startswith("project_branch:")), None)
+            raise RegistryError(f"run {found.pathspec} is on branch {branch!r}, not {self.branch!r} "
+                                f"of project {self.project!r}")
+        return found
+
+    def champion(self) -> Run | None:
+        """The newest successful run tagged ``champion`` on this branch, or None."""
+        champions = self.runs(CHAMPION)
+        if len(champions) > 1:
+            logger.warning("%d runs carry the champion tag on %s: %s", len(champions), self.branch,
+                           ", ".join(r.id for r in champions))
+        return champions[0] if champions else None
+
+    def candidates(self) -> list[Run]:
+        """Successful runs tagged ``candidate`` that are neither champion nor archived, newest first."""
+        return [r for r in self.runs(CANDIDATE) if not {CHAMPION, ARCHIVED} & r.user_tags]
+
+    def archived(self) -> list[Run]:
+        """Successful runs tagged ``archived``, newest first."""
+        return self.runs(ARCHIVED)
+
+    def history(self) -> list[dict[str, Any]]:
+        """Every audit event of this flow and branch, oldest first."""
+        return [json.loads(body) for body in self.store.read_all()]
+
+    def _champion_events(self) -> list[dict[str, Any]]:
+        """The audit events that moved the champion tag (not ``move_tag`` events), oldest first."""
+        return [e for e in self.history() if e["kind"] in CHAMPION_EVENTS]
+
+    def load_model(self, run: Run | str) -> Any:
+        """The model of ``run`` (id or Run on this branch), verified against its fingerprint."""
+        return load_model(self.run(run))
+
+    def load_champion_model(self) -> Any:
+        """The champion's model, verified against its fingerprint; RegistryError when there is no champion."""
+        champion = self.champion()
+        if champion is None:
+            raise RegistryError(f"no champion for {self.flow} on branch {self.branch}")
+        return load_model(champion)
+
+    def show(self) -> dict[str, Any]:
+        """Champion, candidates, archived runs and the inconsistencies found (``problems``)."""
+        champion = self.champion()
+        return {
+            "flow": self.flow, "project": self.project, "branch": self.branch,
+            "champion": describe(champion) if champion else None,
+            "candidates": [describe(r) for r in self.candidates()],
+            "archived": [describe(r) for r in self.archived()],
+            "problems": self.problems(),
+        }
+
+    def problems(self) -> list[str]:
+        """Inconsistencies between the champion tag(s), the runs' artifacts and the audit log."""
+        champions, events = self._tagged(CHAMPION), self._champion_events()
+        found = []
+        if len(champions) > 1:
+            found.append(f"{len(champions)} runs carry the champion tag: {', '.join(r.id for r in champions)}")
+        for run in champions:
+            found.extend(_champion_problems(run, events))
+        return found
+
+    # -- writing ---------------------------------------------------------------------------------------------
+
+    def tag_candidate(self, run: Run | str) -> Run:
+        """Tag a successful run ``candidate`` (a run that is already champion is left alone)."""
+        run = self._successful(run)
+        if CHAMPION in run.user_tags:
+            logger.info("run %s is the champion; not tagging it candidate", run.id)
+            return run
+        run.add_tag(CANDIDATE)
+        logger.info("tagged run %s candidate on %s", run.id, self.branch)
+        return run
+
+    def promote(self, run: Run | str, reason: str, force: bool = False, who: str | None = None,
+                gate_summary: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Make ``run`` the champion (gates must pass, or ``force`` with a reason); returns the audit event."""
+        run = self._successful(run)
+        passed = gates_passed(run)
+        if not passed and not force:
+            raise RegistryError(f"run {run.pathspec} did not pass its gates (gates_passed="
+                                f"{_artifact(run, 'gates_passed', 'missing')}); refusing to promote it "
+                                "(override with force and a reason)")
+        if not passed and not (reason or "").strip():
+            raise RegistryError(f"a forced promotion of run {run.pathspec} needs a non-empty reason")
+        forced = not passed
+        previous = self._move_champion(run)
+        summary = gate_summary if gate_summary is not None else _artifact(run, "gate_summary")
+        return self._record("forced_promote" if forced else "promote", previous, run, reason, who, summary, forced)
+
+    def rollback(self, to: str | None = None, reason: str = "rollback", who: str | None = None) -> dict[str, Any]:
+        """Restore the previous champion (or run ``to``, a former champion); returns the audit event."""
+        events, current = self._champion_events(), self.champion()
+        if to is None:
+            if current is None:
+                raise RegistryError(f"no champion for {self.flow} on branch {self.branch}: nothing to roll back")
+            made = [e for e in events if e["kind"] in PROMOTIONS and e["to"] == current.id]
+            if not made or not made[-1]["from"]:
+                raise RegistryError(f"nothing to roll back to: the audit log records no champion before run "
+                                    f"{current.id} on branch {self.branch}")
+            to = made[-1]["from"]
+        target = self._successful(to)
+        if current is not None and target.id == current.id:
+            raise RegistryError(f"run {target.id} is already the champion")
+        if target.id not in {e["to"] for e in events} | {e["from"] for e in events}:
+            raise RegistryError(f"run {target.id} was never champion on branch {self.branch}; use promote")
+        previous = self._move_champion(target)
+        return self._record("rollback", previous, target, reason, who, _artifact(target, "gate_summary"), False)
+
+    def register(self, run_id: str, passed: bool, gate_summary: dict[str, Any] | None = None,
+                 who: str | None = None) -> dict[str, Any] | None:
+        """From inside a run: tag it candidate, and make it champion when ``passed``; returns the event or None."""
+        # the run is still in progress: its success and its gates_passed artifact cannot be read yet
+        run = self.run(run_id)
+        run.add_tag(CANDIDATE)
+        logger.info("tagged run %s candidate on %s", run.id, self.branch)
+        if not passed:
+            return None
+        previous = self._move_champion(run)
+        return self._record("promote", previous, run, "every gate passed", who, gate_summary, False)
+
+    def move_tag(self, run: Run | str, tag: str, kind: str, reason: str, who: str | None = None,
+                 gate_summary: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Move a single-holder ``tag`` to ``run`` from every other run of the branch; returns the audit event.
+
+        For exclusive tags outside the registry's roles, such as DistillFlow's ``serving``. The run may still be in
+        progress (called from its own ``end`` step), so neither its success nor its gates are checked here. The
+        role tags and the champion's event kinds are refused: the champion moves only through ``promote``,
+        ``register`` and ``rollback`` (which, like ``show``'s problems, ignore ``move_tag`` events).
+
+        Args:
+            run: run id, pathspec or Run on this branch.
+            tag: the tag to move, e.g. ``serving``.
+            kind: the audit event's kind, e.g. ``serve``.
+            reason: why, recorded in the event.
+            who: recorded in the event (default: the current user).
+            gate_summary: the run's gate summary, recorded in the event.
+
+        Returns:
+            The appended event; its ``from`` is the newest run the tag was taken from, or None.
+        """
+        if tag in _ROLE_TAGS or kind in CHAMPION_EVENTS:
+            raise RegistryError(f"tag '{tag}' / event '{kind}' belong to the champion: use promote, register or "
+                                "rollback")
+        run = self.run(run)
+        olds = [r for r in self._tagged(tag) if r.id != run.id]
+        run.add_tag(tag)
+        for old in olds:
+            old.remove_tag(tag)
+            logger.info("removed tag %s from %s", tag, old.pathspec)
+        return self._record(kind, olds[0].id if olds else None, run, reason, who, gate_summary, False)
+
+    def champion_for_comparison(self) -> tuple[str, Any, bytes] | None:
+        """(run id, verified model, model bytes) of the champion, for challenger-versus-champion gates; or None."""
+        champion = self.champion()
+        if champion is None:
+            return None
+        return champion.id, load_model(champion), _artifact(champion, "model_blob")
+
+    def _successful(self, run: Run | str) -> Run:
+        """``run`` resolved on this branch; RegistryError unless it finished successfully."""
+        found = self.run(run)
+        if not found.successful:
+            raise RegistryError(f"run {found.pathspec} did not finish successfully")
+        return found
+
+    def _move_champion(self, new: Run) -> str | None:
+        """Tag ``new`` champion, then archive every other champion; returns the id of the newest one replaced."""
+        olds = [r for r in self._tagged(CHAMPION) if r.id != new.id]
+        if CHAMPION in new.user_tags and not olds:
+            raise RegistryError(f"run {new.id} is already the champion")
+        new.replace_tags([ARCHIVED], [CHAMPION])  # a candidate tag stays: it records how the run entered
+        for old in olds:
+            old.replace_tags([CHAMPION], [ARCHIVED])
+            logger.info("archived former champion %s", old.pathspec)
+        logger.info("champion of %s on %s is now %s", self.flow, self.branch, new.pathspec)
+        return olds[0].id if olds else None
+
+    def _record(self, kind: str, previous: str | None, run: Run, reason: str, who: str | None,
+                gate_summary: Any, forced: bool) -> dict[str, Any]:
+        """Append one event to the audit log and return it."""
+        event_id = uuid.uuid4().hex
+        stamp, when = _stamps(_now_ns())
+        event = {
+            "event_id": event_id, "kind": kind, "who": who or current_user(), "when": when,
+            "flow": self.flow, "project": self.project, "branch": self.branch,
+            "from": previous, "to": run.id, "reason": reason, "gate_summary": gate_summary, "forced": forced,
+        }
+        body = json.dumps(event, sort_keys=True, default=str).encode()
+        try:
+            self.store.append(f"{stamp}-{event_id}.json", body)
+        except Exception:
+            logger.error("tags moved but the audit event could not be written: %s", body.decode())
+            raise
+        logger.info("%s %s -> %s recorded in %s", kind, previous, run.id, self.store.location)
+        return event
+
+
+def _champion_problems(run: Run, events: list[dict[str, Any]]) -> list[str]:
+    """What is wrong with one champion-tagged run, given the audit log."""
+    if not run.successful:
+        return [f"champion {run.id} did not finish successfully"]
+    found = []
+    if ARCHIVED in run.user_tags:
+        found.append(f"champion {run.id} is also tagged archived")
+    blob, expected = _artifact(run, "model_blob"), _artifact(run, "model_fingerprint")
+    if blob is None or not expected:
+        found.append(f"champion {run.id} has no model_blob/model_fingerprint")
+    elif models.fingerprint(blob) != expected:
+        found.append(f"champion {run.id}: model_blob does not hash to model_fingerprint {expected[:12]}")
+    if not gates_passed(run) and not any(e["to"] == run.id and e.get("forced") for e in events):
+        found.append(f"champion {run.id} failed its gates and has no forced promotion event")
+    made = [e for e in events if e["to"] == run.id]
+    if not made:
+        found.append(f"champion {run.id} has no promotion event in the audit log (tagged by hand?)")
+    elif events[-1]["to"] != run.id:
+        found.append(f"champion {run.id} is not the run the latest audit event made champion "
+                     f"({events[-1]['to']})")
+    return found

@@ -1,0 +1,111 @@
+"""The registry's append-only audit log: one JSON object per event, locally or on S3."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from metaflow import Run
+
+from steps.core import storage
+
+
+class RegistryError(RuntimeError):
+    """A registry operation was refused or cannot be carried out."""
+
+
+_clock_lock = threading.Lock()
+
+
+_last_ns = 0
+
+
+def _now_ns() -> int:
+    """Nanoseconds since the epoch, strictly increasing within this process."""
+    global _last_ns
+    with _clock_lock:
+        _last_ns = max(time.time_ns(), _last_ns + 1)
+        return _last_ns
+
+
+def _stamps(ns: int) -> tuple[str, str]:
+    """(file-name stamp that sorts chronologically, ISO-8601 UTC time) for ``ns``."""
+    moment = datetime.fromtimestamp(ns // 1_000_000_000, tz=UTC)
+    stamp = f"{moment:%Y%m%dT%H%M%S}.{ns % 1_000_000_000:09d}Z"
+    iso = moment.replace(microsecond=(ns % 1_000_000_000) // 1000).isoformat(timespec="microseconds")
+    return stamp, iso
+
+
+class EventStore:
+    """The audit log of one registry: one JSON object per event under ``root`` (a folder or an ``s3://`` prefix).
+
+    An event is created once (``storage.put_new``: a conditional create, so an existing event is never overwritten)
+    and events are read back in name order, which is chronological (the names start with a UTC stamp).
+    """
+
+    def __init__(self, root: str | Path, endpoint: Any = storage.DEFAULT) -> None:
+        self.location = str(root).rstrip("/") if storage.is_s3(str(root)) else str(Path(root))
+        self.endpoint = endpoint
+
+    def append(self, name: str, body: bytes) -> None:
+        """Write event ``name`` once; RegistryError when an event of that name already exists."""
+        try:
+            storage.put_new(storage.join_uri(self.location, name), body, self.endpoint)
+        except FileExistsError:
+            raise RegistryError(f"audit event {name} already exists in {self.location}; refusing to overwrite") \
+                from None
+
+    def read_all(self) -> list[bytes]:
+        """Every ``*.json`` event in name order (temporary files, whose names start with '.', are skipped)."""
+        names = [n for n in storage.list_files(self.location, self.endpoint)
+                 if n.endswith(".json") and not n.startswith(".")]
+        found = (storage.read_bytes(storage.join_uri(self.location, n), self.endpoint) for n in names)
+        return [body for body in found if body is not None]
+
+
+def local_datastore_root() -> Path:
+    """The ``.metaflow`` directory the Client uses (found from the working directory upward, as Metaflow does)."""
+    from metaflow.plugins.datastores.local_storage import LocalStorage
+
+    root = LocalStorage.datastore_root or LocalStorage.get_datastore_root_from_config(
+        lambda *args, **kwargs: None, create_on_absent=False)
+    if root is None:
+        raise RegistryError(f"no {LocalStorage.DATASTORE_DIR} directory in {os.getcwd()} or above: run from the "
+                            "directory that holds the runs")
+    return Path(root)
+
+
+def _conf(name: str) -> str | None:
+    """A Metaflow setting: the METAFLOW_<name> environment variable now, else Metaflow's configuration."""
+    from metaflow import metaflow_config
+
+    return os.environ.get(f"METAFLOW_{name}") or getattr(metaflow_config, name, None)
+
+
+def event_store(project: str, branch: str, flow: str, datastore: str | None = None,
+                root: str | None = None) -> EventStore:
+    """The audit-log store of a project branch and flow on ``datastore`` at ``root`` (default: Metaflow's config)."""
+    suffix = f"_registry/{project}/{branch}/{flow}/events"
+    kind = datastore or _conf("DEFAULT_DATASTORE") or "local"
+    if kind == "local":
+        return EventStore(Path(root or local_datastore_root()) / suffix)
+    if kind == "s3":
+        sysroot = root or _conf("DATASTORE_SYSROOT_S3")
+        if not sysroot:
+            raise RegistryError("METAFLOW_DATASTORE_SYSROOT_S3 is not set; cannot locate the registry audit log")
+        return EventStore(f"{sysroot.rstrip('/')}/{suffix}", _conf("S3_ENDPOINT_URL"))
+    raise RegistryError(f"datastore '{kind}' is not supported by the registry (local or s3)")
+
+
+def run_datastore(run: Run) -> tuple[str, str] | None:
+    """(datastore type, datastore root) the run's tasks recorded (metadata ``ds-type``/``ds-root``), or None."""
+    for step in run:
+        task = step.task
+        meta = task.metadata_dict if task is not None else {}
+        if meta.get("ds-type") and meta.get("ds-root"):
+            return meta["ds-type"], meta["ds-root"]
+    return None

@@ -1,0 +1,300 @@
+"""Read TrainFlow runs through the Metaflow Client: summaries, lineage, the chosen model and its card.
+
+For notebooks and the command line (the flows never import this module)::
+
+    python -m steps.reporting.runs TrainFlow [--run-id ID] [--card-out out/train_card.html]
+
+Notebook 01 reads one training run; notebook 02 reads a challenger's gates (the ``gates`` task's artifacts), the
+champion it was compared with and the registry of its ``@project`` branch.
+
+The Client finds the local ``.metaflow`` directory from the current working directory (walking up), once per
+process; run this from the project root, or from the directory that holds the runs.
+
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import json
+import logging
+import re
+import sys
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from metaflow import Flow, Run, get_metadata, get_namespace
+from metaflow.cards import get_cards
+from metaflow.exception import MetaflowNamespaceMismatch, MetaflowNotFound
+from sklearn.pipeline import Pipeline
+
+from steps.config.base import load
+from steps.config.dataset import DatasetConfig
+from steps.core.cli import console
+from steps.modeling import models
+from steps.registry.registry import CANDIDATE, CHAMPION, Registry, global_namespace, project_branch, run_data, step_data
+from steps.registry.store import RegistryError
+
+logger = logging.getLogger(__name__)
+
+
+_CARD_DATA = re.compile(r'window\.__MF_DATA__\["[^"]+"\]\s*=\s*"([A-Za-z0-9+/=]+)"')
+
+
+class RunNotFound(LookupError):
+    """No run matches the request in the current namespace or in the global one."""
+
+
+def _find(flow_name: str, run_id: str | None) -> Run | None:
+    """The run with ``run_id`` (or the latest successful one) in the active namespace, or None."""
+    try:
+        return Run(f"{flow_name}/{run_id}") if run_id else Flow(flow_name).latest_successful_run
+    except MetaflowNamespaceMismatch:
+        return None
+
+
+def latest_run(flow_name: str, run_id: str | None = None) -> Run:
+    """The run ``run_id`` of ``flow_name``, or its latest successful run; current namespace first, then global."""
+    what = f"run {flow_name}/{run_id}" if run_id else f"successful {flow_name} run"
+    try:
+        run = _find(flow_name, run_id)
+        if run is None:
+            logger.info("no %s in namespace %s; looking in the global namespace", what, get_namespace())
+            with global_namespace():
+                run = _find(flow_name, run_id)
+    except MetaflowNotFound as err:
+        raise RunNotFound(f"no {what} in metadata {get_metadata()} (working directory {Path.cwd()}): {err}") from err
+    if run is None:
+        raise RunNotFound(f"no {what} in any namespace")
+    if not run.successful:
+        logger.warning("%s did not finish successfully; its artifacts may be incomplete", run.pathspec)
+    return run
+
+
+def training_summary(run: Run) -> pd.DataFrame:
+    """One row per candidate: name, type, validation metrics, fit time, size, fingerprint and a chosen flag."""
+    chosen = run_data(run).model_name
+    rows = [{"name": s["name"], "type": s["type"], **s["metrics"], "fit_seconds": s["fit_seconds"],
+             "train_rows": s["train_rows"], "size_bytes": s["size_bytes"], "fingerprint": s["fingerprint"],
+             "chosen": s["name"] == chosen} for s in run_data(run).candidate_summaries]
+    return pd.DataFrame(rows)
+
+
+def _tag(run: Run, prefix: str) -> str | None:
+    """The value of the system tag ``prefix:value`` on ``run``, if any."""
+    return next((t.split(":", 1)[1] for t in sorted(run.system_tags) if t.startswith(prefix + ":")), None)
+
+
+def lineage(run: Run) -> dict[str, Any]:
+    """Where the run's model came from: run, user, project branch, time, then the dataset lineage it recorded."""
+    return {"run": run.pathspec, "user": _tag(run, "user"), "project_branch": _tag(run, "project_branch"),
+            "created_at": str(run.created_at), "model_fingerprint": run_data(run).model_fingerprint,
+            **run_data(run).lineage}
+
+
+def split_summary(run: Run) -> pd.DataFrame:
+    """Rows, positives and time range of the train / validation / hold-out parts, one row each."""
+    return pd.DataFrame.from_dict(run_data(run).split_summary, orient="index")
+
+
+def dataset_spec(run: Run) -> DatasetConfig:
+    """The dataset config the run was trained with (its ``dataset`` Config artifact)."""
+    return load(DatasetConfig, run_data(run).dataset)
+
+
+def chosen_model(run: Run) -> Pipeline:
+    """The chosen pipeline, loaded only if its bytes match the fingerprint recorded by the run."""
+    return models.deserialize(run_data(run).model_blob, run_data(run).model_fingerprint)
+
+
+def score_holdout(run: Run, rows: int = 5, model: Pipeline | None = None) -> pd.DataFrame:
+    """The first ``rows`` raw hold-out rows (id, time, label) with the chosen model's score."""
+    spec, frame = dataset_spec(run), run_data(run).holdout_df.head(rows)
+    proba = models.predict_proba(model if model is not None else chosen_model(run), frame, spec)
+    return frame[[spec.id_column, spec.time, spec.target.name]].assign(score=proba)
+
+
+def card_html(run: Run, step: str = "join", card_id: str | None = None) -> str:
+    """The HTML of the card on ``step``'s task (the one with ``card_id`` when the task has several)."""
+    task = run[step].task  # a Task, not a pathspec: get_cards(str) switches the process to the global namespace
+    if task is None:
+        raise LookupError(f"{run.pathspec} has no {step} task")
+    cards = get_cards(task, id=card_id)
+    if len(cards) == 0:
+        raise LookupError(f"no card{f' with id {card_id!r}' if card_id else ''} on {task.pathspec}")
+    return cards[0].get()
+
+
+def card_data(html: str) -> dict[str, Any]:
+    """The component data embedded (base64 JSON) in a rendered card; the visible text is not in the HTML as is."""
+    match = _CARD_DATA.search(html)
+    if match is None:
+        raise ValueError("no embedded card data (window.__MF_DATA__) in this HTML")
+    return json.loads(base64.b64decode(match.group(1)))
+
+
+GATE_COLUMNS = ["suite", "name", "passed", "gated", "metric", "threshold", "actual", "low", "high", "detail"]
+
+
+GROUP_COLUMNS = ["attribute", "group", "rows", "positives", "selection_rate", "tpr", "fpr", "auc", "gated"]
+
+
+HISTORY_COLUMNS = ["when", "kind", "from", "to", "who", "forced", "reason"]
+
+
+REGISTRY_COLUMNS = ["role", "run_id", "model_name", "gates_passed", "started_at", "model_fingerprint", "tags"]
+
+
+def run_branch(run: Run) -> str | None:
+    """The ``@project`` branch the run recorded (system tag ``project_branch``), if any."""
+    return _tag(run, "project_branch")
+
+
+def challenger_run(flow: str = "TrainFlow", branch: str | None = None, run_id: str | None = None) -> Run:
+    """Run ``run_id`` (checked against ``branch`` when given), else the newest non-champion candidate on ``branch``."""
+    if run_id:
+        return Registry(flow, branch).run(run_id) if branch else latest_run(flow, run_id)
+    registry = Registry(flow, branch or project_branch())
+    found = [r for r in registry.runs(CANDIDATE) if CHAMPION not in r.user_tags]
+    if not found:
+        raise RunNotFound(f"no {flow} run tagged {CANDIDATE!r} other than the champion on branch {registry.branch}")
+    return found[0]
+
+
+def _gates(run: Run) -> Any:
+    """The data of the run's ``judge`` task (the gates); LookupError for a run without one (older or unfinished)."""
+    try:
+        return step_data(run, "judge")
+    except RegistryError:
+        raise LookupError(f"{run.pathspec} has no judge step (a run from before the gates, or unfinished)") from None
+
+
+def verdict(run: Run) -> dict[str, Any]:
+    """The promotion decision: run, model, passed, failed gates, gate counts and the champion compared with."""
+    data = _gates(run)
+    summary = data.gate_summary
+    return {"run": run.pathspec, "model_name": data.model_name, "passed": bool(data.gates_passed),
+            "failed": list(summary["failed"]), "checks": len(data.gate_results),
+            "gated": sum(bool(r["gated"]) for r in data.gate_results), "champion_run_id": data.champion_run_id,
+            "tags": sorted(run.user_tags)}
+
+
+def suite_summary(run: Run) -> pd.DataFrame:
+    """Checks and failed gated checks per suite, one row each."""
+    return pd.DataFrame.from_dict(_gates(run).gate_summary["suites"], orient="index").rename_axis("suite")
+
+
+def gate_table(run: Run, suite: str | None = None) -> pd.DataFrame:
+    """One row per gate result (optionally of one ``suite``), the interval split into ``low`` and ``high``."""
+    rows = [{**r, "low": (r["interval"] or (None, None))[0], "high": (r["interval"] or (None, None))[1]}
+            for r in _gates(run).gate_results if suite is None or r["suite"] == suite]
+    return pd.DataFrame(rows, columns=GATE_COLUMNS)
+
+
+def gate_report(run: Run) -> dict[str, Any]:
+    """The report behind the verdict: performance, fairness, robustness, efficiency, curves and the champion."""
+    return _gates(run).gate_report
+
+
+def comparison(run: Run) -> dict[str, Any] | None:
+    """The champion comparison (``run_id``, ``comparison``, ``performance``, ``efficiency``), or None."""
+    return gate_report(run).get("champion")
+
+
+def comparison_table(run: Run) -> pd.DataFrame:
+    """The primary-metric comparison with the champion as one row, with its gate and result; empty without one."""
+    columns = ["champion_run_id", "metric", "champion", "challenger", "difference", "low", "high", "p_value",
+               "method", "gate", "passed"]
+    compared = comparison(run)
+    if compared is None:
+        return pd.DataFrame(columns=columns)
+    c = compared["comparison"]
+    name = f"significantly_better[{c['metric']}]"
+    result = next((r for r in _gates(run).gate_results if r["suite"] == "champion" and r["name"] == name), None)
+    row = {"champion_run_id": compared["run_id"], **c, "gate": f"champion/{name}",
+           "passed": None if result is None else bool(result["passed"])}
+    return pd.DataFrame([row], columns=columns)
+
+
+def performance_table(run: Run) -> pd.DataFrame:
+    """Hold-out metrics with their intervals, challenger beside the champion (when there was one)."""
+    report, compared = gate_report(run), comparison(run)
+    sides = {"challenger": report["performance"], **({"champion": compared["performance"]} if compared else {})}
+    table = {f"{side}{suffix}": {m: e[key] for m, e in perf.items()}
+             for side, perf in sides.items() for suffix, key in (("", "point"), ("_low", "low"), ("_high", "high"))}
+    return pd.DataFrame(table).rename_axis("metric")
+
+
+def efficiency_table(run: Run) -> pd.DataFrame:
+    """Latency, throughput, size and memory, challenger beside the champion (when there was one)."""
+    report, compared = gate_report(run), comparison(run)
+    sides = {"challenger": report["efficiency"], **({"champion": compared["efficiency"]} if compared else {})}
+    return pd.DataFrame(sides).rename_axis("measure")
+
+
+def group_table(run: Run) -> pd.DataFrame:
+    """The challenger's per-group fairness metrics, one row per (attribute, group)."""
+    rows = [{"attribute": attribute, **group} for attribute, groups in gate_report(run)["fairness"].items()
+            for group in groups]
+    return pd.DataFrame(rows, columns=GROUP_COLUMNS)
+
+
+def registry_state(flow: str = "TrainFlow", branch: str | None = None) -> dict[str, Any]:
+    """Champion, candidates, archived runs and problems of the registry on ``branch`` (``Registry.show()``)."""
+    return Registry(flow, branch).show()
+
+
+def registry_table(state: dict[str, Any]) -> pd.DataFrame:
+    """The runs of a ``registry_state`` as rows with their ``role`` (champion, candidate, archived)."""
+    roles = [("champion", [state["champion"]] if state["champion"] else []), ("candidate", state["candidates"]),
+             ("archived", state["archived"])]
+    rows = [{"role": role, **run, "tags": ", ".join(run["tags"])} for role, runs in roles for run in runs]
+    return pd.DataFrame(rows, columns=REGISTRY_COLUMNS)
+
+
+def registry_history(flow: str = "TrainFlow", branch: str | None = None) -> pd.DataFrame:
+    """The registry's audit events on ``branch``, oldest first (``Registry.history()``)."""
+    return pd.DataFrame(Registry(flow, branch).history(), columns=HISTORY_COLUMNS)
+
+
+def _format_value(value: Any) -> str:
+    return f"{value:.4f}" if isinstance(value, float) else str(value)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """CLI: a run's chosen model, validation metrics, lineage and gate verdict; optionally write its cards."""
+    parser = argparse.ArgumentParser(prog="python -m steps.reporting.runs", description=main.__doc__)
+    parser.add_argument("flow", help="flow name, e.g. TrainFlow")
+    parser.add_argument("--run-id", default=None, help="run id (default: the latest successful run)")
+    parser.add_argument("--card-out", type=Path, default=None, help="write the join step's card HTML here")
+    parser.add_argument("--gates-card-out", type=Path, default=None, help="write the gates card (judge step) HTML here")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    out = console(__name__)
+    try:
+        run = latest_run(args.flow, args.run_id)
+    except RunNotFound as err:
+        logger.error("%s", err)
+        return 1
+    if not run.successful:
+        logger.error("%s did not finish successfully: no chosen model to show", run.pathspec)
+        return 1
+    chosen = next(s for s in run_data(run).candidate_summaries if s["name"] == run_data(run).model_name)
+    out.info("run: %s", run.pathspec)
+    out.info("chosen model: %s (%s, sha256 %s)", chosen["name"], chosen["type"], run_data(run).model_fingerprint)
+    out.info("validation metrics: %s", ", ".join(f"{k}={_format_value(v)}" for k, v in chosen["metrics"].items()))
+    out.info("lineage:\n%s", "\n".join(f"  {key}: {value}" for key, value in lineage(run).items()))
+    if "gate_summary" in run_data(run):
+        summary = run_data(run).gate_summary
+        out.info("gates: %s", "passed" if summary["passed"] else "failed: " + ", ".join(summary["failed"]))
+    for path, step in ((args.card_out, "join"), (args.gates_card_out, "judge")):
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(card_html(run, step=step), encoding="utf-8")
+            out.info("%s card: %s", step, path.resolve())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

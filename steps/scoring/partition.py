@@ -1,0 +1,157 @@
+"""A scored date's partition: the manifest (written last), stale-file sweep, trusted reads."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from collections import Counter
+from datetime import UTC, datetime
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from steps.config.score import ScoreConfig
+from steps.core.storage import delete, join_uri, list_files, put_bytes, read_bytes
+from steps.data.contract import ScoreInputError
+from steps.scoring.plan import QUARANTINE, RunPlan, partition_uri, quarantine_uri
+from steps.scoring.resolve import ResolvedModel
+from steps.scoring.write import shadow_summary
+
+logger = logging.getLogger(__name__)
+
+
+MANIFEST = "_manifest.json"
+
+
+MANIFEST_VERSION = 1
+
+
+class QuarantineLimitExceeded(RuntimeError):
+    """More rows failed validation than ``max_quarantine_rate`` allows; the partition gets no manifest."""
+
+
+def retract_manifest(output_root: str, day: str) -> bool:
+    """Delete the date's manifest before it is rewritten (readers stop trusting it); True when there was one."""
+    uri = join_uri(partition_uri(output_root, day), MANIFEST)
+    existed = read_bytes(uri) is not None
+    if existed:
+        delete(uri)
+        logger.info("retracted %s: the partition is untrusted until this run writes a new manifest", uri)
+    return existed
+
+
+def read_manifest(output_root: str, day: str) -> dict[str, Any] | None:
+    """The date's manifest, or None when the partition is not (yet) trusted."""
+    body = read_bytes(join_uri(partition_uri(output_root, day), MANIFEST))
+    return json.loads(body) if body is not None else None
+
+
+def _sweep(directory: str, keep: set[str]) -> list[str]:
+    """Delete the files directly under ``directory`` whose names are not in ``keep``; returns the deleted names."""
+    stale = [name for name in list_files(directory) if name not in keep]
+    for name in stale:
+        delete(join_uri(directory, name))
+    return stale
+
+
+def finish_partition(output_root: str, day: str, records: list[dict[str, Any]], header: dict[str, Any],
+                     max_quarantine_rate: float, flow_run: str | None = None) -> dict[str, Any]:
+    """Check the shards' records, remove stale files, write ``_manifest.json`` last; returns the manifest.
+
+    ``flow_run`` (the run writing the manifest; after a resume not the one that planned it) overrides the header's.
+
+    Raises:
+        QuarantineLimitExceeded: too many rows failed validation (no manifest is written).
+        RuntimeError: a shard's counts do not add up, a shard is missing, or a part is missing.
+    """
+    records = sorted(records, key=lambda r: r["shard"])
+    count = records[0]["count"] if records else 0
+    if [r["shard"] for r in records] != list(range(count)):
+        raise RuntimeError(f"expected shards 0..{count - 1}, got {[r['shard'] for r in records]}")
+    for r in records:
+        if r["rows_in"] != r["rows_out"] + r["rows_quarantined"]:
+            raise RuntimeError(f"shard {r['shard']}: rows in {r['rows_in']} != out {r['rows_out']} + quarantined "
+                               f"{r['rows_quarantined']}")
+    totals = {k: sum(r[k] for r in records) for k in ("rows_in", "rows_out", "rows_quarantined")}
+    rate = totals["rows_quarantined"] / totals["rows_in"] if totals["rows_in"] else 0.0
+    totals["quarantine_rate"] = rate
+    where = partition_uri(output_root, day)
+    if rate > max_quarantine_rate:
+        reasons: Counter[str] = Counter()
+        for r in records:
+            reasons.update(r["reasons"])
+        raise QuarantineLimitExceeded(
+            f"{totals['rows_quarantined']} of {totals['rows_in']} rows failed validation (rate {rate:.4f} > "
+            f"max_quarantine_rate {max_quarantine_rate}); {where} gets no manifest and stays untrusted; rows and "
+            f"reasons in {quarantine_uri(output_root, day)}; top reasons: {dict(reasons.most_common(5))}")
+    parts = [r["part"] for r in records]
+    quarantined = [r["quarantine_part"] for r in records if r["quarantine_part"]]
+    present = set(list_files(where))
+    missing = [p["path"] for p in parts if p["path"].rsplit("/", 1)[-1] not in present]
+    if missing:
+        raise RuntimeError(f"parts listed by the shards are missing from {where}: {missing}")
+    removed = [f"dt={day}/{n}" for n in _sweep(where, {p["path"].rsplit("/", 1)[-1] for p in parts})]
+    removed += [f"{QUARANTINE}/dt={day}/{n}" for n in _sweep(quarantine_uri(output_root, day),
+                                                              {q["path"].rsplit("/", 1)[-1] for q in quarantined})]
+    if removed:
+        logger.info("removed stale or temporary files: %s", removed)
+    manifest = {
+        "version": MANIFEST_VERSION, **header, "flow_run": flow_run or header.get("flow_run"), "date": day,
+        "partition": f"dt={day}",
+        "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "totals": totals, "parts": parts, "quarantine_parts": quarantined,
+        "shadow": {**header.get("shadow", {}), **(shadow_summary(records) or {})} if header.get("shadow") else None,
+        "shards": records, "removed": removed,
+    }
+    put_bytes(join_uri(where, MANIFEST), json.dumps(manifest, indent=2, sort_keys=True, default=str).encode())
+    logger.info("wrote %s: %d rows scored, %d quarantined (%.2f%%), %d part(s)", join_uri(where, MANIFEST),
+                totals["rows_out"], totals["rows_quarantined"], 100 * rate, len(parts))
+    return manifest
+
+
+def read_partition(output_root: str, day: str, verify: bool = False) -> pa.Table:
+    """The date's predictions from the parts its manifest lists (``verify``: check sizes and sha256 first).
+
+    Raises:
+        ScoreInputError: no manifest (the partition is missing, being rewritten, or failed), or a checksum mismatch.
+    """
+    manifest = read_manifest(output_root, day)
+    if manifest is None:
+        raise ScoreInputError(f"{partition_uri(output_root, day)} has no {MANIFEST}: not a trusted partition")
+    tables = []
+    for part in manifest["parts"]:
+        uri = join_uri(output_root, part["path"])
+        body = read_bytes(uri)
+        if body is None:
+            raise ScoreInputError(f"{uri} is listed in the manifest but missing")
+        if verify and hashlib.sha256(body).hexdigest() != part["sha256"]:
+            raise ScoreInputError(f"{uri}: sha256 does not match the manifest")
+        tables.append(pq.read_table(pa.BufferReader(body)))
+    if not tables:
+        return pa.table({})
+    return pa.concat_tables(tables)
+
+
+def manifest_header(run_pathspec: str, plan: RunPlan, model: ResolvedModel, shadow: ResolvedModel | None,
+                    cfg: ScoreConfig, threshold: float, parity: dict[str, Any] | None) -> dict[str, Any]:
+    """The run-level part of the manifest (the shards' records are added by ``finish_partition``)."""
+    return {
+        "flow_run": run_pathspec, "input": plan.summary(), "model": model.describe(),
+        "shadow": shadow.describe() if shadow else None, "runtime": cfg.runtime, "onnx_parity": parity,
+        "decision_threshold": threshold, "review_band": list(cfg.review_band), "top_k": cfg.top_k,
+        "max_quarantine_rate": cfg.max_quarantine_rate,
+    }
+
+
+def summary_lines(manifest: dict[str, Any], output_root: str) -> list[str]:
+    """What a finished run says: where the partition is, its counts, the model, and the shadow's agreement."""
+    t, model, shadow = manifest["totals"], manifest["model"], manifest.get("shadow")
+    lines = [f"{partition_uri(output_root, manifest['date'])}: {t['rows_out']} rows scored, {t['rows_quarantined']} "
+             f"quarantined ({100 * t['quarantine_rate']:.2f}%) by {model['name']} ({model['run']}, sha256 "
+             f"{model['fingerprint'][:12]})"]
+    if shadow and "agreement_rate" in shadow:
+        lines.append(f"shadow {shadow['run']}: decisions agree on {100 * shadow['agreement_rate']:.2f}% of rows, "
+                     f"mean |score diff| {shadow['mean_abs_diff']:.4f}")
+    return lines

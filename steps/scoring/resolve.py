@@ -1,0 +1,93 @@
+"""Which model scores: the champion, its serving student, or a given run; fingerprint-verified."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+from steps.config.dataset import DatasetConfig
+from steps.modeling import models
+from steps.registry.registry import run_data
+
+logger = logging.getLogger(__name__)
+
+
+class ScoreModelError(RuntimeError):
+    """No usable model: no champion, a run on another branch, a failed run, or a feature mismatch."""
+
+
+@dataclass(frozen=True)
+class ResolvedModel:
+    """A TrainFlow run's model, verified against its fingerprint."""
+
+    run: str
+    name: str
+    fingerprint: str
+    features: list[str]
+    blob: bytes = field(repr=False)
+    pipeline: Any = field(repr=False, compare=False)
+    onnx: bytes | None = field(default=None, repr=False)  # a DistillFlow student's registered ONNX graph
+
+    def describe(self) -> dict[str, Any]:
+        """Run, name and fingerprint (for artifacts and the manifest)."""
+        return {"run": self.run, "name": self.name, "fingerprint": self.fingerprint}
+
+
+def resolve_model(model_run: str | None, branch: str, project: str, spec: DatasetConfig | None = None,
+                  flow: str = "TrainFlow") -> ResolvedModel:
+    """``model_run`` (run id or pathspec, on this project branch) or the branch's champion, fingerprint-verified.
+
+    With ``spec``, the model's recorded features must be the dataset config's (ScoreModelError otherwise).
+    """
+    from steps.registry.registry import Registry, RegistryError, load_model
+
+    reg = Registry(flow=flow, branch=branch, project=project)
+    try:
+        run = reg.run(model_run) if model_run else reg.champion()
+    except RegistryError as err:
+        raise ScoreModelError(str(err)) from err
+    if run is None:
+        raise ScoreModelError(f"no champion for {flow} on branch {branch} of project {project}: "
+                              "promote one, or pass --model-run")
+    if not model_run:
+        student = serving_student(run.id, branch, project)
+        if student is not None:
+            return student
+    if not run.successful:
+        raise ScoreModelError(f"run {run.pathspec} did not finish successfully")
+    pipeline = load_model(run)  # refuses bytes that do not hash to the recorded fingerprint
+    data = run_data(run)
+    schema = data.feature_schema if "feature_schema" in data else {}
+    resolved = ResolvedModel(run.pathspec, str(data.model_name), str(data.model_fingerprint),
+                             list(schema.get("features", [])), data.model_blob, pipeline)
+    if spec is not None:
+        check_features(resolved, spec)
+    return resolved
+
+
+def serving_student(teacher_run_id: str, branch: str, project: str) -> ResolvedModel | None:
+    """The newest DistillFlow run tagged ``serving`` whose teacher is ``teacher_run_id``, verified; or None.
+
+    The distilled student serves in place of its teacher; once the champion changes, its old student no longer
+    matches and the new champion itself is used until it is distilled.
+    """
+    from steps.registry.registry import Registry, load_model
+
+    for run in Registry(flow="DistillFlow", branch=branch, project=project).runs("serving"):
+        data = run_data(run)
+        if str(data.teacher_run_id) != str(teacher_run_id):
+            continue
+        if models.fingerprint(data.onnx_model) != data.onnx_fingerprint:
+            raise ScoreModelError(f"serving student {run.pathspec}: ONNX bytes do not match their fingerprint")
+        logger.info("serving the distilled student %s of champion %s", run.pathspec, teacher_run_id)
+        return ResolvedModel(run.pathspec, str(data.model_name), str(data.model_fingerprint), [], data.model_blob,
+                             load_model(run), data.onnx_model)
+    return None
+
+
+def check_features(model: ResolvedModel, spec: DatasetConfig) -> None:
+    """ScoreModelError when the model was trained on other features than the dataset config lists."""
+    if model.features and model.features != spec.features:
+        raise ScoreModelError(f"model {model.run} was trained on features {model.features}, but the dataset config "
+                              f"lists {spec.features}")
