@@ -13,7 +13,7 @@ import time
 
 from benchmarks import ROOT, Report
 from steps.data.contract import validate
-from steps.data.split import temporal_split
+from steps.data.split import split_frame
 from steps.distill.onnx import quantize, to_onnx
 from steps.distill.selection import candidate_row, evaluate_model, measure_runtimes, select
 from steps.distill.students import build_student, fit_student, teacher_logits, transfer_set
@@ -67,7 +67,7 @@ def floors_us(spec) -> dict[str, float]:
 
 def run(quick: bool = False) -> Report:
     """Train the teacher and the students on synthetic data, export, quantize, measure."""
-    from steps.config import CandidateConfig, DatasetConfig, DistillConfig, SplitConfig, load_file
+    from steps.config import CandidateConfig, DatasetConfig, DistillConfig, SplitSpec, load_file
     from steps.data import synth
     from steps.modeling import models
 
@@ -75,7 +75,7 @@ def run(quick: bool = False) -> Report:
     cfg = load_file(DistillConfig, ROOT / "config" / "distill.yaml")
     rows = QUICK_ROWS if quick else FULL_ROWS
     frame = validate(synth.generate(synth.SynthSpec(rows=rows, seed=7)), spec, "synth")
-    parts = temporal_split(frame, spec, SplitConfig(validation_fraction=0.15, holdout_fraction=0.15))
+    parts = split_frame(frame, spec, SplitSpec(validation_fraction=0.15, holdout_fraction=0.15))
     holdout = parts.holdout
     threshold = 0.3
     start = time.perf_counter()

@@ -81,7 +81,8 @@ def child_stream(model_dir: Path, model: str, runtime: str, source: Path, out: P
     loaded = peak_mib()
     start, cpu = time.perf_counter(), time.process_time()
     plan = plan_run(str(source), str(out), DAY, spec, shard_rows=10**12)
-    job = job_for(plan.shards[0].to_dict(), plan.summary(), spec, cfg, 0.3,
+    decision = {"threshold": 0.3, "review_band": [0.4, 0.6], "source": "bench"}
+    job = job_for(plan.shards[0].to_dict(), plan.summary(), spec, cfg, decision,
                   {"run": f"bench/{model}", "fingerprint": models.fingerprint(blob)})
     record = score_shard(job, scorer, threads=1)
     return {"rows": record["rows_out"], "seconds": time.perf_counter() - start, "cpu_s": time.process_time() - cpu,

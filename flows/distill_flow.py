@@ -19,7 +19,7 @@ from steps.reporting import cards
 
 # what join carries over from the teacher (start) past the students' foreach
 TEACHER_ARTIFACTS = ["teacher_run_id", "teacher_fingerprint", "teacher_model_name", "teacher_blob", "teacher_onnx",
-                     "teacher_eval", "threshold", "holdout_df", "lineage", "feature_schema"]
+                     "teacher_eval", "threshold", "decision", "holdout_df", "lineage", "feature_schema"]
 
 
 class DistillFlow(ProjectFlow):
@@ -33,9 +33,10 @@ class DistillFlow(ProjectFlow):
     @step
     def start(self):
         """Resolve and verify the teacher, build the transfer set and its logits, export the teacher to ONNX."""
-        spec, cfg = self.typed("dataset"), self.typed("distill")
-        self.threshold = decision.decision_threshold(cfg.decision_threshold, self.typed("gates").decision_threshold)
-        teacher = selection.resolve_teacher(self.teacher_run, current.branch_name, current.project_name)
+        spec, cfg, gates = self.typed("dataset"), self.typed("distill"), self.typed("gates")
+        teacher = selection.resolve_teacher(self.teacher_run, current.branch_name, current.project_name, spec)
+        self.decision = decision.decision_in_use(teacher.decision, None, gates.decision_threshold, gates.review.band)
+        self.threshold = self.decision["threshold"]  # the student decides where its teacher does
         self.teacher_run_id, self.teacher_fingerprint = teacher.run_id, teacher.fingerprint
         self.teacher_model_name, self.teacher_blob = teacher.model_name, teacher.blob
         self.holdout_df, self.lineage, self.feature_schema = teacher.holdout_df, teacher.lineage, teacher.feature_schema
@@ -80,7 +81,8 @@ class DistillFlow(ProjectFlow):
                                                         self.holdout_df, spec, cfg)
         self.model_name, self.candidates = selection.select(rows, cfg.min_auc_ratio, cfg.max_cost_ratio)
         sel = selection.gate_selected(self.model_name, self.candidates, trained, self.holdout_df, spec, cfg,
-                                      self.typed("gates"), champion=(self.teacher_run_id, teacher, self.teacher_blob))
+                                      self.typed("gates"), champion=(self.teacher_run_id, teacher, self.teacher_blob),
+                                      threshold=self.threshold)
         self.model_blob, self.model_fingerprint = sel.model_blob, sel.model_fingerprint
         self.onnx_model, self.onnx_fingerprint = sel.onnx_model, sel.onnx_fingerprint
         self.quantized_model, self.quantized = sel.quantized_model, sel.quantized
@@ -94,7 +96,8 @@ class DistillFlow(ProjectFlow):
     def end(self):
         """Register: tag the run candidate; move ``serving`` here only when a student was selected and passed."""
         self.registry_event = selection.register_serving(current.run_id, current.branch_name, current.project_name,
-                                                         bool(self.model_name), self.gates_passed, self.gate_summary)
+                                                         bool(self.model_name), self.gates_passed, self.gate_summary,
+                                                         dataset=self.typed("dataset").name)
         outcome = ("now serving" if self.registry_event else
                    "not serving: " + ", ".join(self.gate_summary["failed"]))
         print(f"student {self.model_name or '-'} of teacher TrainFlow/{self.teacher_run_id} in {current.pathspec}: "

@@ -24,6 +24,7 @@ class MonitorFlow(ProjectFlow):
     """Judge the scored partitions of a window against their model's reference, alert, and retrain when due."""
 
     monitor = config_option("monitor", "Window, drift statistics, baselines, feedback, alert rules, retraining")
+    gates = config_option("gates", "Promotion thresholds a retraining is judged by (inherited by the TrainFlow run)")
 
     date = Parameter("date", default="", help="Last partition date of the window, YYYY-MM-DD (default: today UTC).")
     days = Parameter("days", default=0, type=int, help="Dates in the window (default: monitor.window_days).")
@@ -70,8 +71,9 @@ class MonitorFlow(ProjectFlow):
         periods = state.with_signals(self.periods, self.concept)
         self.rule_states, events, self.snapshots = alerts.evaluate(
             cfg.alerts.rules, state.rules_before(self.state, self.window[0]), periods)
-        notices = model.registry_notices(current.branch_name, current.project_name,
-                                         (self.state.get("last_run") or {}).get("at"))
+        last_run = (self.state.get("last_run") or {}).get("at")
+        notices = model.registry_notices(current.branch_name, current.project_name, last_run,
+                                         dataset=self.typed("dataset").name)
         self.events = [e.to_dict() for e in events + alerts.notice_events(notices, self.window[-1])]
         self.decision = retrain.decide(cfg.retrain, state.window_signals(periods), self.state["retrain"],
                                        datetime.now(UTC),
@@ -82,8 +84,9 @@ class MonitorFlow(ProjectFlow):
     def launch_retraining(self):
         """Start TrainFlow when the strategy fired (its gates still decide); record which run it started."""
         cfg = self.typed("monitor")
+        inherited = {name: getattr(self, name).to_dict() for name in ("dataset", "gates", "profile")}
         self.retraining = retrain.launch(retrain.with_data(cfg.retrain, self.retrain_data),
-                                         retrain.Decision.from_dict(self.decision), current.branch_name)
+                                         retrain.Decision.from_dict(self.decision), current.branch_name, inherited)
         if self.retraining is not None:
             self.events = self.events + [alerts.retraining_event(self.retraining, self.decision,
                                                                  self.window[-1]).to_dict()]

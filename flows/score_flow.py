@@ -29,13 +29,17 @@ class ScoreFlow(ProjectFlow):
     model_run = Parameter("model-run", default="", help="TrainFlow run id or pathspec (default: the champion).")
     shadow_run = Parameter("shadow-run", default="", help="TrainFlow run scored in shadow columns (a batch canary); "
                                                           "default: none.")
+    decision_threshold = Parameter("decision-threshold", default="", help="Decide at this score for this run only "
+                                   "(logged, recorded in the manifest); default: the model's own threshold.")
 
     @step
     def start(self):
         """Resolve and verify the model(s), check the inputs' footers, cut the shards, retract the old manifest."""
-        spec, cfg, profile = self.typed("dataset"), self.typed("score"), self.typed("profile")
-        self.threshold = decision.decision_threshold(cfg.decision_threshold, self.typed("gates").decision_threshold)
+        spec, cfg, profile, gates = (self.typed(name) for name in ("dataset", "score", "profile", "gates"))
         model = resolve.resolve_model(self.model_run or None, current.branch_name, current.project_name, spec)
+        self.decision = decision.decision_in_use(model.decision, decision.parse_override(self.decision_threshold),
+                                                 gates.decision_threshold, gates.review.band)
+        self.threshold = self.decision["threshold"]
         shadow = resolve.resolve_model(self.shadow_run, current.branch_name, current.project_name, spec) \
             if self.shadow_run else None
         self.feature_names = runtime.check_explainable(model.pipeline, cfg.top_k) if cfg.top_k else []
@@ -48,7 +52,7 @@ class ScoreFlow(ProjectFlow):
         self.shadow_blob = shadow.blob if shadow else None
         self.plan = run_plan.summary()
         self.manifest_header = partition.manifest_header(f"{current.flow_name}/{current.run_id}", run_plan, model,
-                                                         shadow, cfg, self.threshold, self.onnx_parity)
+                                                         shadow, cfg, self.decision, self.onnx_parity)
         self.retracted_manifest = partition.retract_manifest(run_plan.output_root, run_plan.day)
         self.shards = [s.to_dict() for s in run_plan.shards]
         self.next(self.score_shard, foreach="shards")
@@ -60,7 +64,7 @@ class ScoreFlow(ProjectFlow):
         model, shadow, explain = runtime.scorers_for(
             cfg, spec, self.model_blob, self.model_fingerprint, self.onnx_model, self.shadow_blob,
             self.shadow["fingerprint"] if self.shadow else None)
-        job = shard.job_for(self.input, self.plan, spec, cfg, self.threshold,
+        job = shard.job_for(self.input, self.plan, spec, cfg, self.decision,
                             {"run": self.model_run_used, "fingerprint": self.model_fingerprint}, self.feature_names,
                             tmp_dir=getattr(current, "tempdir", None))
         guard = shard.guard_for(job.shard.index, current.retry_count,
@@ -72,7 +76,7 @@ class ScoreFlow(ProjectFlow):
     def join(self, inputs):
         """Check every shard's counts, gate the quarantine rate, remove stale parts, write the manifest last."""
         self.merge_artifacts(inputs, include=["plan", "manifest_header", "model_run_used", "model_name",
-                                              "model_fingerprint", "shadow", "threshold", "feature_names",
+                                              "model_fingerprint", "shadow", "threshold", "decision", "feature_names",
                                               "onnx_parity", "retracted_manifest"])
         self.shard_results = sorted((inp.shard_result for inp in inputs), key=lambda r: r["shard"])
         self.manifest = partition.finish_partition(self.plan["output_root"], self.plan["date"], self.shard_results,

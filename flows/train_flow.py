@@ -8,6 +8,7 @@
 from base import ProjectFlow, config_option
 from metaflow import Parameter, card, current, step
 
+from steps.core import decision
 from steps.data import contract, load, split
 from steps.gates import assess
 from steps.modeling import metrics, models, reference, training
@@ -42,11 +43,11 @@ class TrainFlow(ProjectFlow):
 
     @step
     def split(self):
-        """Cut train / validation / hold-out by time, then fan out over the candidates."""
+        """Cut train / validation / hold-out (by time unless the config says otherwise); fan out over candidates."""
         spec, cfg = self.typed("dataset"), self.typed("train")
-        parts = split.temporal_split(self.frame, spec, cfg.split)
+        parts = split.split_frame(self.frame, spec, cfg.split)
         self.train_df, self.validation_df, self.holdout_df = parts.train, parts.validation, parts.holdout
-        self.split_summary = parts.summary(spec.time, spec.target.name)
+        self.split_summary = parts.summary(spec)
         self.candidates = [c.name for c in cfg.candidates]
         self.next(self.train_candidate, foreach="candidates")
 
@@ -55,7 +56,8 @@ class TrainFlow(ProjectFlow):
         """Fit one candidate pipeline and score it on the validation set."""
         spec, cfg = self.typed("dataset"), self.typed("train")
         candidate = training.candidate_by_name(cfg, self.input)
-        result = training.train_candidate(candidate, self.train_df, self.validation_df, spec, cfg)
+        result = training.train_candidate(candidate, self.train_df, self.validation_df, spec, cfg,
+                                          self.typed("gates").decision_threshold)
         self.candidate = result.summary()
         self.candidate_curves = result.curves
         self.candidate_blob = result.model_blob
@@ -72,6 +74,7 @@ class TrainFlow(ProjectFlow):
                                               cfg.selection_metric)
         chosen = next(inp for inp in inputs if inp.candidate["name"] == self.model_name)
         self.model_blob, self.model_fingerprint = chosen.candidate_blob, chosen.candidate["fingerprint"]
+        self.decision = decision.decision_record(chosen.candidate["decision"], self.typed("gates").review.band)
         self.merge_artifacts(inputs, include=["lineage", "feature_schema", "split_summary", "holdout_df"])
         current.card["training"].extend(cards.training_card(
             self.candidate_summaries, curves, self.model_name, cfg.selection_metric, self.lineage,
@@ -83,10 +86,11 @@ class TrainFlow(ProjectFlow):
     def judge(self):
         """Judge the chosen model on the hold-out (and profile it for monitoring); compare with the champion."""
         spec = self.typed("dataset")
-        reg = registry.Registry(current.flow_name, current.branch_name, current.project_name)
-        champion = reg.champion_for_comparison()
+        reg = registry.Registry(current.flow_name, current.branch_name, current.project_name, dataset=spec.name)
+        champion = reg.champion_for_comparison()  # of this dataset: a comparison never crosses datasets
         model = models.deserialize(self.model_blob, self.model_fingerprint)
-        assessment = assess.assess(model, self.model_blob, self.holdout_df, spec, self.typed("gates"), champion)
+        assessment = assess.assess(model, self.model_blob, self.holdout_df, spec, self.typed("gates"), champion,
+                                   self.decision["threshold"])
         self.champion_run_id = champion[0] if champion else None
         self.reference_profile = reference.build_reference(model, self.holdout_df, spec, self.typed("train").reference)
         self.gate_results = [r.to_dict() for r in assessment.verdict.results]
@@ -101,7 +105,8 @@ class TrainFlow(ProjectFlow):
 
         Registration is the last thing the run does, so the champion tag never points at a run that can still fail.
         """
-        reg = registry.Registry(current.flow_name, current.branch_name, current.project_name)
+        reg = registry.Registry(current.flow_name, current.branch_name, current.project_name,
+                                dataset=self.typed("dataset").name)
         self.registry_event = reg.register(current.run_id, self.gates_passed, self.gate_summary)
         outcome = "promoted to champion" if self.registry_event else "kept as candidate, failed: " + ", ".join(
             self.gate_summary["failed"])

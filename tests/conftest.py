@@ -14,10 +14,10 @@ import pytest  # noqa: E402
 import yaml  # noqa: E402
 from support import GATES_BRANCH, SPLIT, LocalWebhook, run_flow, train_config  # noqa: E402
 
-from steps.config import DatasetConfig, SplitConfig, load_file
+from steps.config import DatasetConfig, SplitSpec, load_file
 from steps.data import synth
 from steps.data.contract import validate
-from steps.data.split import temporal_split
+from steps.data.split import split_frame
 
 ROOT = Path(__file__).resolve().parents[1]
 FIRST_GROUP = "gates"  # the longest group (six TrainFlow runs, then DistillFlow): started first
@@ -124,10 +124,10 @@ def gates_datasets(tmp_path_factory, config_paths) -> dict[str, Path]:
     directory = tmp_path_factory.mktemp("gates-data")
     spec = load_file(DatasetConfig, config_paths["dataset"])
     frame = synth.generate(synth.SynthSpec(rows=30_000, seed=21, row_group_rows=10_000))
-    holdout_start = temporal_split(validate(frame, spec, "x"), spec, SplitConfig(**SPLIT)).holdout[
-        spec.time].min()
+    holdout_start = split_frame(validate(frame, spec, "x"), spec, SplitSpec(**SPLIT)).holdout[
+        spec.time_column].min()
     unfair = frame.copy()
-    unfair.loc[(unfair[spec.time] < holdout_start) & (unfair["region"] == "north_america"), "is_fraud"] = 0
+    unfair.loc[(unfair[spec.time_column] < holdout_start) & (unfair["region"] == "north_america"), "is_fraud"] = 0
     complete = frame.assign(km_from_home=frame["km_from_home"].fillna(10.0),
                             device_type=frame["device_type"].fillna("terminal"))
     paths = {}

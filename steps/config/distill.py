@@ -41,7 +41,6 @@ class DistillConfig(Strict):
     cost_runtime: Literal["onnx", "native"] = "onnx"
     cost_rows: int = Field(5000, ge=100, description="batch rows for single-thread rows/s")
     latency_rows: int = Field(200, ge=10)
-    decision_threshold: float | None = Field(None, gt=0.0, lt=1.0, description="null: gates.yaml's")
     parity_tolerance: float = Field(1e-4, gt=0.0, description="max |onnx - native| probability")
     max_flip_rate: float = Field(1e-4, ge=0.0, le=1.0, description="decision flips allowed per row (1 / 10,000)")
     quantized_tolerance: float = Field(0.05, gt=0.0, description="max |int8 - native| probability (reported)")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from steps.config.base import Band, Strict, config_source, parse_text
 
@@ -31,13 +31,22 @@ class BootstrapConfig(Strict):
     seed: int = 0
 
 
-class PerformanceGates(Strict):
-    """Absolute quality on the temporal hold-out."""
+PerformanceMetric = Literal[
+    # absolute: their meaning depends on the base rate
+    "roc_auc", "average_precision", "log_loss", "brier", "recall_at_precision", "calibration_error",
+    # relative to the data: the same bar on any base rate
+    "average_precision_skill", "log_loss_skill", "brier_skill", "recall_at_relative_precision",
+    "relative_calibration_error"]
 
-    recall_at_precision: float = Field(0.5, gt=0.0, lt=1.0, description="precision at which recall is read")
+
+class PerformanceGates(Strict):
+    """Quality on the hold-out, each metric judged on the bound of its bootstrap interval its threshold names."""
+
+    recall_at_precision: float = Field(0.5, gt=0.0, lt=1.0, description="absolute precision for recall_at_precision")
+    relative_precision: float = Field(0.25, gt=0.0, lt=1.0, description="recall_at_relative_precision reads recall "
+                                      "at precision base rate + this x (1 - base rate)")
     calibration_bins: int = Field(10, ge=2, le=100)
-    thresholds: dict[Literal["roc_auc", "average_precision", "log_loss", "brier", "recall_at_precision",
-                             "calibration_error"], Threshold]
+    thresholds: dict[PerformanceMetric, Threshold] = Field(min_length=1)
 
 
 class FairnessGates(Strict):
@@ -91,11 +100,38 @@ class ChampionGates(Strict):
     latency_tolerance: float = Field(0.5, ge=0.0, description="allowed relative increase of median latency")
 
 
+class ThresholdPolicy(Strict):
+    """How the decision threshold is set, once per model, and recorded with it.
+
+    ``fixed``: ``value``. Chosen on the validation set: ``precision`` (the lowest threshold whose precision reaches
+    ``target``), ``positive_rate`` (flag about ``target`` of the rows), ``f1`` (the threshold of the highest F1).
+    """
+
+    policy: Literal["fixed", "precision", "positive_rate", "f1"] = "fixed"
+    value: float | None = Field(None, gt=0.0, lt=1.0)
+    target: float | None = Field(None, gt=0.0, lt=1.0)
+
+    @model_validator(mode="after")
+    def _complete(self) -> ThresholdPolicy:
+        if self.policy == "fixed" and (self.value is None or self.target is not None):
+            raise ValueError("policy fixed takes value (and no target)")
+        if self.policy in ("precision", "positive_rate") and (self.target is None or self.value is not None):
+            raise ValueError(f"policy {self.policy} takes target (and no value)")
+        if self.policy == "f1" and (self.target is not None or self.value is not None):
+            raise ValueError("policy f1 takes neither value nor target")
+        return self
+
+
 class GatesConfig(Strict):
     """``config/gates.yaml``: every threshold a model must meet before promotion."""
 
     primary_metric: Literal["roc_auc", "average_precision"] = "roc_auc"
-    decision_threshold: float = Field(0.5, gt=0.0, lt=1.0)
+    decision_threshold: ThresholdPolicy = ThresholdPolicy(value=0.5)
+
+    @field_validator("decision_threshold", mode="before")
+    @classmethod
+    def _fixed(cls, value: Any) -> Any:
+        return {"policy": "fixed", "value": value} if isinstance(value, int | float) else value
     bootstrap: BootstrapConfig = BootstrapConfig()
     performance: PerformanceGates
     fairness: FairnessGates = FairnessGates()

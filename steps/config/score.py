@@ -6,7 +6,7 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from steps.config.base import Band, Strict, config_source, parse_text
+from steps.config.base import Strict, config_source, parse_text
 
 
 class FaultInjection(Strict):
@@ -31,8 +31,6 @@ class ScoreConfig(Strict):
     runtime: Literal["native", "onnx"] = "native"
     threads: int = Field(1, ge=1, le=256, description="predict threads per shard")
     overlap_io: bool = Field(True, description="read and validate the next batch while the current one is scored")
-    decision_threshold: float | None = Field(0.3, gt=0.0, lt=1.0, description="null: gates.yaml decision_threshold")
-    review_band: Band = (0.4, 0.6)
     top_k: int = Field(0, ge=0, le=50, description="per-row top-k feature contributions (LightGBM only; 0 = off)")
     max_quarantine_rate: float = Field(0.01, ge=0.0, le=1.0)
     compression: Literal["zstd", "snappy", "gzip", "lz4", "none"] = "zstd"

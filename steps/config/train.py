@@ -7,13 +7,7 @@ from typing import Any, Literal
 from pydantic import Field, field_validator
 
 from steps.config.base import Strict, config_source, parse_text, unique_names
-
-
-class SplitConfig(Strict):
-    """Temporal split: the most recent rows are the hold-out, the ones before them the validation set."""
-
-    validation_fraction: float = Field(0.15, gt=0.0, lt=0.5)
-    holdout_fraction: float = Field(0.15, gt=0.0, lt=0.5)
+from steps.config.dataset import SplitSpec
 
 
 class CandidateConfig(Strict):
@@ -36,7 +30,7 @@ class ReferenceConfig(Strict):
 class TrainConfig(Strict):
     """``config/train.yaml``: split, candidates, selection metric, seeds and threads."""
 
-    split: SplitConfig = SplitConfig()
+    split: SplitSpec = Field(default_factory=SplitSpec, description="default split (a dataset config may set one)")
     candidates: list[CandidateConfig] = Field(min_length=1)
     selection_metric: Literal["roc_auc", "average_precision", "neg_log_loss", "neg_brier"] = "average_precision"
     seed: int = 42

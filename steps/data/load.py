@@ -11,14 +11,13 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 import yaml
 
 from steps.config.dataset import DatasetConfig
 from steps.core import storage
 from steps.core.project import PROJECT_ROOT
-from steps.data.contract import DataValidationError
+from steps.data.contract import DataValidationError, time_label
 
 logger = logging.getLogger(__name__)
 
@@ -147,21 +146,17 @@ def load_table(source: str, spec: DatasetConfig, data_rev: str | None = None,
 
 
 def derive_columns(frame: pd.DataFrame, spec: DatasetConfig) -> pd.DataFrame:
-    """Add the derived target and positional id where the dataset config asks for them."""
-    frame = frame.copy()
+    """Add the derived target where the dataset config asks for one (rows without its source are dropped)."""
     derive = spec.target.derive
-    if derive is not None and derive.source in frame.columns:
-        src = frame[derive.source]
-        frame = frame.loc[src.notna()].reset_index(drop=True)
-        frame[spec.target.name] = _OPS[derive.op](frame[derive.source], derive.value).astype("int64")
-    if spec.id is None:
-        frame.insert(0, "row_id", np.arange(len(frame), dtype=np.int64))
-    if spec.time in frame.columns and not pd.api.types.is_datetime64_any_dtype(frame[spec.time]):
-        frame[spec.time] = pd.to_datetime(frame[spec.time], utc=True, errors="coerce", format="mixed")
-    return frame
+    if derive is None or derive.source not in frame.columns:
+        return frame
+    frame = frame.loc[frame[derive.source].notna()].reset_index(drop=True)
+    return frame.assign(**{spec.target.name: _OPS[derive.op](frame[derive.source], derive.value).astype("int64")})
 
 
 def finish_lineage(lineage: Lineage, frame: pd.DataFrame, spec: DatasetConfig) -> Lineage:
-    """Lineage with the validated frame's row count and time range filled in."""
-    t = frame[spec.time]
-    return Lineage(**{**lineage.to_dict(), "rows": len(frame), "time_min": str(t.min()), "time_max": str(t.max())})
+    """Lineage with the validated frame's row count and time range (real dates, or periods) filled in."""
+    times = frame[spec.time_column] if spec.time_column else None
+    first = time_label(times.min(), spec.time) if times is not None else None
+    last = time_label(times.max(), spec.time) if times is not None else None
+    return Lineage(**{**lineage.to_dict(), "rows": len(frame), "time_min": first, "time_max": last})

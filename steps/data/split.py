@@ -1,68 +1,148 @@
-"""Train / validation / hold-out split."""
+"""Train / validation / hold-out: by time (the default), by a column's values, or stratified at random.
+
+Which split applies: the dataset config's ``split`` when it has one, else train.yaml's; a dataset without a time
+column gets a random split instead of a time split (with a warning in the split summary, shown on the cards: a random
+hold-out overstates production quality when the data drift over time). A split that cannot be made says why and what
+to set.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
-from steps.config.dataset import DatasetConfig
-from steps.config.train import SplitConfig
+from steps.config.dataset import DatasetConfig, SplitSpec, category_label
+from steps.data.contract import label_values, time_label
+
+RANDOM_WARNING = ("random hold-out: the model is judged on rows from the same period it was trained on, which "
+                  "overstates production quality when the data drift over time")
+PARTS = ("train", "validation", "holdout")
 
 
 @dataclass(frozen=True)
 class Split:
-    """Train, validation and hold-out frames, ordered in time."""
+    """Train, validation and hold-out frames, and how they were cut."""
 
     train: pd.DataFrame
     validation: pd.DataFrame
     holdout: pd.DataFrame
+    method: str = "time"
+    warnings: list[str] = field(default_factory=list)
 
-    def summary(self, time_col: str, target: str) -> dict[str, dict[str, Any]]:
-        """Rows, positives and time range per part."""
-        return {
-            name: {
-                "rows": len(part),
-                "positives": int(part[target].sum()),
-                "time_min": str(part[time_col].min()),
-                "time_max": str(part[time_col].max()),
-            }
-            for name, part in (("train", self.train), ("validation", self.validation), ("holdout", self.holdout))
-        }
+    def summary(self, spec: DatasetConfig) -> dict[str, Any]:
+        """Rows, positives and time range per part, the method, and any warning."""
+        out: dict[str, Any] = {}
+        for name, part in zip(PARTS, (self.train, self.validation, self.holdout), strict=True):
+            times = part[spec.time_column] if spec.time_column else None
+            out[name] = {"rows": len(part), "positives": int(part[spec.target.name].sum()),
+                         "time_min": time_label(times.min(), spec.time) if times is not None else None,
+                         "time_max": time_label(times.max(), spec.time) if times is not None else None}
+        return {**out, "method": self.method, "warnings": list(self.warnings)}
 
 
-def temporal_split(frame: pd.DataFrame, spec: DatasetConfig, split: SplitConfig) -> Split:
-    """Cut a time-sorted frame at two timestamps: train < validation < hold-out, with no shared timestamp.
+def effective_split(spec: DatasetConfig, default: SplitSpec) -> tuple[SplitSpec, list[str]]:
+    """The split that applies to ``spec`` (its own, else ``default``) and the warnings it comes with."""
+    chosen = spec.split or default
+    if chosen.method == "time" and spec.time is None:
+        chosen = SplitSpec(method="random", validation_fraction=chosen.validation_fraction,
+                           holdout_fraction=chosen.holdout_fraction, seed=chosen.seed)
+    return chosen, [RANDOM_WARNING] if chosen.method == "random" else []
 
-    Raises:
-        ValueError: a part is empty, lacks positives, or the parts overlap in time or ids.
-    """
-    times = frame[spec.time]
+
+def split_frame(frame: pd.DataFrame, spec: DatasetConfig, default: SplitSpec) -> Split:
+    """Cut ``frame`` (validated, sorted by time) with the split that applies; ValueError saying what to set."""
+    chosen, warnings = effective_split(spec, default)
+    if chosen.method == "time":
+        parts = time_parts(frame, spec, chosen)
+    elif chosen.method == "column":
+        parts = column_parts(frame, spec, chosen)
+    else:
+        parts = random_parts(frame, spec, chosen.holdout_fraction, chosen.validation_fraction, chosen.seed)
+    train, validation, holdout = (part.reset_index(drop=True) for part in parts)
+    split = Split(train, validation, holdout, method=chosen.method, warnings=warnings)
+    check_split(split, spec)
+    return split
+
+
+def time_parts(frame: pd.DataFrame, spec: DatasetConfig,
+               split: SplitSpec) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """The oldest rows train, then validation, the most recent rows the hold-out; no time is shared by two parts."""
+    assert spec.time_column is not None
+    times = frame[spec.time_column]
+    distinct = times.nunique()
+    if distinct < 3:
+        values = ", ".join(str(time_label(v, spec.time)) for v in sorted(times.unique()))
+        raise ValueError(f"split by time needs at least 3 distinct values of time column '{spec.time_column}'; it has "
+                         f"{distinct} ({values}). Set in the dataset config split: {{method: column, column: "
+                         f"{spec.time_column}, holdout_values: [<the latest value>]}} (validation is then cut from "
+                         "the rest), or split: {method: random}")
     cut_valid = times.quantile(1.0 - split.holdout_fraction - split.validation_fraction)
     cut_hold = times.quantile(1.0 - split.holdout_fraction)
-    parts = Split(
-        train=frame[times < cut_valid].reset_index(drop=True),
-        validation=frame[(times >= cut_valid) & (times < cut_hold)].reset_index(drop=True),
-        holdout=frame[times >= cut_hold].reset_index(drop=True),
-    )
-    check_split(parts, spec)
-    return parts
+    if cut_hold <= cut_valid:  # few distinct times: give the hold-out the latest one, validation the one before
+        ordered = np.sort(times.unique())
+        cut_valid, cut_hold = ordered[-2], ordered[-1]
+    return (frame[times < cut_valid], frame[(times >= cut_valid) & (times < cut_hold)], frame[times >= cut_hold])
+
+
+def column_parts(frame: pd.DataFrame, spec: DatasetConfig,
+                 split: SplitSpec) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """Hold-out and validation chosen by a column's values; validation from the rest when no values name it."""
+    assert split.column is not None
+    if split.column not in frame.columns:
+        raise ValueError(f"split column '{split.column}' is not a column the dataset config keeps (time, id, "
+                         "features, sensitive); choose one of those")
+    labels = pd.Series(label_values(frame[split.column]), index=frame.index)
+    hold = labels.isin([category_label(v) for v in split.holdout_values])
+    if split.validation_values:
+        valid = labels.isin([category_label(v) for v in split.validation_values])
+        return frame[~hold & ~valid], frame[valid], frame[hold]
+    rest = frame[~hold]
+    if spec.time_column and rest[spec.time_column].nunique() >= 2:
+        times = rest[spec.time_column]
+        cut = times.quantile(1.0 - split.validation_fraction, interpolation="higher")
+        if times.min() < cut:
+            return rest[times < cut], rest[times >= cut], frame[hold]
+    train, valid, _ = random_parts(rest, spec, 0.0, split.validation_fraction, split.seed)
+    return train, valid, frame[hold]
+
+
+def random_parts(frame: pd.DataFrame, spec: DatasetConfig, holdout_fraction: float, validation_fraction: float,
+                 seed: int) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """A random split stratified by the target (each part keeps the base rate), in the frame's row order."""
+    rng = np.random.default_rng(seed)
+    part = np.zeros(len(frame), dtype=np.int8)  # 0 train, 1 validation, 2 hold-out
+    y = frame[spec.target.name].to_numpy()
+    for label in np.unique(y):
+        rows = rng.permutation(np.flatnonzero(y == label))
+        n_hold = int(round(holdout_fraction * len(rows)))
+        n_valid = int(round(validation_fraction * len(rows)))
+        part[rows[:n_hold]] = 2
+        part[rows[n_hold:n_hold + n_valid]] = 1
+    return frame[part == 0], frame[part == 1], frame[part == 2]
 
 
 def check_split(parts: Split, spec: DatasetConfig) -> None:
-    """Raise ValueError unless every part is non-empty, has both classes, and the parts are disjoint in time."""
+    """Raise ValueError unless every part has rows of both classes, and time/id-disjointness holds where it should."""
     problems = []
-    for name, part in (("train", parts.train), ("validation", parts.validation), ("holdout", parts.holdout)):
+    named = dict(zip(PARTS, (parts.train, parts.validation, parts.holdout), strict=True))
+    for name, part in named.items():
         if part.empty or part[spec.target.name].nunique() < 2:
             problems.append(f"the {name} part has {len(part)} rows and needs both classes")
-    if not problems:
-        if parts.train[spec.time].max() >= parts.validation[spec.time].min():
+    if not problems and parts.method == "time" and spec.time_column:
+        t = spec.time_column
+        if parts.train[t].max() >= parts.validation[t].min():
             problems.append("train and validation overlap in time")
-        if parts.validation[spec.time].max() >= parts.holdout[spec.time].min():
+        if parts.validation[t].max() >= parts.holdout[t].min():
             problems.append("validation and holdout overlap in time")
-        ids = [set(p[spec.id_column]) for p in (parts.train, parts.validation, parts.holdout)]
+    if not problems and spec.id:
+        ids = [set(p[spec.id]) for p in named.values()]
         if ids[0] & ids[1] or ids[1] & ids[2] or ids[0] & ids[2]:
             problems.append("the same id appears in more than one part")
     if problems:
-        raise ValueError("temporal split failed: " + "; ".join(problems))
+        hint = {"time": "fewer, larger parts (validation_fraction, holdout_fraction) or split method column/random",
+                "column": "other holdout_values/validation_values", "random": "larger fractions or more data"}
+        raise ValueError(f"{parts.method} split failed: " + "; ".join(problems) + f". Try {hint[parts.method]} in "
+                         "the dataset config's split")

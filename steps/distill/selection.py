@@ -22,6 +22,7 @@ from steps.gates.result import Verdict
 from steps.modeling import models
 from steps.modeling.onnx import OUTPUT, ExportError, OnnxScorer
 from steps.modeling.reference import build_reference
+from steps.modeling.training import schema_mismatch
 from steps.registry.registry import CANDIDATE, Registry, RegistryError, load_model, run_data, step_data
 
 logger = logging.getLogger(__name__)
@@ -46,23 +47,32 @@ class Teacher:
     lineage: dict[str, Any]
     feature_schema: dict[str, Any]
     train_df: pd.DataFrame
+    decision: dict[str, Any] | None = None  # its recorded decision threshold and review band (None: older runs)
 
 
-def resolve_teacher(teacher_run: str | None, branch: str, project: str) -> Teacher:
+def resolve_teacher(teacher_run: str | None, branch: str, project: str,
+                    spec: DatasetConfig | None = None) -> Teacher:
     """The TrainFlow run ``teacher_run`` (default: the branch's champion), its model verified against its fingerprint.
 
     Raises:
-        RegistryError: no run given and the branch has no champion, or the run is not on the branch.
+        RegistryError: no run given and the dataset has no champion on the branch, the run is not on the branch, or
+            it was trained for another dataset or other features than ``spec`` names.
         FingerprintMismatch: the model bytes do not hash to the recorded fingerprint.
     """
-    reg = Registry("TrainFlow", branch, project)
+    reg = Registry("TrainFlow", branch, project, dataset=spec.name if spec is not None else None)
     run = reg.run(teacher_run) if teacher_run else reg.champion()
     if run is None:
-        raise RegistryError(f"no TrainFlow champion on branch {branch}: pass --teacher-run")
+        raise RegistryError(f"no TrainFlow champion of dataset {reg.dataset!r} on branch {branch}: pass --teacher-run")
     model = load_model(run)  # refuses bytes that do not hash to the recorded fingerprint
     data = run_data(run)
+    if spec is not None:
+        schema = data.feature_schema if "feature_schema" in data else {}
+        reason = schema_mismatch(schema.get("dataset"), list(schema.get("features", [])), spec)
+        if reason is not None:
+            raise RegistryError(f"teacher {run.pathspec} cannot be distilled for dataset {spec.name!r}: {reason}")
     return Teacher(run.id, data.model_fingerprint, data.model_name, data.model_blob, model, data.holdout_df,
-                   data.lineage, data.feature_schema, step_data(run, "split").train_df)
+                   data.lineage, data.feature_schema, step_data(run, "split").train_df,
+                   data.decision if "decision" in data else None)
 
 
 def export_teacher(teacher: Pipeline, spec: DatasetConfig) -> bytes | None:
@@ -223,20 +233,21 @@ class Selection:
 
 def gate_selected(name: str | None, rows: list[dict[str, Any]], students: list[TrainedStudent],
                   holdout: pd.DataFrame, spec: DatasetConfig, cfg: DistillConfig, gates_cfg: GatesConfig,
-                  champion: tuple[str, Pipeline, bytes]) -> Selection:
+                  champion: tuple[str, Pipeline, bytes], threshold: float = 0.5) -> Selection:
     """Gate the selected student against its teacher (as ``champion``), with :func:`distillation_verdict`.
 
     Args:
         name: the selected student (:func:`select`), or None: then nothing is gated and the run cannot serve.
         rows: the candidate rows from :func:`select`.
         champion: (teacher run id, teacher model, teacher model bytes).
+        threshold: the teacher's decision threshold (the student decides at it too).
     """
     if not name:
         return Selection()
     chosen = next(s for s in students if s.name == name)
     row = next(r for r in rows if r["name"] == name)
     model = models.deserialize(chosen.blob, chosen.summary["fingerprint"])
-    assessment = assess(model, chosen.blob, holdout, spec, gates_cfg, champion=champion)
+    assessment = assess(model, chosen.blob, holdout, spec, gates_cfg, champion=champion, threshold=threshold)
     verdict = Verdict(distillation_verdict(assessment.verdict.results, row["auc_ratio"], row["cost_ratio"],
                                            cfg))
     quantized = {**(chosen.summary["quantization"] or {}), "parity": row["parity"].get("quantized"),
@@ -247,11 +258,12 @@ def gate_selected(name: str | None, rows: list[dict[str, Any]], students: list[T
 
 
 def register_serving(run_id: str, branch: str, project: str, selected: bool, passed: bool,
-                     gate_summary: dict[str, Any] | None, who: str | None = None) -> dict[str, Any] | None:
+                     gate_summary: dict[str, Any] | None, who: str | None = None,
+                     dataset: str | None = None) -> dict[str, Any] | None:
     """Tag the DistillFlow run ``candidate``; when a student was selected and every gate passed, move ``serving``
     here (from any other run of the branch) and append a ``serve`` event to the DistillFlow audit log."""
-    reg = Registry(flow="DistillFlow", branch=branch, project=project)
-    reg.run(run_id).add_tag(CANDIDATE)
+    reg = Registry(flow="DistillFlow", branch=branch, project=project, dataset=dataset)
+    reg.run(run_id).add_tags([CANDIDATE, reg.tag])
     if not (selected and passed):
         return None
     return reg.move_tag(run_id, SERVING, "serve", "student selected and every gate passed", who, gate_summary)

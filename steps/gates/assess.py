@@ -26,8 +26,8 @@ class Assessment:
     report: dict[str, Any]
 
 
-def _model_checks(model: Any, blob: bytes, holdout: pd.DataFrame, spec: DatasetConfig,
-                  cfg: GatesConfig) -> tuple[np.ndarray, list[GateResult], dict[str, Any]]:
+def _model_checks(model: Any, blob: bytes, holdout: pd.DataFrame, spec: DatasetConfig, cfg: GatesConfig,
+                  threshold: float) -> tuple[np.ndarray, list[GateResult], dict[str, Any]]:
     """Every suite that looks at one model alone: performance, fairness, robustness, efficiency, review."""
     from steps.gates import fairness, robustness
     from steps.modeling import models
@@ -46,8 +46,7 @@ def _model_checks(model: Any, blob: bytes, holdout: pd.DataFrame, spec: DatasetC
         return np.full(len(y), np.nan), [failed], {"performance": {}, "fairness": {}, "robustness": {},
                                                    "efficiency": {"p50_ms": float("nan"), "p99_ms": float("nan")}}
     perf, perf_report = performance_gates(y, proba, cfg)
-    fair, fair_report = fairness.fairness_gates(y, proba, holdout[spec.sensitive], cfg.fairness,
-                                                cfg.decision_threshold)
+    fair, fair_report = fairness.fairness_gates(y, proba, holdout[spec.sensitive], cfg.fairness, threshold)
     robust, robust_report = robustness.robustness_gates(predict, holdout, spec, cfg.robustness, cfg.bootstrap.seed)
     with threadpool_limits(limits=1):  # one limit around the loop: per-call limits would add ~4 ms per row
         measured = measure(lambda f: model.predict_proba(f[spec.features])[:, 1], holdout, blob,
@@ -60,22 +59,24 @@ def _model_checks(model: Any, blob: bytes, holdout: pd.DataFrame, spec: DatasetC
 
 
 def assess(model: Any, blob: bytes, holdout: pd.DataFrame, spec: DatasetConfig, cfg: GatesConfig,
-           champion: tuple[str, Any, bytes] | None = None) -> Assessment:
+           champion: tuple[str, Any, bytes] | None = None, threshold: float = 0.5) -> Assessment:
     """Run every gate suite on ``model`` and, when a champion ``(run_id, model, blob)`` exists, compare the two.
 
-    With no champion the absolute gates decide; with one, the challenger must also be significantly better on
-    the primary metric and no worse beyond tolerance on fairness and latency.
+    ``threshold`` is the model's decision threshold (fairness rates are measured at it; the champion's decisions too,
+    so both models are compared at the same operating point). With no champion the gates decide alone; with one, the
+    challenger must also be significantly better on the primary metric and no worse beyond tolerance on fairness and
+    latency.
     """
     y = holdout[spec.target.name].to_numpy()
-    proba, results, report = _model_checks(model, blob, holdout, spec, cfg)
+    proba, results, report = _model_checks(model, blob, holdout, spec, cfg, threshold)
     report["curves"] = {"challenger": _curves(y, proba, cfg)}
     if champion is not None and np.isfinite(proba).all():
         run_id, champ_model, champ_blob = champion
-        champ_proba, champ_results, champ_report = _model_checks(champ_model, champ_blob, holdout, spec, cfg)
+        champ_proba, champ_results, champ_report = _model_checks(champ_model, champ_blob, holdout, spec, cfg, threshold)
         from steps.gates.fairness import compare_disparities
 
         widening = compare_disparities(y, champ_proba, proba, holdout[spec.sensitive], cfg.fairness,
-                                       cfg.decision_threshold, cfg.bootstrap.samples, cfg.bootstrap.seed,
+                                       threshold, cfg.bootstrap.samples, cfg.bootstrap.seed,
                                        cfg.bootstrap.confidence)
         comparison, compared = champion_gates(
             y, proba, champ_proba, cfg, run_id, widening,

@@ -75,7 +75,8 @@ def edge_cases(spec: DatasetConfig, base_row: pd.DataFrame) -> pd.DataFrame:
         changes += [(case, {name: value}) for case, value in numeric_cases(name, num)]
     for name in spec.categorical:
         changes += [(case, {name: value}) for case, value in categorical_cases(name)]
-    changes += [(case, {spec.time: value}) for case, value in time_cases(base.get(spec.time))]
+    if spec.time is not None and spec.time.unit != "period":  # a period is an ordered integer, not a date
+        changes += [(case, {spec.time.column: value}) for case, value in time_cases(base.get(spec.time.column))]
     changes.append(("all_missing", {**{n: np.nan for n in spec.numeric}, **{n: None for n in spec.categorical}}))
     return pd.DataFrame([{**base, **change, CASE: case} for case, change in changes])
 

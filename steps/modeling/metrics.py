@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
 from scipy import stats
 from sklearn import metrics as skm
-from sklearn.calibration import calibration_curve
+
+from steps.modeling import resampling as rs
 
 
 def scores(y_true: np.ndarray, proba: np.ndarray) -> dict[str, float]:
@@ -61,79 +61,59 @@ def select_best(results: dict[str, dict[str, float]], metric: str) -> str:
     return max(sorted(results), key=rank)
 
 
-Metric = Callable[..., Any]  # f(y, p) -> float; rowwise ones also take axis and 2-D inputs
-
-
-BATCH_CELLS = 2_000_000
-
-
 HIGHER_IS_BETTER = {"roc_auc": True, "average_precision": True, "log_loss": False, "brier": False,
-                    "recall_at_precision": True, "calibration_error": False}
+                    "recall_at_precision": True, "calibration_error": False, "average_precision_skill": True,
+                    "log_loss_skill": True, "brier_skill": True, "recall_at_relative_precision": True,
+                    "relative_calibration_error": False}
+ABSOLUTE = ("roc_auc", "average_precision", "log_loss", "brier", "recall_at_precision", "calibration_error")
+RELATIVE = ("average_precision_skill", "log_loss_skill", "brier_skill", "recall_at_relative_precision",
+            "relative_calibration_error")
+
+
+def describe_metric(name: str, precision: float = 0.5, lift: float = 0.25, bins: int = 10) -> str:
+    """One line a reviewer reads on the card: what the metric measures and whether it depends on the base rate."""
+    return {
+        "roc_auc": "chance a positive scores above a negative (0.5: random); the same on any base rate",
+        "average_precision": "area under precision-recall; its floor is the base rate (absolute)",
+        "log_loss": "cross-entropy of the scores (absolute: depends on the base rate)",
+        "brier": "mean squared error of the scores (absolute: depends on the base rate)",
+        "recall_at_precision": f"share of positives caught at precision >= {precision:g} (an absolute bar)",
+        "calibration_error": f"mean |observed rate - mean score| over {bins} quantile bins (absolute)",
+        "average_precision_skill": "(average precision - base rate) / (1 - base rate): 0 random, 1 perfect",
+        "log_loss_skill": "1 - log loss / log loss of always predicting the base rate: > 0 beats the base rate",
+        "brier_skill": "1 - Brier / Brier of always predicting the base rate: > 0 beats the base rate",
+        "recall_at_relative_precision": f"recall at precision base rate + {lift:g} x (1 - base rate): the same "
+                                        "bar on any base rate",
+        "relative_calibration_error": f"calibration error ({bins} quantile bins) / mean score: miscalibration on "
+                                      "the model's own scale",
+    }[name]
+
+
+def weighted_metrics(precision: float = 0.5, lift: float = 0.25, bins: int = 10) -> dict[str, rs.WeightedMetric]:
+    """Every gated performance metric as a function of a chunk of weighted resamples (``resampling.Weighted``)."""
+    return {
+        "roc_auc": rs.roc_auc,
+        "average_precision": rs.average_precision,
+        "log_loss": rs.log_loss,
+        "brier": rs.brier,
+        "recall_at_precision": lambda s: rs.recall_at_precision(s, precision),
+        "calibration_error": lambda s: rs.calibration_error(s, bins),
+        "average_precision_skill": rs.average_precision_skill,
+        "log_loss_skill": rs.log_loss_skill,
+        "brier_skill": rs.brier_skill,
+        "recall_at_relative_precision": lambda s: rs.recall_at_relative_precision(s, lift),
+        "relative_calibration_error": lambda s: rs.relative_calibration_error(s, bins),
+    }
 
 
 def recall_at_precision(y: np.ndarray, p: np.ndarray, precision: float) -> float:
     """The highest recall reachable at a threshold whose precision is at least ``precision`` (0 if none)."""
-    prec, rec, _ = skm.precision_recall_curve(y, p)
-    ok = prec >= precision
-    return float(rec[ok].max()) if ok.any() else 0.0
+    return rs.point({"r": lambda s: rs.recall_at_precision(s, precision)}, rs.rank(y, p))["r"]
 
 
 def calibration_error(y: np.ndarray, p: np.ndarray, bins: int = 10) -> float:
-    """Expected calibration error over quantile bins: mean |observed rate - mean score| (bins hold equal rows)."""
-    observed, predicted = calibration_curve(y, p, n_bins=bins, strategy="quantile")
-    return float(np.mean(np.abs(observed - predicted)))
-
-
-def _rowwise(fn: Metric) -> Metric:
-    """Mark ``fn(y, p, axis=-1)`` as computing one value per row of 2-D inputs (one bootstrap resample per row)."""
-    fn.rowwise = True  # type: ignore[attr-defined]
-    return fn
-
-
-def _as_float(value: np.ndarray) -> np.ndarray | float:
-    """A 0-d result as a plain float, anything else unchanged."""
-    return float(value) if np.ndim(value) == 0 else value
-
-
-@_rowwise
-def roc_auc(y: np.ndarray, p: np.ndarray, axis: int = -1) -> np.ndarray | float:
-    """ROC AUC along ``axis`` as the Mann-Whitney U with mid-ranks (equal to sklearn's); NaN without both classes."""
-    y, p = np.moveaxis(np.asarray(y), axis, -1).astype(bool), np.moveaxis(np.asarray(p, dtype=float), axis, -1)
-    ranks = stats.rankdata(p, axis=-1)
-    pos = y.sum(axis=-1)
-    neg = y.shape[-1] - pos
-    u = np.where(y, ranks, 0.0).sum(axis=-1) - pos * (pos + 1) / 2.0
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return _as_float(np.where((pos > 0) & (neg > 0), u / (pos * neg), np.nan))
-
-
-@_rowwise
-def log_loss(y: np.ndarray, p: np.ndarray, axis: int = -1) -> np.ndarray | float:
-    """Binary cross-entropy along ``axis``, scores clipped to [1e-15, 1 - 1e-15] (equal to sklearn's log_loss)."""
-    y, p = np.asarray(y, dtype=float), np.clip(np.asarray(p, dtype=float), 1e-15, 1 - 1e-15)
-    return _as_float(-np.mean(y * np.log(p) + (1.0 - y) * np.log1p(-p), axis=axis))
-
-
-@_rowwise
-def brier(y: np.ndarray, p: np.ndarray, axis: int = -1) -> np.ndarray | float:
-    """Mean squared error of the scores along ``axis`` (equal to sklearn's brier_score_loss)."""
-    return _as_float(np.mean((np.asarray(p, dtype=float) - np.asarray(y, dtype=float)) ** 2, axis=axis))
-
-
-def metric_functions(precision: float = 0.5, bins: int = 10) -> dict[str, Metric]:
-    """Every gated performance metric as ``f(y, p) -> float``.
-
-    ROC AUC, log loss and Brier score are NumPy expressions that also take 2-D inputs with ``axis`` (marked
-    ``rowwise``): the bootstrap then evaluates all resamples at once instead of calling them one by one.
-    """
-    return {
-        "roc_auc": roc_auc,
-        "average_precision": lambda y, p: float(skm.average_precision_score(y, p)),
-        "log_loss": log_loss,
-        "brier": brier,
-        "recall_at_precision": lambda y, p: recall_at_precision(y, p, precision),
-        "calibration_error": lambda y, p: calibration_error(y, p, bins),
-    }
+    """Expected calibration error over quantile bins: mean |observed rate - mean score| over the bins."""
+    return rs.point({"e": lambda s: rs.calibration_error(s, bins)}, rs.rank(y, p))["e"]
 
 
 @dataclass(frozen=True)
@@ -150,43 +130,24 @@ class Estimate:
         return asdict(self)
 
 
-def _safe(metric: Metric) -> Callable[..., float]:
-    """Wrap a metric so a degenerate resample (one class only) yields NaN instead of raising."""
-    def wrapped(y: np.ndarray, *ps: np.ndarray) -> float:
-        if np.unique(y).size < 2:
-            return float("nan")
-        return metric(y, *ps)
-    return wrapped
-
-
-def _is_rowwise(metric: Callable[..., object]) -> bool:
-    """True when ``metric`` evaluates many resamples at once (see ``_rowwise``)."""
-    return bool(getattr(metric, "rowwise", False))
-
-
-def _batch(samples: int, rows: int) -> int:
-    """Resamples per vectorized call: at most about two million cells at once, so memory stays flat."""
-    return max(1, min(samples, BATCH_CELLS // max(rows, 1)))
-
-
-def bootstrap_ci(y: np.ndarray, p: np.ndarray, metric: Metric, samples: int = 200, confidence: float = 0.95,
-                 seed: int = 0) -> Estimate:
-    """``metric(y, p)`` with a percentile bootstrap interval (rows resampled jointly)."""
-    y, p = np.asarray(y).astype(int), np.asarray(p, dtype=float)
-    point = metric(y, p)
-    rowwise = _is_rowwise(metric)
-    res = stats.bootstrap((y, p), metric if rowwise else _safe(metric), paired=True, vectorized=rowwise,
-                          n_resamples=samples, batch=_batch(samples, y.size), confidence_level=confidence,
-                          method="percentile", random_state=seed)
-    low, high = res.confidence_interval
-    return Estimate(point=float(point), low=float(low), high=float(high), confidence=confidence)
-
-
 def performance(y: np.ndarray, p: np.ndarray, samples: int = 200, confidence: float = 0.95, seed: int = 0,
-                precision: float = 0.5, bins: int = 10) -> dict[str, Estimate]:
-    """Every performance metric with its interval."""
-    return {name: bootstrap_ci(y, p, fn, samples, confidence, seed)
-            for name, fn in metric_functions(precision, bins).items()}
+                precision: float = 0.5, bins: int = 10, lift: float = 0.25,
+                names: list[str] | None = None) -> dict[str, Estimate]:
+    """The performance metrics ``names`` (default: all) with percentile intervals from ``samples`` Poisson-weighted
+    resamples (``steps.modeling.resampling``: scores sorted once, cost linear in the rows)."""
+    ranked = rs.rank(np.asarray(y).astype(int), np.asarray(p, dtype=float))
+    every = weighted_metrics(precision, lift, bins)
+    chosen = {name: fn for name, fn in every.items() if names is None or name in names}
+    points = rs.point(chosen, ranked)
+    spread = rs.distributions(chosen, ranked, samples, seed)
+    return {name: Estimate(points[name], *rs.percentile_interval(spread[name], confidence), confidence)
+            for name in chosen}
+
+
+def bootstrap_ci(y: np.ndarray, p: np.ndarray, metric: str = "roc_auc", samples: int = 200,
+                 confidence: float = 0.95, seed: int = 0) -> Estimate:
+    """One metric (a name of ``weighted_metrics``) with its percentile bootstrap interval."""
+    return performance(y, p, samples, confidence, seed, names=[metric])[metric]
 
 
 @dataclass(frozen=True)
@@ -213,27 +174,20 @@ class Comparison:
 
 def paired_bootstrap(y: np.ndarray, p_champion: np.ndarray, p_challenger: np.ndarray, metric: str = "roc_auc",
                      samples: int = 1000, confidence: float = 0.95, seed: int = 0) -> Comparison:
-    """Paired bootstrap of the metric difference; p-value = share of resamples where the challenger is not better."""
-    fn = metric_functions()[metric]
+    """Paired bootstrap of the metric difference on the same Poisson-weighted resamples of both models' scores;
+    p-value = share of resamples where the challenger is not better (add-one, never exactly 0)."""
+    fn = weighted_metrics()[metric]
     sign = 1.0 if HIGHER_IS_BETTER[metric] else -1.0
     y = np.asarray(y).astype(int)
-    a, b = np.asarray(p_champion, dtype=float), np.asarray(p_challenger, dtype=float)
-
-    rowwise = _is_rowwise(fn)
-
-    def diff(yy: np.ndarray, aa: np.ndarray, bb: np.ndarray, axis: int = -1) -> float:
-        if rowwise:
-            return sign * (fn(yy, bb, axis=axis) - fn(yy, aa, axis=axis))
-        return sign * (fn(yy, bb) - fn(yy, aa))
-
-    res = stats.bootstrap((y, a, b), diff if rowwise else _safe(diff), paired=True, vectorized=rowwise,
-                          n_resamples=samples, batch=_batch(samples, y.size), confidence_level=confidence,
-                          method="percentile", random_state=seed)
-    dist = res.bootstrap_distribution[~np.isnan(res.bootstrap_distribution)]
-    p_value = float((np.sum(dist <= 0) + 1) / (dist.size + 1))  # add-one: never exactly 0
-    low, high = res.confidence_interval
-    return Comparison(metric=metric, champion=fn(y, a), challenger=fn(y, b), difference=diff(y, a, b),
-                      low=float(low), high=float(high), p_value=p_value, method="paired_bootstrap")
+    a, b = rs.rank(y, p_champion), rs.rank(y, p_challenger)
+    champion, challenger = rs.point({"m": fn}, a)["m"], rs.point({"m": fn}, b)["m"]
+    spread = sign * rs.paired_differences(fn, a, b, samples, seed)
+    dist = spread[np.isfinite(spread)]
+    p_value = float((np.sum(dist <= 0) + 1) / (dist.size + 1))
+    low, high = rs.percentile_interval(spread, confidence)
+    return Comparison(metric=metric, champion=champion, challenger=challenger,
+                      difference=sign * (challenger - champion), low=low, high=high, p_value=p_value,
+                      method="paired_bootstrap")
 
 
 def _midrank_auc_components(pos: np.ndarray, neg: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:

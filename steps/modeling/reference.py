@@ -10,6 +10,7 @@ from sklearn.metrics import roc_auc_score
 
 from steps.config.dataset import DatasetConfig
 from steps.config.train import ReferenceConfig
+from steps.data.contract import label_values, time_label
 
 NULL, OTHER = "__null__", "__other__"
 
@@ -29,7 +30,7 @@ def _numeric_reference(values: pd.Series, cfg: ReferenceConfig, rng: np.random.G
 
 def _categorical_reference(values: pd.Series, cfg: ReferenceConfig) -> dict[str, Any]:
     """Level shares (top ``max_levels``, the rest pooled), and the null rate of one categorical column."""
-    present = values.dropna().astype(str)
+    present = pd.Series(label_values(values)).dropna()
     counts = present.value_counts()
     levels = sorted(counts.index[:cfg.max_levels].tolist())
     shares = categorical_shares(present, levels)
@@ -56,7 +57,8 @@ def reference_profile(frame: pd.DataFrame, scores: np.ndarray, spec: DatasetConf
     auc = float(roc_auc_score(y, scores)) if np.unique(y).size == 2 else float("nan")
     return {"version": 1, "rows": int(len(frame)), "features": features, "score": score_ref,
             "performance": {"roc_auc": auc, "positives": int(y.sum()), "rows": int(len(y))},
-            "time_range": [str(frame[spec.time].min()), str(frame[spec.time].max())]}
+            "time_range": ([time_label(frame[spec.time_column].min(), spec.time),
+                            time_label(frame[spec.time_column].max(), spec.time)] if spec.time_column else None)}
 
 
 def build_reference(model: Any, holdout: pd.DataFrame, spec: DatasetConfig, cfg: ReferenceConfig) -> dict[str, Any]:
@@ -76,7 +78,7 @@ def numeric_shares(values: np.ndarray, edges: np.ndarray | list[float]) -> np.nd
 
 def categorical_shares(values: pd.Series, levels: list[str]) -> np.ndarray:
     """Share of each known level plus a last ``__other__`` share (nulls excluded)."""
-    present = values.dropna().astype(str)
+    present = pd.Series(label_values(values)).dropna()
     counts = present.value_counts()
     known = np.array([counts.get(level, 0) for level in levels], dtype=float)
     shares = np.append(known, len(present) - known.sum())

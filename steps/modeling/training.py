@@ -10,6 +10,7 @@ import pandas as pd
 
 from steps.config.dataset import DatasetConfig
 from steps.config.train import CandidateConfig, TrainConfig
+from steps.core.decision import choose_threshold
 from steps.modeling import models
 from steps.modeling.metrics import curves, scores
 
@@ -29,6 +30,7 @@ class CandidateResult:
     curves: dict[str, Any]
     fit_seconds: float
     train_rows: int
+    decision: dict[str, Any]  # the decision threshold its policy set on the validation set
 
     def summary(self) -> dict[str, Any]:
         """Everything but the model bytes and curves, for tables and JSON."""
@@ -55,8 +57,9 @@ def candidate_by_name(cfg: TrainConfig, name: str) -> CandidateConfig:
 
 
 def train_candidate(candidate: CandidateConfig, train: pd.DataFrame, validation: pd.DataFrame,
-                    spec: DatasetConfig, cfg: TrainConfig) -> CandidateResult:
-    """Fit ``candidate`` on ``train`` and score it on ``validation``."""
+                    spec: DatasetConfig, cfg: TrainConfig, policy: Any) -> CandidateResult:
+    """Fit ``candidate`` on ``train``, score it on ``validation``, and set its decision threshold there (``policy``:
+    ``config.gates.ThresholdPolicy``)."""
     train = sample_train(train, cfg)
     pipeline = models.build_pipeline(candidate, spec, cfg.seed, cfg.threads)
     pipeline, seconds = models.fit(pipeline, train, spec, cfg.threads)
@@ -67,19 +70,39 @@ def train_candidate(candidate: CandidateConfig, train: pd.DataFrame, validation:
         name=candidate.name, type=candidate.type, params=dict(candidate.params), model_blob=blob,
         fingerprint=models.fingerprint(blob), metrics=scores(y, proba),
         curves=curves(y, proba, cfg.curve_points), fit_seconds=round(seconds, 3), train_rows=len(train),
+        decision=choose_threshold(policy, y, proba),
     )
     logger.info("%s: validation %s", candidate.name, {k: round(v, 4) for k, v in result.metrics.items()})
     return result
 
 
 def feature_schema(spec: DatasetConfig) -> dict[str, Any]:
-    """The raw input a model expects: id, feature columns with kinds and allowed values."""
+    """The raw input a model expects: its dataset, the id (None: rows are keyed), feature columns and their values."""
     return {
-        "id": spec.id_column,
-        "time": spec.time,
+        "dataset": spec.name,
+        "id": spec.id,
+        "time": spec.time_column,
         "target": spec.target.name,
         "features": spec.features,
         "numeric": {k: v.model_dump() for k, v in spec.numeric.items()},
         "categorical": {k: v.model_dump() for k, v in spec.categorical.items()},
         "sensitive": list(spec.sensitive),
     }
+
+
+def schema_mismatch(dataset: str | None, features: list[str], spec: DatasetConfig) -> str | None:
+    """Why a model trained for ``dataset`` on ``features`` cannot serve ``spec``'s data, or None when it can.
+
+    The reason names the columns the model needs that the dataset config lacks, and the ones it does not know.
+    ``dataset`` None or ``features`` empty: not recorded (a model from before they were), not checked.
+    """
+    if dataset is not None and dataset != spec.name:
+        return f"it was trained for dataset {dataset!r}, not {spec.name!r}"
+    if not features or features == spec.features:
+        return None
+    missing = [c for c in features if c not in spec.features]
+    unknown = [c for c in spec.features if c not in features]
+    parts = [f"the dataset config lacks {missing}" if missing else "",
+             f"the model does not know {unknown}" if unknown else "",
+             "" if missing or unknown else "the feature order differs"]
+    return "; ".join(p for p in parts if p) + f" (the model's features: {features})"

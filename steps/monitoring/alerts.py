@@ -120,7 +120,8 @@ def notice_events(notices: list[dict[str, Any]], period: str) -> list[Event]:
 
 def retraining_event(record: dict[str, Any], decision: dict[str, Any], period: str) -> Event:
     """An info event for a retraining the monitor started (critical when it could not be started)."""
-    failed = str(record.get("status", "")).startswith("launch failed")
+    status = str(record.get("status", ""))
+    failed = status.startswith("launch failed") or status in ("failed", "killed")  # not started, or it failed
     detail = f"TrainFlow {record.get('run')} {record.get('status')}: {decision['reason']}"
     if "promoted" in record:
         detail += "; promoted" if record["promoted"] else "; not promoted (gates)"

@@ -13,9 +13,9 @@ import pandas as pd
 from scipy import special, stats
 from scipy.spatial.distance import jensenshannon
 
-from steps.config.dataset import DatasetConfig
+from steps.config.dataset import ROW_KEY, DatasetConfig
 from steps.core.decision import in_band
-from steps.data.contract import ScoreInputError
+from steps.data.contract import ScoreInputError, row_key_prefix, row_keys
 from steps.modeling.reference import categorical_shares, numeric_shares
 from steps.scoring.partition import partition_uri, read_manifest, read_partition
 from steps.scoring.plan import open_parquet
@@ -181,7 +181,11 @@ def read_inputs(manifest: dict[str, Any], columns: list[str], limit: int, seed: 
         if tuple(f["row_groups"]) != now:
             raise ScoreInputError(f"{f['path']}: row groups {list(now)} now, {list(f['row_groups'])} when "
                                   f"{manifest['partition']} was scored; the input changed after scoring")
-        frames.append(pf.read(columns=[c for c in columns if c in pf.schema_arrow.names]).to_pandas())
+        table = pf.read(columns=[c for c in columns if c in pf.schema_arrow.names])
+        if ROW_KEY in columns and ROW_KEY not in table.column_names:  # a dataset without an id: keys as scored
+            prefix = row_key_prefix(f["path"], manifest["input"]["input"])
+            table = table.append_column(ROW_KEY, row_keys(prefix, 0, table.num_rows))
+        frames.append(table.to_pandas())
     frame = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=columns)
     return _sample(frame, limit, seed), sorted(names)
 

@@ -80,7 +80,7 @@ def realized_performance(day: str, predictions_root: str, labels: pd.DataFrame, 
            "fingerprint": _label_fingerprint(joined, cfg.label_column, manifest)}
     if out["positives"] >= cfg.min_positives and out["roc_auc"] is not None:
         est = bootstrap_ci(joined[cfg.label_column].to_numpy(int), joined["score"].to_numpy(float),
-                           roc_auc_score, samples=cfg.bootstrap_samples, seed=0)
+                           "roc_auc", samples=cfg.bootstrap_samples, seed=0)
         out["auc_interval"] = [est.low, est.high]
     for attr in spec.sensitive:
         out["groups"][attr] = {str(level): _group_metrics(g, cfg.label_column)

@@ -40,10 +40,10 @@ def model_reference(model_run: str | None, branch: str, project: str, spec: Data
     from steps.registry.registry import Registry, global_namespace, load_model, started_at
 
     with global_namespace():
-        run = Run(model_run) if model_run else Registry("TrainFlow", branch, project).champion()
+        run = Run(model_run) if model_run else Registry("TrainFlow", branch, project, dataset=spec.name).champion()
         if run is None:
-            raise RuntimeError(f"no champion for TrainFlow on branch {branch} of project {project} and no scored "
-                               "partition names a model: nothing to monitor")
+            raise RuntimeError(f"no champion of dataset {spec.name!r} for TrainFlow on branch {branch} of project "
+                               f"{project} and no scored partition names a model: nothing to monitor")
         teacher = Run(f"TrainFlow/{run_data(run).teacher_run_id}") if run.path_components[0] == "DistillFlow" else run
         source = run if "reference_profile" in run_data(run) else teacher  # a student's own scores when it has them
         if "reference_profile" in run_data(source):
@@ -55,10 +55,12 @@ def model_reference(model_run: str | None, branch: str, project: str, spec: Data
                 "trained_at": started_at(teacher).isoformat(), "profile_of": source.pathspec}
 
 
-def registry_notices(branch: str, project: str, after: str | None, flow: str = "TrainFlow") -> list[dict[str, Any]]:
+def registry_notices(branch: str, project: str, after: str | None, flow: str = "TrainFlow",
+                     dataset: str | None = None) -> list[dict[str, Any]]:
     """Audit events (promotions, rollbacks) recorded after ``after`` (ISO time; None: none, first run)."""
     from steps.registry.registry import Registry
 
     if after is None:
         return []
-    return [e for e in Registry(flow=flow, branch=branch, project=project).history() if str(e["when"]) > after]
+    events = Registry(flow=flow, branch=branch, project=project, dataset=dataset).history()
+    return [e for e in events if str(e["when"]) > after]

@@ -107,26 +107,34 @@ def with_data(cfg: RetrainConfig, data: str) -> RetrainConfig:
     return cfg.model_copy(update={"params": {**cfg.params, "data": data}}) if data else cfg
 
 
-def train_configs(cfg: RetrainConfig) -> dict[str, str]:
-    """TrainFlow's configs as absolute paths: the repository's defaults, overridden by ``retrain.configs``.
+def train_configs(cfg: RetrainConfig, inherited: dict[str, dict[str, Any]] | None = None
+                  ) -> tuple[dict[str, str], dict[str, dict[str, Any]]]:
+    """TrainFlow's configs: (paths, values). ``retrain.configs`` name files; the monitor's own configs (``inherited``:
+    its dataset, gates and profile, as parsed values) come next, so a monitor of another dataset retrains that
+    dataset; the repository's defaults fill the rest.
 
-    Absolute, because the run starts from the monitor's working directory (where its datastore is), which need not
-    be the repository.
+    Paths are absolute, because the run starts from the monitor's working directory (where its datastore is), which
+    need not be the repository.
     """
     profile = os.environ.get("MLOPS_PROFILE", "config/profiles/local.yaml")
     defaults = {"dataset": "config/dataset.yaml", "train": "config/train.yaml", "gates": "config/gates.yaml",
                 "profile": profile}
-    return {name: _resolve(path) for name, path in {**defaults, **cfg.configs}.items()}
+    values = {name: value for name, value in (inherited or {}).items() if name not in cfg.configs}
+    paths = {name: path for name, path in {**defaults, **cfg.configs}.items() if name not in values}
+    return {name: _resolve(path) for name, path in paths.items()}, values
 
 
-def launch_runner(cfg: RetrainConfig, branch_name: str, reason: str) -> dict[str, Any]:
+def launch_runner(cfg: RetrainConfig, branch_name: str, reason: str,
+                  inherited: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
     """Run TrainFlow to completion with ``metaflow.Runner``; returns its run, status and whether it was promoted."""
     from metaflow import Runner
 
-    configs = list(train_configs(cfg).items())
-    logger.info("retraining: %s (%s)", cfg.flow, reason)
-    with Runner(_resolve(cfg.flow), show_output=False, cwd=str(Path.cwd()), config=configs,
-                **branch_options(branch_name)).run(**cfg.params) as running:
+    paths, values = train_configs(cfg, inherited)
+    logger.info("retraining: %s (%s); configs %s, inherited %s", cfg.flow, reason, paths, sorted(values))
+    options: dict[str, Any] = {"config": list(paths.items()), **branch_options(branch_name)}
+    if values:
+        options["config_value"] = list(values.items())
+    with Runner(_resolve(cfg.flow), show_output=False, cwd=str(Path.cwd()), **options).run(**cfg.params) as running:
         run = running.run  # type: ignore[attr-defined]  # ExecutingRun.run: missing from Metaflow's annotations
         record = {"launcher": "runner", "status": running.status, "run": run.pathspec if run else None}
         if run is not None and running.status == "successful":
@@ -175,8 +183,13 @@ def launch_deployer(cfg: RetrainConfig, branch_name: str, reason: str) -> dict[s
     return {"launcher": "deployer", "orchestrator": cfg.orchestrator, "status": "triggered", "run": run}
 
 
-def launch(cfg: RetrainConfig, decision: Decision, branch_name: str) -> dict[str, Any] | None:
-    """Start TrainFlow when the decision fires (None otherwise); a failed launch is recorded, not raised."""
+def launch(cfg: RetrainConfig, decision: Decision, branch_name: str,
+           inherited: dict[str, dict[str, Any]] | None = None) -> dict[str, Any] | None:
+    """Start TrainFlow when the decision fires (None otherwise); a failed launch is recorded, not raised.
+
+    ``inherited``: the monitor's own configs (dataset, gates, profile) the retraining uses unless ``retrain.configs``
+    names others (the runner launcher; a deployed TrainFlow has its configs baked into its deployment).
+    """
     if not decision.fire:
         return None
     if cfg.launcher == "none":
@@ -184,7 +197,7 @@ def launch(cfg: RetrainConfig, decision: Decision, branch_name: str) -> dict[str
     try:
         if cfg.launcher == "deployer":
             return launch_deployer(cfg, branch_name, decision.reason)
-        return launch_runner(cfg, branch_name, decision.reason)
+        return launch_runner(cfg, branch_name, decision.reason, inherited)
     except Exception as err:  # the monitor's own results must still be stored and alerted on
         logger.error("retraining launch failed: %s: %s", type(err).__name__, err)
         return {"launcher": cfg.launcher, "status": f"launch failed: {type(err).__name__}: {err}", "run": None}

@@ -12,10 +12,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from steps.config.base import load_file
+from steps.config.dataset import DatasetConfig
+from steps.config.gates import GatesConfig
+from steps.config.score import ScoreConfig
+from steps.core.decision import decision_in_use
 from steps.core.project import CONFIG_DIR, PROJECT
 from steps.data import synth
 from steps.data.scenario import Scenario, write
-from steps.data.split import temporal_split
+from steps.data.split import split_frame
 from steps.modeling.reference import build_reference
 from steps.monitoring.baseline import judge_periods
 from steps.monitoring.drift import measure_period
@@ -29,19 +34,16 @@ logger = logging.getLogger(__name__)
 
 def backfill(s: Scenario, out: str | Path, predictions: str, days: int, branch: str, project: str,
              dataset: str | Path, score_config: str | Path) -> list[str]:
-    """Score the first ``days`` days with the branch's champion in this process (``score_in_process``)."""
-    from steps.config.base import load_file
-    from steps.config.dataset import DatasetConfig
-    from steps.config.gates import GatesConfig
-    from steps.config.score import ScoreConfig
-
+    """Score the first ``days`` days with the dataset's champion in this process (``score_in_process``), at the
+    champion's own decision threshold and review band."""
     spec, cfg = load_file(DatasetConfig, dataset), load_file(ScoreConfig, score_config)
-    threshold = cfg.decision_threshold or load_file(GatesConfig, Path(dataset).parent / "gates.yaml").decision_threshold
+    gates = load_file(GatesConfig, Path(dataset).parent / "gates.yaml")
     model = resolve_model(None, branch, project, spec)
+    decision = decision_in_use(model.decision, None, gates.decision_threshold, gates.review.band)
     done = []
     for day in s.dates()[:days]:
         manifest = score_in_process(str(Path(out) / "incoming" / f"dt={day}"), predictions, day, model, spec,
-                                          cfg, threshold, "steps.ops.scenario backfill")
+                                    cfg, decision, "steps.ops.scenario backfill")
         done.append(f"{predictions}/dt={day} ({manifest['totals']['rows_out']} rows, {model.run})")
     return done
 
@@ -55,7 +57,7 @@ class Setting:
     profile: dict[str, Any]
     monitor: Any
     score: Any
-    threshold: float = 0.3
+    threshold: float = 0.3  # the decision threshold the replayed days are scored at (review band: [0.4, 0.6])
 
 
 def trained_setting(config_dir: str | Path, rows: int = 30_000, seed: int = 5) -> Setting:
@@ -64,13 +66,13 @@ def trained_setting(config_dir: str | Path, rows: int = 30_000, seed: int = 5) -
     from steps.config.dataset import DatasetConfig
     from steps.config.monitor import MonitorConfig
     from steps.config.score import ScoreConfig
-    from steps.config.train import CandidateConfig, ReferenceConfig, SplitConfig
+    from steps.config.train import CandidateConfig, ReferenceConfig, SplitSpec
     from steps.modeling import models
 
     config_dir = Path(config_dir)
     spec = load_file(DatasetConfig, config_dir / "dataset.yaml")
     frame = synth.generate(synth.SynthSpec(rows=rows, seed=seed, row_group_rows=10_000))
-    parts = temporal_split(frame, spec, SplitConfig(validation_fraction=0.2, holdout_fraction=0.2))
+    parts = split_frame(frame, spec, SplitSpec(validation_fraction=0.2, holdout_fraction=0.2))
     candidate = CandidateConfig(name="lgbm", type="lightgbm", params={"n_estimators": 60, "num_leaves": 15})
     pipeline, _ = models.fit(models.build_pipeline(candidate, spec, 1, 1), parts.train, spec, 1)
     blob = models.serialize(pipeline)
@@ -86,7 +88,8 @@ def write_and_score(setting: Setting, s: Scenario, out: str | Path) -> None:
     write(s, out)
     for day in s.dates():
         score_in_process(str(out / "incoming" / f"dt={day}"), str(out / "pred"), day, setting.model,
-                         setting.spec, setting.score, setting.threshold)
+                         setting.spec, setting.score, {"threshold": setting.threshold, "review_band": [0.4, 0.6],
+                                                       "source": "scenario"})
 
 
 def replay(setting: Setting, dates: list[str], out: str | Path,

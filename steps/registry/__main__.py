@@ -31,7 +31,7 @@ def _line(summary: dict[str, Any] | None) -> str:
 
 def _print_show(state: dict[str, Any]) -> None:
     """Print ``show`` output for people."""
-    _say(f"{state['flow']}  project {state['project']}  branch {state['branch']}")
+    _say(f"{state['flow']}  project {state['project']}  branch {state['branch']}  dataset {state['dataset']}")
     _say(f"champion:   {_line(state['champion'])}")
     for label in ("candidates", "archived"):
         runs = state[label]
@@ -62,6 +62,8 @@ def _parser() -> argparse.ArgumentParser:
                         help="as given to the flow's --branch (NAME -> test.NAME, with --production prod.NAME), "
                              "or a full project branch containing a dot (user.alice, test.x, prod.x)")
     parser.add_argument("--production", action="store_true", help="the production branch (prod)")
+    parser.add_argument("--dataset", default=None, help="the dataset whose models to show or move (default: the "
+                                                        "name in config/dataset.yaml)")
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("show", parents=[common], help="champion, candidates, archived, problems")
     promote = commands.add_parser("promote", parents=[common], help="make a run the champion")
@@ -89,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
     as_json = getattr(args, "json", False)
-    registry = Registry(flow=args.flow, branch=_branch_from(args), project=args.project)
+    registry = Registry(flow=args.flow, branch=_branch_from(args), project=args.project, dataset=args.dataset)
     try:
         if args.command == "show":
             result: Any = registry.show()

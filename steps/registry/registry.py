@@ -46,7 +46,8 @@ from typing import Any
 from metaflow import Flow, Run, get_namespace, namespace
 from metaflow.exception import MetaflowNotFound
 
-from steps.core.project import PROJECT
+from steps.config import DatasetConfig, load_file
+from steps.core.project import CONFIG_DIR, PROJECT
 from steps.modeling import models
 from steps.registry.store import EventStore, RegistryError, _now_ns, _stamps, event_store, run_datastore
 
@@ -54,6 +55,7 @@ logger = logging.getLogger(__name__)
 
 
 CHAMPION, CANDIDATE, ARCHIVED = "champion", "candidate", "archived"
+DATASET_TAG = "dataset:"
 
 
 PROMOTIONS = ("promote", "forced_promote")
@@ -160,18 +162,39 @@ def describe(run: Run) -> dict[str, Any]:
     }
 
 
+def default_dataset() -> str:
+    """The name in ``config/dataset.yaml``: the dataset a registry serves when none is named."""
+    return load_file(DatasetConfig, CONFIG_DIR / "dataset.yaml").name
+
+
+def dataset_tag(dataset: str) -> str:
+    """The run tag that says which dataset a model was trained for: ``dataset:<name>``."""
+    return f"{DATASET_TAG}{dataset}"
+
+
+def run_dataset(run: Run) -> str | None:
+    """The dataset a run's tags name, or None for a run without one (made before models knew their dataset)."""
+    return next((t[len(DATASET_TAG):] for t in run.user_tags if t.startswith(DATASET_TAG)), None)
+
+
 class Registry:
-    """Champion / candidate / archived runs of one flow on one ``@project`` branch, with an audit log."""
+    """Champion / candidate / archived runs of one flow on one ``@project`` branch for one dataset, with an audit log.
+
+    A champion is per dataset: each run registered here is tagged ``dataset:<name>`` and the registry only sees runs
+    with its dataset's tag, so two datasets trained on one branch never share or replace each other's champion.
+    """
 
     def __init__(self, flow: str = "TrainFlow", branch: str | None = None, project: str = PROJECT,
-                 store: EventStore | None = None) -> None:
+                 store: EventStore | None = None, dataset: str | None = None) -> None:
         self.flow, self.project = flow, project
         self.branch = branch or project_branch()
+        self.dataset = dataset or default_dataset()
         self._store = store
 
     def __repr__(self) -> str:
-        """Flow, branch and project."""
-        return f"Registry(flow={self.flow!r}, branch={self.branch!r}, project={self.project!r})"
+        """Flow, branch, project and dataset."""
+        return (f"Registry(flow={self.flow!r}, branch={self.branch!r}, project={self.project!r}, "
+                f"dataset={self.dataset!r})")
 
     @property
     def store(self) -> EventStore:
@@ -179,7 +202,8 @@ class Registry:
         if self._store is None:
             newest = next(iter(self._tagged()), None)
             located = run_datastore(newest) if newest is not None else None
-            self._store = event_store(self.project, self.branch, self.flow, *(located or ()))
+            datastore, root = located if located is not None else (None, None)
+            self._store = event_store(self.project, self.branch, self.flow, datastore, root, dataset=self.dataset)
             logger.debug("audit log of %s: %s", self, self._store.location)
         return self._store
 
@@ -188,13 +212,18 @@ class Registry:
         """The system tags every run of this registry carries."""
         return f"project:{self.project}", f"project_branch:{self.branch}"
 
+    @property
+    def tag(self) -> str:
+        """The dataset tag every run of this registry carries."""
+        return dataset_tag(self.dataset)
+
     # -- reading ---------------------------------------------------------------------------------------------
 
     def _tagged(self, *tags: str) -> list[Run]:
         """All runs of the flow on this branch carrying ``tags`` (finished or not), newest first."""
         with global_namespace():
             try:
-                found = list(Flow(self.flow).runs(*self.scope, *tags))
+                found = list(Flow(self.flow).runs(*self.scope, self.tag, *tags))
             except MetaflowNotFound:
                 return []
         return sorted(found, key=started_at, reverse=True)
@@ -215,6 +244,9 @@ class Registry:
             branch = next((t.partition(":")[2] for t in found.system_tags if t.startswith("project_branch:")), None)
             raise RegistryError(f"run {found.pathspec} is on branch {branch!r}, not {self.branch!r} "
                                 f"of project {self.project!r}")
+        other = run_dataset(found)
+        if other is not None and other != self.dataset:
+            raise RegistryError(f"run {found.pathspec} is a model of dataset {other!r}, not {self.dataset!r}")
         return found
 
     def champion(self) -> Run | None:
@@ -256,7 +288,7 @@ class Registry:
         """Champion, candidates, archived runs and the inconsistencies found (``problems``)."""
         champion = self.champion()
         return {
-            "flow": self.flow, "project": self.project, "branch": self.branch,
+            "flow": self.flow, "project": self.project, "branch": self.branch, "dataset": self.dataset,
             "champion": describe(champion) if champion else None,
             "candidates": [describe(r) for r in self.candidates()],
             "archived": [describe(r) for r in self.archived()],
@@ -281,7 +313,7 @@ class Registry:
         if CHAMPION in run.user_tags:
             logger.info("run %s is the champion; not tagging it candidate", run.id)
             return run
-        run.add_tag(CANDIDATE)
+        run.add_tags([CANDIDATE, self.tag])
         logger.info("tagged run %s candidate on %s", run.id, self.branch)
         return run
 
@@ -325,7 +357,7 @@ class Registry:
         """From inside a run: tag it candidate, and make it champion when ``passed``; returns the event or None."""
         # the run is still in progress: its success and its gates_passed artifact cannot be read yet
         run = self.run(run_id)
-        run.add_tag(CANDIDATE)
+        run.add_tags([CANDIDATE, self.tag])
         logger.info("tagged run %s candidate on %s", run.id, self.branch)
         if not passed:
             return None
@@ -357,7 +389,7 @@ class Registry:
                                 "rollback")
         run = self.run(run)
         olds = [r for r in self._tagged(tag) if r.id != run.id]
-        run.add_tag(tag)
+        run.add_tags([tag, self.tag])
         for old in olds:
             old.remove_tag(tag)
             logger.info("removed tag %s from %s", tag, old.pathspec)
@@ -396,7 +428,7 @@ class Registry:
         stamp, when = _stamps(_now_ns())
         event = {
             "event_id": event_id, "kind": kind, "who": who or current_user(), "when": when,
-            "flow": self.flow, "project": self.project, "branch": self.branch,
+            "flow": self.flow, "project": self.project, "branch": self.branch, "dataset": self.dataset,
             "from": previous, "to": run.id, "reason": reason, "gate_summary": gate_summary, "forced": forced,
         }
         body = json.dumps(event, sort_keys=True, default=str).encode()

@@ -87,9 +87,10 @@ def _conf(name: str) -> str | None:
 
 
 def event_store(project: str, branch: str, flow: str, datastore: str | None = None,
-                root: str | None = None) -> EventStore:
-    """The audit-log store of a project branch and flow on ``datastore`` at ``root`` (default: Metaflow's config)."""
-    suffix = f"_registry/{project}/{branch}/{flow}/events"
+                root: str | None = None, dataset: str | None = None) -> EventStore:
+    """The audit-log store of a project branch, flow and dataset on ``datastore`` at ``root`` (default: Metaflow's
+    configuration): ``_registry/<project>/<branch>/<flow>/<dataset>/events`` (without ``<dataset>`` when None)."""
+    suffix = "/".join(["_registry", project, branch, flow, *([dataset] if dataset else []), "events"])
     kind = datastore or _conf("DEFAULT_DATASTORE") or "local"
     if kind == "local":
         return EventStore(Path(root or local_datastore_root()) / suffix)

@@ -23,13 +23,15 @@ def training_card(summaries: list[dict[str, Any]], curves: dict[str, Any], chose
     rows = [[s["name"] + (" (chosen)" if s["name"] == chosen else ""), s["type"],
              *[_fmt(s["metrics"][m]) for m in METRIC_COLUMNS], _fmt(s["fit_seconds"]),
              f"{s['size_bytes'] / 1024:.0f}", s["fingerprint"][:12]] for s in summaries]
-    split_rows = [[name, p["rows"], p["positives"], p["time_min"], p["time_max"]] for name, p in split.items()]
+    split_rows = [[name, split[name]["rows"], split[name]["positives"], split[name]["time_min"] or "-",
+                   split[name]["time_max"] or "-"] for name in ("train", "validation", "holdout")]
+    warnings = "".join(f"\n\n**Warning:** {w}." for w in split.get("warnings", []))
     return [
         Markdown(f"# TrainFlow\nChosen model: **{chosen}**, the best validation `{metric}`."),
         Markdown("## Candidates (validation set)"),
         Table(rows, headers=header),
         Image.from_matplotlib(roc_pr_figure(curves)),
-        Markdown("## Temporal split"),
+        Markdown(f"## Split: by {split.get('method', 'time')}{warnings}"),
         Table(split_rows, headers=["part", "rows", "positives", "from", "to"]),
         Markdown("## Lineage"),
         Table([[k, _fmt(v)] for k, v in lineage.items() if k != "extra"], headers=["field", "value"]),

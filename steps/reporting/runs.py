@@ -94,8 +94,10 @@ def lineage(run: Run) -> dict[str, Any]:
 
 
 def split_summary(run: Run) -> pd.DataFrame:
-    """Rows, positives and time range of the train / validation / hold-out parts, one row each."""
-    return pd.DataFrame.from_dict(run_data(run).split_summary, orient="index")
+    """Rows, positives and time range of the train / validation / hold-out parts, one row each (and the method)."""
+    summary = run_data(run).split_summary
+    parts = {name: summary[name] for name in ("train", "validation", "holdout")}
+    return pd.DataFrame.from_dict(parts, orient="index").assign(method=summary.get("method", "time"))
 
 
 def dataset_spec(run: Run) -> DatasetConfig:
@@ -112,7 +114,8 @@ def score_holdout(run: Run, rows: int = 5, model: Pipeline | None = None) -> pd.
     """The first ``rows`` raw hold-out rows (id, time, label) with the chosen model's score."""
     spec, frame = dataset_spec(run), run_data(run).holdout_df.head(rows)
     proba = models.predict_proba(model if model is not None else chosen_model(run), frame, spec)
-    return frame[[spec.id_column, spec.time, spec.target.name]].assign(score=proba)
+    keys = [c for c in (spec.id, spec.time_column) if c]
+    return frame[[*keys, spec.target.name]].assign(score=proba)
 
 
 def card_html(run: Run, step: str = "join", card_id: str | None = None) -> str:
@@ -151,11 +154,13 @@ def run_branch(run: Run) -> str | None:
     return _tag(run, "project_branch")
 
 
-def challenger_run(flow: str = "TrainFlow", branch: str | None = None, run_id: str | None = None) -> Run:
-    """Run ``run_id`` (checked against ``branch`` when given), else the newest non-champion candidate on ``branch``."""
+def challenger_run(flow: str = "TrainFlow", branch: str | None = None, run_id: str | None = None,
+                   dataset: str | None = None) -> Run:
+    """Run ``run_id`` (checked against ``branch`` when given), else the newest non-champion candidate of ``dataset``
+    (default: config/dataset.yaml's) on ``branch``."""
     if run_id:
-        return Registry(flow, branch).run(run_id) if branch else latest_run(flow, run_id)
-    registry = Registry(flow, branch or project_branch())
+        return Registry(flow, branch, dataset=dataset).run(run_id) if branch else latest_run(flow, run_id)
+    registry = Registry(flow, branch or project_branch(), dataset=dataset)
     found = [r for r in registry.runs(CANDIDATE) if CHAMPION not in r.user_tags]
     if not found:
         raise RunNotFound(f"no {flow} run tagged {CANDIDATE!r} other than the champion on branch {registry.branch}")
@@ -240,9 +245,9 @@ def group_table(run: Run) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=GROUP_COLUMNS)
 
 
-def registry_state(flow: str = "TrainFlow", branch: str | None = None) -> dict[str, Any]:
-    """Champion, candidates, archived runs and problems of the registry on ``branch`` (``Registry.show()``)."""
-    return Registry(flow, branch).show()
+def registry_state(flow: str = "TrainFlow", branch: str | None = None, dataset: str | None = None) -> dict[str, Any]:
+    """Champion, candidates, archived runs and problems of a dataset's registry on ``branch`` (``Registry.show``)."""
+    return Registry(flow, branch, dataset=dataset).show()
 
 
 def registry_table(state: dict[str, Any]) -> pd.DataFrame:
@@ -253,9 +258,9 @@ def registry_table(state: dict[str, Any]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=REGISTRY_COLUMNS)
 
 
-def registry_history(flow: str = "TrainFlow", branch: str | None = None) -> pd.DataFrame:
-    """The registry's audit events on ``branch``, oldest first (``Registry.history()``)."""
-    return pd.DataFrame(Registry(flow, branch).history(), columns=HISTORY_COLUMNS)
+def registry_history(flow: str = "TrainFlow", branch: str | None = None, dataset: str | None = None) -> pd.DataFrame:
+    """The audit events of ``dataset``'s registry on ``branch``, oldest first (``Registry.history()``)."""
+    return pd.DataFrame(Registry(flow, branch, dataset=dataset).history(), columns=HISTORY_COLUMNS)
 
 
 def _format_value(value: Any) -> str:

@@ -135,12 +135,13 @@ def read_partition(output_root: str, day: str, verify: bool = False) -> pa.Table
 
 
 def manifest_header(run_pathspec: str, plan: RunPlan, model: ResolvedModel, shadow: ResolvedModel | None,
-                    cfg: ScoreConfig, threshold: float, parity: dict[str, Any] | None) -> dict[str, Any]:
+                    cfg: ScoreConfig, decision: dict[str, Any], parity: dict[str, Any] | None) -> dict[str, Any]:
     """The run-level part of the manifest (the shards' records are added by ``finish_partition``)."""
     return {
         "flow_run": run_pathspec, "input": plan.summary(), "model": model.describe(),
         "shadow": shadow.describe() if shadow else None, "runtime": cfg.runtime, "onnx_parity": parity,
-        "decision_threshold": threshold, "review_band": list(cfg.review_band), "top_k": cfg.top_k,
+        "decision_threshold": decision["threshold"], "decision_source": decision["source"],
+        "review_band": list(decision["review_band"]), "top_k": cfg.top_k,
         "max_quarantine_rate": cfg.max_quarantine_rate,
     }
 

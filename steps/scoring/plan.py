@@ -92,11 +92,12 @@ def inspect_inputs(paths: list[str], spec: DatasetConfig) -> list[InputFile]:
 
 @dataclass(frozen=True)
 class Piece:
-    """Some consecutive row groups of one input file."""
+    """Some consecutive row groups of one input file; ``first_row`` is the file's row number of its first row."""
 
     path: str
     row_groups: tuple[int, ...]
     rows: int
+    first_row: int = 0
 
 
 @dataclass(frozen=True)
@@ -120,12 +121,14 @@ class Shard:
     def to_dict(self) -> dict[str, Any]:
         """Plain dict (artifact, foreach item)."""
         return {"index": self.index, "count": self.count, "rows": self.rows,
-                "pieces": [{"path": p.path, "row_groups": list(p.row_groups), "rows": p.rows} for p in self.pieces]}
+                "pieces": [{"path": p.path, "row_groups": list(p.row_groups), "rows": p.rows,
+                            "first_row": p.first_row} for p in self.pieces]}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Shard:
         """Inverse of :meth:`to_dict`."""
-        pieces = tuple(Piece(p["path"], tuple(p["row_groups"]), p["rows"]) for p in data["pieces"])
+        pieces = tuple(Piece(p["path"], tuple(p["row_groups"]), p["rows"], p.get("first_row", 0))
+                       for p in data["pieces"])
         return cls(data["index"], data["count"], pieces)
 
 
@@ -142,26 +145,28 @@ def plan_shards(files: list[InputFile], shard_rows: int) -> list[Shard]:
     """
     if shard_rows < 1:
         raise ValueError(f"shard_rows must be >= 1, got {shard_rows}")
-    groups: list[list[tuple[str, int, int]]] = [[]]  # per shard: (path, row group, rows)
+    groups: list[list[tuple[str, int, int, int]]] = [[]]  # per shard: (path, row group, rows, first row)
     filled = 0
     for f in files:
+        first = 0
         for i, rows in enumerate(f.row_groups):
+            first += rows
             if rows == 0:
                 continue
             if filled >= shard_rows:
                 groups.append([])
                 filled = 0
-            groups[-1].append((f.path, i, rows))
+            groups[-1].append((f.path, i, rows, first - rows))
             filled += rows
     shards = []
     for index, members in enumerate(groups):
         pieces: list[Piece] = []
-        for path, rg, rows in members:
+        for path, rg, rows, first_row in members:
             if pieces and pieces[-1].path == path:
                 last = pieces[-1]
-                pieces[-1] = Piece(path, (*last.row_groups, rg), last.rows + rows)
+                pieces[-1] = Piece(path, (*last.row_groups, rg), last.rows + rows, last.first_row)
             else:
-                pieces.append(Piece(path, (rg,), rows))
+                pieces.append(Piece(path, (rg,), rows, first_row))
         shards.append(Shard(index, len(groups), tuple(pieces)))
     return shards
 
@@ -201,8 +206,8 @@ def plan_run(source: str, output_root: str, day: str | None, spec: DatasetConfig
     """
     source, output_root = absolute(source), absolute(output_root)
     files = inspect_inputs(list_inputs(source), spec)
-    id_types = {str(open_parquet(f.path).schema_arrow.field(spec.id_column).type) for f in files[:1]}
-    id_type = id_types.pop() if id_types else "int64"
+    id_types = {str(open_parquet(f.path).schema_arrow.field(spec.id).type) for f in files[:1]} if spec.id else set()
+    id_type = id_types.pop() if id_types else ("int64" if spec.id else "string")  # no id: a row_key string
     if id_type in ("large_string", "string_view"):
         id_type = "string"
     shards = plan_shards(files, shard_rows)
@@ -244,6 +249,7 @@ class ShardJob:
     id_type: str = "int64"
     feature_names: tuple[str, ...] = ()
     tmp_dir: str | None = None
+    source: str = ""
 
     @property
     def part_uri(self) -> str:
@@ -256,11 +262,13 @@ class ShardJob:
         return join_uri(quarantine_uri(self.output_root, self.day), self.shard.part_name)
 
 
-def job_for(shard: dict[str, Any], plan: dict[str, Any], spec: DatasetConfig, cfg: ScoreConfig, threshold: float,
-            model: dict[str, Any], feature_names: list[str] | None = None, tmp_dir: str | None = None) -> ShardJob:
+def job_for(shard: dict[str, Any], plan: dict[str, Any], spec: DatasetConfig, cfg: ScoreConfig,
+            decision: dict[str, Any], model: dict[str, Any], feature_names: list[str] | None = None,
+            tmp_dir: str | None = None) -> ShardJob:
     """The :class:`ShardJob` of one foreach item, from start's artifacts."""
     return ShardJob(shard=Shard.from_dict(shard), output_root=plan["output_root"], day=plan["date"], spec=spec,
-                    threshold=threshold, band=(cfg.review_band[0], cfg.review_band[1]), batch_rows=cfg.batch_rows,
+                    threshold=float(decision["threshold"]), batch_rows=cfg.batch_rows,
+                    band=(float(decision["review_band"][0]), float(decision["review_band"][1])),
                     model_run=model["run"], model_fingerprint=model["fingerprint"], top_k=cfg.top_k,
                     compression=cfg.compression, overlap_io=cfg.overlap_io, id_type=plan["id_type"],
-                    feature_names=tuple(feature_names or ()), tmp_dir=tmp_dir)
+                    feature_names=tuple(feature_names or ()), tmp_dir=tmp_dir, source=plan["input"])

@@ -14,7 +14,15 @@ import pandas as pd
 import pyarrow as pa
 
 from steps.config.dataset import DatasetConfig
-from steps.data.contract import ScoreInputError, check_schema, required_columns, row_violations
+from steps.data.contract import (
+    ScoreInputError,
+    check_schema,
+    coerce_batch,
+    required_columns,
+    row_key_prefix,
+    row_keys,
+    row_violations,
+)
 from steps.scoring.plan import InputFile, ShardJob, open_parquet
 
 PREFETCH_DEPTH = 2
@@ -46,6 +54,14 @@ class Batch:
     frame: pd.DataFrame
     valid: np.ndarray
     reasons: pd.Series
+    first_row: int = 0  # the file's row number of the batch's first row
+    key_prefix: str = ""  # the file part of the row keys (datasets without an id)
+
+    def ids(self, spec: DatasetConfig) -> pa.Array:
+        """Every row's id, or its row key (``<file>#<row number>``) when the dataset has no id."""
+        if spec.id:
+            return self.arrow.column(spec.id)
+        return row_keys(self.key_prefix, self.first_row, self.arrow.num_rows)
 
 
 def read_shard(job: ShardJob, clock: dict[str, float]) -> Iterator[Batch]:
@@ -53,6 +69,7 @@ def read_shard(job: ShardJob, clock: dict[str, float]) -> Iterator[Batch]:
     spec = job.spec
     columns, cats = required_columns(spec), list(spec.categorical)
     for piece in job.shard.pieces:
+        first_row, prefix = piece.first_row, row_key_prefix(piece.path, job.source)
         started = time.perf_counter()
         pf = open_parquet(piece.path, read_dictionary=cats)
         check_schema(pf.schema_arrow, spec, piece.path)  # the file may have changed since start
@@ -68,11 +85,12 @@ def read_shard(job: ShardJob, clock: dict[str, float]) -> Iterator[Batch]:
             except Exception as err:
                 raise ScoreInputError(f"{piece.path}: cannot read row groups {list(piece.row_groups)} "
                                       f"({type(err).__name__}: {err})") from err
-            frame = arrow.to_pandas(split_blocks=True)  # one block per column: numbers without nulls zero-copy
+            frame = coerce_batch(arrow.to_pandas(split_blocks=True), spec)  # numbers without nulls: zero-copy
             reasons = row_violations(frame, spec)
             valid = reasons.isna().to_numpy()
             clock["read_validate_s"] += time.perf_counter() - started
-            yield Batch(piece.path, arrow, frame, valid, reasons)
+            yield Batch(piece.path, arrow, frame, valid, reasons, first_row, prefix)
+            first_row += arrow.num_rows
 
 
 _DONE = object()

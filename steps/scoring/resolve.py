@@ -8,6 +8,7 @@ from typing import Any
 
 from steps.config.dataset import DatasetConfig
 from steps.modeling import models
+from steps.modeling.training import schema_mismatch
 from steps.registry.registry import run_data
 
 logger = logging.getLogger(__name__)
@@ -28,21 +29,26 @@ class ResolvedModel:
     blob: bytes = field(repr=False)
     pipeline: Any = field(repr=False, compare=False)
     onnx: bytes | None = field(default=None, repr=False)  # a DistillFlow student's registered ONNX graph
+    dataset: str | None = None  # the dataset the model was trained for (None: a run from before that was recorded)
+    decision: dict[str, Any] | None = None  # its recorded decision threshold and review band (None: older runs)
 
     def describe(self) -> dict[str, Any]:
-        """Run, name and fingerprint (for artifacts and the manifest)."""
-        return {"run": self.run, "name": self.name, "fingerprint": self.fingerprint}
+        """Run, name, fingerprint and dataset (for artifacts and the manifest)."""
+        return {"run": self.run, "name": self.name, "fingerprint": self.fingerprint, "dataset": self.dataset}
 
 
 def resolve_model(model_run: str | None, branch: str, project: str, spec: DatasetConfig | None = None,
                   flow: str = "TrainFlow") -> ResolvedModel:
-    """``model_run`` (run id or pathspec, on this project branch) or the branch's champion, fingerprint-verified.
+    """``model_run`` (run id or pathspec, on this project branch) or the champion of ``spec``'s dataset,
+    fingerprint-verified; the champion's serving student when DistillFlow registered one.
 
-    With ``spec``, the model's recorded features must be the dataset config's (ScoreModelError otherwise).
+    With ``spec``, the model (a served student too) must have been trained for the dataset config's name and features
+    (ScoreModelError naming the missing and extra columns otherwise).
     """
     from steps.registry.registry import Registry, RegistryError, load_model
 
-    reg = Registry(flow=flow, branch=branch, project=project)
+    dataset = spec.name if spec is not None else None
+    reg = Registry(flow=flow, branch=branch, project=project, dataset=dataset)
     try:
         run = reg.run(model_run) if model_run else reg.champion()
     except RegistryError as err:
@@ -51,8 +57,10 @@ def resolve_model(model_run: str | None, branch: str, project: str, spec: Datase
         raise ScoreModelError(f"no champion for {flow} on branch {branch} of project {project}: "
                               "promote one, or pass --model-run")
     if not model_run:
-        student = serving_student(run.id, branch, project)
+        student = serving_student(run.id, branch, project, reg.dataset)
         if student is not None:
+            if spec is not None:
+                check_features(student, spec)
             return student
     if not run.successful:
         raise ScoreModelError(f"run {run.pathspec} did not finish successfully")
@@ -60,13 +68,14 @@ def resolve_model(model_run: str | None, branch: str, project: str, spec: Datase
     data = run_data(run)
     schema = data.feature_schema if "feature_schema" in data else {}
     resolved = ResolvedModel(run.pathspec, str(data.model_name), str(data.model_fingerprint),
-                             list(schema.get("features", [])), data.model_blob, pipeline)
+                             list(schema.get("features", [])), data.model_blob, pipeline, None, schema.get("dataset"),
+                             data.decision if "decision" in data else None)
     if spec is not None:
         check_features(resolved, spec)
     return resolved
 
 
-def serving_student(teacher_run_id: str, branch: str, project: str) -> ResolvedModel | None:
+def serving_student(teacher_run_id: str, branch: str, project: str, dataset: str | None = None) -> ResolvedModel | None:
     """The newest DistillFlow run tagged ``serving`` whose teacher is ``teacher_run_id``, verified; or None.
 
     The distilled student serves in place of its teacher; once the champion changes, its old student no longer
@@ -74,20 +83,22 @@ def serving_student(teacher_run_id: str, branch: str, project: str) -> ResolvedM
     """
     from steps.registry.registry import Registry, load_model
 
-    for run in Registry(flow="DistillFlow", branch=branch, project=project).runs("serving"):
+    for run in Registry(flow="DistillFlow", branch=branch, project=project, dataset=dataset).runs("serving"):
         data = run_data(run)
         if str(data.teacher_run_id) != str(teacher_run_id):
             continue
         if models.fingerprint(data.onnx_model) != data.onnx_fingerprint:
             raise ScoreModelError(f"serving student {run.pathspec}: ONNX bytes do not match their fingerprint")
         logger.info("serving the distilled student %s of champion %s", run.pathspec, teacher_run_id)
-        return ResolvedModel(run.pathspec, str(data.model_name), str(data.model_fingerprint), [], data.model_blob,
-                             load_model(run), data.onnx_model)
+        schema = data.feature_schema if "feature_schema" in data else {}
+        return ResolvedModel(run.pathspec, str(data.model_name), str(data.model_fingerprint),
+                             list(schema.get("features", [])), data.model_blob, load_model(run), data.onnx_model,
+                             schema.get("dataset"), data.decision if "decision" in data else None)
     return None
 
 
 def check_features(model: ResolvedModel, spec: DatasetConfig) -> None:
-    """ScoreModelError when the model was trained on other features than the dataset config lists."""
-    if model.features and model.features != spec.features:
-        raise ScoreModelError(f"model {model.run} was trained on features {model.features}, but the dataset config "
-                              f"lists {spec.features}")
+    """ScoreModelError when the model was trained for another dataset, or on other features than the config lists."""
+    reason = schema_mismatch(model.dataset, model.features, spec)
+    if reason is not None:
+        raise ScoreModelError(f"model {model.run} cannot score dataset {spec.name!r}: {reason}")

@@ -143,7 +143,7 @@ def score_shard(job: ShardJob, model: Scorer, shadow: Scorer | None = None, expl
                 t1 = time.perf_counter()
                 part.write(output_batch(job, schema, batch, scores, scored_at, contributions, shadow_scores))
                 if not batch.valid.all():
-                    quarantine.write(batch)
+                    quarantine.write(batch, job.spec)
                     reasons.update(label for r in batch.reasons.dropna() for label in reason_labels(r))
                 clock["predict_s"] += t1 - t0
                 clock["write_s"] += time.perf_counter() - t1
@@ -196,20 +196,20 @@ def guard_for(shard_index: int, attempt: int, current_notice: str | None, cfg: S
 
 
 def score_in_process(source: str, output_root: str, day: str, model: ResolvedModel, spec: DatasetConfig,
-                     cfg: ScoreConfig, threshold: float, flow_run: str = "in-process") -> dict[str, Any]:
+                     cfg: ScoreConfig, decision: dict[str, Any], flow_run: str = "in-process") -> dict[str, Any]:
     """Score one date's input in this process with the functions ScoreFlow's steps call, in the same order.
 
-    For backfills, notebooks and tests; the partition and its manifest are the same as ScoreFlow's (no retries, no
-    shadow model). Returns the manifest.
+    ``decision``: threshold and review band (``core.decision.decision_in_use``). For backfills, notebooks and tests;
+    the partition and its manifest are the same as ScoreFlow's (no retries, no shadow model). Returns the manifest.
     """
     plan = plan_run(source, output_root, day, spec, cfg.shard_rows)
-    onnx_bytes, parity = prepare_runtime(model, cfg, spec, plan.files, threshold)
-    header = manifest_header(flow_run, plan, model, None, cfg, threshold, parity)
+    onnx_bytes, parity = prepare_runtime(model, cfg, spec, plan.files, decision["threshold"])
+    header = manifest_header(flow_run, plan, model, None, cfg, decision, parity)
     retract_manifest(plan.output_root, plan.day)
     features = check_explainable(model.pipeline, cfg.top_k) if cfg.top_k else []
     records = []
     for shard in plan.shards:
         scorer, _, explain = scorers_for(cfg, spec, model.blob, model.fingerprint, onnx_bytes)
-        job = job_for(shard.to_dict(), plan.summary(), spec, cfg, threshold, model.describe(), features)
+        job = job_for(shard.to_dict(), plan.summary(), spec, cfg, decision, model.describe(), features)
         records.append(score_shard(job, scorer, None, explain, guard_for(shard.index, 0, None, cfg), cfg.threads))
     return finish_partition(plan.output_root, plan.day, records, header, cfg.max_quarantine_rate, flow_run)

@@ -10,6 +10,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from steps.config.dataset import ROW_KEY, DatasetConfig
 from steps.core.decision import in_band
 from steps.core.storage import is_s3, publish_file, sha256_file, staging_path
 from steps.scoring.plan import ShardJob
@@ -89,10 +90,12 @@ class QuarantineWriter:
         self.uri, self.compression, self.tmp_dir = uri, compression, tmp_dir
         self.writer: PartWriter | None = None
 
-    def write(self, batch: Batch) -> None:
+    def write(self, batch: Batch, spec: DatasetConfig) -> None:
         """Append the batch's invalid rows (categoricals as plain strings) with their reason and source file."""
         bad = ~batch.valid
         table = pa.Table.from_batches([batch.arrow]).filter(pa.array(bad))
+        if not spec.id:  # the key the row would have had in the predictions
+            table = table.append_column(ROW_KEY, batch.ids(spec).filter(pa.array(bad)))
         table = table.cast(pa.schema([pa.field(f.name, f.type.value_type) if pa.types.is_dictionary(f.type) else f
                                       for f in table.schema]))
         table = table.append_column("reason", pa.array(batch.reasons.to_numpy()[bad], type=pa.string()))
@@ -127,7 +130,7 @@ def accumulate_agreement(main: np.ndarray, shadow: np.ndarray, threshold: float,
 def output_batch(job: ShardJob, schema: pa.Schema, batch: Batch, scores: np.ndarray, scored_at: np.datetime64,
                  contributions: tuple[np.ndarray, np.ndarray] | None, shadow: np.ndarray | None) -> pa.RecordBatch:
     """The prediction rows of one batch as Arrow, in ``schema``'s column order."""
-    ids = batch.arrow.column(job.spec.id_column)
+    ids = batch.ids(job.spec)
     if not batch.valid.all():
         ids = ids.filter(pa.array(batch.valid))
     n = len(scores)

@@ -38,7 +38,7 @@ def production(root: Path, workspace: Path, train_run, tmp_path_factory) -> dict
     cfg = load_file(ScoreConfig, root / "config" / "score.yaml")
     for day in s.dates():
         score_in_process(str(out / "incoming" / f"dt={day}"), str(out / "predictions"), day, model, spec, cfg,
-                         0.3)
+                         model.decision)  # the champion's own threshold and review band
     return {"root": out, "predictions": out / "predictions", "labels": out / "labels", "state": out / "monitor"}
 
 

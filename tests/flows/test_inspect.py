@@ -75,7 +75,7 @@ def test_chosen_model_loads_and_predicts(train_run) -> None:
     proba = models.predict_proba(model, holdout, spec)
     assert proba.shape == (len(holdout),) and ((proba >= 0) & (proba <= 1)).all()
     scored = runs.score_holdout(train_run, rows=4, model=model)
-    assert list(scored.columns) == [spec.id_column, spec.time, spec.target.name, "score"]
+    assert list(scored.columns) == [spec.id, spec.time_column, spec.target.name, "score"]
     np.testing.assert_allclose(scored["score"], proba[:4])
 
 

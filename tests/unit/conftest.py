@@ -14,7 +14,7 @@ import pytest
 from steps.config import CandidateConfig, DatasetConfig, TrainConfig, load_file
 from steps.data import synth
 from steps.data.contract import validate
-from steps.data.split import Split, temporal_split
+from steps.data.split import Split, split_frame
 from steps.modeling import models
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -72,7 +72,7 @@ def clean_frame(_raw_frame: pd.DataFrame, dataset_spec: DatasetConfig) -> pd.Dat
 @pytest.fixture(scope="session")
 def split(clean_frame: pd.DataFrame, dataset_spec: DatasetConfig, train_cfg: TrainConfig) -> Split:
     """The default temporal split of ``clean_frame``. Do not mutate."""
-    return temporal_split(clean_frame, dataset_spec, train_cfg.split)
+    return split_frame(clean_frame, dataset_spec, train_cfg.split)
 
 
 @pytest.fixture(scope="session")

@@ -79,7 +79,7 @@ def test_shipped_config_files_parse(rel: str, model: type) -> None:
 
 def test_dataset_yaml_content(dataset_spec: DatasetConfig) -> None:
     assert dataset_spec.id_column == "transaction_id"
-    assert dataset_spec.time == "event_time"
+    assert dataset_spec.time_column == "event_time" and dataset_spec.time.unit == "timestamp"
     assert dataset_spec.target.name == "is_fraud" and dataset_spec.target.derive is None
     assert len(dataset_spec.features) >= 20
     assert dataset_spec.features[:len(dataset_spec.numeric)] == list(dataset_spec.numeric)  # numeric first
@@ -113,14 +113,16 @@ def test_profile_for_step(rel: str, compute: str, step: str, expected: dict[str,
 # --------------------------------------------------------------------------------------------------- defaults
 def test_defaults_are_filled_in() -> None:
     parsed = parse_text(TrainConfig, yaml.safe_dump(TRAIN), "t.yaml")
-    assert parsed["split"] == {"validation_fraction": 0.15, "holdout_fraction": 0.15}
+    assert parsed["split"] == {"method": "time", "validation_fraction": 0.15, "holdout_fraction": 0.15,
+                               "column": None, "holdout_values": [], "validation_values": [], "seed": 42}
     assert parsed["selection_metric"] == "average_precision"
     assert (parsed["seed"], parsed["threads"], parsed["max_train_rows"], parsed["curve_points"]) == (42, 1, None, 200)
     assert parsed["candidates"][0]["params"] == {}
 
     ds = parse_text(DatasetConfig, yaml.safe_dump(DATASET), "d.yaml")
     assert ds["id"] is None and ds["min_rows"] == 100 and ds["sensitive"] == [] and ds["ignored"] == []
-    assert ds["target"] == {"name": "y", "derive": None, "min_positives": 20, "max_positive_rate": 0.5}
+    assert ds["target"] == {"name": "y", "derive": None, "min_positives": 20, "max_positive_rate": 1.0}
+    assert ds["time"] == {"column": DATASET["time"], "unit": "timestamp", "format": None} and ds["split"] is None
     assert ds["numeric"]["x"]["max_null_rate"] == 0.0
 
     profile = parse_text(ProfileConfig, "name: bare\n", "p.yaml")
@@ -129,9 +131,9 @@ def test_defaults_are_filled_in() -> None:
                                                 "queue": None}}
 
 
-def test_generated_id_column_and_feature_order() -> None:
+def test_row_key_without_an_id_and_feature_order() -> None:
     spec = DatasetConfig.model_validate(mutated(DATASET, {"numeric.z": {}, "categorical.b": {}}))
-    assert spec.id_column == "row_id"
+    assert spec.id is None and spec.id_column == "row_key"
     assert spec.features == ["x", "z", "c", "b"]
     assert DatasetConfig.model_validate(mutated(DATASET, {"id": "key"})).id_column == "key"
 
@@ -165,7 +167,9 @@ def assert_error_line(msg: str, source: str, key: str, fragment: str) -> None:
     ({"target.positive_label": 1}, "target.positive_label", "unknown key (not allowed)"),
     ({"categorical.c.levels": ["a"]}, "categorical.c.levels", "unknown key (not allowed)"),
     ({"name": DELETE}, "name", "missing required key"),
-    ({"time": DELETE}, "time", "missing required key"),
+    ({"time": {"column": "t", "unit": "fortnights"}}, "time.unit", "Input should be"),
+    ({"split": {"method": "column", "column": "wave"}}, "split", "needs column and holdout_values"),
+    ({"split": {"method": "random", "holdout_values": [2]}}, "split", "belong to method 'column'"),
     ({"target": DELETE}, "target", "missing required key"),
     ({"target.name": DELETE}, "target.name", "missing required key"),
     ({"target.derive": {"source": "s", "op": ">"}}, "target.derive.value", "missing required key"),

@@ -12,11 +12,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from steps.config import DatasetConfig, SplitConfig
+from steps.config import DatasetConfig, SplitSpec
 from steps.data import synth
 from steps.data.contract import DataValidationError, expected_columns, validate
 from steps.data.load import derive_columns, finish_lineage, load_table, parse_table
-from steps.data.split import temporal_split
+from steps.data.split import PARTS, split_frame
 
 Mutation = Callable[[pd.DataFrame], pd.DataFrame]
 
@@ -77,6 +77,7 @@ def test_every_violation_is_reported_at_once(raw_frame: pd.DataFrame, dataset_sp
     f = raw_frame.drop(columns=["country"])
     f["surprise"] = 1
     f["hour"] = f["hour"].astype(str)
+    f.loc[[3, 9], "hour"] = "seven"  # numeric strings are numbers; words are not
     f.loc[:399, "km_from_home"] = np.nan                       # 10% > 5% budget
     f.loc[5, "amount"] = -3.0
     f.loc[7, "txn_count_1h"] = 5000
@@ -90,14 +91,14 @@ def test_every_violation_is_reported_at_once(raw_frame: pd.DataFrame, dataset_sp
     expected = [
         "missing columns: ['country']",
         "unexpected columns: ['surprise']",
-        "column 'hour': expected a numeric dtype, got str",
+        "column 'hour': 2 value(s) are not numbers at rows 3, 9 (e.g. 'seven')",
         "column 'km_from_home': null rate 0.1", "exceeds max_null_rate 0.05",
         "column 'amount': 1 value(s) below min 0.0 at rows 5 (e.g. -3.0)",
         "column 'txn_count_1h': 1 value(s) above max 1000.0 at rows 7 (e.g. 5000)",
         "column 'device_type': null rate 0.13",
         "column 'channel': unknown categories in 0.0250 of rows (max_unknown_rate 0.0): ['telepathy'] at rows 100, ",
         "id column 'transaction_id': 1 duplicated id(s) (e.g. 11) at rows 10, 11",
-        "time column 'event_time': 2 empty or unparseable timestamp(s) at rows 20, 21",
+        "time column 'event_time': 2 empty or unparseable value(s) at rows 20, 21 (e.g. 'not a time', '')",
         "target 'is_fraud': only 5 positive row(s), min_positives is 20",
     ]
     msg = str(err)
@@ -111,11 +112,10 @@ def test_every_violation_is_reported_at_once(raw_frame: pd.DataFrame, dataset_sp
     pytest.param(lambda f: f.drop(columns=["is_fraud"]), ["missing columns: ['is_fraud']"], 1, id="missing-target"),
     pytest.param(lambda f: f.assign(extra=1, notes="x"), ["unexpected columns: ['extra', 'notes']",
                                                           "add them to 'ignored'"], 1, id="extra-columns"),
-    pytest.param(setting("hour", slice(None), "7", "object"),
-                 ["column 'hour': expected a numeric dtype, got object (e.g. '7', '7'"], 1, id="numeric-as-strings"),
-    pytest.param(lambda f: f.assign(is_foreign=f["is_foreign"].astype(bool)),
-                 ["column 'is_foreign': expected a numeric dtype, got bool"], 1, id="numeric-as-bool"),
-    pytest.param(lambda f: f.assign(channel=1.5), ["column 'channel': expected strings (categorical), got float64"],
+    pytest.param(setting("hour", [4, 8], "n/a", "object"),
+                 ["column 'hour': 2 value(s) are not numbers at rows 4, 8 (e.g. 'n/a')"], 1, id="words-in-numeric"),
+    pytest.param(lambda f: f.assign(channel=1.5), ["column 'channel': 4000 number(s) with a fraction at rows 0, 1",
+                                                   "(e.g. 1.5, 1.5", "list the column under numeric"],
                  1, id="categorical-as-float"),
     pytest.param(setting("km_from_home", slice(0, 399), np.nan),
                  ["column 'km_from_home': null rate 0.1", "exceeds max_null_rate 0.05"], 1, id="numeric-nulls"),
@@ -140,11 +140,13 @@ def test_every_violation_is_reported_at_once(raw_frame: pd.DataFrame, dataset_sp
     pytest.param(setting("transaction_id", 3, np.nan, "float64"),
                  ["id column 'transaction_id': 1 empty id(s) at rows 3"], 1, id="empty-id"),
     pytest.param(as_strings_with({20: "not a time", 21: "", 22: None}),
-                 ["time column 'event_time': 3 empty or unparseable timestamp(s) at rows 20, 21, 22"], 1,
+                 ["time column 'event_time': 3 empty or unparseable value(s) at rows 20, 21, 22 (e.g. 'not a time', "
+                  "'')"], 1,
                  id="bad-timestamps"),
-    pytest.param(setting("event_time", 8, pd.NaT), ["time column 'event_time': 1 empty or unparseable timestamp(s) "
+    pytest.param(setting("event_time", 8, pd.NaT), ["time column 'event_time': 1 empty or unparseable value(s) "
                                                     "at rows 8"], 1, id="NaT"),
-    pytest.param(setting("is_fraud", 0, 2), ["target 'is_fraud' is not binary: values ['0', '1', '2']"], 1,
+    pytest.param(setting("is_fraud", 0, 2), ["target 'is_fraud' is not binary 0/1: 1 row(s) at rows 0 hold other "
+                                             "values (e.g. 2); derive it with target.derive"], 1,
                  id="non-binary-target"),
     pytest.param(setting("is_fraud", 6, np.nan, "float64"), ["target 'is_fraud': 1 null value(s) at rows 6"], 1,
                  id="null-target"),
@@ -167,6 +169,8 @@ def test_each_violation_names_column_row_and_value(raw_frame: pd.DataFrame, data
     pytest.param(lambda f: f.assign(is_fraud=f["is_fraud"].astype(bool)), id="boolean-target"),
     pytest.param(lambda f: f.assign(is_fraud=f["is_fraud"].astype(float)), id="float-target"),
     pytest.param(lambda f: f.assign(hour=f["hour"].astype("int32")), id="int32-numeric"),
+    pytest.param(lambda f: f.assign(hour=f["hour"].astype(str)), id="numeric-strings-are-numbers"),
+    pytest.param(lambda f: f.assign(is_foreign=f["is_foreign"].astype(bool)), id="booleans-are-0-and-1"),
 ])
 def test_tolerated_deviations_pass(raw_frame: pd.DataFrame, dataset_spec: DatasetConfig, mutate: Mutation) -> None:
     out = validate(mutate(raw_frame), dataset_spec, "ok.parquet")
@@ -200,7 +204,7 @@ def test_nullable_numeric_with_missing_and_out_of_range(raw_frame: pd.DataFrame,
 @pytest.mark.parametrize("validation, holdout", [(0.15, 0.15), (0.2, 0.1), (0.1, 0.3), (0.25, 0.25)])
 def test_temporal_split_is_disjoint_and_honours_fractions(clean_frame: pd.DataFrame, dataset_spec: DatasetConfig,
                                                           validation: float, holdout: float) -> None:
-    parts = temporal_split(clean_frame, dataset_spec, SplitConfig(validation_fraction=validation,
+    parts = split_frame(clean_frame, dataset_spec, SplitSpec(validation_fraction=validation,
                                                                   holdout_fraction=holdout))
     n = len(clean_frame)
     assert len(parts.train) + len(parts.validation) + len(parts.holdout) == n
@@ -211,9 +215,10 @@ def test_temporal_split_is_disjoint_and_honours_fractions(clean_frame: pd.DataFr
     ids = [set(p["transaction_id"]) for p in (parts.train, parts.validation, parts.holdout)]
     assert not (ids[0] & ids[1] or ids[1] & ids[2] or ids[0] & ids[2])
     assert set.union(*ids) == set(clean_frame["transaction_id"])
-    summary = parts.summary("event_time", "is_fraud")
-    assert sum(s["positives"] for s in summary.values()) == clean_frame["is_fraud"].sum()
-    assert all(s["positives"] > 0 for s in summary.values())
+    summary = parts.summary(dataset_spec)
+    assert summary["method"] == "time" and summary["warnings"] == []
+    assert sum(summary[p]["positives"] for p in PARTS) == clean_frame["is_fraud"].sum()
+    assert all(summary[p]["positives"] > 0 for p in PARTS)
     assert summary["train"]["time_max"] < summary["validation"]["time_min"]
 
 
@@ -223,16 +228,16 @@ def test_temporal_split_raises_when_a_part_lacks_positives(clean_frame: pd.DataF
                                                            part: str, rows: slice) -> None:
     f = clean_frame.copy()
     f.loc[rows, "is_fraud"] = 0
-    pattern = rf"temporal split failed: the {part} part has \d+ rows and needs both classes"
+    pattern = rf"time split failed: the {part} part has \d+ rows and needs both classes\. Try fewer, larger parts"
     with pytest.raises(ValueError, match=pattern):
-        temporal_split(f, dataset_spec, SplitConfig())
+        split_frame(f, dataset_spec, SplitSpec())
 
 
 def test_temporal_split_keeps_equal_timestamps_together(clean_frame: pd.DataFrame,
                                                         dataset_spec: DatasetConfig) -> None:
     f = clean_frame.copy()
     f["event_time"] = f["event_time"].dt.floor("7D")  # many rows share each timestamp
-    parts = temporal_split(f, dataset_spec, SplitConfig())
+    parts = split_frame(f, dataset_spec, SplitSpec())
     assert parts.train["event_time"].max() < parts.validation["event_time"].min()
     assert parts.validation["event_time"].max() < parts.holdout["event_time"].min()
 
@@ -280,14 +285,15 @@ def test_load_from_path_records_lineage(files: dict[str, Path], dataset_spec: Da
     path = files[kind]
     frame, lineage = load_table(str(path), dataset_spec)
     assert len(frame) == 1500
-    assert str(frame["event_time"].dt.tz) == "UTC"
     assert lineage.source == str(path) and lineage.data_rev is None
     assert lineage.sha256 == hashlib.sha256(path.read_bytes()).hexdigest()
     assert lineage.size_bytes == path.stat().st_size and lineage.rows == 1500
     clean = validate(frame, dataset_spec, lineage.source)
+    assert str(clean["event_time"].dt.tz) == "UTC"  # CSV strings and Parquet timestamps alike
     done = finish_lineage(lineage, clean, dataset_spec)
     assert done.rows == 1500 and done.sha256 == lineage.sha256
-    assert done.time_min == str(clean["event_time"].min()) and done.time_max == str(clean["event_time"].max())
+    assert done.time_min == clean["event_time"].min().isoformat()
+    assert done.time_max == clean["event_time"].max().isoformat()
     assert done.time_min.startswith("2025-01-01") and done.time_max.startswith("2025-12-31")
 
 
@@ -343,24 +349,23 @@ def flights() -> pd.DataFrame:
     ("==", 15, [0, 0, 1, 0]),
     ("!=", 15, [1, 1, 0, 1]),
 ])
-def test_derive_columns_derived_target_and_positional_id(op: str, value: float, expected: list[int]) -> None:
+def test_derive_columns_derives_the_target_and_adds_no_id(op: str, value: float, expected: list[int]) -> None:
     raw = flights()
     before = raw.copy()
     out = derive_columns(raw, derived_spec(op, value))
     pd.testing.assert_frame_equal(raw, before)  # the input is not modified
     assert out["is_delayed"].tolist() == expected and out["is_delayed"].dtype == "int64"
-    assert out.columns[0] == "row_id" and out["row_id"].tolist() == [0, 1, 2, 3]
+    assert "row_id" not in out.columns and "row_key" not in out.columns  # id: null means no id column, none made up
     assert out["distance"].tolist() == [100.0, 300.0, 400.0, 500.0]  # the row without arr_delay is dropped
-    assert str(out["time_hour"].dt.tz) == "UTC"
-    assert out["time_hour"].iloc[-1] == pd.Timestamp("2013-01-02 08:00", tz="UTC")
+    assert validate(out, derived_spec(op, value), "f")["time_hour"].iloc[-1] == pd.Timestamp("2013-01-02 08:00",
+                                                                                             tz="UTC")
 
 
 def test_derived_dataset_validates_end_to_end() -> None:
     spec = derived_spec()
-    assert set(expected_columns(spec)) == {"row_id", "time_hour", "is_delayed", "distance", "origin",
-                                           "arr_delay"}
+    assert set(expected_columns(spec)) == {"time_hour", "distance", "origin", "arr_delay"}
     out = validate(derive_columns(flights(), spec), spec, "flights.parquet")
-    assert list(out.columns) == ["row_id", "time_hour", "distance", "origin", "is_delayed"]
+    assert list(out.columns) == ["time_hour", "distance", "origin", "is_delayed"]
     assert out["is_delayed"].sum() == 2
 
 
@@ -375,4 +380,4 @@ def test_derive_columns_when_the_source_column_is_missing() -> None:
     out = derive_columns(flights().drop(columns="arr_delay"), derived_spec())
     assert "is_delayed" not in out.columns and len(out) == 5
     err = violations(out, derived_spec())
-    assert "missing columns: ['is_delayed', 'arr_delay']" in str(err)
+    assert "missing columns: ['arr_delay']" in str(err)

@@ -78,11 +78,21 @@ def test_a_failed_launch_is_recorded_not_raised() -> None:
 def test_train_configs_are_absolute_defaults_with_overrides(tmp_path, monkeypatch) -> None:
     monkeypatch.delenv("MLOPS_PROFILE", raising=False)
     own = tmp_path / "train.yaml"
-    configs = retrain.train_configs(RetrainConfig(configs={"train": str(own)}))
-    assert configs["train"] == str(own)
+    configs, values = retrain.train_configs(RetrainConfig(configs={"train": str(own)}))
+    assert configs["train"] == str(own) and values == {}
     assert configs["dataset"] == str(retrain.PROJECT_ROOT / "config" / "dataset.yaml")
     assert configs["profile"] == str(retrain.PROJECT_ROOT / "config" / "profiles" / "local.yaml")
     assert all(Path(p).is_absolute() for p in configs.values())
+
+
+def test_retraining_inherits_the_monitors_dataset_and_gates_unless_retrain_names_them(tmp_path) -> None:
+    dataset, gates = {"name": "other", "path": "x.parquet"}, {"primary_metric": "roc_auc"}
+    own_gates = tmp_path / "gates.yaml"
+    configs, values = retrain.train_configs(RetrainConfig(configs={"gates": str(own_gates)}),
+                                            {"dataset": dataset, "gates": gates})
+    assert values == {"dataset": dataset}  # the monitor's dataset: a monitor of "other" retrains "other"
+    assert configs["gates"] == str(own_gates) and "dataset" not in configs
+    assert configs["train"] == str(retrain.PROJECT_ROOT / "config" / "train.yaml")
 
 
 def test_with_data_overrides_only_the_data_parameter() -> None:

@@ -56,6 +56,8 @@ from steps.scoring.write import PartWriter
 
 DAY = "2026-01-15"
 
+DECISION = {"threshold": 0.3, "review_band": [0.4, 0.6], "source": "test"}
+
 
 # --------------------------------------------------------------------------------------------------- helpers
 def _file(path: str, *groups: int) -> InputFile:
@@ -70,7 +72,7 @@ def _write(frame: pd.DataFrame, path: Path, row_group_rows: int = 500) -> Path:
 
 def _job(spec, plan: RunPlan, shard: int = 0, **overrides) -> ShardJob:
     cfg = ScoreConfig.model_validate({"batch_rows": 300, **overrides.pop("cfg", {})})
-    return job_for(plan.shards[shard].to_dict(), plan.summary(), spec, cfg, 0.3,
+    return job_for(plan.shards[shard].to_dict(), plan.summary(), spec, cfg, DECISION,
                    {"run": "TrainFlow/1", "fingerprint": "f" * 64}, **overrides)
 
 
@@ -106,7 +108,7 @@ def test_shards_span_files_and_skip_empty_row_groups():
     shards = plan_shards([_file("a", 700, 0), _file("b", 500, 900)], 1000)
     assert [s.rows for s in shards] == [1200, 900]
     assert shards[0].pieces == (Piece("a", (0,), 700), Piece("b", (0,), 500))
-    assert shards[1].pieces == (Piece("b", (1,), 900),)
+    assert shards[1].pieces == (Piece("b", (1,), 900, first_row=500),)  # row 500 of file b: the row keys count on
     assert [s.part_name for s in shards] == ["part-00000-of-00002.parquet", "part-00001-of-00002.parquet"]
     assert Shard.from_dict(shards[0].to_dict()) == shards[0]
 
@@ -148,7 +150,7 @@ def test_corrupt_file_and_schema_mismatch_name_the_file_and_columns(tmp_path, ra
     with pytest.raises(SchemaMismatch) as err:
         inspect_inputs([str(wrong)], dataset_spec)
     assert str(wrong) in str(err.value) and "['amount', 'country']" in str(err.value)
-    assert "hour (large_string, expected numeric)" in str(err.value)
+    assert "hour (large_string, expected numbers)" in str(err.value)
 
 
 # --------------------------------------------------------------------------------------------------- validation

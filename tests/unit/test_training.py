@@ -7,15 +7,17 @@ import hashlib
 import pandas as pd
 import pytest
 
-from steps.config import DatasetConfig, TrainConfig
+from steps.config import DatasetConfig, ThresholdPolicy, TrainConfig
 from steps.data.split import Split
 from steps.modeling import metrics, models, training
+
+POLICY = ThresholdPolicy(value=0.5)  # the decision threshold policy of the gates config
 
 
 @pytest.fixture(scope="module")
 def results(split: Split, dataset_spec: DatasetConfig,
             train_cfg: TrainConfig) -> dict[str, training.CandidateResult]:
-    return {c.name: training.train_candidate(c, split.train, split.validation, dataset_spec, train_cfg)
+    return {c.name: training.train_candidate(c, split.train, split.validation, dataset_spec, train_cfg, POLICY)
             for c in train_cfg.candidates}
 
 
@@ -55,7 +57,7 @@ def test_summary_drops_bytes_and_curves(results: dict[str, training.CandidateRes
 def test_max_train_rows_downsamples_training(split: Split, dataset_spec: DatasetConfig,
                                              train_cfg: TrainConfig) -> None:
     cfg = train_cfg.model_copy(update={"max_train_rows": 1000})
-    r = training.train_candidate(cfg.candidates[0], split.train, split.validation, dataset_spec, cfg)
+    r = training.train_candidate(cfg.candidates[0], split.train, split.validation, dataset_spec, cfg, POLICY)
     assert r.train_rows == 1000
     assert r.metrics["rows"] == len(split.validation)  # validation is never downsampled
 

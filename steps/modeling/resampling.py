@@ -1,0 +1,260 @@
+"""Bootstrap intervals whose cost is linear in the hold-out: scores sorted once, resamples as Poisson weights.
+
+A bootstrap resample draws every row k ~ Poisson(1) times (the Poisson bootstrap: the same limit distribution as
+drawing n rows with replacement). Every metric here is a function of weighted sums over rows in one fixed order, the
+hold-out sorted by score once, so a resample never re-sorts: ROC AUC, average precision and recall at a precision come
+from cumulative sums of positive and negative weight over tie groups (rows with the same score), log loss and Brier
+score from weighted means, the calibration error from weighted quantile bins. All metrics of a resample share its
+weights and sums (``Weighted``), and resamples are evaluated a chunk at a time (about ``CHUNK_CELLS`` weights), so
+memory stays flat whatever the hold-out size. Poisson(1) counts come from a 16-bit inverse-CDF table (exact to 2^-16
+in probability), an order of magnitude cheaper than drawing them one by one.
+
+The point estimate of each metric uses weight 1 for every row and equals scikit-learn's (tested).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from functools import cached_property
+
+import numpy as np
+from scipy import stats
+
+CHUNK_CELLS = 4_000_000
+EPS = 1e-15
+# the Poisson(1) inverse CDF at the midpoints of 65,536 equal slices of [0, 1]: entry u is the smallest k whose CDF
+# exceeds (u + 0.5) / 65536 (0 to 8; k >= 9 has probability 1e-6 and falls in the last slice's value)
+_POISSON_TABLE = np.searchsorted(stats.poisson.cdf(np.arange(32), 1.0), (np.arange(65536) + 0.5) / 65536,
+                                 side="right").astype(np.float64)
+
+
+@dataclass(frozen=True)
+class Ranked:
+    """A hold-out sorted by score (ascending) once, with its tie groups: what every weighted metric reads."""
+
+    y: np.ndarray  # labels (float 0/1) in score order
+    p: np.ndarray  # scores, ascending
+    ends: np.ndarray  # last position of each group of equal scores (ascending)
+    order: np.ndarray  # original row index of each sorted position
+
+    @property
+    def rows(self) -> int:
+        """Rows in the hold-out."""
+        return int(self.y.size)
+
+    @property
+    def tied(self) -> bool:
+        """True when some scores are equal (then sums are taken per group of equal scores)."""
+        return self.ends.size != self.y.size
+
+
+def rank(y: np.ndarray, p: np.ndarray) -> Ranked:
+    """Sort ``(y, p)`` by score and find the groups of tied scores."""
+    p = np.asarray(p, dtype=np.float64)
+    order = np.argsort(p, kind="stable")
+    ps = p[order]
+    ends = np.flatnonzero(np.r_[ps[1:] != ps[:-1], True]) if ps.size else np.zeros(0, dtype=np.int64)
+    return Ranked(np.asarray(y, dtype=np.float64)[order], ps, ends, order)
+
+
+def poisson_chunks(rows: int, resamples: int, seed: int) -> Iterator[np.ndarray]:
+    """Poisson(1) weights, ``[b, rows]`` per chunk, ``resamples`` rows of weights in all (deterministic per seed)."""
+    rng = np.random.default_rng(seed)
+    per_chunk = max(1, CHUNK_CELLS // max(rows, 1))
+    done = 0
+    while done < resamples:
+        b = min(per_chunk, resamples - done)
+        yield _POISSON_TABLE[rng.integers(0, 65536, size=(b, rows), dtype=np.uint16)]
+        done += b
+
+
+class Weighted:
+    """One chunk of resamples of a ranked hold-out: weights ``[b, rows]`` in score order, and the sums metrics share."""
+
+    def __init__(self, r: Ranked, w: np.ndarray) -> None:
+        self.r, self.w = r, w
+
+    def _by_group(self, cumulative: np.ndarray) -> np.ndarray:
+        """Per-group totals from row-wise cumulative sums (rows of a group are adjacent)."""
+        if not self.r.tied:
+            return np.diff(cumulative, axis=1, prepend=0.0)
+        at_ends = cumulative[:, self.r.ends]
+        return np.diff(at_ends, axis=1, prepend=0.0)
+
+    @cached_property
+    def pos(self) -> np.ndarray:
+        """Positive weight per tie group, ascending score."""
+        return self._by_group(np.cumsum(self.w * self.r.y, axis=1))
+
+    @cached_property
+    def total(self) -> np.ndarray:
+        """Total weight per resample."""
+        return self.w.sum(axis=1)
+
+    @cached_property
+    def neg(self) -> np.ndarray:
+        """Negative weight per tie group, ascending score."""
+        everything = self._by_group(np.cumsum(self.w, axis=1))
+        return everything - self.pos
+
+    @cached_property
+    def positives(self) -> np.ndarray:
+        """Positive weight per resample."""
+        return self.pos.sum(axis=1)
+
+    @cached_property
+    def negatives(self) -> np.ndarray:
+        """Negative weight per resample."""
+        return self.neg.sum(axis=1)
+
+    @cached_property
+    def prevalence(self) -> np.ndarray:
+        """The base rate of each resample."""
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return self.positives / self.total
+
+    @cached_property
+    def descending(self) -> tuple[np.ndarray, np.ndarray]:
+        """(true positives, precision) at each threshold, highest score first."""
+        tp, fp = np.cumsum(self.pos[:, ::-1], axis=1), np.cumsum(self.neg[:, ::-1], axis=1)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return tp, np.where(tp + fp > 0, tp / (tp + fp), 1.0)
+
+    def mean(self, values: np.ndarray) -> np.ndarray:
+        """Weighted mean of per-row ``values`` (in score order) per resample."""
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.where(self.total > 0, self.w @ values / self.total, np.nan)
+
+
+def roc_auc(s: Weighted) -> np.ndarray:
+    """ROC AUC: P(score of a positive > score of a negative), ties counted half (Mann-Whitney)."""
+    below = np.cumsum(s.neg, axis=1) - s.neg
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where((s.positives > 0) & (s.negatives > 0),
+                        (s.pos * (below + 0.5 * s.neg)).sum(axis=1) / (s.positives * s.negatives), np.nan)
+
+
+def average_precision(s: Weighted) -> np.ndarray:
+    """Average precision, scikit-learn's step sum over thresholds."""
+    _, precision = s.descending
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(s.positives > 0, (s.pos[:, ::-1] * precision).sum(axis=1) / s.positives, np.nan)
+
+
+def recall_at_precision(s: Weighted, target: float | np.ndarray) -> np.ndarray:
+    """The highest recall at a threshold whose precision is at least ``target`` (0 if none)."""
+    tp, precision = s.descending
+    bar = np.broadcast_to(np.asarray(target, dtype=float), (s.w.shape[0],))[:, None]
+    reach = np.where(precision >= bar - 1e-12, tp, 0.0).max(axis=1, initial=0.0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(s.positives > 0, reach / s.positives, np.nan)
+
+
+def log_loss(s: Weighted) -> np.ndarray:
+    """Binary cross-entropy (scores clipped to [1e-15, 1 - 1e-15], as scikit-learn)."""
+    p = np.clip(s.r.p, EPS, 1 - EPS)
+    return s.mean(-(s.r.y * np.log(p) + (1.0 - s.r.y) * np.log1p(-p)))
+
+
+def brier(s: Weighted) -> np.ndarray:
+    """Mean squared error of the scores."""
+    return s.mean((s.r.p - s.r.y) ** 2)
+
+
+def log_loss_skill(s: Weighted) -> np.ndarray:
+    """1 - log loss / the log loss of always predicting the base rate (0: no better than the base rate)."""
+    pi = np.clip(s.prevalence, EPS, 1 - EPS)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return 1.0 - log_loss(s) / -(pi * np.log(pi) + (1 - pi) * np.log1p(-pi))
+
+
+def brier_skill(s: Weighted) -> np.ndarray:
+    """1 - Brier score / the Brier score of always predicting the base rate."""
+    pi = s.prevalence
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return 1.0 - brier(s) / (pi * (1 - pi))
+
+
+def average_precision_skill(s: Weighted) -> np.ndarray:
+    """(average precision - base rate) / (1 - base rate): 0 for a random ranking, 1 for a perfect one."""
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return (average_precision(s) - s.prevalence) / (1 - s.prevalence)
+
+
+def recall_at_relative_precision(s: Weighted, lift: float) -> np.ndarray:
+    """Recall at precision ``base rate + lift x (1 - base rate)``: a precision bar that means the same on any base
+    rate (lift 0.25: a quarter of the way from flagging at random to flagging only positives)."""
+    return recall_at_precision(s, s.prevalence + lift * (1 - s.prevalence))
+
+
+def _quantile_edges(p: np.ndarray, cum: np.ndarray, bins: int) -> np.ndarray:
+    """Inner edges of ``bins`` quantile bins of the sorted scores ``p`` with integer weights whose cumsum is ``cum``;
+    equal to ``np.percentile`` (linear) of the rows repeated by their weights, without repeating them."""
+    h = (cum[-1] - 1) * np.linspace(0, 1, bins + 1)[1:-1]
+    lo = np.floor(h)
+    value_lo = p[np.minimum(np.searchsorted(cum, lo, side="right"), p.size - 1)]
+    value_hi = p[np.minimum(np.searchsorted(cum, lo + 1, side="right"), p.size - 1)]
+    return value_lo + (h - lo) * (value_hi - value_lo)
+
+
+def calibration_error(s: Weighted, bins: int = 10) -> np.ndarray:
+    """Mean |observed rate - mean score| over the non-empty quantile bins (scikit-learn's ``calibration_curve`` with
+    ``strategy="quantile"``: edges are quantiles of the scores, tied scores share a bin)."""
+    out = np.full(s.w.shape[0], np.nan)
+    for i, w in enumerate(s.w):  # O(rows) per resample
+        cum = np.cumsum(w)
+        if s.r.rows == 0 or cum[-1] <= 0:
+            continue
+        ids = np.searchsorted(_quantile_edges(s.r.p, cum, bins), s.r.p, side="left")
+        weight = np.bincount(ids, weights=w, minlength=bins)
+        observed = np.bincount(ids, weights=w * s.r.y, minlength=bins)
+        predicted = np.bincount(ids, weights=w * s.r.p, minlength=bins)
+        present = weight > 0
+        out[i] = float(np.mean(np.abs(observed[present] - predicted[present]) / weight[present]))
+    return out
+
+
+def relative_calibration_error(s: Weighted, bins: int = 10) -> np.ndarray:
+    """The calibration error on the model's own scale: divided by its mean score."""
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return calibration_error(s, bins) / s.mean(s.r.p)
+
+
+WeightedMetric = Callable[[Weighted], np.ndarray]
+
+
+def point(metrics: dict[str, WeightedMetric], r: Ranked) -> dict[str, float]:
+    """Each metric on the hold-out itself (every weight 1)."""
+    s = Weighted(r, np.ones((1, r.rows)))
+    return {name: float(metric(s)[0]) for name, metric in metrics.items()}
+
+
+def distributions(metrics: dict[str, WeightedMetric], r: Ranked, resamples: int, seed: int) -> dict[str, np.ndarray]:
+    """Each metric on the same ``resamples`` Poisson-weighted resamples (one pass over the weights)."""
+    parts: dict[str, list[np.ndarray]] = {name: [] for name in metrics}
+    for w in poisson_chunks(r.rows, resamples, seed):
+        s = Weighted(r, w)
+        for name, metric in metrics.items():
+            parts[name].append(metric(s))
+    return {name: np.concatenate(values) for name, values in parts.items()}
+
+
+def percentile_interval(values: np.ndarray, confidence: float) -> tuple[float, float]:
+    """The central ``confidence`` interval of the finite ``values`` (NaN, NaN when there are none)."""
+    finite = values[np.isfinite(values)]
+    if finite.size == 0:
+        return float("nan"), float("nan")
+    tail = 100 * (1 - confidence) / 2
+    low, high = np.percentile(finite, [tail, 100 - tail])
+    return float(low), float(high)
+
+
+def paired_differences(metric: WeightedMetric, a: Ranked, b: Ranked, resamples: int, seed: int) -> np.ndarray:
+    """``metric(b) - metric(a)`` on the same resamples of the same rows (each model sorted by its own scores).
+
+    Weights are drawn in ``a``'s score order and carried to ``b``'s (one gather per chunk).
+    """
+    to_b = np.argsort(a.order)[b.order]  # position in a's order of each row in b's order
+    out = [metric(Weighted(b, w[:, to_b])) - metric(Weighted(a, w)) for w in poisson_chunks(a.rows, resamples, seed)]
+    return np.concatenate(out) if out else np.zeros(0)
