@@ -12,17 +12,10 @@ from sklearn.pipeline import Pipeline
 
 from steps.config.dataset import DatasetConfig
 from steps.distill.students import DistilledClassifier
-from steps.modeling.onnx import (
-    ML_OPSET,
-    OUTPUT,
-    TARGET_OPSET,
-    ExportError,
-    graph_pipeline,
-    initial_types,
-    pack_inputs,
-    parity,
-)
+from steps.modeling.onnx import TARGET_OPSET, Encoding, ExportError, pack_inputs, parity, per_column_model
 from steps.modeling.onnx import to_onnx as classifier_to_onnx
+from steps.modeling.onnx_encoding import single_encoder_model
+from steps.modeling.onnx_graph import append_sigmoid
 
 logger = logging.getLogger(__name__)
 
@@ -41,68 +34,74 @@ def _register_regressors() -> None:
                                 convert_lightgbm)
 
 
-def append_sigmoid(model: Any, logit_output: str, output: str = OUTPUT) -> Any:
-    """Replace the graph's outputs by ``output`` = ``[1 - sigmoid(x), sigmoid(x)]`` of ``logit_output`` ([N, 1])."""
-    from onnx import TensorProto, helper, numpy_helper
-
-    graph = model.graph
-    graph.initializer.append(numpy_helper.from_array(np.array([1.0], dtype=np.float32), "distill_one"))
-    graph.node.extend([
-        helper.make_node("Reshape", [logit_output, "distill_shape"], ["distill_logit"], name="distill_reshape"),
-        helper.make_node("Sigmoid", ["distill_logit"], ["distill_p1"], name="distill_sigmoid"),
-        helper.make_node("Sub", ["distill_one", "distill_p1"], ["distill_p0"], name="distill_complement"),
-        helper.make_node("Concat", ["distill_p0", "distill_p1"], [output], axis=1, name="distill_concat"),
-    ])
-    graph.initializer.append(numpy_helper.from_array(np.array([-1, 1], dtype=np.int64), "distill_shape"))
-    del graph.output[:]
-    graph.output.append(helper.make_tensor_value_info(output, TensorProto.FLOAT, [None, 2]))
-    return model
+def _per_column_student(pipeline: Pipeline, spec: DatasetConfig, target_opset: int) -> Any:
+    """skl2onnx's graph of the student (one encoder per categorical column) + Sigmoid, on the packed inputs."""
+    graph = Pipeline([*pipeline.steps[:-1], ("model", pipeline[-1].regressor_)])
+    onx = per_column_model(graph, spec, {}, target_opset)
+    outputs = [o.name for o in onx.graph.output]
+    if len(outputs) != 1:
+        raise ExportError(f"student {type(graph[-1]).__name__} graph has outputs {outputs}, expected one "
+                          "regression output")
+    return pack_inputs(append_sigmoid(onx, outputs[0]), spec)
 
 
-def student_to_onnx(pipeline: Pipeline, spec: DatasetConfig, target_opset: int = TARGET_OPSET) -> bytes:
-    """A fitted student pipeline as ONNX bytes: preprocessing + regressor + Sigmoid, output ``probabilities``."""
+def student_to_onnx(pipeline: Pipeline, spec: DatasetConfig, target_opset: int = TARGET_OPSET,
+                    encoding: Encoding = "single") -> bytes:
+    """A fitted student pipeline as ONNX bytes: preprocessing + regressor + Sigmoid, output ``probabilities``.
+
+    ``encoding="single"``: all categoricals through one encoder (``steps.modeling.onnx_encoding``) where the
+    preprocessing allows it; otherwise (and with ``"per_column"``) skl2onnx's graph, one encoder per column.
+    """
     import onnx
-    from skl2onnx import convert_sklearn
 
     if not isinstance(pipeline[-1], DistilledClassifier):
         raise ExportError(f"not a student pipeline: last step is {type(pipeline[-1]).__name__}")
     _register_regressors()
-    graph = graph_pipeline(pipeline)
-    graph.steps[-1] = ("model", graph[-1].regressor_)
-    name = type(graph[-1]).__name__
-    try:
-        onx = convert_sklearn(graph, initial_types=initial_types(spec),
-                              target_opset={"": target_opset, "ai.onnx.ml": ML_OPSET})
-    except Exception as err:
-        raise ExportError(f"cannot convert student {name} to ONNX: {type(err).__name__}: "
-                          f"{str(err).splitlines()[0][:300]}") from err
-    outputs = [o.name for o in onx.graph.output]
-    if len(outputs) != 1:
-        raise ExportError(f"student {name} graph has outputs {outputs}, expected one regression output")
-    onx = pack_inputs(append_sigmoid(onx, outputs[0]), spec)
-    onnx.checker.check_model(onx)
-    blob = onx.SerializeToString()
-    logger.info("exported student %s to ONNX (%d bytes)", name, len(blob))
+    regressor = pipeline[-1].regressor_
+    name = type(regressor).__name__
+    model = single_encoder_model(pipeline, spec, regressor, True, target_opset) if encoding == "single" else None
+    used = "single" if model is not None else "per-column"
+    if model is None:
+        model = _per_column_student(pipeline, spec, target_opset)
+    onnx.checker.check_model(model)
+    blob = model.SerializeToString()
+    logger.info("exported student %s to ONNX (%s encoding, %d nodes, %d bytes)", name, used, len(model.graph.node),
+                len(blob))
     return blob
 
 
-def to_onnx(pipeline: Pipeline, spec: DatasetConfig) -> bytes:
+def to_onnx(pipeline: Pipeline, spec: DatasetConfig, encoding: Encoding = "single") -> bytes:
     """ONNX bytes of a teacher (``steps.modeling.onnx.to_onnx``) or a student (:func:`student_to_onnx`)."""
     if isinstance(pipeline[-1], DistilledClassifier):
-        return student_to_onnx(pipeline, spec)
-    return classifier_to_onnx(pipeline, spec)
+        return student_to_onnx(pipeline, spec, encoding=encoding)
+    return classifier_to_onnx(pipeline, spec, encoding=encoding)
+
+
+def one_column_weights(model: Any) -> list[str]:
+    """Nodes whose weight matrix has a single output column (a linear model's coefficients, an MLP's last layer):
+    int8 saves nothing there and costs precision, so :func:`quantize` leaves them in float."""
+    dims = {i.name: list(i.dims) for i in model.graph.initializer}
+    out = []
+    for node in model.graph.node:
+        weight = {"Gather": 0, "MatMul": 1}.get(node.op_type)
+        shape = dims.get(node.input[weight]) if weight is not None and len(node.input) > weight else None
+        if shape is not None and len(shape) == 2 and shape[1] == 1:
+            out.append(node.name)
+    return out
 
 
 def quantize(onnx_bytes: bytes) -> tuple[bytes, dict[str, Any]]:
-    """Dynamic int8 quantization (``quantize_dynamic``, QInt8 weights); returns (bytes, what changed)."""
+    """Dynamic int8 quantization (``quantize_dynamic``, QInt8 weights: MatMul, and Gather tables such as the
+    single-encoder first layer), single-column weights excepted; returns (bytes, what changed)."""
+    import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
+    keep = one_column_weights(onnx.load_from_string(onnx_bytes))
     with tempfile.TemporaryDirectory(prefix="quantize-") as tmp:
         src, dst = Path(tmp) / "model.onnx", Path(tmp) / "model.int8.onnx"
         src.write_bytes(onnx_bytes)
-        quantize_dynamic(str(src), str(dst), weight_type=QuantType.QInt8)
+        quantize_dynamic(str(src), str(dst), weight_type=QuantType.QInt8, nodes_to_exclude=keep)
         out = dst.read_bytes()
-    import onnx
 
     ops = sorted({n.op_type for n in onnx.load_from_string(out).graph.node}
                  - {n.op_type for n in onnx.load_from_string(onnx_bytes).graph.node})
@@ -113,11 +112,12 @@ def quantize(onnx_bytes: bytes) -> tuple[bytes, dict[str, Any]]:
 
 
 def explain_quantization(info: dict[str, Any] | None) -> dict[str, Any] | None:
-    """The quantization record, with a note when ``quantize_dynamic`` changed nothing (no MatMul/Gemm weights)."""
+    """The quantization record, with a note when ``quantize_dynamic`` changed nothing (no weights to quantize)."""
     if info is None or info["changed"]:
         return info
-    return {**info, "note": "quantize_dynamic changed nothing: no MatMul/Gemm weights (tree ensemble or "
-                            "LinearRegressor op); the int8 graph is the float graph"}
+    return {**info, "note": "quantize_dynamic changed nothing: no MatMul/Gather weights with more than one output "
+                            "column (a tree ensemble, or a linear model, left in float); the int8 graph is the "
+                            "float graph"}
 
 
 def parity_check(native: np.ndarray, onnx: np.ndarray, threshold: float, tolerance: float,

@@ -3,11 +3,17 @@
 Graph input convention (every flow that produces ONNX follows it): the raw feature columns packed into two inputs,
 ``numeric_inputs`` (``float32 [None, k]``, the dataset's numeric columns in config order) and
 ``categorical_inputs`` (``string [None, m]``, its categoricals in config order); the column names are stored in the
-model's metadata (``numeric_columns``, ``categorical_columns``: JSON lists). Inside the graph a ``Split`` gives each
-column back its own ``[None, 1]`` tensor, which the converted preprocessing reads. The output ``probabilities`` is
-``[None, 2]`` (no ZipMap). Two inputs instead of one per column is what makes a single-row call cheap: ONNX
-Runtime's per-call cost grows with the number of inputs it binds (about 1 us each, measured in bench_distill).
-Graphs with one input per column (the convention before) are still scored.
+model's metadata (``numeric_columns``, ``categorical_columns``: JSON lists) and nowhere else: tensor names inside
+a graph are generated (``onnx_graph.safe_names``), so any column name works (hyphens, quotes, spaces, unicode,
+names that collide once skl2onnx has sanitized them). The output ``probabilities`` is ``[None, 2]`` (no ZipMap).
+Two inputs instead of one per column is what makes a single-row call cheap: ONNX Runtime's per-call cost grows with
+the number of inputs it binds (about 1 us each, measured in bench_distill). Graphs with one input per column (the
+convention before) are still scored.
+
+Inside the graph, the categoricals are encoded by one string encoder for all columns (``onnx_encoding``: the node
+count does not grow with the number of columns) when the preprocessing is the project's (``features.preprocessor``
+without missing indicators); otherwise skl2onnx converts it column by column, a ``Split`` giving each column back
+its own ``[None, 1]`` tensor (``encoding="per_column"`` asks for that graph).
 
 The pipeline's ``categorical_cleaner`` (a ``FunctionTransformer``; skl2onnx cannot convert it) is left out of the
 graph: :class:`OnnxScorer` applies the very same function (``features._to_str``: None, NaN and '' become
@@ -26,7 +32,7 @@ from __future__ import annotations
 
 import copy
 import logging
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -36,27 +42,26 @@ from sklearn.preprocessing import FunctionTransformer
 
 from steps.config.dataset import DatasetConfig
 from steps.modeling.features import MISSING, _to_str
+from steps.modeling.onnx_encoding import single_encoder_model
+from steps.modeling.onnx_graph import (
+    CATEGORICAL_INPUT,
+    COLUMNS_KEY,
+    ML_OPSET,
+    NUMERIC_INPUT,
+    OUTPUT,
+    TARGET_OPSET,
+    ExportError,
+    is_cleaner,
+    packed_columns,
+    packed_inputs,
+    safe_names,
+    set_columns_metadata,
+)
 
 logger = logging.getLogger(__name__)
 
 
-TARGET_OPSET = 15  # the LightGBM converter of onnxmltools 1.16 supports main opsets up to 15
-
-
-ML_OPSET = 3
-
-
-OUTPUT = "probabilities"
-
-
-NUMERIC_INPUT, CATEGORICAL_INPUT = "numeric_inputs", "categorical_inputs"
-
-
-COLUMNS_KEY = {NUMERIC_INPUT: "numeric_columns", CATEGORICAL_INPUT: "categorical_columns"}
-
-
-class ExportError(RuntimeError):
-    """The model cannot be converted to ONNX, or the converted graph disagrees with the native model."""
+Encoding = Literal["single", "per_column"]
 
 
 def _register_lightgbm() -> None:
@@ -70,18 +75,13 @@ def _register_lightgbm() -> None:
                                 convert_lightgbm, options={"nocl": [True, False], "zipmap": [True, False, "columns"]})
 
 
-def _is_cleaner(step: Any) -> bool:
-    """True for the pipeline's categorical cleaner (``features.categorical_cleaner``)."""
-    return isinstance(step, FunctionTransformer) and step.func is _to_str
-
-
 def _without_cleaner(transformer: Any, name: str) -> Any:
     """``transformer`` with the categorical cleaner removed (it runs in :class:`OnnxScorer` instead)."""
     if not isinstance(transformer, Pipeline):
-        if _is_cleaner(transformer):
+        if is_cleaner(transformer):
             raise ExportError(f"transformer '{name}' is only the categorical cleaner; nothing left to convert")
         return transformer
-    steps = [(n, s) for n, s in transformer.steps if not _is_cleaner(s)]
+    steps = [(n, s) for n, s in transformer.steps if not is_cleaner(s)]
     for step_name, step in steps:
         if isinstance(step, FunctionTransformer):
             raise ExportError(f"transformer '{name}' step '{step_name}' is a FunctionTransformer "
@@ -92,52 +92,56 @@ def _without_cleaner(transformer: Any, name: str) -> Any:
     return steps[0][1] if len(steps) == 1 else Pipeline(steps)
 
 
-def graph_pipeline(pipeline: Pipeline) -> Pipeline:
-    """A copy of ``pipeline`` whose preprocessing skl2onnx can convert (categorical cleaning taken out)."""
+def graph_pipeline(pipeline: Pipeline, names: dict[str, str] | None = None) -> Pipeline:
+    """A copy of ``pipeline`` whose preprocessing skl2onnx can convert (categorical cleaning taken out), its column
+    lists renamed by ``names`` (the graph's tensor names, :func:`safe_names`) when given."""
     if not isinstance(pipeline, Pipeline) or not isinstance(pipeline[0], ColumnTransformer):
         raise ExportError(f"expected Pipeline(ColumnTransformer, estimator), got {type(pipeline).__name__}")
     out = copy.deepcopy(pipeline)
     pre = out[0]
-    pre.transformers_ = [(name, tr if tr in ("drop", "passthrough") else _without_cleaner(tr, name), cols)
-                         for name, tr, cols in pre.transformers_]
+    pre.transformers_ = [(name, tr if tr in ("drop", "passthrough") else _without_cleaner(tr, name),
+                          _renamed(cols, names)) for name, tr, cols in pre.transformers_]
     return out
 
 
+def _renamed(columns: Any, names: dict[str, str] | None) -> Any:
+    """A ColumnTransformer column selection with every column name replaced by ``names[name]``."""
+    if names is None:
+        return columns
+    if isinstance(columns, str):
+        return names.get(columns, columns)
+    if isinstance(columns, list | tuple | np.ndarray):
+        return [names.get(c, c) if isinstance(c, str) else c for c in columns]
+    return columns
+
+
 def initial_types(spec: DatasetConfig) -> list[tuple[str, Any]]:
-    """The graph inputs: one ``[None, 1]`` tensor per raw feature, float32 numeric, string categorical."""
+    """The per-column graph inputs skl2onnx converts from: ``[None, 1]`` per raw feature, float32 numeric, string
+    categorical, named by :func:`safe_names` (never the column names: skl2onnx rewrites some, and they can clash)."""
     from skl2onnx.common.data_types import FloatTensorType, StringTensorType
 
-    return ([(c, FloatTensorType([None, 1])) for c in spec.numeric]
-            + [(c, StringTensorType([None, 1])) for c in spec.categorical])
+    names = safe_names(spec)
+    return ([(names[c], FloatTensorType([None, 1])) for c in spec.numeric]
+            + [(names[c], StringTensorType([None, 1])) for c in spec.categorical])
 
 
 def pack_inputs(model: Any, spec: DatasetConfig) -> Any:
-    """Replace the graph's per-column inputs by the two packed inputs of the convention (see the module doc)."""
-    import json
-
-    from onnx import TensorProto, helper
+    """Replace the graph's per-column inputs (:func:`initial_types`) by the two packed inputs of the convention."""
+    from onnx import helper
 
     graph = model.graph
-    clash = {NUMERIC_INPUT, CATEGORICAL_INPUT} & set(spec.features)
-    if clash:
-        raise ExportError(f"feature column(s) {sorted(clash)} clash with the packed ONNX input names")
-    nodes, inputs = [], []
-    for name, columns, elem in ((NUMERIC_INPUT, list(spec.numeric), TensorProto.FLOAT),
-                                (CATEGORICAL_INPUT, list(spec.categorical), TensorProto.STRING)):
-        if not columns:
-            continue
-        inputs.append(helper.make_tensor_value_info(name, elem, [None, len(columns)]))
-        nodes.append(helper.make_node("Split", [name], columns, axis=1, name=f"unpack_{name}")
-                     if len(columns) > 1 else helper.make_node("Identity", [name], columns, name=f"unpack_{name}"))
-        helper.set_model_props(model, {**{p.key: p.value for p in model.metadata_props},
-                                       COLUMNS_KEY[name]: json.dumps(columns)})
-    body = _reuse_packed(list(graph.node), {i.name: list(spec.numeric if i.name == NUMERIC_INPUT else spec.categorical)
-                                            for i in inputs})
+    names = safe_names(spec)
+    packed = {name: [names[c] for c in columns] for name, columns in packed_columns(spec).items()}
+    nodes = [helper.make_node("Split", [name], columns, axis=1, name=f"unpack_{name}") if len(columns) > 1
+             else helper.make_node("Identity", [name], columns, name=f"unpack_{name}")
+             for name, columns in packed.items()]
+    body = _reuse_packed(list(graph.node), packed)
     used = {name for node in body for name in node.input} | {o.name for o in graph.output}
     del graph.node[:]
     graph.node.extend([*[n for n in nodes if used & set(n.output)], *body])  # an unpack nobody reads is dropped
     del graph.input[:]
-    graph.input.extend(inputs)
+    graph.input.extend(packed_inputs(spec))
+    set_columns_metadata(model, spec)
     return model
 
 
@@ -156,27 +160,50 @@ def _reuse_packed(nodes: list[Any], packed: dict[str, list[str]]) -> list[Any]:
     return out
 
 
-def to_onnx(pipeline: Pipeline, spec: DatasetConfig, target_opset: int = TARGET_OPSET) -> bytes:
-    """Convert a fitted pipeline to ONNX bytes following the input convention; ExportError when impossible."""
+def per_column_model(pipeline: Pipeline, spec: DatasetConfig, estimator_options: dict[str, Any],
+                     target_opset: int = TARGET_OPSET) -> Any:
+    """skl2onnx's conversion of ``pipeline`` (cleaner taken out), one encoder per categorical column, with one
+    ``[None, 1]`` input per column named by :func:`safe_names` (:func:`pack_inputs` packs them)."""
     from skl2onnx import convert_sklearn
+
+    graph = graph_pipeline(pipeline, safe_names(spec))
+    estimator = type(graph[-1]).__name__
+    try:
+        return convert_sklearn(graph, initial_types=initial_types(spec),
+                               target_opset={"": target_opset, "ai.onnx.ml": ML_OPSET},
+                               options={id(graph[-1]): estimator_options} if estimator_options else None)
+    except Exception as err:  # skl2onnx raises many types; the message must say which model failed
+        raise ExportError(f"cannot convert {estimator} to ONNX: {type(err).__name__}: "
+                          f"{str(err).splitlines()[0][:300]}") from err
+
+
+def to_onnx(pipeline: Pipeline, spec: DatasetConfig, target_opset: int = TARGET_OPSET,
+            encoding: Encoding = "single") -> bytes:
+    """Convert a fitted pipeline to ONNX bytes following the input convention; ExportError when impossible.
+
+    ``encoding="single"``: one encoder for all categorical columns (``onnx_encoding``) where the preprocessing
+    allows it, else (and with ``"per_column"``) skl2onnx's conversion, one encoder per column.
+    """
+    import onnx
 
     if target_opset > TARGET_OPSET:
         raise ExportError(f"target_opset {target_opset} > {TARGET_OPSET}, the highest the LightGBM converter takes")
     _register_lightgbm()
-    graph = graph_pipeline(pipeline)
-    estimator = type(graph[-1]).__name__
-    try:
-        onx = convert_sklearn(graph, initial_types=initial_types(spec),
-                              target_opset={"": target_opset, "ai.onnx.ml": ML_OPSET},
-                              options={id(graph[-1]): {"zipmap": False}})
-    except Exception as err:  # skl2onnx raises many types; the message must say which model failed
-        raise ExportError(f"cannot convert {estimator} to ONNX: {type(err).__name__}: "
-                          f"{str(err).splitlines()[0][:300]}") from err
-    names = [o.name for o in onx.graph.output]
-    if OUTPUT not in names:
-        raise ExportError(f"converted {estimator} has outputs {names}, expected '{OUTPUT}'")
-    blob = pack_inputs(onx, spec).SerializeToString()
-    logger.info("exported %s to ONNX (%d bytes, opset %d)", estimator, len(blob), target_opset)
+    if not isinstance(pipeline, Pipeline) or not isinstance(pipeline[0], ColumnTransformer):
+        raise ExportError(f"expected Pipeline(ColumnTransformer, estimator), got {type(pipeline).__name__}")
+    estimator = type(pipeline[-1]).__name__
+    model = single_encoder_model(pipeline, spec, pipeline[-1], False, target_opset) if encoding == "single" else None
+    used = "single" if model is not None else "per-column"
+    if model is None:
+        model = per_column_model(pipeline, spec, {"zipmap": False}, target_opset)
+        names = [o.name for o in model.graph.output]
+        if OUTPUT not in names:
+            raise ExportError(f"converted {estimator} has outputs {names}, expected '{OUTPUT}'")
+        model = pack_inputs(model, spec)
+    onnx.checker.check_model(model)
+    blob = model.SerializeToString()
+    logger.info("exported %s to ONNX (%s encoding, %d nodes, %d bytes, opset %d)", estimator, used,
+                len(model.graph.node), len(blob), target_opset)
     return blob
 
 

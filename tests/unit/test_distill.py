@@ -102,13 +102,15 @@ def test_teacher_exports_through_export_module(teacher, split, dataset_spec):
     assert parity_check(native, scorer.predict(split.holdout), 0.3, 1e-4, 1e-4)["passed"]
 
 
-def test_quantized_mlp_is_smaller_and_trees_are_untouched(students):
+def test_quantized_mlp_is_smaller_and_trees_and_linear_models_are_untouched(students, split, dataset_spec):
     q_mlp, mlp_info = quantize(students["mlp"][1])
     assert mlp_info["changed"] and mlp_info["quantized_size_bytes"] < mlp_info["size_bytes"]
     assert "MatMulInteger" in mlp_info["new_ops"]
-    OnnxScorer(q_mlp)  # loads
-    _, tree_info = quantize(students["lightgbm"][1])
-    assert not tree_info["changed"]
+    native = models.predict_proba(students["mlp"][0], split.holdout, dataset_spec)
+    assert parity_check(native, OnnxScorer(q_mlp).predict(split.holdout), 0.3, 0.05, 0.01)["passed"]
+    for kind in ("lightgbm", "linear"):  # a tree ensemble; single-column weights stay float
+        _, info = quantize(students[kind][1])
+        assert not info["changed"], kind
 
 
 def test_parity_check_counts_flips_against_the_rate():

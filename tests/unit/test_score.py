@@ -379,18 +379,35 @@ def test_onnx_graph_takes_two_packed_inputs_and_never_splits_the_numbers_apart(l
     meta = {p.key: json.loads(p.value) for p in model.metadata_props}
     assert meta == {"numeric_columns": list(dataset_spec.numeric),
                     "categorical_columns": list(dataset_spec.categorical)}
-    unpacks = [n for n in model.graph.node if n.op_type == "Split"]
+    ops = [n.op_type for n in model.graph.node]
+    assert "Split" not in ops and ops.count("LabelEncoder") == 1  # one encoder reads all categoricals packed
+    per_column = onnx.load_from_string(to_onnx(pipeline, dataset_spec, encoding="per_column"))
+    unpacks = [n for n in per_column.graph.node if n.op_type == "Split"]
     assert [list(n.input) for n in unpacks] == [[CATEGORICAL_INPUT]]  # numbers are read packed
     frame = raw_frame.iloc[:300]
-    np.testing.assert_allclose(OnnxScorer(blob).predict(frame),
-                               models.predict_proba(pipeline, frame, dataset_spec), atol=1e-5)
+    for graph in (blob, per_column.SerializeToString()):
+        np.testing.assert_allclose(OnnxScorer(graph).predict(frame),
+                                   models.predict_proba(pipeline, frame, dataset_spec), atol=1e-5)
 
 
-def test_onnx_scorer_still_reads_graphs_with_one_input_per_column(lgbm, raw_frame, dataset_spec, monkeypatch):
+def _one_input_per_column(pipeline, spec) -> bytes:
+    """A graph of the convention before packing: one [None, 1] input per raw column, named after the column."""
+    from skl2onnx import convert_sklearn
+    from skl2onnx.common.data_types import FloatTensorType, StringTensorType
+
+    from steps.modeling.onnx import graph_pipeline
+
+    graph = graph_pipeline(pipeline)
+    types = ([(c, FloatTensorType([None, 1])) for c in spec.numeric]
+             + [(c, StringTensorType([None, 1])) for c in spec.categorical])
+    return convert_sklearn(graph, initial_types=types, target_opset={"": 15, "ai.onnx.ml": 3},
+                           options={id(graph[-1]): {"zipmap": False}}).SerializeToString()
+
+
+def test_onnx_scorer_still_reads_graphs_with_one_input_per_column(lgbm, raw_frame, dataset_spec):
     pipeline, _ = lgbm
     packed = OnnxScorer(to_onnx(pipeline, dataset_spec))
-    monkeypatch.setattr("steps.modeling.onnx.pack_inputs", lambda model, spec: model)  # the convention before packing
-    per_column = OnnxScorer(to_onnx(pipeline, dataset_spec))
+    per_column = OnnxScorer(_one_input_per_column(pipeline, dataset_spec))
     assert len(per_column.session.get_inputs()) == len(dataset_spec.features) and not per_column.packed
     frame = raw_frame.iloc[:300]
     np.testing.assert_allclose(per_column.predict(frame), packed.predict(frame), atol=1e-6)
