@@ -96,8 +96,9 @@ def _remote_decorator(profile: ProfileConfig, step_name: str) -> tuple[str, dict
 
 
 def config_option(name: str, what: str) -> Config:
-    """A ``--config NAME PATH`` option: default ``config/<name>.yaml``, parsed by ``steps.config.parse_<name>``."""
-    return Config(name, default=f"config/{name}.yaml", parser=f"steps.config.parse_{name}",
+    """A ``--config NAME PATH`` option: default the repository's ``config/<name>.yaml`` (an absolute path, so a flow
+    runs from any working directory), parsed by ``steps.config.parse_<name>``."""
+    return Config(name, default=str(CONFIG_DIR / f"{name}.yaml"), parser=f"steps.config.parse_{name}",
                   help=f"{what} (YAML; default config/{name}.yaml)")
 
 
@@ -107,7 +108,7 @@ class ProjectFlow(FlowSpec):
     """The base of every flow: ``@project``, the profile's decorators, and the ``dataset`` and ``profile`` configs."""
 
     dataset = config_option("dataset", "Dataset: columns, types, ranges, target, time, id")
-    profile = Config("profile", default=os.environ.get(PROFILE_ENV, "config/profiles/local.yaml"),
+    profile = Config("profile", default=os.environ.get(PROFILE_ENV, str(CONFIG_DIR / "profiles" / "local.yaml")),
                      parser="steps.config.parse_profile",
                      help="Where steps run: local, AWS Batch or Kubernetes (YAML; default $MLOPS_PROFILE, else "
                           "config/profiles/local.yaml)")

@@ -53,7 +53,7 @@ class ScoreFlow(ProjectFlow):
         self.plan = run_plan.summary()
         self.manifest_header = partition.manifest_header(f"{current.flow_name}/{current.run_id}", run_plan, model,
                                                          shadow, cfg, self.decision, self.onnx_parity)
-        self.retracted_manifest = partition.retract_manifest(run_plan.output_root, run_plan.day)
+        self.retracted_manifest = partition.retract_manifest(run_plan.output_root, run_plan.day, spec.name)
         self.shards = [s.to_dict() for s in run_plan.shards]
         self.next(self.score_shard, foreach="shards")
 

@@ -65,9 +65,9 @@ class RobustnessGates(Strict):
 
     relative_noise: float = Field(0.01, gt=0.0, le=1.0)
     max_mean_abs_change: float = Field(0.01, gt=0.0)
-    max_p99_abs_change: float = Field(0.1, gt=0.0, description="99th percentile of |score change|")
+    max_p99_abs_change: float = Field(0.15, gt=0.0, description="99th percentile of |score change|")
     missing_rate: float = Field(0.1, gt=0.0, lt=1.0)
-    min_auc_ratio_with_missing: float = Field(0.95, gt=0.0, le=1.0)
+    min_auc_ratio_with_missing: float = Field(0.9, gt=0.0, le=1.0)
     sample_rows: int = Field(2000, ge=50)
 
 
@@ -84,10 +84,14 @@ class EfficiencyGates(Strict):
 
 
 class ReviewGates(Strict):
-    """Low-confidence scores go to a human; their share has a budget."""
+    """Low-confidence scores go to a human; their share can have a budget (the reviewers' capacity).
+
+    ``max_rate`` null: the share is measured and reported, not gated (the default: a budget is a staffing decision,
+    and a well-calibrated model of a balanced target puts many honest scores in the middle).
+    """
 
     band: Band = (0.4, 0.6)
-    max_rate: float = Field(0.05, ge=0.0, le=1.0)
+    max_rate: float | None = Field(None, ge=0.0, le=1.0)
 
 
 class ChampionGates(Strict):

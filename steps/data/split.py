@@ -94,7 +94,7 @@ def column_parts(frame: pd.DataFrame, spec: DatasetConfig,
     if split.column not in frame.columns:
         raise ValueError(f"split column '{split.column}' is not a column the dataset config keeps (time, id, "
                          "features, sensitive); choose one of those")
-    labels = pd.Series(label_values(frame[split.column]), index=frame.index)
+    labels = _split_labels(frame, spec, split.column)
     hold = labels.isin([category_label(v) for v in split.holdout_values])
     if split.validation_values:
         valid = labels.isin([category_label(v) for v in split.validation_values])
@@ -107,6 +107,19 @@ def column_parts(frame: pd.DataFrame, spec: DatasetConfig,
             return rest[times < cut], rest[times >= cut], frame[hold]
     train, valid, _ = random_parts(rest, spec, 0.0, split.validation_fraction, split.seed)
     return train, valid, frame[hold]
+
+
+def _split_labels(frame: pd.DataFrame, spec: DatasetConfig, column: str) -> pd.Series:
+    """A column's values as the split config names them: the time column as written in the data (a year as
+    ``2004``, a period as ``2``, a timestamp or date as ``2024-03-01``), any other column as its string."""
+    values = frame[column]
+    if spec.time is not None and column == spec.time.column:
+        if spec.time.unit == "year":
+            return values.dt.year.astype(str)
+        if spec.time.unit == "period":
+            return values.astype(str)
+        return values.dt.strftime("%Y-%m-%d")
+    return pd.Series(label_values(values), index=frame.index)
 
 
 def random_parts(frame: pd.DataFrame, spec: DatasetConfig, holdout_fraction: float, validation_fraction: float,

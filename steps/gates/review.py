@@ -21,5 +21,8 @@ def review_gates(proba: np.ndarray, cfg: ReviewGates) -> list[GateResult]:
     low, high = cfg.band
     detail = f"{count} of {total} scores in [{low:g}, {high:g}]"
     logger.info("review: %s (%.2f%%)", detail, 100 * rate)
+    if cfg.max_rate is None:
+        return [check("review", "review_rate", f"share of scores in [{low:g}, {high:g}]", Threshold(max=1.0), rate,
+                      detail=f"{detail}; no budget set (review.max_rate): reported, not gated", gated=False)]
     return [check("review", "review_rate", f"share of scores in [{low:g}, {high:g}]", Threshold(max=cfg.max_rate),
                   rate, detail=detail)]

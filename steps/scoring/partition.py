@@ -32,10 +32,19 @@ class QuarantineLimitExceeded(RuntimeError):
     """More rows failed validation than ``max_quarantine_rate`` allows; the partition gets no manifest."""
 
 
-def retract_manifest(output_root: str, day: str) -> bool:
-    """Delete the date's manifest before it is rewritten (readers stop trusting it); True when there was one."""
+def retract_manifest(output_root: str, day: str, dataset: str | None = None) -> bool:
+    """Delete the date's manifest before it is rewritten (readers stop trusting it); True when there was one.
+
+    A partition holding another dataset's predictions is never replaced: ScoreInputError naming both (two datasets
+    scored to one output root would otherwise overwrite each other's dates).
+    """
     uri = join_uri(partition_uri(output_root, day), MANIFEST)
-    existed = read_bytes(uri) is not None
+    body = read_bytes(uri)
+    existed = body is not None
+    owner = (json.loads(body).get("model") or {}).get("dataset") if body is not None else None
+    if owner is not None and dataset is not None and owner != dataset:
+        raise ScoreInputError(f"{partition_uri(output_root, day)} holds predictions of dataset {owner!r}; refusing to "
+                              f"replace them with {dataset!r}'s: score it to another --output")
     if existed:
         delete(uri)
         logger.info("retracted %s: the partition is untrusted until this run writes a new manifest", uri)

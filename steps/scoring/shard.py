@@ -205,7 +205,7 @@ def score_in_process(source: str, output_root: str, day: str, model: ResolvedMod
     plan = plan_run(source, output_root, day, spec, cfg.shard_rows)
     onnx_bytes, parity = prepare_runtime(model, cfg, spec, plan.files, decision["threshold"])
     header = manifest_header(flow_run, plan, model, None, cfg, decision, parity)
-    retract_manifest(plan.output_root, plan.day)
+    retract_manifest(plan.output_root, plan.day, spec.name)
     features = check_explainable(model.pipeline, cfg.top_k) if cfg.top_k else []
     records = []
     for shard in plan.shards:

@@ -157,3 +157,8 @@ def test_in_band_is_the_flag_the_scorer_writes():
 def test_review_gate_on_no_scores_passes_with_zero_rate():
     (result,) = review_gates(np.array([]), ReviewGates())
     assert result.passed and result.actual == 0.0
+
+
+def test_review_rate_without_a_budget_is_reported_not_gated():
+    (result,) = review_gates(np.array([0.45, 0.5, 0.1]), ReviewGates())
+    assert result.gated is False and result.actual == pytest.approx(2 / 3) and "no budget set" in result.detail
