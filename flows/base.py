@@ -8,10 +8,14 @@ decorators, the one switch between a laptop and AWS Batch.
 from __future__ import annotations
 
 import json
+import logging
 import os
+import sys
+from collections.abc import Iterator
 from typing import Any
 
-from metaflow import Config, FlowMutator, FlowSpec, project
+from metaflow import Config, FlowMutator, FlowSpec, project, user_step_decorator
+from metaflow.exception import METAFLOW_EXIT_DISALLOW_RETRY, MetaflowException
 from metaflow.user_configs.config_parameters import ConfigValue
 
 from steps.config import (
@@ -27,7 +31,97 @@ from steps.config import (
     TrainConfig,
     load,
 )
+from steps.core.errors import UserError
 from steps.core.project import PROJECT
+
+USER_ERRORS: list[str] = []  # user errors raised in this process: the task exits without a retry
+
+
+class BadInput(MetaflowException):
+    """A user error (bad data, config or arguments) as Metaflow prints it: a headline and the message, no traceback."""
+
+    headline = "Bad input (fix it and run again; this step is not retried)"
+
+
+@user_step_decorator
+def user_errors(step_name: str, flow: Any, inputs: Any = None) -> Iterator[None]:
+    """Every step: a ``UserError`` becomes :class:`BadInput`, and the task will exit so that it is not retried."""
+    try:
+        yield
+    except UserError as err:
+        USER_ERRORS.append(f"{step_name}: {err}")
+        raise BadInput(f"{type(err).__name__}: {err}") from None
+
+
+def log_progress() -> None:
+    """Show the library's INFO logs (progress, decisions) in the task logs, on a laptop and on AWS alike."""
+    library = logging.getLogger("steps")
+    if not library.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+        library.addHandler(handler)
+        library.setLevel(logging.INFO)
+        library.propagate = False
+
+
+def batch_never_retries_user_errors() -> None:
+    """On AWS Batch (Step Functions deployments) a failed job is retried by its ``retryStrategy``, which Metaflow sets
+    to a count only: add AWS Batch's rule that a task exiting with Metaflow's no-retry status (a user error) is not
+    retried, as the local runtime already does."""
+    try:
+        from metaflow.plugins.aws.batch.batch_client import BatchJob
+    except ImportError:  # no AWS extras: nothing is deployed to Batch from here
+        return
+    original = BatchJob.attempts
+    if getattr(original, "never_retries_user_errors", False):
+        return
+
+    def attempts(self: Any, count: int) -> Any:
+        original(self, count)
+        self.payload["retryStrategy"]["evaluateOnExit"] = [
+            {"onExitCode": str(METAFLOW_EXIT_DISALLOW_RETRY), "action": "EXIT"}]  # unmatched exits: retried
+        return self
+
+    attempts.never_retries_user_errors = True  # type: ignore[attr-defined]
+    BatchJob.attempts = attempts
+
+
+def main(flow_cls: type) -> None:
+    """Run ``flow_cls``'s command line. A step that fails on a user error exits with Metaflow's no-retry status, and
+    the run then ends on a "Step failure" headline, not Metaflow's "Internal error" about the unfinished end step."""
+    from metaflow import parameters
+
+    log_progress()
+    batch_never_retries_user_errors()
+    with parameters.flow_context(flow_cls):
+        from metaflow import cli  # imported inside the flow's context: its options (e.g. --branch) depend on it
+
+        try:
+            cli.main(flow_cls(use_cli=False), handle_exceptions=False)
+        except MetaflowException as err:
+            if "was not successful by the end of flow" in str(err):  # a task failed and was not retried
+                err = StepStopped("a step stopped on bad input, without a retry: its message is above")
+            cli.print_metaflow_exception(err)
+            sys.exit(METAFLOW_EXIT_DISALLOW_RETRY if USER_ERRORS else 1)
+        except UserError as err:  # a bad config or argument, found before any step ran
+            cli.print_metaflow_exception(BadStart(f"{type(err).__name__}: {err}"))
+            sys.exit(1)
+        except Exception as err:  # noqa: BLE001 - printed with its traceback, as Metaflow does
+            cli.print_unknown_exception(err)
+            sys.exit(1)
+
+
+class BadStart(MetaflowException):
+    """A user error found before any step ran (a config or argument): nothing was started."""
+
+    headline = "Bad input (nothing was run)"
+
+
+class StepStopped(MetaflowException):
+    """The run's headline when a step stopped on a user error."""
+
+    headline = "Step failure"
+
 
 SCHEMAS: dict[str, type] = {"dataset": DatasetConfig, "profile": ProfileConfig, "train": TrainConfig,
                             "gates": GatesConfig, "score": ScoreConfig, "distill": DistillConfig,
@@ -56,6 +150,7 @@ class apply_profile(FlowMutator):  # noqa: N801 - decorators are lower case in M
             step.add_decorator("retry", deco_kwargs={"times": profile.retry.times,
                                "minutes_between_retries": profile.retry.minutes_between_retries}, duplicates=ignore)
             step.add_decorator("timeout", deco_kwargs={"minutes": res.timeout_minutes}, duplicates=ignore)
+            step.add_decorator(user_errors, duplicates=ignore)
             step.add_decorator("resources", deco_kwargs={"cpu": res.cpu, "memory": res.memory, "gpu": res.gpu},
                                duplicates=ignore)
             if profile.env:

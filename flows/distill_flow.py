@@ -9,7 +9,7 @@ The run is tagged ``serving`` (and a ``serve`` event appended to the DistillFlow
 meets the selection rule and passes every gate; see steps/distill/.
 """
 
-from base import ProjectFlow, config_option
+from base import ProjectFlow, config_option, main
 from metaflow import Parameter, card, current, step
 
 from steps.core import decision
@@ -34,6 +34,7 @@ class DistillFlow(ProjectFlow):
     def start(self):
         """Resolve and verify the teacher, build the transfer set and its logits, export the teacher to ONNX."""
         spec, cfg, gates = self.typed("dataset"), self.typed("distill"), self.typed("gates")
+        students.check_students(cfg.students)  # a typo fails here, before the teacher is loaded
         teacher = selection.resolve_teacher(self.teacher_run, current.branch_name, current.project_name, spec)
         self.decision = decision.decision_in_use(teacher.decision, None, gates.decision_threshold, gates.review.band)
         self.threshold = self.decision["threshold"]  # the student decides where its teacher does
@@ -106,4 +107,4 @@ class DistillFlow(ProjectFlow):
 
 
 if __name__ == "__main__":
-    DistillFlow()
+    main(DistillFlow)

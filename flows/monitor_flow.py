@@ -10,7 +10,7 @@ state root (config ``state_root``), written last by ``end``, so a failed run cha
 
 from datetime import UTC, datetime
 
-from base import ProjectFlow, config_option
+from base import ProjectFlow, config_option, main
 from metaflow import Parameter, card, config_expr, current, schedule, step
 
 from steps.core import storage
@@ -114,4 +114,4 @@ class MonitorFlow(ProjectFlow):
 
 
 if __name__ == "__main__":
-    MonitorFlow()
+    main(MonitorFlow)

@@ -9,10 +9,10 @@ Output: <output>/dt=YYYY-MM-DD/part-NNNNN-of-NNNNN.parquet plus _manifest.json (
 validation under <output>/_quarantine/dt=YYYY-MM-DD/. See steps/scoring/ for the guarantees.
 """
 
-from base import ProjectFlow, config_option
+from base import ProjectFlow, config_option, main
 from metaflow import Parameter, config_expr, current, schedule, step
 
-from steps.core import decision
+from steps.core import decision, storage
 from steps.scoring import partition, plan, resolve, runtime, shard
 
 
@@ -36,15 +36,16 @@ class ScoreFlow(ProjectFlow):
     def start(self):
         """Resolve and verify the model(s), check the inputs' footers, cut the shards, retract the old manifest."""
         spec, cfg, profile, gates = (self.typed(name) for name in ("dataset", "score", "profile", "gates"))
+        day, override = plan.partition_date(self.date or None), decision.parse_override(self.decision_threshold)
+        source, output = self.source or cfg.input, self.output or cfg.output_root  # relative: under the profile's root
+        storage.check_writable(storage.absolute(profile.locate(output)))  # before any work starts
         model = resolve.resolve_model(self.model_run or None, current.branch_name, current.project_name, spec)
-        self.decision = decision.decision_in_use(model.decision, decision.parse_override(self.decision_threshold),
-                                                 gates.decision_threshold, gates.review.band)
+        self.decision = decision.decision_in_use(model.decision, override, gates.decision_threshold, gates.review.band)
         self.threshold = self.decision["threshold"]
         shadow = resolve.resolve_model(self.shadow_run, current.branch_name, current.project_name, spec) \
             if self.shadow_run else None
         self.feature_names = runtime.check_explainable(model.pipeline, cfg.top_k) if cfg.top_k else []
-        source, output = self.source or cfg.input, self.output or cfg.output_root  # relative: under the profile's root
-        run_plan = plan.plan_run(profile.locate(source), profile.locate(output), self.date, spec, cfg.shard_rows)
+        run_plan = plan.plan_run(profile.locate(source), profile.locate(output), day, spec, cfg.shard_rows)
         self.onnx_model, self.onnx_parity = runtime.prepare_runtime(model, cfg, spec, run_plan.files, self.threshold)
         self.model_run_used, self.model_name, self.model_fingerprint = model.run, model.name, model.fingerprint
         self.model_blob = model.blob
@@ -92,4 +93,4 @@ class ScoreFlow(ProjectFlow):
             print(line)
 
 if __name__ == "__main__":
-    ScoreFlow()
+    main(ScoreFlow)

@@ -5,7 +5,7 @@
     python flows/train_flow.py --config profile config/profiles/aws.yaml run   # on AWS Batch
 """
 
-from base import ProjectFlow, config_option
+from base import ProjectFlow, config_option, main
 from metaflow import Parameter, card, current, step
 
 from steps.core import decision
@@ -30,8 +30,9 @@ class TrainFlow(ProjectFlow):
 
     @step
     def start(self):
-        """Load the data (path, s3:// or DVC revision), validate it, record lineage."""
+        """Check the candidates, load the data (path, s3:// or DVC revision), validate it, record lineage."""
         spec = self.typed("dataset")
+        models.check_candidates(self.typed("train").candidates)  # a typo fails here, before any data is read
         source = self.data or (spec.dvc_path or spec.path if self.data_rev else spec.path)
         if not self.data_rev:  # a DVC path is relative to its repository; anything else follows the profile's roots
             source = self.typed("profile").locate(source)
@@ -115,4 +116,4 @@ class TrainFlow(ProjectFlow):
 
 
 if __name__ == "__main__":
-    TrainFlow()
+    main(TrainFlow)

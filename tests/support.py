@@ -149,6 +149,21 @@ def logs(result: FlowResult) -> str:
     return result.stdout + result.stderr
 
 
+def assert_user_error(result: FlowResult, step: str, message: str) -> None:
+    """The run stopped on a user error in ``step``: its message as a headline, no traceback, no retry.
+
+    The runs keep the profile's retries (``retry.times: 1``), so an error that was retried would show a second attempt.
+    """
+    text = logs(result)
+    assert result.status == "failed", text[-3000:]
+    assert message in text, text[-3000:]
+    assert "Bad input (fix it and run again; this step is not retried)" in text
+    assert "Traceback" not in text and "Internal error" not in text, text[-3000:]
+    assert "This failed task will not be retried." in text
+    tasks = list(result.run[step])
+    assert len(tasks) == 1 and tasks[0].current_attempt == 0 and not tasks[0].successful  # it ran once
+
+
 def package_files(root: Path) -> list[str]:
     """What Metaflow's code package must carry for a remote task: every module of steps/, flows/base.py, config/."""
     steps = sorted(str(p.relative_to(root)) for p in (root / "steps").rglob("*.py"))

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import difflib
 import sys
+import types
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, TypeVar, Union, get_args, get_origin
 
 import yaml
 from pydantic import AfterValidator, BaseModel, ConfigDict, ValidationError
+
+from steps.core.errors import UserError
 
 T = TypeVar("T", bound="Strict")
 
@@ -17,7 +21,7 @@ T = TypeVar("T", bound="Strict")
 PROFILE_ENV = "MLOPS_PROFILE"  # the profile switch: a path, like --config profile PATH
 
 
-class ConfigError(ValueError):
+class ConfigError(UserError):
     """A configuration file is malformed: the message names the file and every bad key."""
 
 
@@ -59,12 +63,41 @@ def config_source(name: str, default: str) -> str:
     return default
 
 
-def _format_errors(source: str, err: ValidationError) -> str:
+def _model_at(model: Any, path: tuple[Any, ...]) -> Any:
+    """The pydantic model class found by following ``path`` (field names, dict keys, list indexes) from ``model``."""
+    current: Any = model
+    for part in path:
+        if isinstance(current, type) and issubclass(current, BaseModel):
+            field = current.model_fields.get(str(part))
+            if field is None:
+                return None
+            current = field.annotation
+        else:  # a dict value or list item: the container's element type
+            args = [a for a in get_args(current) if a is not type(None)]
+            current = args[-1] if args else None
+        while get_origin(current) is Union or isinstance(current, types.UnionType):
+            current = next((a for a in get_args(current) if a is not type(None)), None)
+    return current
+
+
+def _did_you_mean(model: Any, loc: tuple[Any, ...]) -> str:
+    """`` (did you mean 'x'?)`` for an unknown key, when a known key of its place is close."""
+    parent = _model_at(model, loc[:-1])
+    if not (isinstance(parent, type) and issubclass(parent, BaseModel)):
+        return ""
+    close = difflib.get_close_matches(str(loc[-1]), list(parent.model_fields), n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def _format_errors(source: str, err: ValidationError, model: Any = None) -> str:
+    """One line per problem: the key's dotted path and what is wrong (unknown keys with a did-you-mean)."""
     lines = [f"invalid configuration in {source}:"]
     for e in err.errors():
         key = ".".join(str(p) for p in e["loc"]) or "<root>"
-        msg = "unknown key (not allowed)" if e["type"] == "extra_forbidden" else e["msg"]
-        if e["type"] == "missing":
+        msg = e["msg"]
+        if e["type"] == "extra_forbidden":
+            msg = "unknown key" + (_did_you_mean(model, tuple(e["loc"])) or " (not allowed)")
+        elif e["type"] == "missing":
             msg = "missing required key"
         lines.append(f"  - {key}: {msg}")
     return "\n".join(lines)
@@ -77,7 +110,7 @@ def validate(model: type[T], data: Any, source: str) -> T:
     try:
         return model.model_validate(data)
     except ValidationError as err:
-        raise ConfigError(_format_errors(source, err)) from None
+        raise ConfigError(_format_errors(source, err, model)) from None
 
 
 def parse_text(model: type[T], text: str, source: str) -> dict[str, Any]:

@@ -8,6 +8,8 @@ from typing import Any
 
 import numpy as np
 
+from steps.core.errors import UserError
+
 logger = logging.getLogger(__name__)
 
 
@@ -75,7 +77,7 @@ def decision_in_use(recorded: dict[str, Any] | None, override: float | None = No
     elif fallback is not None and fallback.policy == "fixed":
         threshold, source = float(fallback.value), "gates config (the model records no threshold)"
     elif override is None:
-        raise ValueError("the model records no decision threshold (a run from before thresholds were recorded) and "
+        raise UserError("the model records no decision threshold (a run from before thresholds were recorded) and "
                          "the gates config's policy is not fixed: give one with --decision-threshold")
     else:
         threshold, source = float(override), "override"
@@ -87,13 +89,13 @@ def decision_in_use(recorded: dict[str, Any] | None, override: float | None = No
 
 
 def parse_override(text: str) -> float | None:
-    """A ``--decision-threshold`` value: None when empty, else a number strictly between 0 and 1 (ValueError)."""
+    """A ``--decision-threshold`` value: None when empty, else a number strictly between 0 and 1 (UserError)."""
     if not str(text).strip():
         return None
     try:
         value = float(text)
     except ValueError:
-        raise ValueError(f"--decision-threshold must be a number between 0 and 1, got {text!r}") from None
+        raise UserError(f"--decision-threshold must be a number between 0 and 1, got {text!r}") from None
     if not 0.0 < value < 1.0:
-        raise ValueError(f"--decision-threshold must be strictly between 0 and 1, got {value}")
+        raise UserError(f"--decision-threshold must be strictly between 0 and 1, got {value}")
     return value

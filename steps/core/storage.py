@@ -18,6 +18,8 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from steps.core.errors import UserError
+
 _HASH_CHUNK = 1 << 20
 DEFAULT = object()  # "the endpoint from the environment"
 
@@ -184,6 +186,27 @@ def publish_file(tmp: Path, uri: str, endpoint: Any = DEFAULT) -> None:
     with open(tmp, "rb+") as fh:
         os.fsync(fh.fileno())
     os.replace(tmp, uri)
+
+
+def check_writable(uri: str, endpoint: Any = DEFAULT) -> None:
+    """UserError unless ``uri`` is a folder that is (or can be made) writable, or an ``s3://`` prefix this process can
+    write to; nothing is left behind (a missing folder is probed through its nearest existing parent)."""
+    if not is_s3(uri):
+        path = Path(uri).absolute()
+        if path.exists() and not path.is_dir():
+            raise UserError(f"output {uri} is a file, not a folder: give a folder (it is made when missing)")
+        existing = next(p for p in (path, *path.parents) if p.exists())
+        if not existing.is_dir():
+            raise UserError(f"output {uri} cannot be made: {existing} is a file")
+        if not os.access(existing, os.W_OK | os.X_OK):
+            raise UserError(f"output {uri} is not writable: no write permission on {existing}")
+        return
+    probe = join_uri(uri, f".write-probe-{uuid.uuid4().hex}")
+    try:
+        put_bytes(probe, b"", endpoint)
+        delete(probe, endpoint)
+    except Exception as err:  # botocore ClientError (AccessDenied, NoSuchBucket), endpoint errors, ...
+        raise UserError(f"output {uri} is not writable: {type(err).__name__}: {err}") from None
 
 
 def sha256_file(path: str | Path) -> str:

@@ -23,11 +23,12 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from steps.config.dataset import DatasetConfig, TimeSpec, category_label
+from steps.core.errors import UserError
 
 EXAMPLES = 5
 
 
-class DataValidationError(ValueError):
+class DataValidationError(UserError):
     """The data broke the dataset schema; ``violations`` lists every problem found."""
 
     def __init__(self, source: str, violations: list[str]):
@@ -37,7 +38,7 @@ class DataValidationError(ValueError):
         super().__init__(f"{source}: {len(violations)} validation error(s):\n{lines}")
 
 
-class ScoreInputError(ValueError):
+class ScoreInputError(UserError):
     """The input cannot be scored; the message names the file (or location) and the problem."""
 
 

@@ -16,6 +16,7 @@ import yaml
 
 from steps.config.dataset import DatasetConfig
 from steps.core import storage
+from steps.core.errors import UserError
 from steps.core.project import PROJECT_ROOT
 from steps.data.contract import DataValidationError, time_label
 
@@ -25,6 +26,10 @@ logger = logging.getLogger(__name__)
 
 
 _OPS = {">": operator.gt, ">=": operator.ge, "<": operator.lt, "<=": operator.le, "==": operator.eq, "!=": operator.ne}
+
+
+class DataSourceError(UserError, FileNotFoundError):
+    """The data source does not exist or cannot be read; the message names it."""
 
 
 @dataclass(frozen=True)
@@ -56,15 +61,15 @@ def read_source(source: str, data_rev: str | None = None, repo: str | Path | Non
         try:
             return dvc.api.read(source, repo=str(repo or PROJECT_ROOT), rev=data_rev, mode="rb")
         except Exception as err:  # dvc raises many types; the message must name path and revision
-            raise FileNotFoundError(f"cannot read DVC-tracked {source} at revision {data_rev}: {err}") from err
+            raise DataSourceError(f"cannot read DVC-tracked {source} at revision {data_rev}: {err}") from err
     if storage.is_s3(source):
         body = storage.read_bytes(source)
         if body is None:
-            raise FileNotFoundError(f"data object not found: {source}")
+            raise DataSourceError(f"data object not found: {source}")
         return body
     path = Path(source)
     if not path.is_file():
-        raise FileNotFoundError(f"data file not found: {path.resolve()}")
+        raise DataSourceError(f"data file not found: {path.resolve()}")
     return path.read_bytes()
 
 
@@ -124,7 +129,7 @@ def load_table(source: str, spec: DatasetConfig, data_rev: str | None = None,
         repo: the git+DVC repository to read ``data_rev`` from (default: this project).
     """
     if data_rev is not None and source.startswith(("s3://", "/")):
-        raise ValueError(f"--data-rev needs a path inside the DVC repository, got {source}")
+        raise UserError(f"--data-rev needs a path inside the DVC repository, got {source}")
     repo_path = Path(repo) if repo else PROJECT_ROOT
     blob = read_source(source, data_rev, repo_path)
     frame = parse_table(blob, source)

@@ -15,11 +15,16 @@ import numpy as np
 import pandas as pd
 
 from steps.config.dataset import DatasetConfig, SplitSpec, category_label
+from steps.core.errors import UserError
 from steps.data.contract import label_values, time_label
 
 RANDOM_WARNING = ("random hold-out: the model is judged on rows from the same period it was trained on, which "
                   "overstates production quality when the data drift over time")
 PARTS = ("train", "validation", "holdout")
+
+
+class SplitError(UserError):
+    """The split cannot be made from this data and config; the message says why and what to set."""
 
 
 @dataclass(frozen=True)
@@ -75,7 +80,7 @@ def time_parts(frame: pd.DataFrame, spec: DatasetConfig,
     distinct = times.nunique()
     if distinct < 3:
         values = ", ".join(str(time_label(v, spec.time)) for v in sorted(times.unique()))
-        raise ValueError(f"split by time needs at least 3 distinct values of time column '{spec.time_column}'; it has "
+        raise SplitError(f"split by time needs at least 3 distinct values of time column '{spec.time_column}'; it has "
                          f"{distinct} ({values}). Set in the dataset config split: {{method: column, column: "
                          f"{spec.time_column}, holdout_values: [<the latest value>]}} (validation is then cut from "
                          "the rest), or split: {method: random}")
@@ -92,7 +97,7 @@ def column_parts(frame: pd.DataFrame, spec: DatasetConfig,
     """Hold-out and validation chosen by a column's values; validation from the rest when no values name it."""
     assert split.column is not None
     if split.column not in frame.columns:
-        raise ValueError(f"split column '{split.column}' is not a column the dataset config keeps (time, id, "
+        raise SplitError(f"split column '{split.column}' is not a column the dataset config keeps (time, id, "
                          "features, sensitive); choose one of those")
     labels = _split_labels(frame, spec, split.column)
     hold = labels.isin([category_label(v) for v in split.holdout_values])
@@ -157,5 +162,5 @@ def check_split(parts: Split, spec: DatasetConfig) -> None:
     if problems:
         hint = {"time": "fewer, larger parts (validation_fraction, holdout_fraction) or split method column/random",
                 "column": "other holdout_values/validation_values", "random": "larger fractions or more data"}
-        raise ValueError(f"{parts.method} split failed: " + "; ".join(problems) + f". Try {hint[parts.method]} in "
+        raise SplitError(f"{parts.method} split failed: " + "; ".join(problems) + f". Try {hint[parts.method]} in "
                          "the dataset config's split")

@@ -14,8 +14,10 @@ from threadpoolctl import threadpool_limits
 
 from steps.config.dataset import DatasetConfig
 from steps.config.distill import DistillConfig, StudentConfig
+from steps.core.errors import UserError
 from steps.modeling import models
 from steps.modeling.features import Style, preprocessor
+from steps.modeling.models import unknown_params
 
 logger = logging.getLogger(__name__)
 
@@ -85,6 +87,15 @@ def _regressor(student: StudentConfig, seed: int, threads: int, device: str) -> 
     from sklearn.linear_model import Ridge
 
     return Ridge(**{"alpha": 1.0, **params})
+
+
+def check_students(students: list[StudentConfig]) -> None:
+    """UserError listing every student parameter its regressor does not take (checked before any work)."""
+    problems = [line for student in students
+                for line in unknown_params(_regressor(student.model_copy(update={"params": {}}), 0, 1, "cpu"),
+                                           dict(student.params), f"student '{student.name}'")]
+    if problems:
+        raise UserError("bad student parameters in the distill config:\n" + "\n".join(f"  - {p}" for p in problems))
 
 
 def build_student(student: StudentConfig, spec: DatasetConfig, seed: int, threads: int = 1,

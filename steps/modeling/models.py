@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import io
 import logging
@@ -17,12 +18,13 @@ from threadpoolctl import threadpool_limits
 
 from steps.config.dataset import DatasetConfig
 from steps.config.train import CandidateConfig
+from steps.core.errors import UserError
 from steps.modeling.features import Style, preprocessor
 
 logger = logging.getLogger(__name__)
 
 
-class FingerprintMismatch(RuntimeError):
+class FingerprintMismatch(UserError):
     """A serialized model does not hash to the fingerprint recorded for it."""
 
 
@@ -58,13 +60,59 @@ REGISTRY: dict[str, tuple[Callable[[dict[str, Any], int, int], ClassifierMixin],
 }
 
 
+def estimator_params(estimator: Any) -> set[str]:
+    """The parameter names ``estimator`` takes: its constructor's, and for LightGBM every core parameter and alias."""
+    names = set(estimator.get_params())
+    if type(estimator).__module__.startswith("lightgbm"):
+        from lightgbm.basic import _ConfigAliases  # the C library's parameter list (with aliases)
+
+        aliases = _ConfigAliases._get_all_param_aliases()
+        names |= set(aliases) | {alias for group in aliases.values() for alias in group}
+    return names
+
+
+def unknown_params(estimator: Any, params: dict[str, Any], where: str) -> list[str]:
+    """One line per key of ``params`` that ``estimator`` does not take, with a did-you-mean suggestion."""
+    allowed = estimator_params(estimator)
+    out = []
+    for key in sorted(set(params) - allowed):
+        close = difflib.get_close_matches(key, sorted(allowed), n=1, cutoff=0.6)
+        out.append(f"{where}: unknown parameter {key!r} for {type(estimator).__name__}"
+                   + (f" (did you mean {close[0]!r}?)" if close else ""))
+    return out
+
+
+def check_candidates(candidates: list[CandidateConfig], seed: int = 0) -> None:
+    """UserError listing every candidate parameter its estimator does not take or (scikit-learn) whose value it
+    rejects, with did-you-mean suggestions; checked before any data is read."""
+    problems = []
+    for candidate in candidates:
+        factory, _ = REGISTRY[candidate.type]
+        where = f"candidate '{candidate.name}'"
+        unknown = unknown_params(factory({}, seed, 1), dict(candidate.params), where)
+        problems += unknown or _bad_values(factory, dict(candidate.params), seed, where)
+    if problems:
+        raise UserError("bad candidate parameters in the train config:\n" + "\n".join(f"  - {p}" for p in problems))
+
+
+def _bad_values(factory: Callable[..., Any], params: dict[str, Any], seed: int, where: str) -> list[str]:
+    """The estimator's own validation of ``params``' values (scikit-learn's parameter constraints), as problems."""
+    try:
+        estimator = factory(params, seed, 1)
+        if hasattr(estimator, "_parameter_constraints"):  # scikit-learn estimators: the checks fit() runs first
+            estimator._validate_params()
+    except (TypeError, ValueError) as err:
+        return [f"{where}: {err}"]
+    return []
+
+
 def build_pipeline(candidate: CandidateConfig, spec: DatasetConfig, seed: int, threads: int) -> Pipeline:
     """A ``Pipeline(preprocess, model)`` for one candidate; raw input columns in, probabilities out."""
     factory, style = REGISTRY[candidate.type]
     try:
         model = factory(dict(candidate.params), seed, threads)
     except TypeError as err:
-        raise ValueError(f"candidate '{candidate.name}' ({candidate.type}): bad params {candidate.params}: "
+        raise UserError(f"candidate '{candidate.name}' ({candidate.type}): bad params {candidate.params}: "
                          f"{err}") from err
     return Pipeline([("preprocess", preprocessor(spec, style, candidate.impute)), ("model", model)])
 

@@ -12,9 +12,10 @@ from typing import Any
 from metaflow import Run
 
 from steps.core import storage
+from steps.core.errors import UserError
 
 
-class RegistryError(RuntimeError):
+class RegistryError(UserError):
     """A registry operation was refused or cannot be carried out."""
 
 

@@ -13,6 +13,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from steps.config.score import ScoreConfig
+from steps.core.errors import UserError
 from steps.core.storage import delete, join_uri, list_files, put_bytes, read_bytes
 from steps.data.contract import ScoreInputError
 from steps.scoring.plan import QUARANTINE, RunPlan, partition_uri, quarantine_uri
@@ -28,7 +29,7 @@ MANIFEST = "_manifest.json"
 MANIFEST_VERSION = 1
 
 
-class QuarantineLimitExceeded(RuntimeError):
+class QuarantineLimitExceeded(UserError):
     """More rows failed validation than ``max_quarantine_rate`` allows; the partition gets no manifest."""
 
 

@@ -13,6 +13,7 @@ import pyarrow.parquet as pq
 
 from steps.config.dataset import DatasetConfig
 from steps.config.score import ScoreConfig
+from steps.core.errors import UserError
 from steps.core.storage import absolute, arrow_s3, is_s3, join_uri
 from steps.data.contract import ScoreInputError, check_schema
 
@@ -178,7 +179,7 @@ def partition_date(value: str | None = None) -> str:
     try:
         return Date.fromisoformat(value).isoformat()
     except ValueError:
-        raise ValueError(f"--date must be YYYY-MM-DD, got {value!r}") from None
+        raise UserError(f"--date must be YYYY-MM-DD, got {value!r}") from None
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from steps.config.dataset import DatasetConfig
+from steps.core.errors import UserError
 from steps.modeling import models
 from steps.modeling.training import schema_mismatch
 from steps.registry.registry import run_data
@@ -14,7 +15,7 @@ from steps.registry.registry import run_data
 logger = logging.getLogger(__name__)
 
 
-class ScoreModelError(RuntimeError):
+class ScoreModelError(UserError):
     """No usable model: no champion, a run on another branch, a failed run, or a feature mismatch."""
 
 

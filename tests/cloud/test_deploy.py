@@ -99,7 +99,8 @@ def test_step_functions_json_follows_the_aws_profile(deployed, flow, aws_profile
     for step, params in tasks.items():
         res = aws_profile.for_step(step)
         assert params["JobQueue"] == aws_profile.queues[res.queue or "default"], step
-        assert params["RetryStrategy"]["Attempts"] == aws_profile.retry.times + 1, step
+        assert params["RetryStrategy"] == {"Attempts": aws_profile.retry.times + 1, "EvaluateOnExit": [
+            {"OnExitCode": "202", "Action": "EXIT"}]}, step  # a user error (exit 202) is not retried on Batch either
         assert params["Timeout"]["AttemptDurationSeconds"] == res.timeout_minutes * 60, step
         requirements = {r["Type"]: r["Value"] for r in params["ContainerOverrides"]["ResourceRequirements"]}
         assert requirements["VCPU"] == str(res.cpu) and requirements["MEMORY"] == str(res.memory), step
@@ -124,7 +125,7 @@ def test_score_shards_run_on_spot_with_retries_and_a_timeout(deployed):
     assert states["*score_shard"]["Type"] == "Map"  # the foreach over shards
     shard = _batch_tasks(states)["score_shard"]
     assert shard["JobQueue"] == "metaflow-spot"
-    assert shard["RetryStrategy"] == {"Attempts": 4}  # retry.times 3: a reclaimed shard is redone three times
+    assert shard["RetryStrategy"]["Attempts"] == 4  # retry.times 3: a reclaimed shard is redone three times
     assert shard["Timeout"] == {"AttemptDurationSeconds": 3600}
     assert _batch_tasks(states)["join"]["JobQueue"] == "metaflow-ondemand"  # only the shards take the spot risk
 

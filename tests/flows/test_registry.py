@@ -249,9 +249,10 @@ def test_audit_log_is_one_file_per_event_in_order(registry, ids, gates, tmp_path
     assert [e["who"] for e in events] == [reg.current_user(), "erin", "frank"]
     whens = [datetime.fromisoformat(e["when"]) for e in events]
     assert whens == sorted(whens) and all(w.utcoffset().total_seconds() == 0 for w in whens)
-    assert all(set(e) == {"event_id", "kind", "who", "when", "flow", "project", "branch", "from", "to", "reason",
-                          "gate_summary", "forced"} for e in events)
-    assert {(e["flow"], e["project"], e["branch"]) for e in events} == {("TrainFlow", "tabular_mlops", BRANCH)}
+    assert all(set(e) == {"event_id", "kind", "who", "when", "flow", "project", "branch", "dataset", "from", "to",
+                          "reason", "gate_summary", "forced"} for e in events)
+    assert {(e["flow"], e["project"], e["branch"], e["dataset"]) for e in events} == {
+        ("TrainFlow", "tabular_mlops", BRANCH, "card_transactions")}
 
     files = sorted((tmp_path / "events").iterdir())
     expected = [f"{f.name.split('-')[0]}-{e['event_id']}.json" for f, e in zip(files, events, strict=True)]
@@ -270,7 +271,8 @@ def test_event_names_sort_chronologically_within_one_second():
 
 def test_default_audit_log_lives_under_the_local_datastore(workspace):
     location = Path(Registry(branch=BRANCH).store.location)
-    expected = workspace / ".metaflow" / "_registry" / "tabular_mlops" / BRANCH / "TrainFlow" / "events"
+    expected = (workspace / ".metaflow" / "_registry" / "tabular_mlops" / BRANCH / "TrainFlow" / "card_transactions"
+                / "events")  # one audit log per dataset
     assert location.resolve() == expected.resolve()
 
 

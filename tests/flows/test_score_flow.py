@@ -19,7 +19,7 @@ import pandas as pd
 import pytest
 import yaml
 from metaflow import Runner
-from support import FlowResult, logs, score_flow
+from support import FlowResult, assert_user_error, logs, score_flow
 from support import score_configs as configs_for
 
 from steps.modeling import models
@@ -120,7 +120,8 @@ def test_scores_are_the_models_and_the_run_records_it(main_run, train_run, taint
     assert run.data.model_fingerprint == train_run.data.model_fingerprint
     assert run.data.model_name == train_run.data.model_name
     assert main_run.manifest["model"] == {"run": train_run.pathspec, "name": train_run.data.model_name,
-                                          "fingerprint": train_run.data.model_fingerprint}
+                                          "fingerprint": train_run.data.model_fingerprint,
+                                          "dataset": "card_transactions"}
     out = main_run.table
     assert set(out["model_run"]) == {train_run.pathspec}
     assert set(out["model_fingerprint"]) == {train_run.data.model_fingerprint}
@@ -188,13 +189,13 @@ def test_resume_reuses_finished_shards(root, workspace, config_paths, scratch, t
 
 
 # --------------------------------------------------------------------------------------------------- bad input
+# These runs keep the profile's retry: a user error must stop the step at once, with a headline and no traceback.
 def test_too_many_quarantined_rows_fail_the_run(root, workspace, config_paths, scratch, tainted, train_run):
     output = scratch / "out-gate"
-    configs = configs_for(config_paths, scratch, "gate", retry=False, shard_rows=10**6, max_quarantine_rate=0.0005)
+    configs = configs_for(config_paths, scratch, "gate", shard_rows=10**6, max_quarantine_rate=0.0005)
     result = score_flow(root, workspace, configs, input=str(tainted), output=str(output), date=D_BAD,
                         model_run=train_run.id)
-    assert result.status == "failed"
-    assert "5 of 6000 rows failed validation (rate 0.0008 > max_quarantine_rate 0.0005)" in logs(result)
+    assert_user_error(result, "join", "5 of 6000 rows failed validation (rate 0.0008 > max_quarantine_rate 0.0005)")
     assert read_manifest(str(output), D_BAD) is None  # untrusted: no manifest
     assert len(pd.read_parquet(output / "_quarantine" / f"dt={D_BAD}")) == 5
 
@@ -204,10 +205,9 @@ def test_a_corrupt_file_stops_the_run_naming_it(root, workspace, config_paths, s
     folder.mkdir()
     shutil.copy(tiny_data, folder / "a.parquet")
     (folder / "b.parquet").write_bytes(b"PAR1 this is not parquet")
-    result = score_flow(root, workspace, configs_for(config_paths, scratch, "corrupt", retry=False),
+    result = score_flow(root, workspace, configs_for(config_paths, scratch, "corrupt"),
                         input=str(folder), output=str(scratch / "out-corrupt"), date=D_BAD, model_run=train_run.id)
-    assert result.status == "failed"
-    assert f"{folder / 'b.parquet'}: not a readable Parquet file" in logs(result)
+    assert_user_error(result, "start", f"{folder / 'b.parquet'}: not a readable Parquet file")
     assert not (scratch / "out-corrupt").exists()
 
 
@@ -215,11 +215,27 @@ def test_a_schema_mismatch_names_the_columns(root, workspace, config_paths, scra
     path = scratch / "mismatch.parquet"
     frame = pd.read_parquet(tiny_data)
     frame.drop(columns=["amount", "country"]).assign(hour=frame["hour"].astype(str)).to_parquet(path)
-    result = score_flow(root, workspace, configs_for(config_paths, scratch, "mismatch", retry=False),
+    result = score_flow(root, workspace, configs_for(config_paths, scratch, "mismatch"),
                         input=str(path), output=str(scratch / "out-mismatch"), date=D_BAD, model_run=train_run.id)
-    assert result.status == "failed"
-    assert (f"{path}: schema mismatch: missing columns ['amount', 'country']; columns with unusable types: hour "
-            "(large_string, expected numeric)") in logs(result)
+    assert_user_error(result, "start", f"{path}: schema mismatch: missing columns ['amount', 'country']; columns "
+                                       "with unusable types: hour (large_string, expected numbers)")
+
+
+def test_an_output_that_is_a_file_is_refused_before_any_work(root, workspace, config_paths, scratch, tiny_data,
+                                                            train_run):
+    output = scratch / "out-is-a-file"
+    output.write_text("not a folder")
+    result = score_flow(root, workspace, configs_for(config_paths, scratch, "outfile"), input=str(tiny_data),
+                        output=str(output), date=D_BAD, model_run=train_run.id)
+    assert_user_error(result, "start", f"output {output} is a file, not a folder")
+    assert output.read_text() == "not a folder"
+
+
+def test_a_bad_date_is_refused_with_the_expected_form(root, workspace, config_paths, scratch, tiny_data, train_run):
+    result = score_flow(root, workspace, configs_for(config_paths, scratch, "baddate"), input=str(tiny_data),
+                        output=str(scratch / "out-baddate"), date="2026-13-01", model_run=train_run.id)
+    assert_user_error(result, "start", "2026-13-01")
+    assert not (scratch / "out-baddate").exists()
 
 
 def test_an_empty_input_gives_an_empty_partition(root, workspace, config_paths, scratch, tiny_data, train_run):

@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 import yaml
 from metaflow.cards import get_cards
-from support import card_text, package_files, run_flow
+from support import assert_user_error, card_text, logs, package_files, run_flow
 
 from steps.config import DatasetConfig, load_file
 from steps.data import synth
@@ -50,7 +50,8 @@ def test_lineage_and_split_are_recorded(train_run, tiny_data):
     assert lineage["sha256"] == hashlib.sha256(tiny_data.read_bytes()).hexdigest()
     assert lineage["git_revision"] is None or len(lineage["git_revision"]) == 40
     split = train_run.data.split_summary
-    assert sum(part["rows"] for part in split.values()) == 6000
+    assert sum(split[part]["rows"] for part in ("train", "validation", "holdout")) == 6000
+    assert split["method"] == "time" and split["warnings"] == []
     assert split["train"]["time_max"] < split["validation"]["time_min"] < split["holdout"]["time_min"]
     assert train_run.data.feature_schema["id"] == "transaction_id"
 
@@ -76,7 +77,7 @@ def _broken(tiny_data: Path, tmp_path: Path) -> Path:
 def test_invalid_data_stops_before_training_with_every_violation(root, workspace, tiny_data, tiny_configs, tmp_path):
     broken = _broken(tiny_data, tmp_path)
     result = run_flow(root, workspace, "train_flow.py", tiny_configs, data=str(broken))
-    assert result.status == "failed"
+    assert_user_error(result, "start", "3 validation error(s)")
     log = result.stderr + result.stdout
     assert "3 validation error(s)" in log
     assert "missing columns: ['hour']" in log
@@ -86,11 +87,27 @@ def test_invalid_data_stops_before_training_with_every_violation(root, workspace
     assert [step.id for step in result.run] == ["start"]  # nothing after validation ran
 
 
+def test_a_misspelt_candidate_parameter_stops_at_start_with_a_suggestion(root, workspace, tiny_data, tiny_configs,
+                                                                          tmp_path):
+    bad = tmp_path / "train-typo.yaml"
+    cfg = yaml.safe_load(tiny_configs["train"].read_text())
+    cfg["candidates"][1]["params"]["learning_rat"] = 0.1  # LightGBM itself would accept it silently
+    cfg["candidates"][0]["params"]["max_iters"] = 50  # logistic regression would fail only inside its fit
+    bad.write_text(yaml.safe_dump(cfg))
+    result = run_flow(root, workspace, "train_flow.py", {**tiny_configs, "train": bad}, data=str(tiny_data))
+    assert_user_error(result, "start", "candidate 'lightgbm': unknown parameter 'learning_rat' for LGBMClassifier "
+                                       "(did you mean 'learning_rate'?)")
+    assert ("candidate 'logreg': unknown parameter 'max_iters' for LogisticRegression (did you mean 'max_iter'?)"
+            in logs(result))
+    assert [step.id for step in result.run] == ["start"]
+
+
 def test_bad_config_stops_at_start_naming_file_and_key(root, workspace, tiny_data, tiny_configs, tmp_path):
     bad = tmp_path / "train-bad.yaml"
     cfg = yaml.safe_load(tiny_configs["train"].read_text())
     cfg["learning_rate"] = 0.1
     cfg["threads"] = 0
+    cfg["seeds"] = cfg.pop("seed")
     bad.write_text(yaml.safe_dump(cfg))
     proc = subprocess.run(
         [sys.executable, str(root / "flows" / "train_flow.py"), "--config", "train", str(bad),
@@ -101,6 +118,8 @@ def test_bad_config_stops_at_start_naming_file_and_key(root, workspace, tiny_dat
     assert f"invalid configuration in {bad}" in proc.stderr
     assert "learning_rate: unknown key" in proc.stderr
     assert "threads: Input should be greater than or equal to 1" in proc.stderr
+    assert "seeds: unknown key (did you mean 'seed'?)" in proc.stderr
+    assert "Traceback" not in proc.stderr and "Internal error" not in proc.stderr
 
 
 def test_steps_and_config_travel_in_the_code_package(root, workspace):

@@ -11,6 +11,7 @@ from sklearn.metrics import roc_auc_score
 from sklearn.pipeline import Pipeline
 
 from steps.config import CandidateConfig, DatasetConfig
+from steps.core.errors import UserError
 from steps.data.split import Split
 from steps.modeling import models
 from steps.modeling.models import FingerprintMismatch
@@ -93,7 +94,7 @@ def test_other_models_fingerprint_is_refused(fitted: dict[str, Pipeline]) -> Non
     other = models.fingerprint(models.serialize(fitted["random_forest"]))
     with pytest.raises(FingerprintMismatch, match="refusing to load"):
         models.deserialize(blob, other)
-    assert issubclass(FingerprintMismatch, RuntimeError)
+    assert issubclass(FingerprintMismatch, UserError)  # deterministic: a headline, never retried
 
 
 @pytest.mark.parametrize("type_, estimator_param, value", [

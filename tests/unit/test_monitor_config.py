@@ -25,7 +25,7 @@ def test_shipped_monitor_config_parses_with_every_documented_rule() -> None:
 
 
 @pytest.mark.parametrize(("doc", "fragment"), [
-    ({**RULES, "windw_days": 3}, "windw_days: unknown key (not allowed)"),
+    ({**RULES, "windw_days": 3}, "windw_days: unknown key (did you mean 'window_days'?)"),
     ({**RULES, "window_days": 0}, "window_days: Input should be greater than or equal to 1"),
     ({"alerts": {"rules": []}}, "alerts.rules: List should have at least 1 item"),
     ({"alerts": {"rules": [{"name": "x", "tier": "urgent", "signal": "feature_drift"}]}}, "alerts.rules.0.tier"),
