@@ -82,8 +82,8 @@ def batch_never_retries_user_errors() -> None:
             {"onExitCode": str(METAFLOW_EXIT_DISALLOW_RETRY), "action": "EXIT"}]  # unmatched exits: retried
         return self
 
-    attempts.never_retries_user_errors = True  # type: ignore[attr-defined]
-    BatchJob.attempts = attempts
+    attempts.never_retries_user_errors = True
+    BatchJob.attempts = attempts  # type: ignore[method-assign]
 
 
 def main(flow_cls: type) -> None:
