@@ -86,6 +86,17 @@ def batch_never_retries_user_errors() -> None:
     BatchJob.attempts = attempts  # type: ignore[method-assign]
 
 
+def branch_prod_refused(argv: list[str]) -> str | None:
+    """Why ``--branch prod`` is refused (Metaflow would run on the test branch ``test.prod``), or None."""
+    for i, arg in enumerate(argv):
+        value = argv[i + 1] if arg == "--branch" and i + 1 < len(argv) else arg.partition("=")[2] \
+            if arg.startswith("--branch=") else None
+        if value in ("prod", "production") and "--production" not in argv:
+            return (f"--branch {value} would run on the test branch test.{value} (Metaflow's rule for --branch), not "
+                    "in production: use --production (branch prod), or --production --branch NAME for prod.NAME")
+    return None
+
+
 def main(flow_cls: type) -> None:
     """Run ``flow_cls``'s command line. A step that fails on a user error exits with Metaflow's no-retry status, and
     the run then ends on a "Step failure" headline, not Metaflow's "Internal error" about the unfinished end step."""
@@ -93,6 +104,12 @@ def main(flow_cls: type) -> None:
 
     log_progress()
     batch_never_retries_user_errors()
+    refused = branch_prod_refused(sys.argv[1:])
+    if refused:
+        from metaflow import cli
+
+        cli.print_metaflow_exception(BadStart(refused))
+        sys.exit(1)
     with parameters.flow_context(flow_cls):
         from metaflow import cli  # imported inside the flow's context: its options (e.g. --branch) depend on it
 

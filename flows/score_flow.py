@@ -13,7 +13,7 @@ from base import ProjectFlow, config_option, main
 from metaflow import Parameter, config_expr, current, schedule, step
 
 from steps.core import decision, storage
-from steps.scoring import partition, plan, resolve, runtime, shard
+from steps.scoring import claims, faults, partition, plan, resolve, runtime, shard
 
 
 @schedule(cron=config_expr("score.schedule_cron"))
@@ -29,6 +29,9 @@ class ScoreFlow(ProjectFlow):
     model_run = Parameter("model-run", default="", help="TrainFlow run id or pathspec (default: the champion).")
     shadow_run = Parameter("shadow-run", default="", help="TrainFlow run scored in shadow columns (a batch canary); "
                                                           "default: none.")
+    force = Parameter("force", default="", help="Score with a --model-run/--shadow-run that failed its gates or is a "
+                      "run of another flow or dataset; the value is the reason, recorded in the manifest "
+                      "(default: such runs are refused).")
     decision_threshold = Parameter("decision-threshold", default="", help="Decide at this score for this run only "
                                    "(logged, recorded in the manifest); default: the model's own threshold.")
 
@@ -39,11 +42,12 @@ class ScoreFlow(ProjectFlow):
         day, override = plan.partition_date(self.date or None), decision.parse_override(self.decision_threshold)
         source, output = self.source or cfg.input, self.output or cfg.output_root  # relative: under the profile's root
         storage.check_writable(storage.absolute(profile.locate(output)))  # before any work starts
-        model = resolve.resolve_model(self.model_run or None, current.branch_name, current.project_name, spec)
+        model = resolve.resolve_model(self.model_run or None, current.branch_name, current.project_name, spec,
+                                      force=self.force)
         self.decision = decision.decision_in_use(model.decision, override, gates.decision_threshold, gates.review.band)
         self.threshold = self.decision["threshold"]
-        shadow = resolve.resolve_model(self.shadow_run, current.branch_name, current.project_name, spec) \
-            if self.shadow_run else None
+        shadow = resolve.resolve_model(self.shadow_run, current.branch_name, current.project_name, spec,
+                                       force=self.force) if self.shadow_run else None
         self.feature_names = runtime.check_explainable(model.pipeline, cfg.top_k) if cfg.top_k else []
         run_plan = plan.plan_run(profile.locate(source), profile.locate(output), day, spec, cfg.shard_rows)
         self.onnx_model, self.onnx_parity = runtime.prepare_runtime(model, cfg, spec, run_plan.files, self.threshold)
@@ -51,9 +55,10 @@ class ScoreFlow(ProjectFlow):
         self.model_blob = model.blob
         self.shadow = shadow.describe() if shadow else None
         self.shadow_blob = shadow.blob if shadow else None
-        self.plan = run_plan.summary()
+        claim = claims.claim_date(run_plan.output_root, run_plan.day, f"{current.flow_name}/{current.run_id}")
+        self.plan = {**run_plan.summary(), "claim": claim.to_dict()}  # from here on, a newer claim stops this run
         self.manifest_header = partition.manifest_header(f"{current.flow_name}/{current.run_id}", run_plan, model,
-                                                         shadow, cfg, self.decision, self.onnx_parity)
+                                                         shadow, cfg, self.decision, self.onnx_parity, self.force)
         self.retracted_manifest = partition.retract_manifest(run_plan.output_root, run_plan.day, spec.name)
         self.shards = [s.to_dict() for s in run_plan.shards]
         self.next(self.score_shard, foreach="shards")
@@ -69,7 +74,7 @@ class ScoreFlow(ProjectFlow):
                             {"run": self.model_run_used, "fingerprint": self.model_fingerprint}, self.feature_names,
                             tmp_dir=getattr(current, "tempdir", None))
         guard = shard.guard_for(job.shard.index, current.retry_count,
-                                getattr(current, "spot_termination_notice", None), cfg)
+                                getattr(current, "spot_termination_notice", None), cfg, self.plan["claim"])
         self.shard_result = shard.score_shard(job, model, shadow, explain, guard, cfg.threads)
         self.next(self.join)
 
@@ -82,7 +87,10 @@ class ScoreFlow(ProjectFlow):
         self.shard_results = sorted((inp.shard_result for inp in inputs), key=lambda r: r["shard"])
         self.manifest = partition.finish_partition(self.plan["output_root"], self.plan["date"], self.shard_results,
                                                    self.manifest_header, self.typed("score").max_quarantine_rate,
-                                                   f"{current.flow_name}/{current.run_id}")
+                                                   f"{current.flow_name}/{current.run_id}",
+                                                   claims.Claim.from_dict(self.plan["claim"]),
+                                                   tuple(faults.fault_plan(self.typed("score").fault_injection)),
+                                                   current.retry_count)
         self.totals, self.shadow_report = self.manifest["totals"], self.manifest["shadow"]
         self.next(self.end)
 

@@ -9,7 +9,7 @@ from base import ProjectFlow, config_option, main
 from metaflow import Parameter, card, current, step
 
 from steps.core import decision
-from steps.data import contract, load, split
+from steps.data import content, contract, load, split
 from steps.gates import assess
 from steps.modeling import metrics, models, reference, training
 from steps.registry import registry
@@ -36,7 +36,8 @@ class TrainFlow(ProjectFlow):
         source = self.data or (spec.dvc_path or spec.path if self.data_rev else spec.path)
         if not self.data_rev:  # a DVC path is relative to its repository; anything else follows the profile's roots
             source = self.typed("profile").locate(source)
-        frame, lineage = load.load_table(source, spec, self.data_rev or None, self.data_repo or None)
+        frame, lineage = load.load_table(source, spec, self.data_rev or None, self.data_repo or None,
+                                         content.data_remote(self.typed("profile").data_remote))
         self.frame = contract.validate(frame, spec, lineage.source)
         self.lineage = load.finish_lineage(lineage, self.frame, spec).to_dict()
         self.feature_schema = training.feature_schema(spec)

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 # Before anything imports metaflow: it reads the user name once, at import.
 if os.environ.get("USER", "root") == "root":  # Metaflow refuses root as a user name (CI runs as root)
     os.environ.setdefault("METAFLOW_USER", "ci")
 os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
+# Every TrainFlow run stores its data by md5 in a DVC remote (steps.data.content): the tests' own, not the project's
+os.environ["MLOPS_DATA_REMOTE"] = tempfile.mkdtemp(prefix="mlops-test-data-remote-")
 
 import pytest  # noqa: E402
 import yaml  # noqa: E402

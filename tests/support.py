@@ -138,6 +138,10 @@ def score_configs(config_paths: dict[str, Path], directory: Path, name: str, ret
     return out
 
 
+FORCE_TINY = ("tests: the 6,000-row model fails the shipped gates (about 26 hold-out positives); these runs test the "
+              "scoring mechanics")  # ScoreFlow's --force: a given run that failed its gates is refused without it
+
+
 def score_flow(root: Path, workspace: Path, configs: dict[str, Path], branch: str | None = None,
                **params: Any) -> FlowResult:
     """One ScoreFlow run."""

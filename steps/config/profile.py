@@ -52,6 +52,8 @@ class ProfileConfig(Strict):
     gpu_image: str | None = Field(None, description="image for steps that request a GPU (default: image)")
     storage_root: str | None = Field(None, description="relative data/output paths resolve under it (s3:// prefix)")
     s3_roots: list[str] = Field(default_factory=list, description="other s3:// prefixes the flows may read/write")
+    data_remote: str | None = Field(None, description="DVC remote (folder or s3:// prefix) where TrainFlow stores "
+                                    "every training data set by its md5 (default: the project's DVC remote)")
     schedules: dict[str, str] = Field(default_factory=dict, description="flow class name -> EventBridge cron (UTC)")
     env: dict[str, str] = Field(default_factory=dict, description="environment variables for every step")
 

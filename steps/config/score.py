@@ -16,8 +16,12 @@ class FaultInjection(Strict):
     shards: list[int] = Field(default_factory=lambda: [0], description="shard indexes that fail")
     attempts: list[int] = Field(default_factory=lambda: [0], description="attempts (retry counts) that fail")
     after_batches: int = Field(1, ge=0, description="record batches written to the temporary part first")
-    mode: Literal["exit", "raise"] = Field("exit", description="exit: the process dies (like a reclaimed spot "
-                                                               "instance); raise: an exception")
+    at: Literal["batch", "commit", "manifest", "published"] = Field(
+        "batch", description="where: after record batches of a shard, after a shard's part moved into place, in join "
+                             "before the manifest is written, or in join after it was")
+    mode: Literal["exit", "raise", "notice", "hang"] = Field(
+        "exit", description="exit: the process dies (like a reclaimed spot instance); raise: an exception; notice: a "
+                            "spot termination notice appears mid-shard; hang: the shard sleeps (for kill tests)")
 
 
 class ScoreConfig(Strict):
@@ -36,6 +40,8 @@ class ScoreConfig(Strict):
     compression: Literal["zstd", "snappy", "gzip", "lz4", "none"] = "zstd"
     parity_rows: int = Field(2000, ge=10, description="rows of the input used for the ONNX-vs-native parity check")
     onnx_tolerance: float = Field(1e-4, gt=0.0, description="max |onnx - native| probability allowed")
+    claim_check_s: float = Field(2.0, gt=0, description="seconds between two checks of the run's claim on the date "
+                                                        "while a shard writes (a newer run stops an older one)")
     fault_injection: FaultInjection = FaultInjection()
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import signal
 import sys
 
 
@@ -16,3 +17,9 @@ def console(name: str) -> logging.Logger:
         out.setLevel(logging.INFO)
         out.propagate = False
     return out
+
+
+def quiet_broken_pipe() -> None:
+    """End quietly when the reader of stdout goes away (``... show | head -3``), as Unix tools do."""
+    if hasattr(signal, "SIGPIPE"):
+        signal.signal(signal.SIGPIPE, signal.SIG_DFL)

@@ -104,6 +104,21 @@ def delete(uri: str, endpoint: Any = DEFAULT) -> None:
         Path(uri).unlink(missing_ok=True)
 
 
+def exists(uri: str, endpoint: Any = DEFAULT) -> bool:
+    """Whether a file or object is there."""
+    if not is_s3(uri):
+        return Path(uri).is_file()
+    bucket, key = split_s3(uri)
+    client = s3_client(endpoint)
+    try:
+        client.head_object(Bucket=bucket, Key=key)
+    except client.exceptions.ClientError as err:
+        if err.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+            return False
+        raise
+    return True
+
+
 def read_bytes(uri: str, endpoint: Any = DEFAULT) -> bytes | None:
     """The bytes of a file or object, or None when it does not exist."""
     if is_s3(uri):
@@ -207,6 +222,24 @@ def check_writable(uri: str, endpoint: Any = DEFAULT) -> None:
         delete(probe, endpoint)
     except Exception as err:  # botocore ClientError (AccessDenied, NoSuchBucket), endpoint errors, ...
         raise UserError(f"output {uri} is not writable: {type(err).__name__}: {err}") from None
+
+
+def sha256_uri(uri: str, endpoint: Any = DEFAULT) -> tuple[str, int] | None:
+    """(sha256 hex digest, size in bytes) of a file or object as storage holds it now, streamed; None when absent."""
+    if not is_s3(uri):
+        path = Path(uri)
+        return (sha256_file(path), path.stat().st_size) if path.is_file() else None
+    bucket, key = split_s3(uri)
+    client = s3_client(endpoint)
+    try:
+        body = client.get_object(Bucket=bucket, Key=key)["Body"]
+    except client.exceptions.NoSuchKey:
+        return None
+    digest, size = hashlib.sha256(), 0
+    for chunk in body.iter_chunks(_HASH_CHUNK):
+        digest.update(chunk)
+        size += len(chunk)
+    return digest.hexdigest(), size
 
 
 def sha256_file(path: str | Path) -> str:

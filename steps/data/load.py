@@ -18,6 +18,7 @@ from steps.config.dataset import DatasetConfig
 from steps.core import storage
 from steps.core.errors import UserError
 from steps.core.project import PROJECT_ROOT
+from steps.data import content
 from steps.data.contract import DataValidationError, time_label
 
 logger = logging.getLogger(__name__)
@@ -119,7 +120,7 @@ def git_state(repo: Path = PROJECT_ROOT) -> tuple[str | None, bool | None]:
 
 
 def load_table(source: str, spec: DatasetConfig, data_rev: str | None = None,
-               repo: str | Path | None = None) -> tuple[pd.DataFrame, Lineage]:
+               repo: str | Path | None = None, remote: str | None = None) -> tuple[pd.DataFrame, Lineage]:
     """Read ``source`` (or the DVC-tracked file at ``data_rev`` of ``repo``), derive target and id, record lineage.
 
     Args:
@@ -127,6 +128,7 @@ def load_table(source: str, spec: DatasetConfig, data_rev: str | None = None,
         spec: the dataset schema.
         data_rev: a git revision (commit, tag, branch) of the DVC-tracked data, or None for the file as it is.
         repo: the git+DVC repository to read ``data_rev`` from (default: this project).
+        remote: where the bytes are stored content-addressed for reproductions (``steps.data.content``).
     """
     if data_rev is not None and source.startswith(("s3://", "/")):
         raise UserError(f"--data-rev needs a path inside the DVC repository, got {source}")
@@ -144,7 +146,8 @@ def load_table(source: str, spec: DatasetConfig, data_rev: str | None = None,
         dvc_md5=dvc_md5(rev=data_rev, repo=repo_path) if data_rev or tracked_by_dvc(source) else None,
         git_revision=revision,
         git_dirty=dirty,
-        extra={"data_repo": str(repo_path)} if data_rev is not None else {},
+        extra={**({"data_repo": str(repo_path)} if data_rev is not None else {}),
+               "content": content.store(blob, remote)},
     )
     logger.info("loaded %d rows from %s", len(frame), lineage.source)
     return frame, lineage

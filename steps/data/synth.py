@@ -23,6 +23,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from steps.core.progress import Progress
+
 logger = logging.getLogger(__name__)
 
 
@@ -226,10 +228,13 @@ def write_parquet(spec: SynthSpec, out: str | Path) -> Path:
     tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
     schema = pa.Schema.from_pandas(generate_chunk(spec, 0, 1000), preserve_index=False)  # types from a sample
     try:
+        progress = Progress(f"writing {out.name}", total=spec.rows, log=logger)
         with pq.ParquetWriter(tmp, schema, compression="zstd", write_statistics=True) as writer:
             for chunk in iter_chunks(spec):
                 writer.write_table(pa.Table.from_pandas(chunk, schema=schema, preserve_index=False))
+                progress.advance(len(chunk))
         tmp.replace(out)
+        progress.done()
     finally:
         tmp.unlink(missing_ok=True)
     logger.info("wrote %d rows to %s (%s)", spec.rows, out, asdict(spec))

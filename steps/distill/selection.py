@@ -15,6 +15,7 @@ from steps.config.dataset import DatasetConfig
 from steps.config.distill import DistillConfig
 from steps.config.gates import GatesConfig
 from steps.config.train import ReferenceConfig
+from steps.core.progress import timed
 from steps.core.timing import best_seconds, call_seconds, percentiles
 from steps.distill.onnx import parity_check, to_onnx
 from steps.gates.assess import assess
@@ -205,11 +206,13 @@ def time_models(teacher: Pipeline, teacher_onnx: bytes | None, teacher_eval: dic
         The teacher's evaluation with ``runtimes`` added, and one :func:`candidate_row` per student.
     """
     measure = dict(frame=holdout, spec=spec, batch_rows=cfg.cost_rows, latency_rows=cfg.latency_rows)
-    teacher_eval = {**teacher_eval, "runtimes": measure_runtimes(teacher, teacher_onnx, None, **measure)}
+    with timed(logger, "timing the teacher"):
+        teacher_eval = {**teacher_eval, "runtimes": measure_runtimes(teacher, teacher_onnx, None, **measure)}
     rows = []
-    for student in students:
+    for number, student in enumerate(students, 1):
         pipeline = models.deserialize(student.blob, student.summary["fingerprint"])
-        runtimes = measure_runtimes(pipeline, student.onnx, student.quantized, **measure)
+        with timed(logger, f"timing student {number}/{len(students)} {student.name}"):
+            runtimes = measure_runtimes(pipeline, student.onnx, student.quantized, **measure)
         rows.append(candidate_row({**student.summary, "runtimes": runtimes}, teacher_eval, cfg.cost_runtime))
     return teacher_eval, rows
 
@@ -247,6 +250,7 @@ def gate_selected(name: str | None, rows: list[dict[str, Any]], students: list[T
     chosen = next(s for s in students if s.name == name)
     row = next(r for r in rows if r["name"] == name)
     model = models.deserialize(chosen.blob, chosen.summary["fingerprint"])
+    logger.info("gating the selected student %s against its teacher", name)
     assessment = assess(model, chosen.blob, holdout, spec, gates_cfg, champion=champion, threshold=threshold)
     verdict = Verdict(distillation_verdict(assessment.verdict.results, row["auc_ratio"], row["cost_ratio"],
                                            cfg))
@@ -258,7 +262,7 @@ def gate_selected(name: str | None, rows: list[dict[str, Any]], students: list[T
 
 
 def register_serving(run_id: str, branch: str, project: str, selected: bool, passed: bool,
-                     gate_summary: dict[str, Any] | None, who: str | None = None,
+                     gate_summary: dict[str, Any] | None, note: str | None = None,
                      dataset: str | None = None) -> dict[str, Any] | None:
     """Tag the DistillFlow run ``candidate``; when a student was selected and every gate passed, move ``serving``
     here (from any other run of the branch) and append a ``serve`` event to the DistillFlow audit log."""
@@ -266,4 +270,4 @@ def register_serving(run_id: str, branch: str, project: str, selected: bool, pas
     reg.run(run_id).add_tags([CANDIDATE, reg.tag])
     if not (selected and passed):
         return None
-    return reg.move_tag(run_id, SERVING, "serve", "student selected and every gate passed", who, gate_summary)
+    return reg.move_tag(run_id, SERVING, "serve", "student selected and every gate passed", note, gate_summary)

@@ -132,8 +132,8 @@ def fit_student(pipeline: Pipeline, frame: pd.DataFrame, target: np.ndarray, spe
             pipeline.set_params(model__regressor__device_type="cpu")
             device = "cpu"
             pipeline.fit(frame[spec.features], target)
-    if device != "cpu":
-        logger.info("LightGBM student trained on device '%s'", device)
+    logger.info("student %s fitted on %s rows on %s in %.1f s", type(reg).__name__, f"{len(frame):,}", device,
+                time.perf_counter() - start)
     return pipeline, {"device": device, "fit_seconds": time.perf_counter() - start, "fallback": fallback}
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import Any
 
@@ -11,11 +12,14 @@ from threadpoolctl import threadpool_limits
 
 from steps.config.dataset import DatasetConfig
 from steps.config.gates import GatesConfig
+from steps.core.progress import timed
 from steps.gates.champion import champion_gates
 from steps.gates.efficiency import efficiency_gates, measure
 from steps.gates.performance import _curves, performance_gates
 from steps.gates.result import GateResult, Verdict
 from steps.gates.review import review_gates
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -45,10 +49,14 @@ def _model_checks(model: Any, blob: bytes, holdout: pd.DataFrame, spec: DatasetC
                             None, False, detail=f"{type(err).__name__}: {err}"[:500])
         return np.full(len(y), np.nan), [failed], {"performance": {}, "fairness": {}, "robustness": {},
                                                    "efficiency": {"p50_ms": float("nan"), "p99_ms": float("nan")}}
-    perf, perf_report = performance_gates(y, proba, cfg)
-    fair, fair_report = fairness.fairness_gates(y, proba, holdout[spec.sensitive], cfg.fairness, threshold)
-    robust, robust_report = robustness.robustness_gates(predict, holdout, spec, cfg.robustness, cfg.bootstrap.seed)
-    with threadpool_limits(limits=1):  # one limit around the loop: per-call limits would add ~4 ms per row
+    with timed(logger, "gates: performance"):
+        perf, perf_report = performance_gates(y, proba, cfg)
+    with timed(logger, "gates: fairness"):
+        fair, fair_report = fairness.fairness_gates(y, proba, holdout[spec.sensitive], cfg.fairness, threshold)
+    with timed(logger, "gates: robustness"):
+        robust, robust_report = robustness.robustness_gates(predict, holdout, spec, cfg.robustness,
+                                                            cfg.bootstrap.seed)
+    with timed(logger, "gates: efficiency"), threadpool_limits(limits=1):  # per-call limits would add ~4 ms a row
         measured = measure(lambda f: model.predict_proba(f[spec.features])[:, 1], holdout, blob,
                            cfg.efficiency)
     eff = efficiency_gates(measured, cfg.efficiency)
@@ -75,6 +83,7 @@ def assess(model: Any, blob: bytes, holdout: pd.DataFrame, spec: DatasetConfig, 
         champ_proba, champ_results, champ_report = _model_checks(champ_model, champ_blob, holdout, spec, cfg, threshold)
         from steps.gates.fairness import compare_disparities
 
+        logger.info("gates: comparing with champion run %s", run_id)
         widening = compare_disparities(y, champ_proba, proba, holdout[spec.sensitive], cfg.fairness,
                                        threshold, cfg.bootstrap.samples, cfg.bootstrap.seed,
                                        cfg.bootstrap.confidence)

@@ -8,6 +8,7 @@ records the decision only. Either way the new model is promoted only by TrainFlo
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import subprocess
@@ -126,7 +127,8 @@ def train_configs(cfg: RetrainConfig, inherited: dict[str, dict[str, Any]] | Non
 
 def launch_runner(cfg: RetrainConfig, branch_name: str, reason: str,
                   inherited: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
-    """Run TrainFlow to completion with ``metaflow.Runner``; returns its run, status and whether it was promoted."""
+    """Run TrainFlow to completion with ``metaflow.Runner``, logging its run id and every line it prints (step
+    transitions) as they happen; returns its run, status and whether it was promoted."""
     from metaflow import Runner
 
     paths, values = train_configs(cfg, inherited)
@@ -134,8 +136,9 @@ def launch_runner(cfg: RetrainConfig, branch_name: str, reason: str,
     options: dict[str, Any] = {"config": list(paths.items()), **branch_options(branch_name)}
     if values:
         options["config_value"] = list(values.items())
-    with Runner(_resolve(cfg.flow), show_output=False, cwd=str(Path.cwd()), **options).run(**cfg.params) as running:
-        run = running.run  # type: ignore[attr-defined]  # ExecutingRun.run: missing from Metaflow's annotations
+    with Runner(_resolve(cfg.flow), show_output=False, cwd=str(Path.cwd()), **options) as runner:
+        running = asyncio.run(_follow(runner, cfg.params))
+        run = running.run
         record = {"launcher": "runner", "status": running.status, "run": run.pathspec if run else None}
         if run is not None and running.status == "successful":
             record |= {"gates_passed": bool(run_data(run).gates_passed),
@@ -145,6 +148,18 @@ def launch_runner(cfg: RetrainConfig, branch_name: str, reason: str,
             record["stderr_tail"] = running.stderr[-2000:]
     logger.info("retraining run %s: %s", record["run"], record["status"])
     return record
+
+
+async def _follow(runner: Any, params: dict[str, Any]) -> Any:
+    """Start the run, log its id, relay its output line by line at INFO, and wait for it to end."""
+    running = await runner.async_run(**params)
+    name = running.run.pathspec if running.run else "TrainFlow"
+    logger.info("retraining started: %s", name)
+    async for _, line in running.stream_log("stdout"):
+        if line.strip():
+            logger.info("[%s] %s", name, line.rstrip())
+    await running.wait()
+    return running
 
 
 def _cli_options(branch_name: str) -> list[str]:

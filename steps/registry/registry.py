@@ -37,8 +37,11 @@ from __future__ import annotations
 import json
 import logging
 import os
+import random
+import tempfile
+import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
@@ -49,7 +52,7 @@ from metaflow.exception import MetaflowNotFound
 from steps.config import DatasetConfig, load_file
 from steps.core.project import CONFIG_DIR, PROJECT
 from steps.modeling import models
-from steps.registry.store import EventStore, RegistryError, _now_ns, _stamps, event_store, run_datastore
+from steps.registry.store import EventExists, EventStore, RegistryError, _now_ns, _stamps, event_store, run_datastore
 
 logger = logging.getLogger(__name__)
 
@@ -65,6 +68,12 @@ CHAMPION_EVENTS = (*PROMOTIONS, "rollback")  # the audit events that move the ch
 
 
 _ROLE_TAGS = (CHAMPION, CANDIDATE, ARCHIVED)
+
+
+COMMIT_ATTEMPTS = 50  # concurrent changes that may land before this one gives up
+
+
+RECONCILE_ROUNDS = 20  # rounds of moving tags to match the log before giving up
 
 
 def project_branch(branch: str | None = None, production: bool = False, user: str | None = None) -> str:
@@ -140,12 +149,37 @@ def verified_model(blob: bytes, expected_sha256: str, where: str = "model") -> A
         raise models.FingerprintMismatch(f"{where}: {err}") from err
 
 
-def load_model(run: Run) -> Any:
-    """The run's model, loaded only when ``model_blob`` hashes to the recorded ``model_fingerprint``."""
-    blob, expected = _artifact(run, "model_blob"), _artifact(run, "model_fingerprint")
+def stored_artifact(run: Run, name: str, default: Any = None) -> Any:
+    """Artifact ``name`` of the run's end step read from the datastore itself, never from the Client's local cache
+    (which is shared by every process of the user and would keep serving bytes the datastore no longer holds)."""
+    from metaflow.client import core
+    from metaflow.client.filecache import FileCache
+
+    data = run.data
+    if data is None or name not in data:
+        return default
+    artifact = run.end_task[name]  # type: ignore[index]  # a run with data has an end task
+    saved = core.filecache
+    with tempfile.TemporaryDirectory(prefix="mf-verify-") as cache_dir:
+        core.filecache = FileCache(cache_dir=cache_dir)  # the Client reads through this module-level cache
+        try:
+            return artifact.data
+        finally:
+            core.filecache = saved
+
+
+def stored_model(run: Run) -> tuple[bytes, Any]:
+    """(model bytes, model) of the run, read from the datastore and loaded only when the bytes hash to the recorded
+    ``model_fingerprint``."""
+    blob, expected = stored_artifact(run, "model_blob"), stored_artifact(run, "model_fingerprint")
     if blob is None or not expected:
         raise RegistryError(f"run {run.pathspec} has no model_blob/model_fingerprint artifacts")
-    return verified_model(blob, expected, where=f"run {run.pathspec}")
+    return blob, verified_model(blob, expected, where=f"run {run.pathspec}")
+
+
+def load_model(run: Run) -> Any:
+    """The run's model, read from the datastore and loaded only when its bytes hash to ``model_fingerprint``."""
+    return stored_model(run)[1]
 
 
 def describe(run: Run) -> dict[str, Any]:
@@ -232,8 +266,9 @@ class Registry:
         """Successful runs of the flow on this branch, newest first, optionally only those tagged ``tag``."""
         return [r for r in self._tagged(*([tag] if tag else [])) if r.successful]
 
-    def run(self, run: Run | str) -> Run:
-        """A fresh ``Run`` for a run id, pathspec or Run, checked to belong to this project branch."""
+    def run(self, run: Run | str, any_dataset: bool = False) -> Run:
+        """A fresh ``Run`` for a run id, pathspec or Run, checked to belong to this project branch (and, unless
+        ``any_dataset``, to this registry's dataset)."""
         run_id = run.id if isinstance(run, Run) else str(run).split("/")[-1]
         with global_namespace():
             try:
@@ -245,7 +280,7 @@ class Registry:
             raise RegistryError(f"run {found.pathspec} is on branch {branch!r}, not {self.branch!r} "
                                 f"of project {self.project!r}")
         other = run_dataset(found)
-        if other is not None and other != self.dataset:
+        if other is not None and other != self.dataset and not any_dataset:
             raise RegistryError(f"run {found.pathspec} is a model of dataset {other!r}, not {self.dataset!r}")
         return found
 
@@ -303,6 +338,10 @@ class Registry:
             found.append(f"{len(champions)} runs carry the champion tag: {', '.join(r.id for r in champions)}")
         for run in champions:
             found.extend(_champion_problems(run, events))
+        named = _holder(events, CHAMPION)
+        if named is not None and named not in {r.id for r in champions}:
+            found.append(f"the audit log's latest event makes run {named} champion but it does not carry the champion "
+                         "tag (a process died between the two?): `python -m steps.registry reconcile` moves the tags")
         return found
 
     # -- writing ---------------------------------------------------------------------------------------------
@@ -317,43 +356,53 @@ class Registry:
         logger.info("tagged run %s candidate on %s", run.id, self.branch)
         return run
 
-    def promote(self, run: Run | str, reason: str, force: bool = False, who: str | None = None,
+    def promote(self, run: Run | str, reason: str, force: bool = False, note: str | None = None,
                 gate_summary: dict[str, Any] | None = None) -> dict[str, Any]:
-        """Make ``run`` the champion (gates must pass, or ``force`` with a reason); returns the audit event."""
+        """Make ``run`` the champion (its gates must pass, or ``force`` with a reason); returns the audit event."""
         run = self._successful(run)
-        passed = gates_passed(run)
-        if not passed and not force:
-            raise RegistryError(f"run {run.pathspec} did not pass its gates (gates_passed="
-                                f"{_artifact(run, 'gates_passed', 'missing')}); refusing to promote it "
-                                "(override with force and a reason)")
-        if not passed and not (reason or "").strip():
-            raise RegistryError(f"a forced promotion of run {run.pathspec} needs a non-empty reason")
-        forced = not passed
-        previous = self._move_champion(run)
+        forced = _needs_force(run, force, reason, "promote")
         summary = gate_summary if gate_summary is not None else _artifact(run, "gate_summary")
-        return self._record("forced_promote" if forced else "promote", previous, run, reason, who, summary, forced)
 
-    def rollback(self, to: str | None = None, reason: str = "rollback", who: str | None = None) -> dict[str, Any]:
-        """Restore the previous champion (or run ``to``, a former champion); returns the audit event."""
-        events, current = self._champion_events(), self.champion()
-        if to is None:
-            if current is None:
-                raise RegistryError(f"no champion for {self.flow} on branch {self.branch}: nothing to roll back")
-            made = [e for e in events if e["kind"] in PROMOTIONS and e["to"] == current.id]
-            if not made or not made[-1]["from"]:
-                raise RegistryError(f"nothing to roll back to: the audit log records no champion before run "
-                                    f"{current.id} on branch {self.branch}")
-            to = made[-1]["from"]
-        target = self._successful(to)
-        if current is not None and target.id == current.id:
-            raise RegistryError(f"run {target.id} is already the champion")
-        if target.id not in {e["to"] for e in events} | {e["from"] for e in events}:
-            raise RegistryError(f"run {target.id} was never champion on branch {self.branch}; use promote")
-        previous = self._move_champion(target)
-        return self._record("rollback", previous, target, reason, who, _artifact(target, "gate_summary"), False)
+        def build(events: list[dict[str, Any]]) -> dict[str, Any]:
+            previous = _holder(events, CHAMPION)
+            if previous == run.id:
+                raise RegistryError(f"run {run.id} is already the champion")
+            return self._event("forced_promote" if forced else "promote", CHAMPION, previous, run, reason, note,
+                               summary, forced)
+
+        return self._commit(build)
+
+    def rollback(self, to: str | None = None, reason: str = "rollback", note: str | None = None,
+                 force: bool = False) -> dict[str, Any]:
+        """Restore the previous champion (or run ``to``, a former champion); returns the audit event.
+
+        The run restored must have passed its gates, or ``force`` with a reason (the event then says forced).
+        """
+        def build(events: list[dict[str, Any]]) -> dict[str, Any]:
+            moves = [e for e in events if e["kind"] in CHAMPION_EVENTS]
+            current = _holder(events, CHAMPION)
+            target_id = to
+            if target_id is None:
+                if current is None:
+                    raise RegistryError(f"no champion for {self.flow} on branch {self.branch}: nothing to roll back")
+                made = [e for e in moves if e["kind"] in PROMOTIONS and e["to"] == current]
+                if not made or not made[-1]["from"]:
+                    raise RegistryError(f"nothing to roll back to: the audit log records no champion before run "
+                                        f"{current} on branch {self.branch}")
+                target_id = made[-1]["from"]
+            target = self._successful(target_id)
+            if target.id == current:
+                raise RegistryError(f"run {target.id} is already the champion")
+            if target.id not in {e["to"] for e in moves} | {e["from"] for e in moves}:
+                raise RegistryError(f"run {target.id} was never champion on branch {self.branch}; use promote")
+            forced = _needs_force(target, force, reason if reason != "rollback" else "", "roll back to")
+            return self._event("rollback", CHAMPION, current, target, reason, note,
+                               _artifact(target, "gate_summary"), forced)
+
+        return self._commit(build)
 
     def register(self, run_id: str, passed: bool, gate_summary: dict[str, Any] | None = None,
-                 who: str | None = None) -> dict[str, Any] | None:
+                 note: str | None = None) -> dict[str, Any] | None:
         """From inside a run: tag it candidate, and make it champion when ``passed``; returns the event or None."""
         # the run is still in progress: its success and its gates_passed artifact cannot be read yet
         run = self.run(run_id)
@@ -361,10 +410,21 @@ class Registry:
         logger.info("tagged run %s candidate on %s", run.id, self.branch)
         if not passed:
             return None
-        previous = self._move_champion(run)
-        return self._record("promote", previous, run, "every gate passed", who, gate_summary, False)
+        events = self.history()
+        if _holder(events, CHAMPION) == run.id:  # a retried or resumed end step: the promotion already landed
+            logger.info("run %s is already champion by event %s: moving the tags only", run.id, events[-1]["seq"])
+            self._reconcile(CHAMPION)
+            return next(e for e in reversed(events) if e["to"] == run.id and e["kind"] in CHAMPION_EVENTS)
+        return self._commit(lambda events: self._event("promote", CHAMPION, _holder(events, CHAMPION), run,
+                                                       "every gate passed", note, gate_summary, False))
 
-    def move_tag(self, run: Run | str, tag: str, kind: str, reason: str, who: str | None = None,
+    def reconcile(self) -> dict[str, Any]:
+        """Move the champion tag to the run the audit log's latest event names (after a process died between the
+        event and the tags); returns ``show()``."""
+        self._reconcile(CHAMPION)
+        return self.show()
+
+    def move_tag(self, run: Run | str, tag: str, kind: str, reason: str, note: str | None = None,
                  gate_summary: dict[str, Any] | None = None) -> dict[str, Any]:
         """Move a single-holder ``tag`` to ``run`` from every other run of the branch; returns the audit event.
 
@@ -378,29 +438,26 @@ class Registry:
             tag: the tag to move, e.g. ``serving``.
             kind: the audit event's kind, e.g. ``serve``.
             reason: why, recorded in the event.
-            who: recorded in the event (default: the current user).
+            note: a free-text note recorded with the actor (e.g. on whose behalf).
             gate_summary: the run's gate summary, recorded in the event.
 
         Returns:
-            The appended event; its ``from`` is the newest run the tag was taken from, or None.
+            The appended event; its ``from`` is the run the tag was taken from, or None.
         """
         if tag in _ROLE_TAGS or kind in CHAMPION_EVENTS:
             raise RegistryError(f"tag '{tag}' / event '{kind}' belong to the champion: use promote, register or "
                                 "rollback")
         run = self.run(run)
-        olds = [r for r in self._tagged(tag) if r.id != run.id]
-        run.add_tags([tag, self.tag])
-        for old in olds:
-            old.remove_tag(tag)
-            logger.info("removed tag %s from %s", tag, old.pathspec)
-        return self._record(kind, olds[0].id if olds else None, run, reason, who, gate_summary, False)
+        return self._commit(lambda events: self._event(kind, tag, _holder(events, tag), run, reason, note,
+                                                       gate_summary, False))
 
     def champion_for_comparison(self) -> tuple[str, Any, bytes] | None:
         """(run id, verified model, model bytes) of the champion, for challenger-versus-champion gates; or None."""
         champion = self.champion()
         if champion is None:
             return None
-        return champion.id, load_model(champion), _artifact(champion, "model_blob")
+        blob, model = stored_model(champion)
+        return champion.id, model, blob
 
     def _successful(self, run: Run | str) -> Run:
         """``run`` resolved on this branch; RegistryError unless it finished successfully."""
@@ -409,36 +466,119 @@ class Registry:
             raise RegistryError(f"run {found.pathspec} did not finish successfully")
         return found
 
-    def _move_champion(self, new: Run) -> str | None:
-        """Tag ``new`` champion, then archive every other champion; returns the id of the newest one replaced."""
-        olds = [r for r in self._tagged(CHAMPION) if r.id != new.id]
-        if CHAMPION in new.user_tags and not olds:
-            raise RegistryError(f"run {new.id} is already the champion")
-        new.replace_tags([ARCHIVED], [CHAMPION])  # a candidate tag stays: it records how the run entered
-        for old in olds:
-            old.replace_tags([CHAMPION], [ARCHIVED])
-            logger.info("archived former champion %s", old.pathspec)
-        logger.info("champion of %s on %s is now %s", self.flow, self.branch, new.pathspec)
-        return olds[0].id if olds else None
+    def _commit(self, build: Callable[[list[dict[str, Any]]], dict[str, Any]]) -> dict[str, Any]:
+        """Append the event ``build`` makes from the log as it is, then move the tags to match the log.
 
-    def _record(self, kind: str, previous: str | None, run: Run, reason: str, who: str | None,
-                gate_summary: Any, forced: bool) -> dict[str, Any]:
-        """Append one event to the audit log and return it."""
-        event_id = uuid.uuid4().hex
-        stamp, when = _stamps(_now_ns())
-        event = {
-            "event_id": event_id, "kind": kind, "who": who or current_user(), "when": when,
-            "flow": self.flow, "project": self.project, "branch": self.branch, "dataset": self.dataset,
-            "from": previous, "to": run.id, "reason": reason, "gate_summary": gate_summary, "forced": forced,
+        Events are numbered and each number is created once (``storage.put_new``), so of two changes decided on the
+        same log only one lands; the other decides again on the new log. Returns the event that landed.
+        """
+        for attempt in range(COMMIT_ATTEMPTS):
+            events = self.history()
+            event = {**build(events), "seq": len(events) + 1}
+            body = json.dumps(event, sort_keys=True, default=str).encode()
+            try:
+                self.store.append(f"{event['seq']:08d}.json", body)
+            except EventExists:
+                logger.info("another registry change landed first (event %d); deciding again", event["seq"])
+                time.sleep(random.uniform(0, 0.02 * (attempt + 1)))
+                continue
+            logger.info("%s %s -> %s recorded in %s", event["kind"], event["from"], event["to"], self.store.location)
+            _fault_after_event()
+            self._reconcile(event["tag"])
+            return event
+        raise RegistryError(f"{COMMIT_ATTEMPTS} concurrent registry changes on branch {self.branch} landed before "
+                            "this one; try again")
+
+    def _reconcile(self, tag: str) -> None:
+        """Move ``tag`` to the run the log's latest event for it names (champion: archive the others), until the
+        tags and the log agree and no newer event arrived meanwhile; every writer ends with this check."""
+        for _ in range(RECONCILE_ROUNDS):
+            target = _holder(self.history(), tag)
+            holders = {r.id for r in self._tagged(tag)}
+            if target is None or holders == {target}:
+                if _holder(self.history(), tag) == target:
+                    return
+                continue
+            new = self.run(target)
+            if tag == CHAMPION:
+                new.replace_tags([ARCHIVED], [CHAMPION])  # a candidate tag stays: it records how the run entered
+            else:
+                new.add_tags([tag])
+            for old in holders - {target}:
+                old_run = self.run(old)
+                if tag == CHAMPION:
+                    old_run.replace_tags([CHAMPION], [ARCHIVED])
+                else:
+                    old_run.remove_tag(tag)
+                logger.info("%s: moved from %s to %s", tag, old_run.pathspec, new.pathspec)
+        raise RegistryError(f"the {tag} tags on branch {self.branch} kept changing under this process; run "
+                            "`python -m steps.registry show` to check them")
+
+    def _event(self, kind: str, tag: str, previous: str | None, run: Run, reason: str, note: str | None,
+               gate_summary: Any, forced: bool) -> dict[str, Any]:
+        """One audit event (without its sequence number): what moved, who did it, and why."""
+        _, when = _stamps(_now_ns())
+        return {
+            "event_id": uuid.uuid4().hex, "kind": kind, "tag": tag, "when": when, **actor(self.store.location),
+            "note": note or None, "flow": self.flow, "project": self.project, "branch": self.branch,
+            "dataset": self.dataset, "from": previous, "to": run.id, "reason": reason,
+            "gate_summary": gate_summary, "forced": forced,
         }
-        body = json.dumps(event, sort_keys=True, default=str).encode()
-        try:
-            self.store.append(f"{stamp}-{event_id}.json", body)
-        except Exception:
-            logger.error("tags moved but the audit event could not be written: %s", body.decode())
-            raise
-        logger.info("%s %s -> %s recorded in %s", kind, previous, run.id, self.store.location)
-        return event
+
+
+FAULT_ENV = "MLOPS_REGISTRY_FAULT"  # test hook: "exit" or "hang" right after an audit event landed, before the tags
+
+
+def _fault_after_event() -> None:
+    """Die or hang between the audit event and the tag moves when ``MLOPS_REGISTRY_FAULT`` says so (tests)."""
+    mode = os.environ.get(FAULT_ENV, "")
+    if mode == "hang":
+        logger.warning("fault injection: hanging after the audit event (pid %d)", os.getpid())
+        while True:
+            time.sleep(0.2)
+    if mode == "exit":
+        logger.error("fault injection: exiting after the audit event, before the tags moved")
+        os._exit(75)
+
+
+def _holder(events: list[dict[str, Any]], tag: str) -> str | None:
+    """The run the latest event for ``tag`` moved it to (champion: promotions and rollbacks), or None."""
+    moves = [e for e in events if e.get("tag", CHAMPION if e["kind"] in CHAMPION_EVENTS else None) == tag]
+    return moves[-1]["to"] if moves else None
+
+
+def _needs_force(run: Run, force: bool, reason: str, action: str) -> bool:
+    """Whether moving the champion to ``run`` is forced; RegistryError when its gates failed and there is no
+    ``force`` with a reason."""
+    if gates_passed(run):
+        return False
+    if not force:
+        raise RegistryError(f"run {run.pathspec} did not pass its gates (gates_passed="
+                            f"{_artifact(run, 'gates_passed', 'missing')}); refusing to {action} it "
+                            "(override with --force and a --reason)")
+    if not (reason or "").strip():
+        raise RegistryError(f"a forced {action} of run {run.pathspec} needs a non-empty reason")
+    return True
+
+
+def actor(location: str) -> dict[str, Any]:
+    """Who is acting, from the environment (never from a command-line flag): the user Metaflow would record and, for
+    a registry on S3, the AWS caller identity of the credentials in use."""
+    return {"who": current_user(), "aws_identity": aws_identity() if location.startswith("s3://") else None}
+
+
+def aws_identity() -> str | None:
+    """The ARN of the AWS credentials in use (STS ``GetCallerIdentity``), or None when it cannot be had quickly."""
+    try:
+        import boto3
+        from botocore.config import Config
+
+        sts = boto3.client("sts", config=Config(connect_timeout=3, read_timeout=3, retries={"max_attempts": 1}))
+        return str(sts.get_caller_identity()["Arn"])
+    except Exception as err:  # no credentials, no network: the user name alone is recorded
+        logger.warning("AWS caller identity unavailable (%s: %s); recording the user name only",
+                       type(err).__name__, err)
+        return None
 
 
 def _champion_problems(run: Run, events: list[dict[str, Any]]) -> list[str]:
@@ -448,7 +588,7 @@ def _champion_problems(run: Run, events: list[dict[str, Any]]) -> list[str]:
     found = []
     if ARCHIVED in run.user_tags:
         found.append(f"champion {run.id} is also tagged archived")
-    blob, expected = _artifact(run, "model_blob"), _artifact(run, "model_fingerprint")
+    blob, expected = stored_artifact(run, "model_blob"), stored_artifact(run, "model_fingerprint")
     if blob is None or not expected:
         found.append(f"champion {run.id} has no model_blob/model_fingerprint")
     elif models.fingerprint(blob) != expected:

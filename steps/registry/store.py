@@ -19,6 +19,10 @@ class RegistryError(UserError):
     """A registry operation was refused or cannot be carried out."""
 
 
+class EventExists(RegistryError):
+    """An audit event of that name (sequence number) already exists: another change landed first."""
+
+
 _clock_lock = threading.Lock()
 
 
@@ -45,7 +49,7 @@ class EventStore:
     """The audit log of one registry: one JSON object per event under ``root`` (a folder or an ``s3://`` prefix).
 
     An event is created once (``storage.put_new``: a conditional create, so an existing event is never overwritten)
-    and events are read back in name order, which is chronological (the names start with a UTC stamp).
+    and events are read back in name order: their sequence numbers, zero-padded.
     """
 
     def __init__(self, root: str | Path, endpoint: Any = storage.DEFAULT) -> None:
@@ -57,7 +61,7 @@ class EventStore:
         try:
             storage.put_new(storage.join_uri(self.location, name), body, self.endpoint)
         except FileExistsError:
-            raise RegistryError(f"audit event {name} already exists in {self.location}; refusing to overwrite") \
+            raise EventExists(f"audit event {name} already exists in {self.location}; refusing to overwrite") \
                 from None
 
     def read_all(self) -> list[bytes]:

@@ -12,10 +12,12 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from steps.config.score import ScoreConfig
+from steps.config.score import FaultInjection, ScoreConfig
 from steps.core.errors import UserError
-from steps.core.storage import delete, join_uri, list_files, put_bytes, read_bytes
+from steps.core.storage import delete, join_uri, list_files, put_bytes, read_bytes, sha256_uri
 from steps.data.contract import ScoreInputError
+from steps.scoring.claims import Claim, check_claim, prune
+from steps.scoring.faults import plant, targets
 from steps.scoring.plan import QUARANTINE, RunPlan, partition_uri, quarantine_uri
 from steps.scoring.resolve import ResolvedModel
 from steps.scoring.write import shadow_summary
@@ -67,26 +69,23 @@ def _sweep(directory: str, keep: set[str]) -> list[str]:
 
 
 def finish_partition(output_root: str, day: str, records: list[dict[str, Any]], header: dict[str, Any],
-                     max_quarantine_rate: float, flow_run: str | None = None) -> dict[str, Any]:
-    """Check the shards' records, remove stale files, write ``_manifest.json`` last; returns the manifest.
+                     max_quarantine_rate: float, flow_run: str | None = None,
+                     claim: Claim | None = None, faults: tuple[FaultInjection, ...] = (),
+                     attempt: int = 0) -> dict[str, Any]:
+    """Check the shards' records, re-read every part from storage, remove stale files, write ``_manifest.json``
+    last; returns the manifest. Only while ``claim`` holds the date (the run's claim; None: unclaimed, tests).
 
     ``flow_run`` (the run writing the manifest; after a resume not the one that planned it) overrides the header's.
+    ``faults``: planted faults (tests) at ``manifest`` (before it is written) and ``published`` (after).
 
     Raises:
+        ClaimLost: another run claimed the date since (nothing is written; the holder's partition is left alone).
         QuarantineLimitExceeded: too many rows failed validation (no manifest is written).
-        RuntimeError: a shard's counts do not add up, a shard is missing, or a part is missing.
+        RuntimeError: counts do not add up, a shard or a part is missing, or a part's bytes changed.
     """
     records = sorted(records, key=lambda r: r["shard"])
-    count = records[0]["count"] if records else 0
-    if [r["shard"] for r in records] != list(range(count)):
-        raise RuntimeError(f"expected shards 0..{count - 1}, got {[r['shard'] for r in records]}")
-    for r in records:
-        if r["rows_in"] != r["rows_out"] + r["rows_quarantined"]:
-            raise RuntimeError(f"shard {r['shard']}: rows in {r['rows_in']} != out {r['rows_out']} + quarantined "
-                               f"{r['rows_quarantined']}")
-    totals = {k: sum(r[k] for r in records) for k in ("rows_in", "rows_out", "rows_quarantined")}
-    rate = totals["rows_quarantined"] / totals["rows_in"] if totals["rows_in"] else 0.0
-    totals["quarantine_rate"] = rate
+    totals = _totals(records)
+    rate = totals["quarantine_rate"]
     where = partition_uri(output_root, day)
     if rate > max_quarantine_rate:
         reasons: Counter[str] = Counter()
@@ -96,12 +95,12 @@ def finish_partition(output_root: str, day: str, records: list[dict[str, Any]], 
             f"{totals['rows_quarantined']} of {totals['rows_in']} rows failed validation (rate {rate:.4f} > "
             f"max_quarantine_rate {max_quarantine_rate}); {where} gets no manifest and stays untrusted; rows and "
             f"reasons in {quarantine_uri(output_root, day)}; top reasons: {dict(reasons.most_common(5))}")
+    if claim is not None:
+        check_claim(claim)
     parts = [r["part"] for r in records]
     quarantined = [r["quarantine_part"] for r in records if r["quarantine_part"]]
-    present = set(list_files(where))
-    missing = [p["path"] for p in parts if p["path"].rsplit("/", 1)[-1] not in present]
-    if missing:
-        raise RuntimeError(f"parts listed by the shards are missing from {where}: {missing}")
+    verify_parts(output_root, [*parts, *quarantined])
+    retract_manifest(output_root, day)  # a stale run's manifest that slipped in: untrusted while stale files go
     removed = [f"dt={day}/{n}" for n in _sweep(where, {p["path"].rsplit("/", 1)[-1] for p in parts})]
     removed += [f"{QUARANTINE}/dt={day}/{n}" for n in _sweep(quarantine_uri(output_root, day),
                                                               {q["path"].rsplit("/", 1)[-1] for q in quarantined})]
@@ -109,16 +108,56 @@ def finish_partition(output_root: str, day: str, records: list[dict[str, Any]], 
         logger.info("removed stale or temporary files: %s", removed)
     manifest = {
         "version": MANIFEST_VERSION, **header, "flow_run": flow_run or header.get("flow_run"), "date": day,
-        "partition": f"dt={day}",
+        "partition": f"dt={day}", "claim": claim.seq if claim else None,
         "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "totals": totals, "parts": parts, "quarantine_parts": quarantined,
         "shadow": {**header.get("shadow", {}), **(shadow_summary(records) or {})} if header.get("shadow") else None,
         "shards": records, "removed": removed,
     }
+    _plant(faults, "manifest", attempt, claim)
+    if claim is not None:
+        check_claim(claim)  # the last check before publishing
     put_bytes(join_uri(where, MANIFEST), json.dumps(manifest, indent=2, sort_keys=True, default=str).encode())
+    _plant(faults, "published", attempt, claim)
     logger.info("wrote %s: %d rows scored, %d quarantined (%.2f%%), %d part(s)", join_uri(where, MANIFEST),
                 totals["rows_out"], totals["rows_quarantined"], 100 * rate, len(parts))
+    if claim is not None:
+        prune(claim)
     return manifest
+
+
+def _plant(faults: tuple[FaultInjection, ...], at: str, attempt: int, claim: Claim | None) -> None:
+    """Plant the faults of ``join`` at point ``at`` (fault-injection tests)."""
+    for f in faults:
+        if targets(f, at, attempt):
+            plant(f, f"join attempt {attempt} at {at}", still_allowed=lambda: check_claim(claim) if claim else None)
+
+
+def _totals(records: list[dict[str, Any]]) -> dict[str, Any]:
+    """Rows in, out and quarantined over every shard, and the quarantine rate; RuntimeError when a shard is missing
+    or its counts do not add up."""
+    count = records[0]["count"] if records else 0
+    if [r["shard"] for r in records] != list(range(count)):
+        raise RuntimeError(f"expected shards 0..{count - 1}, got {[r['shard'] for r in records]}")
+    for r in records:
+        if r["rows_in"] != r["rows_out"] + r["rows_quarantined"]:
+            raise RuntimeError(f"shard {r['shard']}: rows in {r['rows_in']} != out {r['rows_out']} + quarantined "
+                               f"{r['rows_quarantined']}")
+    totals: dict[str, Any] = {k: sum(r[k] for r in records) for k in ("rows_in", "rows_out", "rows_quarantined")}
+    totals["quarantine_rate"] = totals["rows_quarantined"] / totals["rows_in"] if totals["rows_in"] else 0.0
+    return totals
+
+
+def verify_parts(output_root: str, parts: list[dict[str, Any]]) -> None:
+    """RuntimeError unless every part is on storage with the size and sha256 its shard recorded (re-read now)."""
+    for part in parts:
+        uri = join_uri(output_root, part["path"])
+        found = sha256_uri(uri)
+        if found is None:
+            raise RuntimeError(f"{uri} is listed by its shard but missing from storage")
+        if found != (part["sha256"], part["bytes"]):
+            raise RuntimeError(f"{uri} changed after its shard wrote it: sha256 {found[0][:12]}.. and {found[1]} "
+                               f"bytes on storage, {part['sha256'][:12]}.. and {part['bytes']} bytes recorded")
 
 
 def read_partition(output_root: str, day: str, verify: bool = False) -> pa.Table:
@@ -145,15 +184,26 @@ def read_partition(output_root: str, day: str, verify: bool = False) -> pa.Table
 
 
 def manifest_header(run_pathspec: str, plan: RunPlan, model: ResolvedModel, shadow: ResolvedModel | None,
-                    cfg: ScoreConfig, decision: dict[str, Any], parity: dict[str, Any] | None) -> dict[str, Any]:
-    """The run-level part of the manifest (the shards' records are added by ``finish_partition``)."""
-    return {
+                    cfg: ScoreConfig, decision: dict[str, Any], parity: dict[str, Any] | None,
+                    force: str = "") -> dict[str, Any]:
+    """The run-level part of the manifest (the shards' records are added by ``finish_partition``); ``forced`` says
+    which rules a forced --model-run/--shadow-run broke, why, and who forced it."""
+    broken = {role: list(m.overrides) for role, m in (("model", model), ("shadow", shadow)) if m and m.overrides}
+    forced = {"reason": force, "by": current_user(), "overrides": broken} if broken else None
+    return {"forced": forced,
         "flow_run": run_pathspec, "input": plan.summary(), "model": model.describe(),
         "shadow": shadow.describe() if shadow else None, "runtime": cfg.runtime, "onnx_parity": parity,
         "decision_threshold": decision["threshold"], "decision_source": decision["source"],
         "review_band": list(decision["review_band"]), "top_k": cfg.top_k,
         "max_quarantine_rate": cfg.max_quarantine_rate,
     }
+
+
+def current_user() -> str:
+    """The user Metaflow records for this process (METAFLOW_USER, USER, ...), or 'unknown'."""
+    from metaflow.util import get_username
+
+    return get_username() or "unknown"
 
 
 def summary_lines(manifest: dict[str, Any], output_root: str) -> list[str]:

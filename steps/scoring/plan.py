@@ -22,11 +22,13 @@ logger = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class InputFile:
-    """One input Parquet file: where it is and how many rows each of its row groups holds."""
+    """One input Parquet file: where it is, how many rows each of its row groups holds, its size on storage and the
+    uncompressed size of its data (the Parquet footer's ``total_byte_size`` summed over row groups)."""
 
     path: str
     row_groups: tuple[int, ...]
-    size_bytes: int
+    file_bytes: int
+    uncompressed_bytes: int
 
     @property
     def rows(self) -> int:
@@ -78,6 +80,13 @@ def open_parquet(path: str, read_dictionary: list[str] | None = None) -> pq.Parq
         raise ScoreInputError(f"{path}: not a readable Parquet file ({type(err).__name__}: {err})") from err
 
 
+def file_size(path: str) -> int:
+    """Bytes of one file on storage (local or s3)."""
+    if is_s3(path):
+        return int(arrow_s3().get_file_info(path[len("s3://"):]).size)
+    return Path(path).stat().st_size
+
+
 def inspect_inputs(paths: list[str], spec: DatasetConfig) -> list[InputFile]:
     """Read each file's footer: schema check and rows per row group (no data pages are read)."""
     out = []
@@ -86,8 +95,8 @@ def inspect_inputs(paths: list[str], spec: DatasetConfig) -> list[InputFile]:
         check_schema(pf.schema_arrow, spec, path)
         meta = pf.metadata
         groups = tuple(meta.row_group(i).num_rows for i in range(meta.num_row_groups))
-        size = sum(meta.row_group(i).total_byte_size for i in range(meta.num_row_groups))
-        out.append(InputFile(path, groups, size))
+        uncompressed = sum(meta.row_group(i).total_byte_size for i in range(meta.num_row_groups))
+        out.append(InputFile(path, groups, file_size(path), uncompressed))
     return out
 
 
@@ -133,9 +142,10 @@ class Shard:
         return cls(data["index"], data["count"], pieces)
 
 
-def part_name(index: int, count: int) -> str:
-    """``part-<index, 5 digits>-of-<count, 5 digits>.parquet``."""
-    return f"part-{index:05d}-of-{count:05d}.parquet"
+def part_name(index: int, count: int, claim_tag: str = "") -> str:
+    """``part-<index, 5 digits>-of-<count, 5 digits>[-<claim>].parquet``: the run's claim in the name keeps a stale
+    run's files apart from the holder's."""
+    return f"part-{index:05d}-of-{count:05d}{'-' + claim_tag if claim_tag else ''}.parquet"
 
 
 def plan_shards(files: list[InputFile], shard_rows: int) -> list[Shard]:
@@ -251,16 +261,23 @@ class ShardJob:
     feature_names: tuple[str, ...] = ()
     tmp_dir: str | None = None
     source: str = ""
+    claim: dict[str, Any] | None = None  # the run's claim on the date (``claims.Claim.to_dict``)
+
+    @property
+    def file_name(self) -> str:
+        """The name of the shard's part (and quarantine part): its index, and its run's claim."""
+        tag = f"c{self.claim['seq']:08d}" if self.claim else ""
+        return part_name(self.shard.index, self.shard.count, tag)
 
     @property
     def part_uri(self) -> str:
         """Where the shard's part goes."""
-        return join_uri(partition_uri(self.output_root, self.day), self.shard.part_name)
+        return join_uri(partition_uri(self.output_root, self.day), self.file_name)
 
     @property
     def quarantine_part_uri(self) -> str:
         """Where the shard's quarantined rows go."""
-        return join_uri(quarantine_uri(self.output_root, self.day), self.shard.part_name)
+        return join_uri(quarantine_uri(self.output_root, self.day), self.file_name)
 
 
 def job_for(shard: dict[str, Any], plan: dict[str, Any], spec: DatasetConfig, cfg: ScoreConfig,
@@ -272,4 +289,5 @@ def job_for(shard: dict[str, Any], plan: dict[str, Any], spec: DatasetConfig, cf
                     band=(float(decision["review_band"][0]), float(decision["review_band"][1])),
                     model_run=model["run"], model_fingerprint=model["fingerprint"], top_k=cfg.top_k,
                     compression=cfg.compression, overlap_io=cfg.overlap_io, id_type=plan["id_type"],
-                    feature_names=tuple(feature_names or ()), tmp_dir=tmp_dir, source=plan["input"])
+                    feature_names=tuple(feature_names or ()), tmp_dir=tmp_dir, source=plan["input"],
+                    claim=plan.get("claim"))

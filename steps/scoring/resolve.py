@@ -32,6 +32,7 @@ class ResolvedModel:
     onnx: bytes | None = field(default=None, repr=False)  # a DistillFlow student's registered ONNX graph
     dataset: str | None = None  # the dataset the model was trained for (None: a run from before that was recorded)
     decision: dict[str, Any] | None = None  # its recorded decision threshold and review band (None: older runs)
+    overrides: tuple[str, ...] = ()  # the rules a forced --model-run/--shadow-run broke (recorded in the manifest)
 
     def describe(self) -> dict[str, Any]:
         """Run, name, fingerprint and dataset (for artifacts and the manifest)."""
@@ -39,19 +40,21 @@ class ResolvedModel:
 
 
 def resolve_model(model_run: str | None, branch: str, project: str, spec: DatasetConfig | None = None,
-                  flow: str = "TrainFlow") -> ResolvedModel:
+                  flow: str = "TrainFlow", force: str = "") -> ResolvedModel:
     """``model_run`` (run id or pathspec, on this project branch) or the champion of ``spec``'s dataset,
-    fingerprint-verified; the champion's serving student when DistillFlow registered one.
+    fingerprint-verified from the datastore's bytes; the champion's serving student when DistillFlow registered one.
 
-    With ``spec``, the model (a served student too) must have been trained for the dataset config's name and features
-    (ScoreModelError naming the missing and extra columns otherwise).
+    A given run must have passed its gates and be a run of ``flow`` for ``spec``'s dataset; ``force`` (a reason)
+    lets one that is not through, with the broken rules in ``overrides``. With ``spec``, the model (a served student
+    too) must take the dataset config's features (ScoreModelError naming the missing and extra columns otherwise).
     """
-    from steps.registry.registry import Registry, RegistryError, load_model
+    from steps.registry.registry import Registry, RegistryError, gates_passed, stored_model
 
     dataset = spec.name if spec is not None else None
-    reg = Registry(flow=flow, branch=branch, project=project, dataset=dataset)
+    named_flow, _, run_id = (model_run or "").rpartition("/")
+    reg = Registry(flow=named_flow or flow, branch=branch, project=project, dataset=dataset)
     try:
-        run = reg.run(model_run) if model_run else reg.champion()
+        run = reg.run(run_id, any_dataset=bool(force)) if model_run else reg.champion()
     except RegistryError as err:
         raise ScoreModelError(str(err)) from err
     if run is None:
@@ -65,15 +68,34 @@ def resolve_model(model_run: str | None, branch: str, project: str, spec: Datase
             return student
     if not run.successful:
         raise ScoreModelError(f"run {run.pathspec} did not finish successfully")
-    pipeline = load_model(run)  # refuses bytes that do not hash to the recorded fingerprint
+    overrides = _broken_rules(run, flow, dataset, gates_passed(run)) if model_run else []
+    if overrides and not force.strip():
+        raise ScoreModelError(f"run {run.pathspec}: {'; '.join(overrides)}; refusing to score with it (give --force "
+                              "REASON to override: the reason is recorded in the manifest)")
+    if overrides:
+        logger.warning("scoring with %s although %s (forced: %s)", run.pathspec, "; ".join(overrides), force)
+    blob, pipeline = stored_model(run)  # the datastore's bytes, refused unless they hash to the fingerprint
     data = run_data(run)
     schema = data.feature_schema if "feature_schema" in data else {}
     resolved = ResolvedModel(run.pathspec, str(data.model_name), str(data.model_fingerprint),
-                             list(schema.get("features", [])), data.model_blob, pipeline, None, schema.get("dataset"),
-                             data.decision if "decision" in data else None)
+                             list(schema.get("features", [])), blob, pipeline, None, schema.get("dataset"),
+                             data.decision if "decision" in data else None, tuple(overrides))
     if spec is not None:
-        check_features(resolved, spec)
+        check_features(resolved, spec, any_dataset=bool(overrides))
     return resolved
+
+
+def _broken_rules(run: Any, flow: str, dataset: str | None, passed: bool) -> list[str]:
+    """Why a given run is not one to score with: not a run of ``flow``, of another dataset, or failed gates."""
+    from steps.registry.registry import run_dataset
+
+    found = [] if run.parent.id == flow else [f"it is a run of {run.parent.id}, not {flow}"]
+    other = run_dataset(run)
+    if dataset is not None and other is not None and other != dataset:
+        found.append(f"it is a model of dataset {other!r}, not {dataset!r}")
+    if not passed:
+        found.append("it did not pass its gates")
+    return found
 
 
 def serving_student(teacher_run_id: str, branch: str, project: str, dataset: str | None = None) -> ResolvedModel | None:
@@ -82,24 +104,26 @@ def serving_student(teacher_run_id: str, branch: str, project: str, dataset: str
     The distilled student serves in place of its teacher; once the champion changes, its old student no longer
     matches and the new champion itself is used until it is distilled.
     """
-    from steps.registry.registry import Registry, load_model
+    from steps.registry.registry import Registry, stored_artifact, stored_model
 
     for run in Registry(flow="DistillFlow", branch=branch, project=project, dataset=dataset).runs("serving"):
         data = run_data(run)
         if str(data.teacher_run_id) != str(teacher_run_id):
             continue
-        if models.fingerprint(data.onnx_model) != data.onnx_fingerprint:
+        onnx = stored_artifact(run, "onnx_model")  # the datastore's bytes, whatever the Client's cache holds
+        if models.fingerprint(onnx) != data.onnx_fingerprint:
             raise ScoreModelError(f"serving student {run.pathspec}: ONNX bytes do not match their fingerprint")
         logger.info("serving the distilled student %s of champion %s", run.pathspec, teacher_run_id)
         schema = data.feature_schema if "feature_schema" in data else {}
         return ResolvedModel(run.pathspec, str(data.model_name), str(data.model_fingerprint),
-                             list(schema.get("features", [])), data.model_blob, load_model(run), data.onnx_model,
+                             list(schema.get("features", [])), *stored_model(run), onnx,
                              schema.get("dataset"), data.decision if "decision" in data else None)
     return None
 
 
-def check_features(model: ResolvedModel, spec: DatasetConfig) -> None:
-    """ScoreModelError when the model was trained for another dataset, or on other features than the config lists."""
-    reason = schema_mismatch(model.dataset, model.features, spec)
+def check_features(model: ResolvedModel, spec: DatasetConfig, any_dataset: bool = False) -> None:
+    """ScoreModelError when the model was trained for another dataset (unless ``any_dataset``: a forced run), or on
+    other features than the config lists."""
+    reason = schema_mismatch(None if any_dataset else model.dataset, model.features, spec)
     if reason is not None:
         raise ScoreModelError(f"model {model.run} cannot score dataset {spec.name!r}: {reason}")

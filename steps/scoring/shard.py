@@ -1,11 +1,10 @@
-"""One shard's work: stream, validate, score, write; the spot notice and fault injection between batches."""
+"""One shard's work: stream, validate, score, write; the spot notice, the run's claim and planted faults between
+batches."""
 
 from __future__ import annotations
 
-import json
 import logging
 import os
-import sys
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -19,7 +18,11 @@ from threadpoolctl import threadpool_limits
 
 from steps.config.dataset import DatasetConfig
 from steps.config.score import FaultInjection, ScoreConfig
+from steps.core.progress import Progress
+from steps.core.storage import delete
 from steps.data.contract import ScoreInputError, reason_labels
+from steps.scoring.claims import Claim, ClaimLost, Watch, claim_date
+from steps.scoring.faults import fault_plan, plant, targets
 from steps.scoring.partition import finish_partition, manifest_header, retract_manifest
 from steps.scoring.plan import ShardJob, job_for, plan_run
 from steps.scoring.read import Batch, prefetch, read_shard, use_lean_arrow_pool
@@ -39,30 +42,11 @@ from steps.scoring.write import (
 logger = logging.getLogger(__name__)
 
 
-FAULT_ENV = "MLOPS_SCORE_FAULT"
-
-
 SPOT_NOTICE_ENV = "MLOPS_SPOT_NOTICE_PATH"
-
-
-FAULT_EXIT_CODE = 75
 
 
 class SpotTermination(RuntimeError):
     """A spot termination notice arrived: the shard stops, discards its temporary part and lets @retry redo it."""
-
-
-class InjectedFault(RuntimeError):
-    """A failure planted by fault injection."""
-
-
-def fault_settings(configured: FaultInjection, env: str | None = None) -> FaultInjection:
-    """The config's fault injection, with ``MLOPS_SCORE_FAULT`` (JSON object, or '1') merged over it."""
-    raw = os.environ.get(FAULT_ENV, "") if env is None else env
-    if not raw.strip():
-        return configured
-    override = {"enabled": True} if raw.strip().lower() in ("1", "true", "yes") else json.loads(raw)
-    return FaultInjection.model_validate({**configured.model_dump(), **override})
 
 
 def spot_notice_path(current_notice: str | None, shard: int, attempt: int) -> str | None:
@@ -85,26 +69,30 @@ class Guard:
     attempt: int = 0
     notice_path: str | None = None
     fault: FaultInjection = field(default_factory=FaultInjection)
+    more_faults: tuple[FaultInjection, ...] = ()  # further planted faults (``fault_plan``)
+    watch: Watch = field(default_factory=Watch)  # the run's claim on the date, and its runtime process
 
     def before_batch(self) -> None:
-        """Raise :class:`SpotTermination` when the notice file exists."""
+        """Raise :class:`SpotTermination` when the notice file exists; ClaimLost / RunnerGone when the run may no
+        longer write."""
         if self.notice_path and os.path.exists(self.notice_path):
             raise SpotTermination(f"spot termination notice at {self.notice_path}: shard {self.shard} attempt "
                                   f"{self.attempt} stops; its temporary part is discarded and @retry redoes it")
+        self.watch.check()
 
     def after_batch(self, batches: int, writer: PartWriter) -> None:
-        """Die (or raise) mid-write when fault injection targets this shard and attempt."""
-        f = self.fault
-        if not (f.enabled and self.shard in f.shards and self.attempt in f.attempts and batches >= f.after_batches):
-            return
-        message = (f"fault injection: shard {self.shard} attempt {self.attempt} fails after {batches} batch(es) "
-                   f"written to {writer.tmp}")
-        if f.mode == "raise":
-            raise InjectedFault(message)
-        logger.error("%s (process exits with %d)", message, FAULT_EXIT_CODE)
-        for stream in (sys.stdout, sys.stderr):
-            stream.flush()
-        os._exit(FAULT_EXIT_CODE)  # like a reclaimed instance: no cleanup, the temporary file stays
+        """Plant the faults that target this shard and attempt once ``batches`` were written."""
+        for f in (self.fault, *self.more_faults):
+            if targets(f, "batch", self.attempt, self.shard, batches):
+                plant(f, f"shard {self.shard} attempt {self.attempt} after {batches} batch(es) written to "
+                         f"{writer.tmp}", self.notice_path, self.watch.check)
+
+    def after_commit(self) -> None:
+        """Plant the faults that target this shard and attempt right after its files moved into place."""
+        for f in (self.fault, *self.more_faults):
+            if targets(f, "commit", self.attempt, self.shard):
+                plant(f, f"shard {self.shard} attempt {self.attempt} after its part was moved into place",
+                      self.notice_path, self.watch.check)
 
 
 def score_shard(job: ShardJob, model: Scorer, shadow: Scorer | None = None, explain: Any = None,
@@ -131,6 +119,7 @@ def score_shard(job: ShardJob, model: Scorer, shadow: Scorer | None = None, expl
     stream = read_shard(job, clock)
     batches = prefetch(stream) if job.overlap_io else stream
     quarantine = QuarantineWriter(job.quarantine_part_uri, job.compression, job.tmp_dir)
+    progress = Progress(f"shard {job.shard.index}", total=job.shard.rows, log=logger)
     try:
         with threadpool_limits(limits=threads), PartWriter(job.part_uri, schema, job.compression,
                                                            dictionary_columns(schema), job.tmp_dir) as part:
@@ -153,14 +142,19 @@ def score_shard(job: ShardJob, model: Scorer, shadow: Scorer | None = None, expl
                 counts["rows_out"] += len(scores)
                 counts["rows_quarantined"] += int((~batch.valid).sum())
                 counts["batches"] += 1
+                progress.advance(len(batch.valid))
                 guard.after_batch(counts["batches"], part)
             if counts["rows_in"] != job.shard.rows:  # checked before anything is moved into place
                 raise ScoreInputError(f"shard {job.shard.index}: read {counts['rows_in']} rows, planned "
                                       f"{job.shard.rows} (did an input file change after start?)")
             t1 = time.perf_counter()
+            guard.watch.check(force=True)  # the last check before anything is moved into place
             written = part.commit()
             quarantined = quarantine.commit()
             clock["write_s"] += time.perf_counter() - t1
+            _withdraw_if_lost(guard.watch, [written, quarantined])
+            guard.after_commit()
+            progress.done()
     except BaseException:
         quarantine.abort()
         raise
@@ -181,6 +175,18 @@ def score_shard(job: ShardJob, model: Scorer, shadow: Scorer | None = None, expl
     return record
 
 
+def _withdraw_if_lost(watch: Watch, published: list[dict[str, Any] | None]) -> None:
+    """After the shard's files moved into place: if the claim was lost meanwhile, delete them (they carry this run's
+    claim in their names, so they are this run's own) and raise ClaimLost."""
+    try:
+        watch.check(force=True)
+    except ClaimLost:
+        for record in published:
+            if record is not None:
+                delete(record["uri"])
+        raise
+
+
 def iter_guarded(batches: Iterator[Batch], guard: Guard) -> Iterator[Batch]:
     """``batches`` with the spot-notice check before each one (and before the first read finishes)."""
     guard.before_batch()
@@ -189,10 +195,15 @@ def iter_guarded(batches: Iterator[Batch], guard: Guard) -> Iterator[Batch]:
         yield batch
 
 
-def guard_for(shard_index: int, attempt: int, current_notice: str | None, cfg: ScoreConfig) -> Guard:
-    """The between-batch checks of one shard attempt."""
-    return Guard(shard=shard_index, attempt=attempt, fault=fault_settings(cfg.fault_injection),
-                 notice_path=spot_notice_path(current_notice, shard_index, attempt))
+def guard_for(shard_index: int, attempt: int, current_notice: str | None, cfg: ScoreConfig,
+              claim: dict[str, Any] | None = None, watch_parent: bool = True) -> Guard:
+    """The between-batch checks of one shard attempt: spot notice, planted faults, the run's claim and its runtime
+    (``watch_parent``: the process that started this one must stay alive)."""
+    watch = Watch(Claim.from_dict(claim) if claim else None, os.getppid() if watch_parent else None,
+                  cfg.claim_check_s)
+    first, *more = fault_plan(cfg.fault_injection)
+    return Guard(shard=shard_index, attempt=attempt, fault=first, more_faults=tuple(more),
+                 notice_path=spot_notice_path(current_notice, shard_index, attempt), watch=watch)
 
 
 def score_in_process(source: str, output_root: str, day: str, model: ResolvedModel, spec: DatasetConfig,
@@ -205,11 +216,14 @@ def score_in_process(source: str, output_root: str, day: str, model: ResolvedMod
     plan = plan_run(source, output_root, day, spec, cfg.shard_rows)
     onnx_bytes, parity = prepare_runtime(model, cfg, spec, plan.files, decision["threshold"])
     header = manifest_header(flow_run, plan, model, None, cfg, decision, parity)
+    claim = claim_date(plan.output_root, plan.day, flow_run)
     retract_manifest(plan.output_root, plan.day, spec.name)
     features = check_explainable(model.pipeline, cfg.top_k) if cfg.top_k else []
+    summary = {**plan.summary(), "claim": claim.to_dict()}
     records = []
     for shard in plan.shards:
         scorer, _, explain = scorers_for(cfg, spec, model.blob, model.fingerprint, onnx_bytes)
-        job = job_for(shard.to_dict(), plan.summary(), spec, cfg, decision, model.describe(), features)
-        records.append(score_shard(job, scorer, None, explain, guard_for(shard.index, 0, None, cfg), cfg.threads))
-    return finish_partition(plan.output_root, plan.day, records, header, cfg.max_quarantine_rate, flow_run)
+        job = job_for(shard.to_dict(), summary, spec, cfg, decision, model.describe(), features)
+        guard = guard_for(shard.index, 0, None, cfg, claim.to_dict(), watch_parent=False)
+        records.append(score_shard(job, scorer, None, explain, guard, cfg.threads))
+    return finish_partition(plan.output_root, plan.day, records, header, cfg.max_quarantine_rate, flow_run, claim)

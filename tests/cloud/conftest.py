@@ -113,6 +113,7 @@ def aws_env(s3_endpoint: str, aws_bucket: str, root: Path) -> dict[str, str]:
         "MLOPS_IMAGE": "registry.example/tabular-mlops:cpu",
         "MLOPS_GPU_IMAGE": "registry.example/tabular-mlops:gpu",
         "MLOPS_S3_ROOT": f"s3://{bucket}/tabular-mlops",
+        "MLOPS_DATA_REMOTE": f"s3://{bucket}/tabular-mlops/dvc",  # TrainFlow stores its data there by md5
     }
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
 import os
 import shutil
 import subprocess
@@ -165,9 +166,15 @@ def test_train_flow_artifacts_cards_tags_and_audit_log_on_s3(s3_train, aws_bucke
     cards = _keys(bucket, "metaflow/mf.cards/TrainFlow/")
     assert any(k.endswith(".html") and "/join/" in k for k in cards), cards[:10]
     assert any(k.endswith(".html") and "/judge/" in k for k in cards), cards[:10]
-    events = _keys(bucket, f"metaflow/_registry/tabular_mlops/test.{BRANCH}/TrainFlow/events/")
-    assert len(events) == 1 and run.id in boto3.client("s3").get_object(Bucket=bucket, Key=events[0])[
-        "Body"].read().decode()
+    events = _keys(bucket, f"metaflow/_registry/tabular_mlops/test.{BRANCH}/TrainFlow/card_transactions/events/")
+    assert [k.rsplit("/", 1)[1] for k in events] == ["00000001.json"]
+    event = json.loads(boto3.client("s3").get_object(Bucket=bucket, Key=events[0])["Body"].read())
+    assert event["to"] == run.id and event["kind"] == "promote"
+    assert event["aws_identity"].startswith("arn:aws:")  # the caller identity (STS) of the credentials in use
+    stored = run.data.lineage["extra"]["content"]  # the training data, by md5 in the S3 DVC remote
+    assert stored["object"] == f"s3://{bucket}/tabular-mlops/dvc/files/md5/{stored['md5'][:2]}/{stored['md5'][2:]}"
+    body = boto3.client("s3").get_object(Bucket=bucket, Key=stored["object"].split("/", 3)[3])["Body"].read()
+    assert hashlib.sha256(body).hexdigest() == run.data.lineage["sha256"]
 
 
 def test_score_flow_writes_parquet_on_s3_and_the_client_reads_it(s3_score, s3_train, aws_bucket, s3_endpoint,
@@ -180,7 +187,9 @@ def test_score_flow_writes_parquet_on_s3_and_the_client_reads_it(s3_score, s3_tr
     manifest = run.data.manifest  # the Client reads the artifact back from the S3 datastore
     assert manifest["input"]["files"][0]["path"] == f"s3://{bucket}/tabular-mlops/incoming/{DAY}/a.parquet"
     assert manifest["totals"]["rows_out"] == 6000 and f"dt={DAY}/{STALE}" in manifest["removed"]
-    parts = ("part-00000-of-00002.parquet", "part-00001-of-00002.parquet")
+    parts = ("part-00000-of-00002-c00000001.parquet", "part-00001-of-00002-c00000001.parquet")  # the run's claim
+    assert _keys(bucket, f"tabular-mlops/predictions/_claims/dt={DAY}/") == [
+        f"tabular-mlops/predictions/_claims/dt={DAY}/00000001.json"]  # created with If-None-Match on S3
     assert _keys(bucket, f"tabular-mlops/predictions/dt={DAY}/") == [
         f"tabular-mlops/predictions/dt={DAY}/{name}" for name in ("_manifest.json", *parts)]  # the stale part is gone
     client = boto3.client("s3")

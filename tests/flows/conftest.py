@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from support import run_flow
+from support import FORCE_TINY, run_flow
 
 from steps.config import DatasetConfig, ScoreConfig, load_file
 from steps.core.decision import decision_in_use
@@ -35,7 +35,7 @@ def production(root: Path, workspace: Path, train_run, tmp_path_factory) -> dict
     write(s, out)
     spec = load_file(DatasetConfig, root / "config" / "dataset.yaml")
     branch = next(t.split(":", 1)[1] for t in train_run.system_tags if t.startswith("project_branch:"))
-    model = resolve_model(train_run.pathspec, branch, "tabular_mlops", spec)
+    model = resolve_model(train_run.pathspec, branch, "tabular_mlops", spec, force=FORCE_TINY)
     cfg = load_file(ScoreConfig, root / "config" / "score.yaml")
     for day in s.dates():
         score_in_process(str(out / "incoming" / f"dt={day}"), str(out / "predictions"), day, model, spec, cfg,

@@ -73,6 +73,11 @@ def test_retraining_was_started_and_decided_by_the_gates(monitor_drift, train_ru
     assert ("champion" in retrained.tags) == record["promoted"]  # promoted only through its own gates
     assert retrained.data.lineage["rows"] == train_run.data.lineage["rows"]  # the configured retraining data
     assert any(e["rule"] == "retraining_started" for e in result.run.data.events)
+    log = result.run["launch_retraining"].task.stderr  # the retraining's id and its steps, as they happened
+    assert f"retraining started: {record['run']}" in log
+    relayed = [line for line in log.splitlines() if f"[{record['run']}]" in line]
+    for step_name in ("start", "split", "train_candidate", "join", "judge", "end"):
+        assert any(f"/{step_name}/" in line and "Task is starting" in line for line in relayed), step_name
 
 
 def test_state_holds_the_history_and_the_retraining(monitor_drift, production) -> None:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import gzip
 import json
 import os
+import pickle
 import shutil
 import subprocess
 import sys
@@ -13,7 +15,7 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
-from metaflow import Runner
+from metaflow import Run, Runner, namespace
 from support import FlowResult
 
 from steps.modeling import models
@@ -21,6 +23,7 @@ from steps.registry import registry as reg
 from steps.registry import store
 from steps.registry.registry import Registry, RegistryError
 from steps.registry.store import EventStore
+from steps.scoring.resolve import resolve_model
 
 BRANCH_NAME = "registry_test"  # what `train_flow.py --branch` is given
 BRANCH = "test.registry_test"  # the project branch Metaflow records for it
@@ -90,9 +93,10 @@ class _Data(dict):
 
 
 def _fake_run(run_id: str = "1", **artifacts: Any) -> SimpleNamespace:
-    """A stand-in for a successful champion Run with the given artifacts."""
+    """A stand-in for a successful champion Run with the given artifacts (as ``data`` and as its end task's)."""
     return SimpleNamespace(id=run_id, pathspec=f"TrainFlow/{run_id}", successful=True,
-                           user_tags=frozenset({"champion"}), data=_Data(artifacts))
+                           user_tags=frozenset({"champion"}), data=_Data(artifacts),
+                           end_task={k: SimpleNamespace(data=v) for k, v in artifacts.items()})
 
 
 # -- scope and reading ---------------------------------------------------------------------------------------------
@@ -142,18 +146,19 @@ def test_promotion_of_a_run_that_failed_its_gates_is_refused(registry, ids, gate
 
 def test_promote_moves_the_champion_tag_and_archives_the_previous_one(registry, ids, gates):
     gates.update({ids[0]: True, ids[1]: True})
-    first = registry.promote(ids[0], reason="first model", who="alice")
+    first = registry.promote(ids[0], reason="first model", note="alice")
     registry.tag_candidate(ids[1])
     assert [r.id for r in registry.candidates()] == [ids[1]]
 
-    second = registry.promote(ids[1], reason="better auc", who="bob", gate_summary={"failed": []})
+    second = registry.promote(ids[1], reason="better auc", note="for bob", gate_summary={"failed": []})
 
     assert _champion_ids(registry) == [ids[1]] and registry.champion().id == ids[1]
     assert [r.id for r in registry.archived()] == [ids[0]]
     assert registry.candidates() == [] and reg.CANDIDATE in registry.run(ids[1]).user_tags  # the tag stays
     assert (first["kind"], first["from"], first["to"], first["forced"]) == ("promote", None, ids[0], False)
-    assert (second["from"], second["to"], second["who"], second["gate_summary"]) == (ids[0], ids[1], "bob",
-                                                                                      {"failed": []})
+    assert (second["from"], second["to"], second["note"], second["gate_summary"]) == (ids[0], ids[1], "for bob",
+                                                                                       {"failed": []})
+    assert first["who"] == second["who"] == reg.current_user()  # the actor comes from the environment, not a flag
     assert registry.show()["problems"] == []
     with pytest.raises(RegistryError, match="already the champion"):
         registry.promote(ids[1], reason="again")
@@ -161,8 +166,8 @@ def test_promote_moves_the_champion_tag_and_archives_the_previous_one(registry, 
 
 def test_forced_promotion_is_recorded_as_forced(registry, ids, gates):
     gates[ids[2]] = False
-    event = registry.promote(ids[2], reason="incident 42: previous model broken", force=True, who="carol")
-    assert (event["kind"], event["forced"], event["who"]) == ("forced_promote", True, "carol")
+    event = registry.promote(ids[2], reason="incident 42: previous model broken", force=True, note="carol")
+    assert (event["kind"], event["forced"], event["note"]) == ("forced_promote", True, "carol")
     assert registry.history() == [event]
     state = registry.show()
     assert state["champion"]["run_id"] == ids[2] and state["problems"] == []
@@ -173,7 +178,7 @@ def test_register_from_a_run_tags_candidate_and_promotes_only_when_passed(regist
     assert [r.id for r in registry.candidates()] == [ids[1]] and registry.champion() is None
     assert registry.champion_for_comparison() is None
 
-    event = registry.register(ids[2], passed=True, gate_summary={"failed": []}, who="trainflow")
+    event = registry.register(ids[2], passed=True, gate_summary={"failed": []}, note="trainflow")
     assert (event["kind"], event["from"], event["to"], event["forced"]) == ("promote", None, ids[2], False)
     assert _champion_ids(registry) == [ids[2]] and registry.history() == [event]
     run_id, model, blob = registry.champion_for_comparison()
@@ -183,11 +188,11 @@ def test_register_from_a_run_tags_candidate_and_promotes_only_when_passed(regist
 def test_move_tag_keeps_one_holder_and_records_each_move(registry, ids, gates):
     gates[ids[2]] = True
     promoted = registry.promote(ids[2], reason="champion")
-    first = registry.move_tag(ids[0], SERVING, "serve", "first student", who="gina", gate_summary={"failed": []})
+    first = registry.move_tag(ids[0], SERVING, "serve", "first student", note="gina", gate_summary={"failed": []})
     second = registry.move_tag(ids[1], SERVING, "serve", "better student")
 
     assert [r.id for r in registry.runs(SERVING)] == [ids[1]]
-    assert (first["kind"], first["from"], first["to"], first["who"], first["gate_summary"], first["forced"]) == (
+    assert (first["kind"], first["from"], first["to"], first["note"], first["gate_summary"], first["forced"]) == (
         "serve", None, ids[0], "gina", {"failed": []}, False)
     assert (second["from"], second["to"], second["reason"]) == (ids[0], ids[1], "better student")
     assert registry.history() == [promoted, first, second]
@@ -212,7 +217,7 @@ def test_rollback_restores_the_previous_champions_in_turn(registry, ids, gates):
     for run_id in ids:
         registry.promote(run_id, reason=f"promote {run_id}")
 
-    back = registry.rollback(reason="regression in prod", who="dave")
+    back = registry.rollback(reason="regression in prod", note="dave")
     assert (back["kind"], back["from"], back["to"]) == ("rollback", ids[2], ids[1])
     assert _champion_ids(registry) == [ids[1]]
     assert {r.id for r in registry.archived()} == {ids[0], ids[2]}
@@ -239,24 +244,25 @@ def test_rollback_to_a_named_run_must_be_a_former_champion(registry, ids, gates)
 def test_audit_log_is_one_file_per_event_in_order(registry, ids, gates, tmp_path):
     gates.update(dict.fromkeys(ids, True))
     registry.promote(ids[0], reason="first")
-    registry.promote(ids[1], reason="second", who="erin")
-    registry.rollback(reason="bad calibration", who="frank")
+    registry.promote(ids[1], reason="second", note="erin")
+    registry.rollback(reason="bad calibration", note="frank")
 
     events = registry.history()
     assert [(e["kind"], e["from"], e["to"], e["reason"]) for e in events] == [
         ("promote", None, ids[0], "first"), ("promote", ids[0], ids[1], "second"),
         ("rollback", ids[1], ids[0], "bad calibration")]
-    assert [e["who"] for e in events] == [reg.current_user(), "erin", "frank"]
+    assert [e["who"] for e in events] == [reg.current_user()] * 3 and [e["note"] for e in events] == [None, "erin",
+                                                                                                       "frank"]
+    assert [e["seq"] for e in events] == [1, 2, 3] and {e["aws_identity"] for e in events} == {None}  # local
     whens = [datetime.fromisoformat(e["when"]) for e in events]
     assert whens == sorted(whens) and all(w.utcoffset().total_seconds() == 0 for w in whens)
-    assert all(set(e) == {"event_id", "kind", "who", "when", "flow", "project", "branch", "dataset", "from", "to",
-                          "reason", "gate_summary", "forced"} for e in events)
+    assert all(set(e) == {"event_id", "seq", "kind", "tag", "who", "aws_identity", "note", "when", "flow", "project",
+                          "branch", "dataset", "from", "to", "reason", "gate_summary", "forced"} for e in events)
     assert {(e["flow"], e["project"], e["branch"], e["dataset"]) for e in events} == {
         ("TrainFlow", "tabular_mlops", BRANCH, "card_transactions")}
 
     files = sorted((tmp_path / "events").iterdir())
-    expected = [f"{f.name.split('-')[0]}-{e['event_id']}.json" for f, e in zip(files, events, strict=True)]
-    assert [f.name for f in files] == expected
+    assert [f.name for f in files] == ["00000001.json", "00000002.json", "00000003.json"]  # numbered, created once
     assert [json.loads(f.read_text()) for f in files] == events
 
 
@@ -346,7 +352,7 @@ def test_cli_promote_show_history_rollback(root, workspace, branch_runs, ids):
     assert history.returncode == 0 and f"{ids[0]} -> {ids[1]}" in history.stdout
     assert len(history.stdout.strip().splitlines()) == 2
 
-    back = _cli(root, workspace, "rollback", "--reason", "bad model")
+    back = _cli(root, workspace, "rollback", "--force", "--reason", "bad model")  # force: in case its gates failed
     assert back.returncode == 0, back.stderr
     shown = _cli(root, workspace, "show").stdout
     assert f"champion:   {ids[0]}" in shown and "problems:   none" in shown
@@ -357,3 +363,125 @@ def test_cli_promote_show_history_rollback(root, workspace, branch_runs, ids):
     refused = _cli(root, workspace, "rollback", "--to", "123")
     assert refused.returncode == 1
     assert refused.stderr.strip().splitlines() == ["error: run TrainFlow/123 not found"]
+
+
+def test_rollback_to_a_run_that_failed_its_gates_needs_force_and_a_reason(registry, ids, gates):
+    gates.update({ids[0]: True, ids[1]: True})
+    registry.promote(ids[0], reason="a")
+    registry.promote(ids[1], reason="b")
+    gates[ids[0]] = False  # e.g. the gates were re-run with stricter thresholds
+    with pytest.raises(RegistryError, match="did not pass its gates.*refusing to roll back to it"):
+        registry.rollback(to=ids[0], reason="b is broken")
+    with pytest.raises(RegistryError, match="needs a non-empty reason"):
+        registry.rollback(force=True)  # the default reason ('rollback') is no reason
+    assert _champion_ids(registry) == [ids[1]] and len(registry.history()) == 2
+    event = registry.rollback(to=ids[0], reason="incident 7: b scores NaN", force=True)
+    assert (event["kind"], event["to"], event["forced"]) == ("rollback", ids[0], True)
+    assert _champion_ids(registry) == [ids[0]] and registry.show()["problems"] == []
+
+
+def test_show_exits_non_zero_on_problems_and_survives_a_closed_pipe(root, workspace, branch_runs, ids):
+    _reset_tags(branch_runs)
+    shutil.rmtree(Path(Registry(branch=BRANCH).store.location), ignore_errors=True)
+    assert _cli(root, workspace, "show").returncode == 0
+    Registry(branch=BRANCH).run(ids[1]).add_tag(reg.CHAMPION)  # by hand: no promotion event
+    shown = _cli(root, workspace, "show")
+    assert shown.returncode == 2 and "no promotion event in the audit log" in shown.stdout
+    env = {**os.environ, "PYTHONPATH": str(root)}
+    piped = subprocess.run(f"{sys.executable} -m steps.registry --branch {BRANCH_NAME} show | true",  # reader gone
+                           shell=True, cwd=workspace, env=env, capture_output=True, text=True, timeout=120)
+    assert piped.stderr == ""  # no BrokenPipeError, no "--- Logging error ---"
+    _reset_tags(branch_runs)
+
+
+@pytest.mark.parametrize("branch", ["prod", "production"])
+def test_branch_prod_is_refused_with_the_way_to_production(root, workspace, branch):
+    done = subprocess.run([sys.executable, "-m", "steps.registry", "--branch", branch, "show"], cwd=workspace,
+                          env={**os.environ, "PYTHONPATH": str(root)}, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1
+    assert f"--branch {branch} would mean the test branch test.{branch}" in done.stderr
+    assert "use --production" in done.stderr
+
+
+def test_registry_help_explains_every_option(root, workspace):
+    for args in ([], ["promote"], ["rollback"]):
+        text = subprocess.run([sys.executable, "-m", "steps.registry", *args, "--help"], cwd=workspace,
+                              env={**os.environ, "PYTHONPATH": str(root)}, capture_output=True, text=True,
+                              timeout=120).stdout
+        options = [line.split()[0] for line in text.splitlines() if line.startswith("  -")]
+        assert options, text
+        for line in text.split("options:")[1].split("\n  -")[1:]:
+            assert "default" in line or line.startswith("h, --help"), line  # each option says its default
+
+
+def _artifact_file(run: Any, name: str) -> Path:
+    """The local datastore file that holds artifact ``name`` of the run's end step (content-addressed)."""
+    stored = run.end_task[name]._object
+    root = stored["location"].removeprefix(":root:")
+    return Path(root) / run.parent.id / "data" / stored["sha"][:2] / stored["sha"]
+
+
+def test_a_model_edited_in_the_datastore_is_refused_whatever_the_client_cache_holds(root, workspace, branch_runs,
+                                                                                  ids):
+    _reset_tags(branch_runs)
+    shutil.rmtree(Path(Registry(branch=BRANCH).store.location), ignore_errors=True)
+    Registry(branch=BRANCH).promote(ids[0], reason="tamper test", force=True)
+    namespace(None)
+    run = Run(f"TrainFlow/{ids[0]}")
+    blob = run.data.model_blob  # now in the Client's cache, shared by every process of this user
+    assert _cli(root, workspace, "show").returncode == 0
+    path = _artifact_file(run, "model_blob")
+    original = path.read_bytes()
+    try:
+        path.write_bytes(gzip.compress(pickle.dumps(blob[:-64] + bytes(64), protocol=4)))
+        assert Run(f"TrainFlow/{ids[0]}").data.model_blob == blob  # the cache still serves the original bytes
+        shown = _cli(root, workspace, "show")
+        assert shown.returncode == 2 and "model_blob does not hash to model_fingerprint" in shown.stdout
+        with pytest.raises(models.FingerprintMismatch, match=f"run TrainFlow/{ids[0]}"):
+            resolve_model(ids[0], BRANCH, "tabular_mlops")  # what ScoreFlow's start step calls
+    finally:
+        path.write_bytes(original)
+        _reset_tags(branch_runs)
+
+
+RACE = """
+import random, sys, time
+from steps.registry.registry import Registry
+ids, seed = sys.argv[1].split(","), int(sys.argv[2])
+rng = random.Random(seed)
+registry = Registry(branch=sys.argv[3])
+done = 0
+for _ in range(3):
+    time.sleep(rng.uniform(0, 0.2))
+    try:
+        if rng.random() < 0.6:
+            registry.promote(rng.choice(ids), reason=f"racer {seed}", force=True)
+        else:
+            registry.rollback(reason=f"racer {seed}", force=True)
+        done += 1
+    except Exception as err:  # refused: already champion / nothing to roll back; the log decides
+        assert "already the champion" in str(err) or "roll back" in str(err) or "never champion" in str(err), err
+print(done)
+"""
+
+
+def test_racing_promotions_and_rollbacks_leave_one_champion_named_by_the_last_event(root, workspace, branch_runs,
+                                                                                    ids):
+    _reset_tags(branch_runs)
+    shutil.rmtree(Path(Registry(branch=BRANCH).store.location), ignore_errors=True)
+    env = {**os.environ, "PYTHONPATH": str(root)}
+    racers = [subprocess.Popen([sys.executable, "-c", RACE, ",".join(ids), str(seed), BRANCH], cwd=workspace,
+                               env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+              for seed in range(6)]
+    outputs = [racer.communicate(timeout=600) for racer in racers]
+    assert all(racer.returncode == 0 for racer in racers), [err[-2000:] for _, err in outputs]
+    landed = sum(int(out.strip()) for out, _ in outputs)
+    registry = Registry(branch=BRANCH)
+    events = registry.history()
+    assert landed >= 1 and len(events) == landed  # every change that reported success is in the log, once
+    assert [e["seq"] for e in events] == list(range(1, landed + 1))
+    assert _champion_ids(registry) == [events[-1]["to"]]  # exactly one champion: the one the last event names
+    for before, after in zip(events, events[1:], strict=False):
+        assert after["from"] == before["to"]  # each change was decided on the log as it then was
+    assert registry.show()["problems"] == []
+    _reset_tags(branch_runs)

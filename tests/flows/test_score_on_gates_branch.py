@@ -8,12 +8,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from support import logs, score_flow
+from support import assert_user_error, logs, score_flow
 from support import score_configs as configs_for
 
 from steps.modeling import models
 from steps.registry import registry
-from steps.scoring.partition import read_partition
+from steps.scoring.partition import read_manifest, read_partition
 
 pytestmark = pytest.mark.xdist_group("gates")  # gates_scenario's runs are made once, on one worker
 D_GATES = "2026-01-09"
@@ -29,10 +29,15 @@ def test_champion_with_top_k_contributions_and_a_shadow(root, workspace, config_
     champion = registry.Registry("TrainFlow", "test.gates", "tabular_mlops").champion()
     shadow = gates_scenario["weak"]
     output = scratch / "out-champion"
+    assert not shadow.data.gates_passed  # the weak model: a shadow of it must be forced, and it is recorded
     result = score_flow(root, workspace, configs_for(config_paths, scratch, "champion", top_k=3), branch="gates",
-                        input=str(tiny_data), output=str(output), date=D_GATES, shadow_run=shadow.id)
+                        input=str(tiny_data), output=str(output), date=D_GATES, shadow_run=shadow.id,
+                        force="canary: how far the weak model is from the champion")
     assert result.status == "successful", logs(result)[-4000:]
     run = result.run
+    assert read_manifest(str(output), D_GATES)["forced"] == {
+        "reason": "canary: how far the weak model is from the champion", "by": "ci",
+        "overrides": {"shadow": ["it did not pass its gates"]}}
     assert run.data.model_run_used == champion.pathspec
     assert run.data.model_fingerprint == champion.data.model_fingerprint
     table = read_partition(str(output), D_GATES, verify=True).to_pandas()
@@ -65,3 +70,24 @@ def test_onnx_runtime_matches_native_on_the_same_partition(root, workspace, conf
     assert len(onnx_rows) == 6000
     assert np.abs(onnx_rows["score"].to_numpy() - native).max() < 1e-4
     assert ((onnx_rows["score"] >= 0.3) == (native >= 0.3)).all()
+
+
+@pytest.mark.parametrize("option", ["model_run", "shadow_run"])
+def test_a_run_that_failed_its_gates_is_refused_without_force(root, workspace, config_paths, scratch, tiny_data,
+                                                              gates_scenario, option):
+    weak = gates_scenario["weak"]
+    output = scratch / f"out-refused-{option}"
+    result = score_flow(root, workspace, configs_for(config_paths, scratch, "refused"), branch="gates",
+                        input=str(tiny_data), output=str(output), date=D_GATES, **{option: weak.id})
+    assert_user_error(result, "start", f"run {weak.pathspec}: it did not pass its gates; refusing to score with it "
+                                       "(give --force REASON to override")
+    assert not output.exists()
+
+
+def test_a_run_of_another_flow_is_refused_without_force(root, workspace, config_paths, scratch, tiny_data,
+                                                        gates_scenario):
+    good = gates_scenario["good"]
+    result = score_flow(root, workspace, configs_for(config_paths, scratch, "otherflow"), branch="gates",
+                        input=str(tiny_data), output=str(scratch / "out-otherflow"), date=D_GATES,
+                        model_run=f"ScoreFlow/{good.id}")
+    assert_user_error(result, "start", f"run ScoreFlow/{good.id} not found")

@@ -129,3 +129,12 @@ def test_steps_and_config_travel_in_the_code_package(root, workspace):
     listed = proc.stdout + proc.stderr
     missing = [rel for rel in package_files(root) if f"{root}/{rel}" not in listed]
     assert missing == [], missing  # every module of every steps/ subpackage, the flows' base, the configs
+
+
+@pytest.mark.parametrize("args", [["--branch", "prod"], ["--branch=production"]])
+def test_branch_prod_is_refused_with_the_way_to_production(root, workspace, args):
+    proc = subprocess.run([sys.executable, str(root / "flows" / "train_flow.py"), *args, "run"], cwd=workspace,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert "would run on the test branch test.prod" in proc.stderr or "test.production" in proc.stderr
+    assert "use --production (branch prod)" in proc.stderr

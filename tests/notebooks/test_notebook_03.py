@@ -14,7 +14,7 @@ import yaml
 from nbclient import NotebookClient
 
 from steps.scoring.partition import read_manifest
-from support import run_flow
+from support import FORCE_TINY, run_flow
 from test_notebook_02 import table
 from test_notebooks import data, kernel_dir, text  # noqa: F401  (kernel_dir: the shared kernelspec)
 
@@ -38,7 +38,7 @@ def score_run(root, workspace, config_paths, tiny_data, train_run, tmp_path_fact
     configs = {"dataset": config_paths["dataset"], "gates": config_paths["gates"],
                "profile": config_paths["profile"], "score": config}
     result = run_flow(root, workspace, "score_flow.py", configs, input=str(source),
-                      output=str(directory / "predictions"), date=DAY, model_run=train_run.id)
+                      output=str(directory / "predictions"), date=DAY, model_run=train_run.id, force=FORCE_TINY)
     assert result.status == "successful", (result.stdout + result.stderr)[-4000:]
     return result.run
 

@@ -4,6 +4,7 @@ scorer, the manifest and stale-file sweep, fault and spot guards, ONNX export an
 from __future__ import annotations
 
 import json
+import os
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -18,6 +19,7 @@ from steps.core.storage import sha256_file
 from steps.data.contract import SchemaMismatch, ScoreInputError, reason_labels, row_violations
 from steps.modeling import models
 from steps.modeling.onnx import CATEGORICAL_INPUT, NUMERIC_INPUT, ExportError, OnnxScorer, check_parity, parity, to_onnx
+from steps.scoring.faults import InjectedFault, fault_settings
 from steps.scoring.partition import (
     MANIFEST,
     QuarantineLimitExceeded,
@@ -44,10 +46,9 @@ from steps.scoring.runtime import NativeScorer, check_explainable
 from steps.scoring.shard import (
     SPOT_NOTICE_ENV,
     Guard,
-    InjectedFault,
     ShardJob,
     SpotTermination,
-    fault_settings,
+    guard_for,
     job_for,
     score_shard,
     spot_notice_path,
@@ -61,7 +62,7 @@ DECISION = {"threshold": 0.3, "review_band": [0.4, 0.6], "source": "test"}
 
 # --------------------------------------------------------------------------------------------------- helpers
 def _file(path: str, *groups: int) -> InputFile:
-    return InputFile(path, tuple(groups), 0)
+    return InputFile(path, tuple(groups), 0, 0)
 
 
 def _write(frame: pd.DataFrame, path: Path, row_group_rows: int = 500) -> Path:
@@ -434,3 +435,110 @@ def test_the_aws_profile_sends_shards_to_the_spot_queue():
     shard = profile.for_step("score_shard")
     assert shard.queue == "spot" and profile.queues["spot"] and profile.retry.times >= 1
     assert profile.for_step("start").queue != "spot"
+
+
+@pytest.mark.parametrize("flow, tags, passed, expected", [
+    ("TrainFlow", {"dataset:card_transactions"}, True, []),
+    ("TrainFlow", set(), True, []),  # a run from before datasets were tagged
+    ("DistillFlow", {"dataset:card_transactions"}, True, ["it is a run of DistillFlow, not TrainFlow"]),
+    ("TrainFlow", {"dataset:german_health"}, True, ["it is a model of dataset 'german_health', not "
+                                                    "'card_transactions'"]),
+    ("TrainFlow", {"dataset:card_transactions"}, False, ["it did not pass its gates"]),
+    ("ScoreFlow", {"dataset:x"}, False, ["it is a run of ScoreFlow, not TrainFlow",
+                                         "it is a model of dataset 'x', not 'card_transactions'",
+                                         "it did not pass its gates"]),
+])
+def test_a_given_model_run_must_be_a_passing_run_of_the_flow_and_dataset(flow, tags, passed, expected):
+    from types import SimpleNamespace
+
+    from steps.scoring.resolve import _broken_rules
+
+    run = SimpleNamespace(parent=SimpleNamespace(id=flow), user_tags=frozenset(tags))
+    assert _broken_rules(run, "TrainFlow", "card_transactions", passed) == expected
+
+
+# --------------------------------------------------------------------------------------------------- claims
+def test_claims_are_numbered_once_and_the_newest_holds_the_date(tmp_path):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from steps.scoring.claims import ClaimLost, check_claim, claim_date, holder
+
+    root = str(tmp_path / "out")
+    first = claim_date(root, DAY, "ScoreFlow/1")
+    assert (first.seq, first.tag, holder(root, DAY)["run"]) == (1, "c00000001", "ScoreFlow/1")
+    check_claim(first)
+    with ThreadPoolExecutor(8) as pool:  # racing claims: every one gets its own number
+        racers = list(pool.map(lambda i: claim_date(root, DAY, f"ScoreFlow/{i}"), range(10, 18)))
+    assert sorted(c.seq for c in racers) == list(range(2, 10))
+    newest = max(racers, key=lambda c: c.seq)
+    check_claim(newest)
+    with pytest.raises(ClaimLost, match=rf"now held by {newest.run} \(claim 9, .*ScoreFlow/1 \(claim 1\) stops"):
+        check_claim(first)
+
+
+def test_a_shard_whose_claim_is_lost_mid_write_publishes_nothing(planned, lgbm, dataset_spec):
+    from steps.scoring.claims import ClaimLost, Watch, claim_date
+
+    claim = claim_date(planned.output_root, DAY, "ScoreFlow/old")
+    summary = {**planned.summary(), "claim": claim.to_dict()}
+    job = job_for(planned.shards[0].to_dict(), summary, dataset_spec, ScoreConfig(batch_rows=100), DECISION,
+                  {"run": "TrainFlow/1", "fingerprint": "f" * 64})
+    assert job.part_uri.endswith("part-00000-of-00002-c00000001.parquet")
+
+    class NewerRunArrives(Watch):
+        def check(self, force: bool = False) -> None:
+            self.calls = getattr(self, "calls", 0) + 1
+            if self.calls == 3:  # between record batches, a newer run claims the date
+                claim_date(planned.output_root, DAY, "ScoreFlow/new")
+            super().check(force=True)
+
+    guard = Guard(shard=0, attempt=0, watch=NewerRunArrives(claim))
+    with pytest.raises(ClaimLost, match="now held by ScoreFlow/new"):
+        score_shard(job, NativeScorer(lgbm[0], dataset_spec.features), guard=guard)
+    assert not any(Path(planned.output_root).rglob("*.parquet*"))  # no part, no temporary file
+
+
+def test_join_of_a_superseded_run_writes_nothing(planned, lgbm, dataset_spec):
+    from steps.scoring.claims import ClaimLost, claim_date
+
+    old = claim_date(planned.output_root, DAY, "ScoreFlow/old")
+    records = _records(planned, lgbm, dataset_spec)
+    claim_date(planned.output_root, DAY, "ScoreFlow/new")
+    before = sorted(p.name for p in Path(partition_uri(planned.output_root, DAY)).iterdir())
+    with pytest.raises(ClaimLost, match="now held by ScoreFlow/new"):
+        finish_partition(planned.output_root, DAY, records, {}, 0.01, claim=old)
+    assert read_manifest(planned.output_root, DAY) is None
+    assert sorted(p.name for p in Path(partition_uri(planned.output_root, DAY)).iterdir()) == before  # untouched
+
+
+def test_join_rereads_every_part_before_publishing(planned, lgbm, dataset_spec):
+    records = _records(planned, lgbm, dataset_spec)
+    part = Path(planned.output_root) / records[1]["part"]["path"]
+    part.write_bytes(part.read_bytes()[:-1] + b"\0")  # same size, other bytes
+    with pytest.raises(RuntimeError, match=f"{part} changed after its shard wrote it"):
+        finish_partition(planned.output_root, DAY, records, {}, 0.01)
+    part.unlink()
+    with pytest.raises(RuntimeError, match=f"{part} is listed by its shard but missing"):
+        finish_partition(planned.output_root, DAY, records, {}, 0.01)
+    assert read_manifest(planned.output_root, DAY) is None
+
+
+def test_a_shard_stops_when_the_process_that_started_it_is_gone():
+    from steps.scoring.claims import RunnerGone, Watch
+
+    Watch(parent_pid=os.getppid()).check()  # alive: nothing happens
+    with pytest.raises(RunnerGone, match="pid 1 is gone|pid 1\\) is gone"):
+        Watch(parent_pid=1).check()  # orphaned tasks are re-parented: their parent id changes
+
+
+def test_a_notice_at_metaflows_own_path_mid_shard_stops_it_and_keeps_nothing(planned, lgbm, dataset_spec, tmp_path,
+                                                                              monkeypatch):
+    monkeypatch.delenv(SPOT_NOTICE_ENV, raising=False)
+    notice = tmp_path / "spot_termination_notice"  # what current.spot_termination_notice names on AWS Batch
+    cfg = ScoreConfig(fault_injection=FaultInjection(enabled=True, after_batches=2, mode="notice"))
+    guard = guard_for(0, 0, str(notice), cfg, watch_parent=False)
+    job = _job(dataset_spec, planned, 0)
+    with pytest.raises(SpotTermination, match="shard 0 attempt 0 stops"):
+        score_shard(job, NativeScorer(lgbm[0], dataset_spec.features), guard=guard)
+    assert notice.exists()  # it appeared after two batches had been written, not before the shard started
+    assert not any(Path(job.output_root).rglob("*.parquet*"))
