@@ -12,8 +12,7 @@ validation under <output>/_quarantine/dt=YYYY-MM-DD/. See steps/scoring/ for the
 from base import ProjectFlow, config_option, main
 from metaflow import Parameter, config_expr, current, schedule, step
 
-from steps.core import decision, storage
-from steps.scoring import claims, faults, partition, plan, resolve, runtime, shard
+from steps.scoring import claims, faults, partition, prepare, runtime, shard
 
 
 @schedule(cron=config_expr("score.schedule_cron"))
@@ -37,30 +36,19 @@ class ScoreFlow(ProjectFlow):
 
     @step
     def start(self):
-        """Resolve and verify the model(s), check the inputs' footers, cut the shards, retract the old manifest."""
-        spec, cfg, profile, gates = (self.typed(name) for name in ("dataset", "score", "profile", "gates"))
-        day, override = plan.partition_date(self.date or None), decision.parse_override(self.decision_threshold)
-        source, output = self.source or cfg.input, self.output or cfg.output_root  # relative: under the profile's root
-        storage.check_writable(storage.absolute(profile.locate(output)))  # before any work starts
-        model = resolve.resolve_model(self.model_run or None, current.branch_name, current.project_name, spec,
-                                      force=self.force)
-        self.decision = decision.decision_in_use(model.decision, override, gates.decision_threshold, gates.review.band)
-        self.threshold = self.decision["threshold"]
-        shadow = resolve.resolve_model(self.shadow_run, current.branch_name, current.project_name, spec,
-                                       force=self.force) if self.shadow_run else None
-        self.feature_names = runtime.check_explainable(model.pipeline, cfg.top_k) if cfg.top_k else []
-        run_plan = plan.plan_run(profile.locate(source), profile.locate(output), day, spec, cfg.shard_rows)
-        self.onnx_model, self.onnx_parity = runtime.prepare_runtime(model, cfg, spec, run_plan.files, self.threshold)
-        self.model_run_used, self.model_name, self.model_fingerprint = model.run, model.name, model.fingerprint
-        self.model_blob = model.blob
-        self.shadow = shadow.describe() if shadow else None
-        self.shadow_blob = shadow.blob if shadow else None
-        claim = claims.claim_date(run_plan.output_root, run_plan.day, f"{current.flow_name}/{current.run_id}")
-        self.plan = {**run_plan.summary(), "claim": claim.to_dict()}  # from here on, a newer claim stops this run
-        self.manifest_header = partition.manifest_header(f"{current.flow_name}/{current.run_id}", run_plan, model,
-                                                         shadow, cfg, self.decision, self.onnx_parity, self.force)
-        self.retracted_manifest = partition.retract_manifest(run_plan.output_root, run_plan.day, spec.name)
-        self.shards = [s.to_dict() for s in run_plan.shards]
+        """Check the arguments, resolve and verify the model(s), cut shards, claim the date, retract its manifest."""
+        request = prepare.Request(self.source, self.output, self.date, self.model_run, self.shadow_run, self.force,
+                                  self.decision_threshold)
+        p = prepare.prepare(request, self.typed("dataset"), self.typed("score"), self.typed("profile"),
+                            self.typed("gates"), current.branch_name, current.project_name,
+                            f"{current.flow_name}/{current.run_id}")
+        self.decision, self.threshold, self.feature_names = p.decision, p.decision["threshold"], p.feature_names
+        self.onnx_model, self.onnx_parity = p.onnx_model, p.onnx_parity
+        self.model_run_used, self.model_name, self.model_fingerprint = p.model.run, p.model.name, p.model.fingerprint
+        self.model_blob = p.model.blob
+        self.shadow, self.shadow_blob = (p.shadow.describe(), p.shadow.blob) if p.shadow else (None, None)
+        self.plan, self.manifest_header, self.retracted_manifest = p.plan, p.manifest_header, p.retracted_manifest
+        self.shards = p.shards
         self.next(self.score_shard, foreach="shards")
 
     @step

@@ -38,6 +38,7 @@ import json
 import logging
 import os
 import random
+import sys
 import tempfile
 import time
 import uuid
@@ -534,6 +535,8 @@ def _fault_after_event() -> None:
     mode = os.environ.get(FAULT_ENV, "")
     if mode == "hang":
         logger.warning("fault injection: hanging after the audit event (pid %d)", os.getpid())
+        for stream in (sys.stdout, sys.stderr):
+            stream.flush()
         while True:
             time.sleep(0.2)
     if mode == "exit":

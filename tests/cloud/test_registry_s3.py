@@ -23,3 +23,20 @@ def test_s3_audit_log_uses_one_object_per_event(s3_endpoint, bucket, monkeypatch
     keys = [o["Key"] for o in s3.list_objects_v2(Bucket=bucket, Prefix="metaflow/_registry/")["Contents"]]
     assert sorted(keys) == [f"metaflow/_registry/tabular_mlops/test.cloud/TrainFlow/events/{n}"
                             for n in ("1-a.json", "2-b.json")]
+
+
+def test_put_new_is_a_conditional_create_on_the_local_s3_server(s3_endpoint, bucket):
+    """Claims and audit events rely on If-None-Match: the local S3 server enforces it, so the tests prove it."""
+    from steps.core import storage
+    from steps.scoring.claims import claim_date, holder
+
+    uri = f"s3://{bucket}/conditional/once.json"
+    storage.put_new(uri, b"first", s3_endpoint)
+    with pytest.raises(FileExistsError, match="already exists"):
+        storage.put_new(uri, b"second", s3_endpoint)
+    assert storage.read_bytes(uri, s3_endpoint) == b"first"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("METAFLOW_S3_ENDPOINT_URL", s3_endpoint)
+        root = f"s3://{bucket}/claims-test"
+        seqs = [claim_date(root, "2026-01-01", f"ScoreFlow/{i}").seq for i in range(3)]
+        assert seqs == [1, 2, 3] and holder(root, "2026-01-01")["run"] == "ScoreFlow/2"

@@ -32,6 +32,18 @@ from steps.scoring.partition import MANIFEST, read_manifest
 
 DAY = "2026-02-01"
 CAMPAIGN: list[dict[str, Any]] = []
+STARTED: list[subprocess.Popen] = []  # background runs: their process groups are killed when the module ends
+
+
+@pytest.fixture(scope="module", autouse=True)
+def no_leftovers():
+    """Whatever a failing case leaves running (a hung task) is killed with its process group at the end."""
+    yield
+    for process in STARTED:
+        try:
+            os.killpg(process.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
 
 
 # --------------------------------------------------------------------------------------------------- helpers
@@ -62,7 +74,10 @@ def start_score(root: Path, workspace: Path, configs: dict[str, Path], faults: l
         args += ["--config", name, str(path)]
     args += ["run", *[item for k, v in params.items() for item in (f"--{k.replace('_', '-')}", v)]]
     env = {**os.environ, "MLOPS_SCORE_FAULT": json.dumps(faults)}
-    return subprocess.Popen(args, cwd=workspace, env=env, stdout=log.open("w"), stderr=subprocess.STDOUT)
+    process = subprocess.Popen(args, cwd=workspace, env=env, stdout=log.open("w"), stderr=subprocess.STDOUT,
+                               start_new_session=True)
+    STARTED.append(process)
+    return process
 
 
 def wait_for(log: Path, pattern: str, timeout: float = 240) -> re.Match:
@@ -280,7 +295,8 @@ def test_a_train_flow_dying_between_its_audit_event_and_its_tags_ends_consistent
             *[item for name, path in configs.items() for item in ("--config", name, str(path))],
             "run", "--data", str(gates_datasets["normal"])]
     killed = subprocess.Popen(args, cwd=workspace, env={**os.environ, "MLOPS_REGISTRY_FAULT": "hang"},
-                              stdout=log.open("w"), stderr=subprocess.STDOUT)
+                              stdout=log.open("w"), stderr=subprocess.STDOUT, start_new_session=True)
+    STARTED.append(killed)
     pid = int(wait_for(log, r"hanging after the audit event \(pid (\d+)\)", timeout=600).group(1))
     run_id = wait_for(log, r"run-id (\d+)").group(1)
     kill(killed.pid)  # the run and its end task, between the promotion event and the tag moves
