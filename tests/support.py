@@ -199,6 +199,7 @@ window.addEventListener("load", function () { setTimeout(function () {
   var doc = document.documentElement, body = document.body;
   var out = document.createElement("pre");
   out.id = "mf-measure";
+  out.style.display = "none";  // read from the DOM dump; never part of the page (nor of its screenshot)
   out.textContent = JSON.stringify({
     viewport: window.innerWidth,
     scrollWidth: Math.max(doc.scrollWidth, body.scrollWidth),
@@ -234,7 +235,7 @@ def render_card(html: str, name: str, directory: Path, width: int = 1400) -> dic
     page = directory / f"{name}.html"
     page.write_text(html + _MEASURE, encoding="utf-8")
     dom = _browse(page, f"--window-size={width},1000", "--virtual-time-budget=15000", "--dump-dom")
-    found = re.search(r'<pre id="mf-measure">(.*?)</pre>', dom, re.S)
+    found = re.search(r'<pre id="mf-measure"[^>]*>(.*?)</pre>', dom, re.S)
     assert found, "the card did not finish rendering (no measurements in the DOM)"
     measured = json.loads(html_lib.unescape(found.group(1)))
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)

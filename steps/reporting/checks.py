@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import html
 import math
+import re
 from typing import Any
 
 from metaflow.cards import Markdown, Table
@@ -22,12 +23,13 @@ TONES = {  # background, accent (left border), text
 OUTSIDE = "†"  # marks an estimate outside its own interval
 BREAK = "\u200b"  # zero-width space: where a long check name may wrap in a table (before each "[")
 # Tables after a lead-in line of class mf-nowrap keep every cell on one line, with less padding than the cards' 20 px;
-# after mf-checks (the gated checks) too, except the check name, which wraps only before a "[". Cards render
-# Markdown's HTML as is, so these rules reach the table that follows the lead-in (its next sibling); where they do not
-# apply, cells simply wrap.
-TABLE_STYLE = ("<style>.mf-nowrap + .tableContainer td, .mf-checks + .tableContainer td "
-               "{white-space: nowrap; padding: 0.5rem 0.6rem}"
-               ".mf-checks + .tableContainer td:nth-child(3) {white-space: normal}</style>")
+# after mf-checks (the gated checks) too, except the check name, which wraps only before a "["; after mf-wrap-last,
+# except the last column (free text). Cards render Markdown's HTML as is, so these rules reach the table that follows
+# the lead-in (its next sibling); where they do not apply, cells simply wrap.
+TABLE_STYLE = ("<style>.mf-nowrap + .tableContainer td, .mf-checks + .tableContainer td, "
+               ".mf-wrap-last + .tableContainer td {white-space: nowrap; padding: 0.5rem 0.6rem}"
+               ".mf-checks + .tableContainer td:nth-child(3), .mf-wrap-last + .tableContainer td:last-child "
+               "{white-space: normal}</style>")
 
 
 def fmt(value: Any) -> str:
@@ -95,7 +97,7 @@ def gated_rows(results: list[dict[str, Any]]) -> list[list[Any]]:
 
 def _why_not_gated(result: dict[str, Any]) -> str:
     """The part of a reported-only check's detail that says why it was not judged."""
-    clauses = [c.strip() for c in str(result.get("detail", "")).split(";") if c.strip()]
+    clauses = [c.strip() for c in re.split(r";\s|\.\s", str(result.get("detail", ""))) if c.strip()]
     if result.get("actual") is None and clauses:
         return clauses[0]
     reason = next((c for c in clauses if "not gated" in c or "fewer than" in c), None)
@@ -144,7 +146,8 @@ def _md(text: str) -> str:
 
 
 def lead_in(text_html: str, kind: str = "mf-nowrap") -> Markdown:
-    """A line of HTML placed right before a table whose cells keep to one line (``kind``: mf-nowrap, mf-checks)."""
+    """A line of HTML placed right before a table whose cells keep to one line (``kind``: mf-nowrap, mf-checks,
+    mf-wrap-last)."""
     return Markdown(f'{TABLE_STYLE}<div class="{kind}" style="text-align:left">{text_html}</div>')
 
 
@@ -163,6 +166,6 @@ def check_components(results: list[dict[str, Any]]) -> list[Any]:
         out.append(Markdown(_md(note)))
     reported = reported_rows(results)
     if reported:
-        out += [Markdown("**Reported, not gated**: measured, but not part of the decision"),
+        out += [lead_in("<strong>Reported, not gated</strong>: measured, but not part of the decision", "mf-wrap-last"),
                 Table(reported, headers=["suite", "check", "value", "why not gated"])]
     return out + details(results)

@@ -43,13 +43,23 @@ def shown(run: Any, step: str, name: str, tmp_path: Path) -> dict[str, Any]:
     return measured
 
 
+def verdict_line(run: Any) -> str:
+    """The start of the banner the run's own verdict calls for (the judge step's artifacts)."""
+    data = run["judge"].task.data
+    if data.gates_passed:
+        return "Will become champion: every gated check passed" + (
+            f" ({sum(r['gated'] for r in data.gate_results)} of" if data.gate_results else "")
+    return f"Stays a candidate, champion unchanged: {len(data.gate_summary['failed'])} of"
+
+
 @pytest.mark.xdist_group("gates")  # gates_scenario's runs are made once, on one worker
 def test_gates_card_of_a_promoted_run(gates_scenario, tmp_path) -> None:
-    good = gates_scenario["good"]
+    good = gates_scenario["good"]  # promoted, compared with the planted weak model (when that one was promoted)
     measured = shown(good, "judge", "gates-promoted", tmp_path)
     check_layout(measured)
-    text = measured["text"]
-    assert "Will become champion:" in text and f"it replaces run {gates_scenario['weak'].id}" in text
+    text, champion = measured["text"], good["judge"].task.data.champion_run_id
+    assert verdict_line(good) in text
+    assert (f"it replaces run {champion}" if champion else "the first champion of its dataset") in text
     assert "Reported, not gated" in text  # the intersection slices too small to judge, apart from the gated ones
 
 
@@ -59,7 +69,7 @@ def test_gates_card_of_a_rejected_run(gates_scenario, tmp_path) -> None:
     measured = shown(unfair, "judge", "gates-rejected", tmp_path)
     check_layout(measured)
     text = measured["text"]
-    assert "Stays a candidate, champion unchanged:" in text
+    assert verdict_line(unfair) in text and "Stays a candidate, champion unchanged:" in text
     assert "Why it failed" in text and "fairness/equalized_odds_difference[region]" in text
 
 
