@@ -7,6 +7,7 @@ Each card opens with what happened in one line (a coloured banner), then the evi
 
 from __future__ import annotations
 
+import html
 from typing import Any
 
 from metaflow.cards import Image, Markdown, Table
@@ -218,7 +219,8 @@ def distill_card(table: list[dict[str, Any]], teacher: dict[str, Any], chosen: s
             points.append({"name": r["name"], "kind": r["kind"], "runtime": rt, "auc_ratio": auc / teacher["auc"],
                            "cost_us_per_row": m["cost_us_per_row"]})
     ceiling = teacher["runtimes"].get(cfg.cost_runtime, {}).get("cost_us_per_row")
-    reasons = [f"- **{r['name']}**: {'; '.join(r['reasons'])}" for r in table if r["reasons"]]
+    reasons = [f"<li><strong>{html.escape(r['name'])}</strong>: {html.escape('; '.join(r['reasons']))}</li>"
+               for r in table if r["reasons"]]
     out = [Markdown("# DistillFlow"),
            serving_verdict(chosen, gate_results, table, cfg),
            lead_in(f"Teacher hold-out AUC {teacher['auc']:.4f}. Rule: AUC ratio ≥ {cfg.min_auc_ratio:g} at cost "
@@ -226,7 +228,8 @@ def distill_card(table: list[dict[str, Any]], teacher: dict[str, Any], chosen: s
            Table(_candidate_rows(table, chosen),
                  headers=["student", "AUC", "AUC ratio", "cost ratio", "native us/row", "onnx us/row",
                           "int8 us/row", "onnx parity", "selection"]),
-           *([Markdown("Not eligible:\n" + "\n".join(reasons))] if reasons else []),
+           *([Markdown(f'<div style="text-align:left">Not eligible:<ul>{"".join(reasons)}</ul></div>')]
+             if reasons else []),
            Image.from_matplotlib(quality_cost_figure(points, cfg.min_auc_ratio,
                                                      ceiling * cfg.max_cost_ratio if ceiling else None))]
     if gate_results:

@@ -125,24 +125,24 @@ def suite_line(results: list[dict[str, Any]]) -> str:
     return " · ".join(parts)
 
 
+def _item(result: dict[str, Any], text: str) -> str:
+    """One list item of HTML: the check's ``suite/name`` as code, then ``text`` (escaped)."""
+    return (f"<li><code>{html.escape(result['suite'])}/{html.escape(result['name'])}</code>"
+            f"{'' if result['gated'] else ' (not gated)'}: {html.escape(text)}</li>")
+
+
 def details(results: list[dict[str, Any]]) -> list[Any]:
-    """The failed checks' details as a list, then every check's detail in a collapsed block."""
+    """The failed checks' details as a list, then every check's detail in a collapsed block (HTML: the card's
+    Markdown would read brackets, underscores or "<" in a detail as markup)."""
     failed = [r for r in results if r["gated"] and not r["passed"]]
     out: list[Any] = []
     if failed:
-        out.append(Markdown("**Why it failed**\n\n" + "\n".join(
-            f"- `{r['suite']}/{r['name']}`: {_md(r['detail'] or 'no detail recorded')}" for r in failed)))
-    items = "".join(f"<li><code>{html.escape(r['suite'])}/{html.escape(r['name'])}</code>"
-                    f"{'' if r['gated'] else ' (not gated)'}: {html.escape(r['detail'] or '-')}</li>"
-                    for r in results)
+        out.append(Markdown('<div style="text-align:left"><strong>Why it failed</strong><ul>'
+                            + "".join(_item(r, r["detail"] or "no detail recorded") for r in failed) + "</ul></div>"))
+    items = "".join(_item(r, r["detail"] or "-") for r in results)
     out.append(Markdown(f'<details style="text-align:left"><summary>Details of every check ({len(results)})'
                         f"</summary><ul>{items}</ul></details>"))
     return out
-
-
-def _md(text: str) -> str:
-    """Text shown literally inside Markdown (no emphasis from '*', '_' or brackets in check names)."""
-    return "".join("\\" + ch if ch in "\\`*_[]<>#|" else ch for ch in text)
 
 
 def lead_in(text_html: str, kind: str = "mf-nowrap") -> Markdown:
@@ -163,7 +163,7 @@ def check_components(results: list[dict[str, Any]]) -> list[Any]:
                             headers=["result", "suite", "check", "threshold", "value", "interval"])]
     note = outside_note(results)
     if note:
-        out.append(Markdown(_md(note)))
+        out.append(Markdown(f'<div style="text-align:left">{html.escape(note)}</div>'))
     reported = reported_rows(results)
     if reported:
         out += [lead_in("<strong>Reported, not gated</strong>: measured, but not part of the decision", "mf-wrap-last"),
