@@ -44,6 +44,8 @@ def training_card(summaries: list[dict[str, Any]], curves: dict[str, Any], chose
     return [
         Markdown(f"# TrainFlow\nChosen model: **{chosen}**, the best validation `{metric}`."),
         Markdown("## Candidates (validation set)"),
+        lead_in(f"Validation metrics of every candidate; the chosen one has the best <code>{html.escape(metric)}"
+                "</code>."),
         Table(rows, headers=header),
         Image.from_matplotlib(roc_pr_figure(curves)),
         Markdown(f"## Split: by {split.get('method', 'time')}{warnings}"),

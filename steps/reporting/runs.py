@@ -1,8 +1,9 @@
-"""Read TrainFlow runs through the Metaflow Client: summaries, lineage, the chosen model and its card.
+"""Read runs through the Metaflow Client: summaries, lineage, the chosen model, gate results and cards.
 
 For notebooks and the command line (the flows never import this module)::
 
     python -m steps.reporting.runs TrainFlow [--run-id ID] [--card-out out/train_card.html]
+    python -m steps.reporting.runs ScoreFlow | DistillFlow | MonitorFlow [--run-id ID]
 
 Notebook 01 reads one training run; notebook 02 reads a challenger's gates (the ``gates`` task's artifacts), the
 champion it was compared with and the registry of its ``@project`` branch.

@@ -10,6 +10,7 @@ import yaml
 from support import run_flow
 
 from steps.config import DatasetConfig, ScoreConfig, load_file
+from steps.core.decision import decision_in_use
 from steps.data.scenario import Scenario, write
 from steps.scoring.resolve import resolve_model
 from steps.scoring.shard import score_in_process
@@ -38,7 +39,7 @@ def production(root: Path, workspace: Path, train_run, tmp_path_factory) -> dict
     cfg = load_file(ScoreConfig, root / "config" / "score.yaml")
     for day in s.dates():
         score_in_process(str(out / "incoming" / f"dt={day}"), str(out / "predictions"), day, model, spec, cfg,
-                         model.decision)  # the champion's own threshold and review band
+                         decision_in_use(model.decision))  # the champion's own threshold and review band
     return {"root": out, "predictions": out / "predictions", "labels": out / "labels", "state": out / "monitor"}
 
 

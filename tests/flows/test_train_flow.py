@@ -50,7 +50,7 @@ def test_lineage_and_split_are_recorded(train_run, tiny_data):
     assert lineage["sha256"] == hashlib.sha256(tiny_data.read_bytes()).hexdigest()
     assert lineage["git_revision"] is None or len(lineage["git_revision"]) == 40
     split = train_run.data.split_summary
-    assert sum(part["rows"] for part in split.values()) == 6000
+    assert sum(split[part]["rows"] for part in ("train", "validation", "holdout")) == 6000
     assert split["train"]["time_max"] < split["validation"]["time_min"] < split["holdout"]["time_min"]
     assert train_run.data.feature_schema["id"] == "transaction_id"
 
