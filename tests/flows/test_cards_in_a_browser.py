@@ -57,9 +57,11 @@ def test_gates_card_of_a_promoted_run(gates_scenario, tmp_path) -> None:
     good = gates_scenario["good"]  # promoted, compared with the planted weak model (when that one was promoted)
     measured = shown(good, "judge", "gates-promoted", tmp_path)
     check_layout(measured)
-    text, champion = measured["text"], good["judge"].task.data.champion_run_id
+    text, data = measured["text"], good["judge"].task.data
     assert verdict_line(good) in text
-    assert (f"it replaces run {champion}" if champion else "the first champion of its dataset") in text
+    if data.gates_passed:  # its latency gate can fail on a box busy enough (test_gates_flow.py then says so)
+        champion = data.champion_run_id
+        assert (f"it replaces run {champion}" if champion else "the first champion of its dataset") in text
     assert "Reported, not gated" in text  # the intersection slices too small to judge, apart from the gated ones
 
 
