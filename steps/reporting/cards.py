@@ -233,7 +233,8 @@ def distill_card(table: list[dict[str, Any]], teacher: dict[str, Any], chosen: s
            *([Markdown(f'<div style="text-align:left">Not eligible:<ul>{"".join(reasons)}</ul></div>')]
              if reasons else []),
            Image.from_matplotlib(quality_cost_figure(points, cfg.min_auc_ratio,
-                                                     ceiling * cfg.max_cost_ratio if ceiling else None))]
+                                                     ceiling * cfg.max_cost_ratio if ceiling else None,
+                                                     cfg.cost_runtime))]
     if gate_results:
         out += [Markdown("## Gates (teacher as champion; significance replaced by the quality floor)"),
                 *check_components(gate_results)]

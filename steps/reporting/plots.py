@@ -219,7 +219,7 @@ def performance_figure(performance: list[dict[str, Any]], reference_auc: float |
 
 
 def quality_cost_figure(points: list[dict[str, Any]], min_auc_ratio: float | None = None,
-                        max_cost: float | None = None) -> Figure:
+                        max_cost: float | None = None, cost_runtime: str = "onnx") -> Figure:
     """AUC ratio (vs the teacher) against per-row cost (us, log scale): colour per model, marker per runtime.
 
     Models and runtimes are named in the legend beside the plot, not next to the points, so labels never overlap
@@ -251,7 +251,7 @@ def quality_cost_figure(points: list[dict[str, Any]], min_auc_ratio: float | Non
     if min_auc_ratio is not None:
         handles.append(Line2D([], [], color="grey", ls="--", label=f"quality floor {min_auc_ratio:g}"))
     if max_cost is not None:
-        handles.append(Line2D([], [], color="grey", ls="-.", label=f"cost ceiling {max_cost:.3g} µs"))
+        handles.append(Line2D([], [], color="grey", ls="-.", label=f"cost ceiling {max_cost:.3g} µs ({cost_runtime})"))
     ax.legend(handles=handles, fontsize=TICK, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
     fig.tight_layout()
     return fig
