@@ -1,5 +1,6 @@
-"""Where the lifecycle's results live: the champion's TrainFlow cards, the latest run of every other flow with its
-cards (written as HTML), and their outputs.
+"""Where the lifecycle's results live: the champion's TrainFlow cards, the other flows' latest runs, their outputs.
+
+The cards are written as HTML.
 
 CLI: ``python -m steps.reporting.report --out out`` (the last step of ``make demo``): TrainFlow's cards come from the
 registry's champion (of ``--branch``, default yours, and ``--dataset``, default config/dataset.yaml's), or from the
