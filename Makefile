@@ -20,7 +20,7 @@ export METAFLOW_USER ?= $(or $(filter-out root,$(shell id -un 2>/dev/null)),ci)
 export OMP_WAIT_POLICY := PASSIVE
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: help setup data train distill score monitor demo test test-fast lint bench package deploy clean
+.PHONY: help setup data train distill score monitor demo notebooks test test-fast lint bench package deploy clean
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}'
@@ -69,6 +69,13 @@ distill: setup ## Distil the champion into small ONNX students (DistillFlow)
 
 score: setup ## Score data/transactions.parquet with the champion into out/predictions/dt=<today>/ (ScoreFlow)
 	$(PY) flows/score_flow.py run
+
+# Extra options of `make notebooks`, e.g. NOTEBOOK_OPTS="--no-browser --port 8890" on a remote box (as root, e.g. in
+# a container, --allow-root is added: JupyterLab refuses root otherwise).
+NOTEBOOK_OPTS ?=
+
+notebooks: setup ## Open JupyterLab on notebooks/ (kernels find the project's runs and steps/ from there)
+	$(VENV)/bin/jupyter lab --notebook-dir=notebooks $(if $(filter 0,$(shell id -u)),--allow-root) $(NOTEBOOK_OPTS)
 
 test: lint ## Lint, then run every test (unit, flows, cloud, notebooks) on TEST_WORKERS xdist workers
 	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadgroup

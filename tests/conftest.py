@@ -15,7 +15,15 @@ os.environ["MLOPS_DATA_REMOTE"] = tempfile.mkdtemp(prefix="mlops-test-data-remot
 
 import pytest  # noqa: E402
 import yaml  # noqa: E402
-from support import GATES_BRANCH, SPLIT, LocalWebhook, run_flow, train_config  # noqa: E402
+from support import (  # noqa: E402
+    DISTILL_FAILING,
+    DISTILL_PASSING,
+    GATES_BRANCH,
+    SPLIT,
+    LocalWebhook,
+    run_flow,
+    train_config,
+)
 
 from steps.config import DatasetConfig, SplitSpec, load_file
 from steps.data import synth
@@ -156,6 +164,31 @@ def gates_scenario(root, workspace, config_paths, gates_datasets, tmp_path_facto
         runs[name] = result.run
     return runs
 
+
+@pytest.fixture(scope="session")
+def distill_runs(root, workspace, config_paths, gates_scenario, tmp_path_factory):
+    """A DistillFlow run on the gates branch that registers a student, then one whose quality floor no student meets
+    (teacher: the planted ``good`` run, passed as ``--teacher-run``); returns ({name: Run}, the teacher Run)."""
+    directory = tmp_path_factory.mktemp("distill-config")
+    gates = yaml.safe_load((root / "tests" / "flows" / "configs" / "gates-small.yaml").read_text())
+    # ~25 positives per age band on this hold-out: the equalized-odds TPR gap of any model is mostly noise here;
+    # the teacher-vs-student comparison (champion/not_less_fair) still gates a widening.
+    gates["fairness"]["equalized_odds_difference"] = {"max": 0.45}
+    # The 60-tree teacher and a 30-tree student both score one row in ~6 ms natively: the teacher-vs-student
+    # latency comparison (champion/not_slower) is a coin toss at this size, above all with another xdist worker
+    # busy. A student that is really slower is the gates tests' planted `slow` run; here the mechanics are tested.
+    gates["champion"] = {**gates.get("champion", {}), "latency_tolerance": 3.0}
+    (directory / "gates.yaml").write_text(yaml.safe_dump(gates))
+    runs = {}
+    for name, cfg in (("passing", DISTILL_PASSING), ("failing", DISTILL_FAILING)):
+        (directory / f"distill-{name}.yaml").write_text(yaml.safe_dump(cfg))
+        configs = {**{k: v for k, v in config_paths.items() if k != "train"}, "gates": directory / "gates.yaml",
+                   "distill": directory / f"distill-{name}.yaml"}
+        result = run_flow(root, workspace, "distill_flow.py", configs, branch=GATES_BRANCH,
+                          teacher_run=gates_scenario["good"].id)
+        assert result.status == "successful", f"{name}: {result.stdout[-3000:]}{result.stderr[-3000:]}"
+        runs[name] = result.run
+    return runs, gates_scenario["good"]
 
 
 # --------------------------------------------------------------------------------------------------- webhook

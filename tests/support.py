@@ -6,6 +6,12 @@ imported under the same module name and cannot be imported from reliably.
 
 from __future__ import annotations
 
+import html as html_lib
+import json
+import re
+import shutil
+import subprocess
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -42,6 +48,17 @@ def run_flow(root: Path, workspace: Path, flow: str, configs: dict[str, Path], b
         return FlowResult(result.status, result.run, result.stdout, result.stderr)
 
 
+def run_cli(workspace: Path, module: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """``python -m <module> <args>`` from the test workspace, importing this checkout's ``steps``."""
+    import os
+    import sys
+
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(root), os.environ.get("PYTHONPATH")]))}
+    return subprocess.run([sys.executable, "-m", module, *args], cwd=workspace, env=env, capture_output=True,
+                          text=True, timeout=300)
+
+
 def card_text(html: str) -> str:
     """The JSON a Metaflow card embeds (base64 inside the HTML), decoded, for assertions on card content."""
     import base64
@@ -62,6 +79,21 @@ MODELS = {  # planted models, one candidate per run
     "no_impute": {"type": "logistic_regression", "params": {}, "impute": False},
     "worse": {"type": "lightgbm", "params": {"n_estimators": 1, "num_leaves": 2}},  # a single stump
 }
+
+
+# DistillFlow of the gates branch (session fixture ``distill_runs``): students of the planted ``good`` teacher.
+DISTILL_STUDENTS = [
+    {"name": "lgbm_small", "type": "lightgbm", "params": {"n_estimators": 30, "num_leaves": 7}},
+    {"name": "mlp", "type": "mlp", "params": {"hidden_layer_sizes": [32], "max_iter": 80,
+                                              "learning_rate_init": 0.003}},
+    {"name": "linear", "type": "linear"},
+]
+# The 60-tree test teacher is too cheap for the production cost rule (a student at <= 0.10 of its per-row cost):
+# the flow test proves the mechanics with a ceiling of 1.0; benchmarks/bench_distill.py checks the real rule against
+# a 500-tree teacher.
+DISTILL_PASSING = {"min_auc_ratio": 0.98, "max_cost_ratio": 1.0, "cost_rows": 3000, "latency_rows": 50,
+                   "students": DISTILL_STUDENTS}
+DISTILL_FAILING = {**DISTILL_PASSING, "min_auc_ratio": 0.9999, "students": [DISTILL_STUDENTS[2]]}
 
 
 def train_config(directory: Path, name: str) -> Path:
@@ -173,3 +205,60 @@ def package_files(root: Path) -> list[str]:
     steps = sorted(str(p.relative_to(root)) for p in (root / "steps").rglob("*.py"))
     return [*steps, "flows/base.py", "config/dataset.yaml", "config/profiles/aws.yaml",
             "config/profiles/kubernetes.yaml"]
+
+
+# --------------------------------------------------------------------------------------------------- browser
+SCREENSHOTS = Path(__file__).resolve().parents[1] / "out" / "card-screenshots"  # kept for a person to look at
+CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                  "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                  "--hide-scrollbars"]
+# Appended to a card's HTML: once the card's own script has drawn it, write the page's measurements into the DOM.
+_MEASURE = """<script>
+window.addEventListener("load", function () { setTimeout(function () {
+  var doc = document.documentElement, body = document.body;
+  var out = document.createElement("pre");
+  out.id = "mf-measure";
+  out.style.display = "none";  // read from the DOM dump; never part of the page (nor of its screenshot)
+  out.textContent = JSON.stringify({
+    viewport: window.innerWidth,
+    scrollWidth: Math.max(doc.scrollWidth, body.scrollWidth),
+    scrollHeight: Math.max(doc.scrollHeight, body.scrollHeight),
+    tables: Array.from(document.querySelectorAll(".tableContainer, table")).map(function (t) {
+      return {scrollWidth: t.scrollWidth, clientWidth: t.clientWidth}; }),
+    images: Array.from(document.querySelectorAll("img")).map(function (i) {
+      return {shown: i.getBoundingClientRect().width, natural: i.naturalWidth}; }),
+    text: (document.querySelector("main") || body).innerText
+  });
+  body.appendChild(out);
+}, 1000); });
+</script>"""
+
+
+def chromium() -> str | None:
+    """The headless browser of the card checks (Debian's ``chromium``), or None when it is not installed."""
+    return shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+def _browse(html_path: Path, *args: str) -> str:
+    """Run chromium on ``html_path`` with a fresh profile; its stdout."""
+    with tempfile.TemporaryDirectory(prefix="chromium-") as profile:
+        proc = subprocess.run([str(chromium()), *CHROMIUM_FLAGS, f"--user-data-dir={profile}", *args,
+                               html_path.resolve().as_uri()], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return proc.stdout
+
+
+def render_card(html: str, name: str, directory: Path, width: int = 1400) -> dict[str, Any]:
+    """Open a card in headless chromium at ``width`` px: its measurements (``_MEASURE``), and a screenshot of the
+    whole page kept as ``SCREENSHOTS/<name>.png``."""
+    page = directory / f"{name}.html"
+    page.write_text(html + _MEASURE, encoding="utf-8")
+    dom = _browse(page, f"--window-size={width},1000", "--virtual-time-budget=15000", "--dump-dom")
+    found = re.search(r'<pre id="mf-measure"[^>]*>(.*?)</pre>', dom, re.S)
+    assert found, "the card did not finish rendering (no measurements in the DOM)"
+    measured = json.loads(html_lib.unescape(found.group(1)))
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    height = min(int(measured["scrollHeight"]) + 20, 12_000)
+    _browse(page, f"--window-size={width},{height}", "--virtual-time-budget=15000",
+            f"--screenshot={SCREENSHOTS / f'{name}.png'}")
+    return measured

@@ -245,16 +245,22 @@ def main(argv: list[str] | None = None) -> None:
     """Command-line entry point: ``python -m steps.data.synth --help``."""
     p = argparse.ArgumentParser(prog="python -m steps.data.synth", description=__doc__.splitlines()[0])
     d = SynthSpec()
-    p.add_argument("--out", default="data/transactions.parquet")
-    p.add_argument("--rows", type=int, default=d.rows)
-    p.add_argument("--seed", type=int, default=d.seed)
-    p.add_argument("--start", default=d.start)
-    p.add_argument("--months", type=int, default=d.months)
-    p.add_argument("--covariate-drift-month", type=int, default=None)
-    p.add_argument("--covariate-drift-strength", type=float, default=d.covariate_drift_strength)
-    p.add_argument("--concept-drift-month", type=int, default=None)
-    p.add_argument("--concept-drift-strength", type=float, default=d.concept_drift_strength)
-    p.add_argument("--row-group-rows", type=int, default=d.row_group_rows)
+    p.add_argument("--out", default="data/transactions.parquet", help="Parquet file to write (default: %(default)s)")
+    p.add_argument("--rows", type=int, default=d.rows, help="rows to generate (default: %(default)s)")
+    p.add_argument("--seed", type=int, default=d.seed, help="random seed; same seed, same bytes (default: %(default)s)")
+    p.add_argument("--start", default=d.start, help="first day of the event times, YYYY-MM-DD (default: %(default)s)")
+    p.add_argument("--months", type=int, default=d.months, help="months of event times from --start (default: "
+                   "%(default)s)")
+    p.add_argument("--covariate-drift-month", type=int, default=None, help="0-based month from which amounts, "
+                   "channel mix and velocity shift (default: none, no covariate drift)")
+    p.add_argument("--covariate-drift-strength", type=float, default=d.covariate_drift_strength,
+                   help="size of the covariate shift, 1 = the designed shift (default: %(default)s)")
+    p.add_argument("--concept-drift-month", type=int, default=None, help="0-based month from which the fraud rule "
+                   "itself changes (default: none, no concept drift)")
+    p.add_argument("--concept-drift-strength", type=float, default=d.concept_drift_strength,
+                   help="1 = the drifted rule, above 1 extrapolates it (default: %(default)s)")
+    p.add_argument("--row-group-rows", type=int, default=d.row_group_rows, help="rows per Parquet row group, "
+                   "written one at a time in flat memory (default: %(default)s)")
     a = vars(p.parse_args(argv))
     out = a.pop("out")
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")

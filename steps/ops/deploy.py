@@ -92,8 +92,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m steps.ops.deploy", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     chk = sub.add_parser("check", help="check the settings a deployment needs (names only, never values)")
-    chk.add_argument("--target", choices=TARGETS, default="step-functions")
-    chk.add_argument("--profile", default=os.environ.get("MLOPS_PROFILE", "config/profiles/aws.yaml"))
+    chk.add_argument("--target", choices=TARGETS, default="step-functions",
+                     help="the orchestrator to deploy to (default: %(default)s)")
+    chk.add_argument("--profile", default=os.environ.get("MLOPS_PROFILE", "config/profiles/aws.yaml"),
+                     help="the profile YAML the flows deploy with (default: $MLOPS_PROFILE, else "
+                          "config/profiles/aws.yaml; now %(default)s)")
     args = parser.parse_args(argv)
     problems = check(args.target, args.profile, os.environ)
     if problems:

@@ -128,16 +128,23 @@ def replay(setting: Setting, dates: list[str], out: str | Path,
 def main(argv: list[str] | None = None) -> None:
     """CLI entry point."""
     parser = argparse.ArgumentParser(prog="python -m steps.ops.scenario", description=__doc__.split("\n")[0])
-    parser.add_argument("--out", required=True)
-    parser.add_argument("--first-day", default=Scenario.first_day)
-    parser.add_argument("--days", type=int, default=Scenario.days)
-    parser.add_argument("--rows-per-day", type=int, default=Scenario.rows_per_day)
-    parser.add_argument("--seed", type=int, default=Scenario.seed)
-    parser.add_argument("--covariate-drift-day")
-    parser.add_argument("--concept-drift-day")
-    parser.add_argument("--backfill", type=int, default=0, help="score the first N days with the champion now")
-    parser.add_argument("--predictions", default="out/predictions", help="ScoreFlow's output root (backfill)")
-    parser.add_argument("--branch", default=None, help="the flows' --branch (default: your user branch)")
+    parser.add_argument("--out", required=True, help="folder for the generated days (incoming/dt=YYYY-MM-DD/) and "
+                        "late labels (labels/); required")
+    parser.add_argument("--first-day", default=Scenario.first_day, help="first generated day, YYYY-MM-DD (default: "
+                        "%(default)s)")
+    parser.add_argument("--days", type=int, default=Scenario.days, help="days to generate (default: %(default)s)")
+    parser.add_argument("--rows-per-day", type=int, default=Scenario.rows_per_day, help="transactions per day "
+                        "(default: %(default)s)")
+    parser.add_argument("--seed", type=int, default=Scenario.seed, help="random seed (default: %(default)s)")
+    parser.add_argument("--covariate-drift-day", help="first day with covariate drift, YYYY-MM-DD (default: none)")
+    parser.add_argument("--concept-drift-day", help="first day on which the fraud rule changes, YYYY-MM-DD (default: "
+                        "none)")
+    parser.add_argument("--backfill", type=int, default=0, help="score the first N days with the champion now, in "
+                        "this process (default: %(default)s, none)")
+    parser.add_argument("--predictions", default="out/predictions", help="ScoreFlow's output root the backfill "
+                        "writes to (default: %(default)s)")
+    parser.add_argument("--branch", default=None, help="the flows' --branch whose champion backfills (default: your "
+                        "user branch, user.<you>)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     s = Scenario(args.first_day, args.days, args.rows_per_day, args.seed, args.covariate_drift_day,

@@ -1,15 +1,30 @@
-"""Card components of every flow (Metaflow card components built from plain data)."""
+"""Card components of every flow (Metaflow card components built from plain data).
+
+Each card opens with what happened in one line (a coloured banner), then the evidence: tables sized to fit a
+1400 px window without sideways scrolling (long text goes below a table, never into a column), and figures sized by
+``steps.reporting.plots`` so their text is shown at its own size.
+"""
 
 from __future__ import annotations
 
+import html
 from typing import Any
 
 from metaflow.cards import Image, Markdown, Table
 
 from steps.config.distill import DistillConfig
-from steps.reporting.plots import drift_heatmap_figure, performance_figure, quality_cost_figure, roc_pr_figure
+from steps.reporting.checks import banner, check_components, fmt, interval_text, lead_in
+from steps.reporting.plots import (
+    auc_interval_figure,
+    drift_heatmap_figure,
+    drift_heatmap_figures,
+    performance_figure,
+    quality_cost_figure,
+    roc_pr_figure,
+)
 
 METRIC_COLUMNS = ("roc_auc", "average_precision", "log_loss", "brier")
+PERFORMANCE_DAYS = 14  # newest labelled days in the MonitorFlow card's AUC table
 
 
 def _fmt(value: Any) -> str:
@@ -29,6 +44,8 @@ def training_card(summaries: list[dict[str, Any]], curves: dict[str, Any], chose
     return [
         Markdown(f"# TrainFlow\nChosen model: **{chosen}**, the best validation `{metric}`."),
         Markdown("## Candidates (validation set)"),
+        lead_in(f"Validation metrics of every candidate; the chosen one has the best <code>{html.escape(metric)}"
+                "</code>."),
         Table(rows, headers=header),
         Image.from_matplotlib(roc_pr_figure(curves)),
         Markdown(f"## Split: by {split.get('method', 'time')}{warnings}"),
@@ -38,36 +55,96 @@ def training_card(summaries: list[dict[str, Any]], curves: dict[str, Any], chose
     ]
 
 
-def _interval(r: dict[str, Any]) -> str:
-    return "" if r.get("interval") is None else f"[{r['interval'][0]:.4f}, {r['interval'][1]:.4f}]"
+def gates_verdict(results: list[dict[str, Any]], summary: dict[str, Any], champion_run_id: str | None) -> Markdown:
+    """The banner of the gates card, worded for the ``judge`` step (``end`` registers the verdict after it)."""
+    gated = sum(bool(r["gated"]) for r in results)
+    if summary["passed"]:
+        replaces = f"it replaces run {champion_run_id}" if champion_run_id else "the first champion of its dataset"
+        return banner("good", "Will become champion:", f"every gated check passed ({gated} of {gated}); {replaces}.")
+    failed = summary["failed"]
+    stays = f"Run {champion_run_id} stays champion." if champion_run_id else "No champion is set."
+    return banner("bad", "Stays a candidate, champion unchanged:",
+                  f"{len(failed)} of {gated} gated checks failed: {', '.join(failed)}. {stays}")
+
+
+def _champion_section(champion: dict[str, Any] | None) -> list[Any]:
+    """The primary-metric comparison with the champion, or a line saying there was none."""
+    if not champion:
+        return [Markdown("No champion yet: the absolute gates decide.")]
+    c = champion["comparison"]
+    return [Markdown(f"## Champion (run {champion['run_id']}) versus challenger"),
+            Table([[c["metric"], fmt(c["champion"]), fmt(c["challenger"]), fmt(c["difference"]),
+                    interval_text((c["low"], c["high"])), fmt(c["p_value"]), c["method"]]],
+                  headers=["metric", "champion", "challenger", "difference", "interval", "p-value", "test"]),
+            Markdown("The difference is challenger minus champion, oriented so that above 0 means better.")]
+
+
+def _efficiency_section(efficiency: dict[str, Any], champion: dict[str, Any] | None) -> list[Any]:
+    """Latency, throughput, size and memory; the champion's beside them when it was measured in the same step."""
+    theirs = (champion or {}).get("efficiency") or {}
+    headers = ["measure", "challenger", *(["champion"] if theirs else [])]
+    rows: list[list[Any]] = [[k, fmt(v), *([fmt(theirs.get(k))] if theirs else [])] for k, v in efficiency.items()]
+    return [Markdown("## Efficiency (serving runtime)"), Table(rows, headers=headers)]
 
 
 def gates_card(results: list[dict[str, Any]], summary: dict[str, Any], report: dict[str, Any]) -> list[Any]:
     """Components for the gates card: the verdict, every check, ROC/calibration plots, groups, champion."""
     from steps.reporting.plots import group_bars_figure, roc_calibration_figure
 
-    verdict = "PASSED: eligible for promotion" if summary["passed"] else "FAILED: " + ", ".join(summary["failed"])
-    rows = [[("PASS" if r["passed"] else "FAIL") + ("" if r["gated"] else " (not gated)"), r["suite"], r["name"],
-             r["threshold"], _fmt(r["actual"]), _interval(r), r["detail"]] for r in results]
-    out: list[Any] = [
-        Markdown(f"# Promotion gates\n**{verdict}**"),
-        Table(rows, headers=["result", "suite", "check", "threshold", "actual", "interval", "detail"]),
-        Image.from_matplotlib(roc_calibration_figure(report["curves"])),
-    ]
     champion = report.get("champion")
-    if champion:
-        c = champion["comparison"]
-        out += [Markdown(f"## Champion (run {champion['run_id']}) versus challenger"),
-                Table([[c["metric"], _fmt(c["champion"]), _fmt(c["challenger"]), _fmt(c["difference"]),
-                        f"[{c['low']:.4f}, {c['high']:.4f}]", _fmt(c["p_value"]), c["method"]]],
-                      headers=["metric", "champion", "challenger", "difference", "interval", "p-value", "test"])]
-    else:
-        out.append(Markdown("No champion yet: the absolute gates decide."))
+    out: list[Any] = [
+        Markdown("# Promotion gates"),
+        gates_verdict(results, summary, champion["run_id"] if champion else None),
+        Markdown("Every check ran on the hold-out. The `end` step tags this run `candidate` and moves the "
+                 "`champion` tag here only when every gated check passed."),
+        *check_components(results),
+        Markdown("## Hold-out curves"),
+        Image.from_matplotlib(roc_calibration_figure(report["curves"])),
+        *_champion_section(champion),
+    ]
     for attribute, groups in report["fairness"].items():
         out += [Markdown(f"## Fairness by {attribute}"), Image.from_matplotlib(group_bars_figure(groups, attribute))]
-    eff = report["efficiency"]
-    out += [Markdown("## Efficiency (serving runtime)"),
-            Table([[k, _fmt(v)] for k, v in eff.items()], headers=["measure", "value"])]
+    return out + _efficiency_section(report["efficiency"], champion)
+
+
+def _alert_banner(active: list[dict[str, Any]]) -> Markdown:
+    """The monitor's state in one line: the active alerts, coloured by their worst tier."""
+    if not active:
+        return banner("good", "No active alerts.")
+    tiers = {a["tier"] for a in active}
+    tone = "bad" if "critical" in tiers else "warn" if "warning" in tiers else "good"
+    listed = ", ".join(f"{a['tier']} {a['rule']} (since {a['since']})" for a in active)
+    return banner(tone, f"{len(active)} active alert{'s' if len(active) > 1 else ''}:", listed)
+
+
+def _retraining_line(decision: dict[str, Any], retraining: dict[str, Any] | None) -> str:
+    """What the retraining strategy decided and, when a run was started, which and how it ended."""
+    line = f"## Retraining\nStrategy **{decision['strategy']}**: {decision['reason']}."
+    if not retraining:
+        return line
+    if retraining.get("run"):
+        return line + f" Started `{retraining['run']}`: {retraining.get('status')}."
+    return line + f" No run started: {retraining.get('status')}."
+
+
+def _performance_section(performance: list[dict[str, Any]], reference_auc: float | None,
+                         attributes: list[str]) -> list[Any]:
+    """Realized AUC per labelled day with its interval (figure and the newest days as a table), then per group."""
+    rows = [[p["period"], fmt(p.get("rows")), fmt(p.get("positives")), fmt(p.get("roc_auc")),
+             interval_text(p.get("auc_interval")),
+             f"{p['roc_auc'] - reference_auc:+.4f}" if p.get("roc_auc") is not None and reference_auc is not None
+             else "-", fmt(p.get("precision")), fmt(p.get("recall"))]
+            for p in performance[-PERFORMANCE_DAYS:][::-1]]
+    out: list[Any] = [
+        Markdown("## Realized performance on late labels"),
+        Image.from_matplotlib(auc_interval_figure(performance, reference_auc)),
+        Markdown(f"Newest {min(len(performance), PERFORMANCE_DAYS)} labelled days, newest first"
+                 + (f"; reference AUC {reference_auc:.4f} (the model's hold-out)." if reference_auc else ".")),
+        Table(rows, headers=["period", "labelled rows", "positives", "AUC", "interval", "vs reference", "precision",
+                             "recall"]),
+    ]
+    if attributes:
+        out.append(Image.from_matplotlib(performance_figure(performance, reference_auc, attributes)))
     return out
 
 
@@ -83,29 +160,59 @@ def monitor_card(state: dict[str, Any], events: list[dict[str, Any]], active: li
     event_rows = [[e["tier"], e["rule"], e["kind"], e["period"], e["detail"]] for e in events]
     parts = [
         Markdown("# MonitorFlow"),
+        _alert_banner(active),
         Markdown("## Active alerts\n" + ("\n".join(f"- **{a['tier']}** {a['rule']} since {a['since']}"
                                                     for a in active) or "None.")),
         Markdown("## Events of this run"),
         Table(event_rows or [["-", "-", "-", "-", "no events"]], headers=["tier", "rule", "kind", "period", "detail"]),
-        Markdown(f"## Retraining\nStrategy **{decision['strategy']}**: {decision['reason']}."
-                 + (f" Started `{retraining['run']}`: {retraining['status']}." if retraining else "")),
+        Markdown(_retraining_line(decision, retraining)),
         Markdown("## Signals per period (newest 20)"),
         Table(signal_rows, headers=["period", "rows", *signal_names]),
         Markdown("## Feature drift over time"),
-        Image.from_matplotlib(drift_heatmap_figure(periods, "feature_drift", "psi")),
+        *[Image.from_matplotlib(f) for f in drift_heatmap_figures(periods, "feature_drift", "psi")],
         Image.from_matplotlib(drift_heatmap_figure(periods, "prediction_drift", "ks")),
     ]
     if state["performance"]:
-        parts += [Markdown("## Realized performance on late labels"),
-                  Image.from_matplotlib(performance_figure(state["performance"][-60:], reference_auc, attributes))]
+        parts += _performance_section(state["performance"][-60:], reference_auc, attributes)
     return parts
 
 
-def distill_card(table: list[dict[str, Any]], teacher: dict[str, Any], chosen: str | None,
-                    cfg: DistillConfig, gate_results: list[dict[str, Any]] | None) -> list[Any]:
-    """The DistillFlow card: verdict, candidate table, quality-vs-cost plot, gate results."""
-    from metaflow.cards import Image, Markdown, Table
+def serving_verdict(chosen: str | None, gate_results: list[dict[str, Any]] | None,
+                    table: list[dict[str, Any]], cfg: DistillConfig) -> Markdown:
+    """Which student serves after this run (the ``end`` step tags it ``serving``), or why none does."""
+    rule = f"AUC ratio ≥ {cfg.min_auc_ratio:g} at cost ratio ≤ {cfg.max_cost_ratio:g} on {cfg.cost_runtime}"
+    if not chosen:
+        why = "; ".join(f"{r['name']}: {', '.join(r['reasons']) or 'not eligible'}" for r in table)
+        return banner("bad", "No student serves from this run:",
+                      f"none met the rule ({rule}): {why}. The student serving before, if any, keeps serving.")
+    failed = [f"{g['suite']}/{g['name']}" for g in gate_results or [] if g["gated"] and not g["passed"]]
+    if failed:
+        return banner("bad", f"{chosen} will not serve:",
+                      f"selected by the rule, but {len(failed)} gated checks failed: {', '.join(failed)}. "
+                      "The student serving before, if any, keeps serving.")
+    return banner("good", f"{chosen} will serve:",
+                  f"selected by the rule ({rule}) and every gated check passed. The end step tags this run serving; "
+                  "ScoreFlow then scores with its ONNX graph while its teacher is the champion.")
 
+
+def _candidate_rows(table: list[dict[str, Any]], chosen: str | None) -> list[list[Any]]:
+    """One row per student: quality, cost per runtime, ONNX parity and whether it is eligible (reasons below)."""
+    def cost(r: dict[str, Any], runtime: str) -> str:
+        return f"{r['runtimes'][runtime]['cost_us_per_row']:.3f}" if runtime in r["runtimes"] else "-"
+
+    def parity(r: dict[str, Any]) -> str:
+        onnx = r["parity"].get("onnx") or {}
+        return f"{onnx['max_abs_diff']:.1e}, {onnx.get('decision_flips', '-')} flips" if onnx else "-"
+
+    return [[f"{r['name']} ({r['kind']})", f"{r['auc']:.4f}", f"{r['auc_ratio']:.4f}", f"{r['cost_ratio']:.3f}",
+             cost(r, "native"), cost(r, "onnx"), cost(r, "quantized"), parity(r),
+             "selected" if r["name"] == chosen else "eligible" if not r["reasons"] else "not eligible"]
+            for r in table]
+
+
+def distill_card(table: list[dict[str, Any]], teacher: dict[str, Any], chosen: str | None,
+                 cfg: DistillConfig, gate_results: list[dict[str, Any]] | None) -> list[Any]:
+    """The DistillFlow card: who serves, candidate table, quality-vs-cost plot, gate results."""
     points = [{"name": "teacher", "kind": "teacher", "runtime": rt, "auc_ratio": 1.0,
                "cost_us_per_row": m["cost_us_per_row"]} for rt, m in teacher["runtimes"].items()]
     for r in table:
@@ -113,22 +220,22 @@ def distill_card(table: list[dict[str, Any]], teacher: dict[str, Any], chosen: s
             auc = r["parity"].get(rt, {}).get("auc", r["auc"]) if rt != "native" else r["auc"]
             points.append({"name": r["name"], "kind": r["kind"], "runtime": rt, "auc_ratio": auc / teacher["auc"],
                            "cost_us_per_row": m["cost_us_per_row"]})
-    rows = [[r["name"] + (" (selected)" if r["name"] == chosen else ""), r["kind"], f"{r['auc']:.4f}",
-             f"{r['auc_ratio']:.4f}", f"{r['cost_ratio']:.3f}",
-             *[f"{r['runtimes'][rt]['cost_us_per_row']:.3f}" if rt in r["runtimes"] else "-"
-               for rt in ("native", "onnx", "quantized")],
-             f"{r['parity'].get('onnx', {}).get('max_abs_diff', float('nan')):.2e}",
-             str(r["parity"].get("onnx", {}).get("decision_flips", "-")), "; ".join(r["reasons"]) or "eligible"]
-            for r in table]
-    out = [Markdown(f"# DistillFlow\nTeacher AUC {teacher['auc']:.4f}. Selected: **{chosen or 'none'}** "
-                    f"(rule: AUC ratio >= {cfg.min_auc_ratio:g} at cost ratio <= {cfg.max_cost_ratio:g} on "
-                    f"{cfg.cost_runtime})."),
-           Table(rows, headers=["student", "type", "AUC", "AUC ratio", "cost ratio", "native us/row", "onnx us/row",
-                                "int8 us/row", "onnx max|diff|", "flips", "selection"]),
-           Image.from_matplotlib(quality_cost_figure(points))]
+    ceiling = teacher["runtimes"].get(cfg.cost_runtime, {}).get("cost_us_per_row")
+    reasons = [f"<li><strong>{html.escape(r['name'])}</strong>: {html.escape('; '.join(r['reasons']))}</li>"
+               for r in table if r["reasons"]]
+    out = [Markdown("# DistillFlow"),
+           serving_verdict(chosen, gate_results, table, cfg),
+           lead_in(f"Teacher hold-out AUC {teacher['auc']:.4f}. Rule: AUC ratio ≥ {cfg.min_auc_ratio:g} at cost "
+                   f"ratio ≤ {cfg.max_cost_ratio:g} on {cfg.cost_runtime} (per-row cost against the teacher's)."),
+           Table(_candidate_rows(table, chosen),
+                 headers=["student", "AUC", "AUC ratio", "cost ratio", "native us/row", "onnx us/row",
+                          "int8 us/row", "onnx parity", "selection"]),
+           *([Markdown(f'<div style="text-align:left">Not eligible:<ul>{"".join(reasons)}</ul></div>')]
+             if reasons else []),
+           Image.from_matplotlib(quality_cost_figure(points, cfg.min_auc_ratio,
+                                                     ceiling * cfg.max_cost_ratio if ceiling else None,
+                                                     cfg.cost_runtime))]
     if gate_results:
         out += [Markdown("## Gates (teacher as champion; significance replaced by the quality floor)"),
-                Table([[("PASS" if g["passed"] else "FAIL") + ("" if g["gated"] else " (not gated)"), g["suite"],
-                        g["name"], g["threshold"], f"{g['actual']:.4g}" if g["actual"] is not None else "-"]
-                       for g in gate_results], headers=["result", "suite", "check", "threshold", "actual"])]
+                *check_components(gate_results)]
     return out

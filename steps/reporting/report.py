@@ -1,6 +1,10 @@
-"""Where the lifecycle's results live: the latest run of each flow, its cards (written as HTML), and its outputs.
+"""Where the lifecycle's results live: the champion's TrainFlow cards, the other flows' latest runs, their outputs.
 
-CLI: ``python -m steps.reporting.report --out out`` (the last step of ``make demo``);
+The cards are written as HTML.
+
+CLI: ``python -m steps.reporting.report --out out`` (the last step of ``make demo``): TrainFlow's cards come from the
+registry's champion (of ``--branch``, default yours, and ``--dataset``, default config/dataset.yaml's), or from the
+latest successful run when there is none; every line names the run a card is from.
 ``python -m steps.reporting.report --retrained-run`` prints the id of the TrainFlow run the latest MonitorFlow run
 started.
 
@@ -24,13 +28,15 @@ from steps.reporting.runs import RunNotFound, card_html, latest_run
 logger = logging.getLogger(__name__)
 
 
-CARDS = {"TrainFlow": ("join", "judge"), "DistillFlow": ("join",), "ScoreFlow": (), "MonitorFlow": ("end",)}
+# flow -> (step, card) of each card it renders
+CARDS = {"TrainFlow": (("join", "training"), ("judge", "gates")), "DistillFlow": (("join", "distill"),),
+         "ScoreFlow": (), "MonitorFlow": (("end", "monitor"),)}
 
 
-def _cards_of(run: Any, steps: tuple[str, ...], out: Path) -> list[str]:
-    """Write each step's card of ``run`` under ``out``; returns the paths (a missing card is skipped)."""
+def _cards_of(run: Any, cards: tuple[tuple[str, str], ...], out: Path) -> list[str]:
+    """Write each card of ``run`` under ``out``; returns one line per card: its path and the run it is from."""
     written = []
-    for step in steps:
+    for step, card in cards:
         try:
             html = card_html(run, step=step)
         except (LookupError, KeyError, CardNotPresentException):
@@ -38,7 +44,7 @@ def _cards_of(run: Any, steps: tuple[str, ...], out: Path) -> list[str]:
             continue
         path = out / f"{run.parent.id.lower()}_{step}_card.html"
         path.write_text(html, encoding="utf-8")
-        written.append(str(path.resolve()))
+        written.append(f"{card} card: {path.resolve()} (from {run.pathspec}, step {step})")
     return written
 
 
@@ -50,25 +56,37 @@ def _outputs(run: Any) -> list[str]:
     if "state_uri" in data:
         found.append(f"monitor state: {data.state_uri}; events: {len(data.event_uris)} under {data.roots['state']}")
     if "retraining" in data and data.retraining:
-        found.append(f"retraining started: {data.retraining.get('run')} ({data.retraining.get('status')})")
+        started = data.retraining.get("run")
+        found.append(f"retraining started: {started} ({data.retraining.get('status')})" if started
+                     else f"retraining: {data.retraining.get('status')}")
     return found
 
 
-def report(out: Path) -> list[str]:
-    """One block of lines per flow: its latest successful run, the cards written, its outputs."""
-    from steps.registry.registry import Registry, project_branch
+def _run_to_show(flow: str, champion: Any) -> tuple[Any, str]:
+    """TrainFlow: the registry's champion (else its latest successful run); any other flow: its latest run."""
+    if flow == "TrainFlow" and champion is not None:
+        return champion, "champion"
+    run = latest_run(flow)
+    return run, ("latest successful run (no champion)" if flow == "TrainFlow" else "latest successful run")
+
+
+def report(out: Path, branch: str | None = None, dataset: str | None = None) -> list[str]:
+    """One block of lines per flow: the run shown (TrainFlow: the champion), the cards written, its outputs."""
+    from steps.registry.registry import Registry, project_branch, started_at
 
     out.mkdir(parents=True, exist_ok=True)
-    champion = Registry("TrainFlow", project_branch(), PROJECT).champion()
-    lines = [f"champion (TrainFlow, branch {project_branch()}): {champion.pathspec if champion else 'none'}"]
-    for flow, steps in CARDS.items():
+    registry = Registry("TrainFlow", branch or project_branch(), PROJECT, dataset=dataset)
+    champion = registry.champion()
+    lines = [f"champion (TrainFlow, branch {registry.branch}, dataset {registry.dataset}): "
+             f"{champion.pathspec if champion else 'none'}"]
+    for flow, cards in CARDS.items():
         try:
-            run = latest_run(flow)
+            run, which = _run_to_show(flow, champion)
         except RunNotFound:
             lines.append(f"{flow}: no successful run yet")
             continue
-        lines.append(f"{flow}: {run.pathspec} ({run.created_at:%Y-%m-%d %H:%M})")
-        lines += [f"  card: {path}" for path in _cards_of(run, steps, out)]
+        lines.append(f"{flow}: {which} {run.pathspec} (started {started_at(run):%Y-%m-%d %H:%M})")
+        lines += [f"  {line}" for line in _cards_of(run, cards, out)]
         lines += [f"  {line}" for line in _outputs(run)]
     return lines
 
@@ -76,8 +94,14 @@ def report(out: Path) -> list[str]:
 def main(argv: list[str] | None = None) -> int:
     """CLI entry point."""
     parser = argparse.ArgumentParser(prog="python -m steps.reporting.report", description=__doc__.split("\n")[0])
-    parser.add_argument("--out", type=Path, default=Path("out"), help="where the cards' HTML goes")
-    parser.add_argument("--retrained-run", action="store_true", help="print the id of the run MonitorFlow started")
+    parser.add_argument("--out", type=Path, default=Path("out"), help="folder the cards' HTML is written to "
+                        "(default: %(default)s)")
+    parser.add_argument("--branch", default=None, help="the full @project branch whose champion's cards are written: "
+                        "user.<name>, test.<name>, prod (default: your user branch)")
+    parser.add_argument("--dataset", default=None, help="the dataset whose champion it is (default: the name in "
+                        "config/dataset.yaml)")
+    parser.add_argument("--retrained-run", action="store_true", help="only print the id of the TrainFlow run the "
+                        "latest MonitorFlow run started (default: off)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     say = console(__name__)
@@ -88,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
             return 1
         say.info("%s", retraining["run"].split("/")[-1])
         return 0
-    for line in report(args.out):
+    for line in report(args.out, args.branch, args.dataset):
         say.info("%s", line)
     return 0
 

@@ -1,8 +1,9 @@
-"""Read TrainFlow runs through the Metaflow Client: summaries, lineage, the chosen model and its card.
+"""Read runs through the Metaflow Client: summaries, lineage, the chosen model, gate results and cards.
 
 For notebooks and the command line (the flows never import this module)::
 
     python -m steps.reporting.runs TrainFlow [--run-id ID] [--card-out out/train_card.html]
+    python -m steps.reporting.runs ScoreFlow | DistillFlow | MonitorFlow [--run-id ID]
 
 Notebook 01 reads one training run; notebook 02 reads a challenger's gates (the ``gates`` task's artifacts), the
 champion it was compared with and the registry of its ``@project`` branch.
@@ -33,7 +34,16 @@ from steps.config.base import load
 from steps.config.dataset import DatasetConfig
 from steps.core.cli import console
 from steps.modeling import models
-from steps.registry.registry import CANDIDATE, CHAMPION, Registry, global_namespace, project_branch, run_data, step_data
+from steps.registry.registry import (
+    CANDIDATE,
+    CHAMPION,
+    Registry,
+    global_namespace,
+    project_branch,
+    run_data,
+    started_at,
+    step_data,
+)
 from steps.registry.store import RegistryError
 
 logger = logging.getLogger(__name__)
@@ -70,6 +80,17 @@ def latest_run(flow_name: str, run_id: str | None = None) -> Run:
     if not run.successful:
         logger.warning("%s did not finish successfully; its artifacts may be incomplete", run.pathspec)
     return run
+
+
+def champion_or_latest(flow: str = "TrainFlow", branch: str | None = None,
+                       dataset: str | None = None) -> tuple[Run, str]:
+    """The registry's champion of ``dataset`` on ``branch`` (default: yours, config/dataset.yaml's) and "champion";
+    without one, the latest successful run and why it is shown instead."""
+    registry = Registry(flow, branch or project_branch(), dataset=dataset)
+    champion = registry.champion()
+    if champion is not None:
+        return champion, "champion"
+    return latest_run(flow), f"latest successful run: no champion on branch {registry.branch} for {registry.dataset}"
 
 
 def training_summary(run: Run) -> pd.DataFrame:
@@ -197,6 +218,22 @@ def gate_table(run: Run, suite: str | None = None) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=GATE_COLUMNS)
 
 
+def result_label(result: dict[str, Any]) -> str:
+    """PASS or FAIL for a gated check; "not gated" for one that was only reported (never PASS)."""
+    return "not gated" if not result["gated"] else "PASS" if result["passed"] else "FAIL"
+
+
+def gate_view(run: Run, suite: str | None = None) -> pd.DataFrame:
+    """``gate_table`` for people: a ``result`` column (PASS, FAIL, not gated) instead of ``passed``, and "-" where
+    a reported-only check has no value, so no unjudged check reads as passed."""
+    table = gate_table(run, suite)
+    view = table.drop(columns=["passed"])
+    view.insert(0, "result", [result_label(r) for r in table.to_dict("records")])
+    for column in ("actual", "low", "high"):
+        view[column] = view[column].astype(object).where(view[column].notna(), "-")
+    return view
+
+
 def gate_report(run: Run) -> dict[str, Any]:
     """The report behind the verdict: performance, fairness, robustness, efficiency, curves and the champion."""
     return _gates(run).gate_report
@@ -267,13 +304,91 @@ def _format_value(value: Any) -> str:
     return f"{value:.4f}" if isinstance(value, float) else str(value)
 
 
+def registration(run: Run) -> str:
+    """What the ``end`` step of a TrainFlow run did with its verdict: promoted, or kept as a candidate and why."""
+    data = run_data(run)
+    if "gate_summary" not in data:
+        return "registered: no gates (a run from before them)"
+    if "registry_event" in data and data.registry_event:
+        return "registered: promoted to champion"
+    failed = ", ".join(data.gate_summary["failed"]) or "none"
+    champion = data.champion_run_id if "champion_run_id" in data else None
+    unchanged = f"champion {champion} unchanged" if champion else "no champion set"
+    return f"registered: kept as candidate, {unchanged}; failed: {failed}"
+
+
+def train_lines(run: Run) -> list[str]:
+    """A TrainFlow run: its chosen model, validation metrics, lineage, gate verdict and registration."""
+    data = run_data(run)
+    chosen = next(s for s in data.candidate_summaries if s["name"] == data.model_name)
+    lines = [f"chosen model: {chosen['name']} ({chosen['type']}, sha256 {data.model_fingerprint})",
+             "validation metrics: " + ", ".join(f"{k}={_format_value(v)}" for k, v in chosen["metrics"].items()),
+             "lineage:\n" + "\n".join(f"  {key}: {value}" for key, value in lineage(run).items())]
+    if "gate_summary" in data:
+        summary = data.gate_summary
+        lines.append("gates: " + ("passed" if summary["passed"] else "failed: " + ", ".join(summary["failed"])))
+    return [*lines, registration(run)]
+
+
+def score_lines(run: Run) -> list[str]:
+    """A ScoreFlow run: the model it scored with, the partition it wrote and the manifest's totals."""
+    data = run_data(run)
+    plan, totals = data.plan, data.totals
+    return [f"model: {data.model_run_used} ({data.model_name}, sha256 {data.model_fingerprint})",
+            f"partition: {plan['output_root']}/dt={plan['date']}/ from {plan['input']}",
+            f"totals: {totals['rows_in']} rows in, {totals['rows_out']} scored, {totals['rows_quarantined']} "
+            f"quarantined ({totals['quarantine_rate']:.4%}) in {len(data.shard_results)} shards",
+            f"decision threshold: {data.threshold}"]
+
+
+def distill_lines(run: Run) -> list[str]:
+    """A DistillFlow run: the teacher, every student against the rule, and which student serves (or why none)."""
+    data = run_data(run)
+    lines = [f"teacher: TrainFlow/{data.teacher_run_id} ({data.teacher_model_name}, hold-out AUC "
+             f"{data.teacher_eval['auc']:.4f})", "students:"]
+    lines += [f"  {r['name']} ({r['kind']}): AUC ratio {r['auc_ratio']:.4f}, cost ratio {r['cost_ratio']:.3f}: "
+              + ("selected" if r["name"] == data.model_name else "; ".join(r["reasons"]) or "eligible")
+              for r in data.candidates]
+    if data.registry_event:
+        return [*lines, f"serving: {data.model_name} (this run is tagged serving)"]
+    if data.model_name:
+        return [*lines, f"serving: not this run; {data.model_name} failed "
+                        f"{', '.join(data.gate_summary['failed'])}"]
+    return [*lines, "serving: not this run; no student met the rule"]
+
+
+def monitor_lines(run: Run) -> list[str]:
+    """A MonitorFlow run: its window, the model judged, active alerts, events, retraining and the state it wrote."""
+    data = run_data(run)
+    window = data.window
+    active = ", ".join(f"{a['tier']} {a['rule']} (since {a['since']})" for a in data.active_alerts) or "none"
+    tiers = pd.Series([e["tier"] for e in data.events], dtype=object).value_counts()
+    retraining = data.retraining
+    started = (f"; started {retraining['run']}: {retraining['status']}" if retraining and retraining.get("run")
+               else f"; {retraining['status']}" if retraining else "")
+    return [f"window: {window[0]} to {window[-1]} ({len(window)} dates)",
+            f"model judged: {data.champion['run']}",
+            f"active alerts: {active}",
+            "events: " + (", ".join(f"{n} {tier}" for tier, n in tiers.items()) or "none"),
+            f"retraining: {data.decision['strategy']}: {data.decision['reason']}{started}",
+            f"state: {data.state_uri}"]
+
+
+SUMMARIES = {"TrainFlow": train_lines, "ScoreFlow": score_lines, "DistillFlow": distill_lines,
+             "MonitorFlow": monitor_lines}
+CARD_STEPS = {"TrainFlow": "join", "DistillFlow": "join", "MonitorFlow": "end"}  # the flow's main card
+
+
 def main(argv: list[str] | None = None) -> int:
-    """CLI: a run's chosen model, validation metrics, lineage and gate verdict; optionally write its cards."""
+    """CLI: what a run of any flow did (TrainFlow: its model, metrics, lineage and verdict; ScoreFlow: its partition
+    and totals; DistillFlow: teacher, students, serving; MonitorFlow: window and alerts); optionally its cards."""
     parser = argparse.ArgumentParser(prog="python -m steps.reporting.runs", description=main.__doc__)
-    parser.add_argument("flow", help="flow name, e.g. TrainFlow")
+    parser.add_argument("flow", choices=sorted(SUMMARIES), help="the flow whose run to show")
     parser.add_argument("--run-id", default=None, help="run id (default: the latest successful run)")
-    parser.add_argument("--card-out", type=Path, default=None, help="write the join step's card HTML here")
-    parser.add_argument("--gates-card-out", type=Path, default=None, help="write the gates card (judge step) HTML here")
+    parser.add_argument("--card-out", type=Path, default=None, help="write the run's card as HTML here (TrainFlow: "
+                        "the training card of join; DistillFlow: join; MonitorFlow: end; default: none)")
+    parser.add_argument("--gates-card-out", type=Path, default=None, help="TrainFlow only: write the gates card "
+                        "(judge step) as HTML here (default: none)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     out = console(__name__)
@@ -283,21 +398,23 @@ def main(argv: list[str] | None = None) -> int:
         logger.error("%s", err)
         return 1
     if not run.successful:
-        logger.error("%s did not finish successfully: no chosen model to show", run.pathspec)
+        logger.error("%s did not finish successfully: nothing to show", run.pathspec)
         return 1
-    chosen = next(s for s in run_data(run).candidate_summaries if s["name"] == run_data(run).model_name)
     out.info("run: %s", run.pathspec)
-    out.info("chosen model: %s (%s, sha256 %s)", chosen["name"], chosen["type"], run_data(run).model_fingerprint)
-    out.info("validation metrics: %s", ", ".join(f"{k}={_format_value(v)}" for k, v in chosen["metrics"].items()))
-    out.info("lineage:\n%s", "\n".join(f"  {key}: {value}" for key, value in lineage(run).items()))
-    if "gate_summary" in run_data(run):
-        summary = run_data(run).gate_summary
-        out.info("gates: %s", "passed" if summary["passed"] else "failed: " + ", ".join(summary["failed"]))
-    for path, step in ((args.card_out, "join"), (args.gates_card_out, "judge")):
-        if path is not None:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(card_html(run, step=step), encoding="utf-8")
-            out.info("%s card: %s", step, path.resolve())
+    out.info("started: %s", started_at(run))
+    for line in SUMMARIES[args.flow](run):
+        out.info("%s", line)
+    cards = [(args.card_out, CARD_STEPS.get(args.flow)), (args.gates_card_out, "judge" if args.flow == "TrainFlow"
+                                                                              else None)]
+    for path, step in cards:
+        if path is None:
+            continue
+        if step is None:
+            logger.error("%s has no such card", args.flow)
+            return 1
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(card_html(run, step=step), encoding="utf-8")
+        out.info("%s card: %s", step, path.resolve())
     return 0
 
 

@@ -8,7 +8,7 @@ import hashlib
 
 import pytest
 import yaml
-from support import GATES_BRANCH, card_text, run_flow
+from support import DISTILL_STUDENTS, GATES_BRANCH, card_text, run_cli, run_flow
 
 from steps.modeling import models
 from steps.registry import registry
@@ -17,43 +17,7 @@ from steps.registry.registry import Registry
 pytestmark = pytest.mark.xdist_group("gates")  # gates_scenario's six TrainFlow runs are made once, on one worker
 
 BRANCH = f"test.{GATES_BRANCH}"
-STUDENTS = [
-    {"name": "lgbm_small", "type": "lightgbm", "params": {"n_estimators": 30, "num_leaves": 7}},
-    {"name": "mlp", "type": "mlp", "params": {"hidden_layer_sizes": [32], "max_iter": 80,
-                                              "learning_rate_init": 0.003}},
-    {"name": "linear", "type": "linear"},
-]
-# The 60-tree test teacher is too cheap for the production cost rule (a student at <= 0.10 of its per-row cost):
-# the flow test proves the mechanics with a ceiling of 1.0; benchmarks/bench_distill.py checks the real rule against
-# a 500-tree teacher.
-PASSING = {"min_auc_ratio": 0.98, "max_cost_ratio": 1.0, "cost_rows": 3000, "latency_rows": 50,
-           "students": STUDENTS}
-FAILING = {**PASSING, "min_auc_ratio": 0.9999, "students": [STUDENTS[2]]}
-
-
-@pytest.fixture(scope="module")
-def distill_runs(root, workspace, config_paths, gates_scenario, tmp_path_factory):
-    """A DistillFlow run that registers a student, then one whose quality floor no student meets."""
-    directory = tmp_path_factory.mktemp("distill-config")
-    gates = yaml.safe_load((root / "tests" / "flows" / "configs" / "gates-small.yaml").read_text())
-    # ~25 positives per age band on this hold-out: the equalized-odds TPR gap of any model is mostly noise here;
-    # the teacher-vs-student comparison (champion/not_less_fair) still gates a widening.
-    gates["fairness"]["equalized_odds_difference"] = {"max": 0.45}
-    # The 60-tree teacher and a 30-tree student both score one row in ~6 ms natively: the teacher-vs-student
-    # latency comparison (champion/not_slower) is a coin toss at this size, above all with another xdist worker
-    # busy. A student that is really slower is the gates tests' planted `slow` run; here the mechanics are tested.
-    gates["champion"] = {**gates.get("champion", {}), "latency_tolerance": 3.0}
-    (directory / "gates.yaml").write_text(yaml.safe_dump(gates))
-    runs = {}
-    for name, cfg in (("passing", PASSING), ("failing", FAILING)):
-        (directory / f"distill-{name}.yaml").write_text(yaml.safe_dump(cfg))
-        configs = {**{k: v for k, v in config_paths.items() if k != "train"}, "gates": directory / "gates.yaml",
-                   "distill": directory / f"distill-{name}.yaml"}
-        result = run_flow(root, workspace, "distill_flow.py", configs, branch=GATES_BRANCH,
-                          teacher_run=gates_scenario["good"].id)
-        assert result.status == "successful", f"{name}: {result.stdout[-3000:]}{result.stderr[-3000:]}"
-        runs[name] = result.run
-    return runs, gates_scenario["good"]
+# the runs are the session fixture ``distill_runs`` (tests/conftest.py): the card tests in a browser read them too
 
 
 def test_teacher_is_the_given_run_and_verified(distill_runs):
@@ -66,7 +30,7 @@ def test_teacher_is_the_given_run_and_verified(distill_runs):
 def test_parity_holds_for_every_exported_model(distill_runs):
     data = distill_runs[0]["passing"].data
     assert data.teacher_eval["parity"]["onnx"]["passed"]
-    assert {c["name"] for c in data.candidates} == {s["name"] for s in STUDENTS}
+    assert {c["name"] for c in data.candidates} == {s["name"] for s in DISTILL_STUDENTS}
     for c in data.candidates:
         onnx = c["parity"]["onnx"]
         assert onnx["passed"] and onnx["max_abs_diff"] <= 1e-4 and onnx["decision_flips"] == 0, c["name"]
@@ -114,7 +78,21 @@ def test_card_plots_quality_against_cost(distill_runs):
     cards = get_cards(run["join"].task, id="distill")
     text = card_text(cards[0].get())
     assert "AUC ratio" in text and "onnx us/row" in text and "quality_floor[auc_ratio]" in text
+    assert f"{run.data.model_name} will serve:" in text
+    failing = get_cards(distill_runs[0]["failing"]["join"].task, id="distill")[0].get()
+    assert "No student serves from this run:" in card_text(failing)
     assert run.data.quantized["parity"] is not None or not run.data.quantized["changed"]
+
+
+def test_runs_cli_shows_the_teacher_the_students_and_who_serves(workspace, distill_runs):
+    runs, good = distill_runs
+    passing = run_cli(workspace, "steps.reporting.runs", "DistillFlow", "--run-id", runs["passing"].id)
+    assert passing.returncode == 0, passing.stderr
+    assert f"teacher: TrainFlow/{good.id} (" in passing.stdout
+    assert all(f"  {s['name']} (" in passing.stdout for s in DISTILL_STUDENTS)
+    assert f"serving: {runs['passing'].data.model_name} (this run is tagged serving)" in passing.stdout
+    failing = run_cli(workspace, "steps.reporting.runs", "DistillFlow", "--run-id", runs["failing"].id)
+    assert failing.returncode == 0 and "serving: not this run; no student met the rule" in failing.stdout
 
 
 def test_score_flow_serves_the_registered_student_of_the_champion(root, workspace, config_paths, distill_runs,

@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 from support import GATES_BRANCH
 
-from steps.registry.registry import RegistryError
+from steps.registry.registry import Registry, RegistryError
 from steps.reporting import runs as runs_api
 
 pytestmark = pytest.mark.xdist_group("gates")  # gates_scenario's six TrainFlow runs are made once, on one worker
@@ -148,3 +148,35 @@ def test_a_run_without_gates_is_refused() -> None:
 
     with pytest.raises(LookupError, match="no judge step"):
         runs_api.gate_table(NoGates())
+
+
+def test_gate_view_says_not_gated_where_the_table_says_passed(runs) -> None:
+    results = gates_data(runs["worse"]).gate_results
+    view = runs_api.gate_view(runs["worse"])
+    assert "passed" not in view.columns and list(view.columns[:3]) == ["result", "suite", "name"]
+    assert list(view["result"]) == [runs_api.result_label(r) for r in results]
+    ungated = view[view["result"] == "not gated"]
+    assert len(ungated) == sum(not r["gated"] for r in results) > 0  # the intersection slices are too small
+    assert set(ungated[ungated["actual"] == "-"]["name"]) == {r["name"] for r in results if r["actual"] is None}
+    assert list(view[view["result"] == "FAIL"]["name"]) == [r["name"] for r in results
+                                                            if r["gated"] and not r["passed"]]
+
+
+def test_champion_or_latest_prefers_the_registry_champion(runs) -> None:
+    champion = Registry("TrainFlow", BRANCH).champion()
+    run, why = runs_api.champion_or_latest("TrainFlow", BRANCH)
+    assert (run.id, why) == (champion.id, "champion")
+    run, why = runs_api.champion_or_latest("TrainFlow", "test.no_such_branch")
+    assert run.successful and why.startswith("latest successful run: no champion on branch test.no_such_branch")
+
+
+def test_report_writes_the_champions_cards_and_names_their_run(runs, tmp_path) -> None:
+    from steps.reporting.report import report
+
+    champion = Registry("TrainFlow", BRANCH).champion()
+    lines = report(tmp_path, branch=BRANCH)
+    assert f"TrainFlow: champion {champion.pathspec} (started " in "\n".join(lines)
+    for step, card in (("join", "training"), ("judge", "gates")):
+        path = (tmp_path / f"trainflow_{step}_card.html").resolve()
+        assert f"  {card} card: {path} (from {champion.pathspec}, step {step})" in lines
+        assert runs_api.card_data(path.read_text())["metadata"]["pathspec"].startswith(f"{champion.pathspec}/{step}/")

@@ -8,11 +8,16 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from metaflow import Run, namespace
-from support import card_text
+from support import card_text, run_cli
 
 from steps.monitoring.state import load_state
 from steps.reporting.runs import card_html
+
+# the monitor's runs (session fixtures in conftest.py) are made once, on one worker: the card tests in a browser
+# (test_cards_in_a_browser.py) read them too
+pytestmark = pytest.mark.xdist_group("monitor")
 
 DRIFT_DAY = "2026-01-07"
 
@@ -92,5 +97,17 @@ def test_the_card_shows_drift_alerts_and_performance(monitor_drift) -> None:
     result, _ = monitor_drift
     text = card_text(card_html(result.run, step="end"))
     for fragment in ("Feature drift over time", "drift_detected", "scoring_failed", "Realized performance",
-                     "Retraining"):
+                     "Retraining", "active alert", "labelled rows"):
         assert fragment in text
+    labelled = [p for p in result.run.data.performance if p["auc_interval"]]
+    assert labelled and f"{labelled[-1]['auc_interval'][0]:.4f}, " in text  # the AUC table shows the interval
+
+
+def test_runs_cli_shows_the_window_and_the_alerts(monitor_drift, workspace) -> None:
+    run = monitor_drift[0].run
+    proc = run_cli(workspace, "steps.reporting.runs", "MonitorFlow", "--run-id", run.id)
+    assert proc.returncode == 0, proc.stderr
+    window = run.data.window
+    assert f"window: {window[0]} to {window[-1]} ({len(window)} dates)" in proc.stdout
+    assert "active alerts: " in proc.stdout and "critical scoring_failed" in proc.stdout
+    assert f"state: {run.data.state_uri}" in proc.stdout

@@ -20,7 +20,7 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 from metaflow import Runner
-from support import FORCE_TINY, FlowResult, assert_user_error, logs, score_flow
+from support import FORCE_TINY, FlowResult, assert_user_error, logs, run_cli, score_flow
 from support import score_configs as configs_for
 
 from steps.modeling import models
@@ -106,6 +106,15 @@ def test_partition_holds_every_valid_row_exactly_once(main_run, tainted):
                                      f"_claims/dt={D_MAIN}/00000001.json"])  # no temporary files
     assert main_run.manifest["claim"] == 1
     assert [p["path"] for p in main_run.manifest["parts"]] == parts
+
+
+def test_runs_cli_shows_the_partition_and_its_totals(main_run, workspace, train_run):
+    run = main_run.result.run
+    proc = run_cli(workspace, "steps.reporting.runs", "ScoreFlow", "--run-id", run.id)
+    assert proc.returncode == 0, proc.stderr
+    assert f"run: {run.pathspec}\n" in proc.stdout and f"model: {train_run.pathspec} (" in proc.stdout
+    assert f"/out-main/dt={D_MAIN}/ from " in proc.stdout
+    assert "totals: 6000 rows in, 5995 scored, 5 quarantined (0.0833%) in 3 shards" in proc.stdout
 
 
 def test_invalid_rows_are_quarantined_with_a_reason(main_run, scratch, tainted):

@@ -112,7 +112,7 @@ def test_runs_on_the_venv_kernel_in_the_workspace(executed, workspace: Path) -> 
 
 def test_reads_the_requested_challenger(executed, gates_scenario) -> None:
     out = text(executed["run"])
-    assert f"run: {gates_scenario['worse'].pathspec} " in out and f"branch: {BRANCH}\n" in out
+    assert f"run: {gates_scenario['worse'].pathspec} (started " in out and f"branch: {BRANCH}\n" in out
 
 
 def test_verdict_names_the_failed_gate(executed, worse) -> None:
@@ -148,7 +148,11 @@ def test_gate_table_has_one_row_per_gate_result(executed, worse) -> None:
     assert body_rows(html) == len(worse.gate_results) > 20
     rows = table(html)
     assert [(r["suite"], r["name"]) for r in rows] == [(g["suite"], g["name"]) for g in worse.gate_results]
-    assert {"threshold", "actual", "low", "high", "detail", "gated"} <= set(rows[0])
+    assert {"result", "threshold", "actual", "low", "high", "detail", "gated"} <= set(rows[0]) and "passed" not in rows[0]
+    expected = ["not gated" if not g["gated"] else "PASS" if g["passed"] else "FAIL" for g in worse.gate_results]
+    assert [r["result"] for r in rows] == expected and "not gated" in expected  # the intersection slices
+    assert all(r["actual"] == "-" for r, g in zip(rows, worse.gate_results, strict=True) if g["actual"] is None)
+    assert "NaN" not in {r["actual"] for r in rows}
 
 
 def test_figures_are_displayed(executed, worse) -> None:

@@ -99,8 +99,16 @@ def test_runs_on_the_venv_kernel_in_the_workspace(executed, workspace: Path) -> 
     assert f"local@{workspace.resolve()}" in text(executed["setup"])
 
 
-def test_reads_the_requested_run(executed, train_run) -> None:
-    assert f"run: {train_run.pathspec} " in text(executed["run"])
+def test_reads_the_requested_run_and_when_it_started(executed, train_run) -> None:
+    out = text(executed["run"])
+    assert f"run: {train_run.pathspec} (started {runs.started_at(train_run):%Y-%m-%d %H:%M:%S}, " in out
+    assert "why this run: given by TRAIN_RUN_ID" in out
+
+
+def test_defaults_to_the_champion_not_the_latest_run() -> None:
+    nb = nbformat.read(NOTEBOOK, as_version=4)
+    source = next(cell.source for cell in nb.cells if cell.cell_type == "code" and "run, why" in cell.source)
+    assert "runs.champion_or_latest(" in source and "created_at" not in source
 
 
 def test_metrics_table_has_one_row_per_candidate(executed, train_run) -> None:

@@ -3,7 +3,9 @@ command-line tools that start."""
 
 from __future__ import annotations
 
+import argparse
 import ast
+import importlib
 import subprocess
 import sys
 from pathlib import Path
@@ -56,3 +58,54 @@ def test_command_line_tools_explain_themselves(module: str):
                           timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.startswith("usage: python -m " + module), proc.stdout[:200]
+
+
+class _Parsed(Exception):
+    """Raised instead of parsing: carries the parser a CLI built."""
+
+    def __init__(self, parser: argparse.ArgumentParser) -> None:
+        super().__init__()
+        self.parser = parser
+
+
+def _parser(module: str) -> argparse.ArgumentParser:
+    """The argument parser ``module``'s main() builds (stopped before it parses anything)."""
+    def stop(parser: argparse.ArgumentParser, *args: object, **kwargs: object) -> None:
+        raise _Parsed(parser)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(argparse.ArgumentParser, "parse_args", stop)
+        with pytest.raises(_Parsed) as caught:
+            importlib.import_module(module).main([])
+    return caught.value.parser
+
+
+def _options(parser: argparse.ArgumentParser) -> list[argparse.Action]:
+    """Every option and positional of a parser and of its subcommands, but --help."""
+    found = []
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            found += [a for sub in action.choices.values() for a in _options(sub)]
+        elif not isinstance(action, argparse._HelpAction):
+            found.append(action)
+    return found
+
+
+@pytest.mark.parametrize("module", [m for m in CLIS if m != "steps.registry"])  # the registry CLI is not ours here
+def test_every_cli_option_says_what_it_does_and_its_default(module: str) -> None:
+    options = _options(_parser(module))
+    assert options
+    for action in options:
+        assert action.help and len(action.help.splitlines()) == 1, f"{module} {action.dest}: no one-line help"
+        if action.option_strings:
+            assert "default" in action.help or action.required, f"{module} {action.option_strings}: no default"
+
+
+def test_every_flow_parameter_says_its_default() -> None:
+    for path in sorted((ROOT / "flows").glob("*_flow.py")):
+        calls = [n for n in ast.walk(ast.parse(path.read_text())) if isinstance(n, ast.Call)
+                 and getattr(n.func, "id", None) == "Parameter"]
+        assert calls, path
+        for call in calls:
+            help_text = next(ast.literal_eval(k.value) for k in call.keywords if k.arg == "help")
+            assert "default" in help_text, f"{path.name} {ast.literal_eval(call.args[0])}: {help_text!r}"

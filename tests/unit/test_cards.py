@@ -1,0 +1,175 @@
+"""What the cards say and how their figures are laid out, from plain data (no flow run): the verdict banners,
+reported-only checks apart from the gated ones, the note on an estimate outside its interval, and figure text that
+fits (labels that do not overlap, sizes that a card shows without shrinking)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import numpy as np
+import pytest
+from matplotlib.figure import Figure
+
+from steps.config.distill import DistillConfig
+from steps.reporting import cards, checks, plots
+
+
+def result(name: str, actual: float | None, passed: bool = True, gated: bool = True, suite: str = "performance",
+           interval: list[float] | None = None, detail: str = "measured") -> dict[str, Any]:
+    return {"suite": suite, "name": name, "metric": name, "threshold": ">= 0.6 (lower 95% bound)", "actual": actual,
+            "interval": interval, "passed": passed, "detail": detail, "gated": gated}
+
+
+RESULTS = [
+    result("roc_auc", 0.81, interval=[0.78, 0.84]),
+    result("calibration_error", 0.004, interval=[0.005, 0.011]),  # biased upward under resampling
+    result("demographic_parity_difference[a×b]", None, gated=False, suite="fairness",
+           detail="fewer than 2 groups large enough to compare; 1 of 25 groups gated"),
+    result("review_rate", 0.02, gated=False, suite="review",
+           detail="40 of 2000 scores in [0.4, 0.6]; no budget set (review.max_rate): reported, not gated"),
+    result("significantly_better[roc_auc]", -0.01, passed=False, suite="champion", interval=[-0.03, 0.01],
+           detail="challenger 0.81 vs champion 0.82"),
+]
+
+
+def text_of(components: list[Any]) -> str:
+    """Everything the components would put in the card (their rendered JSON)."""
+    return json.dumps([c.render() for c in components], ensure_ascii=False)
+
+
+@pytest.mark.parametrize("value,shown", [(None, "-"), (0.81234, "0.8123"), (80618.7, "80,619"), (121.94, "121.9"),
+                                         (9.42e-05, "9.42e-05"), (0.0, "0.0000"), (3000, "3,000"),
+                                         (float("nan"), "n/a"), ("x", "x")])
+def test_numbers_read_as_a_reviewer_reads_them(value: Any, shown: str) -> None:
+    assert checks.fmt(value) == shown
+
+
+def test_reported_only_checks_are_apart_and_never_read_as_pass() -> None:
+    gated = checks.gated_rows(RESULTS)
+    assert [row[2].replace(checks.BREAK, "") for row in gated] == ["roc_auc", "calibration_error",
+                                                                   "significantly_better[roc_auc]"]
+    assert [row[0] for row in gated] == ["PASS", "PASS", "FAIL"]
+    reported = checks.reported_rows(RESULTS)
+    assert [r[2] for r in reported] == ["-", "0.0200"]  # no value: "-", never "PASS" with None
+    assert reported[0][3] == "fewer than 2 groups large enough to compare"
+    assert reported[1][3] == "no budget set (review.max_rate): reported, not gated"
+    assert "PASS" not in {cell for row in reported for cell in row}
+
+
+def test_an_estimate_outside_its_interval_is_marked_and_explained() -> None:
+    rows = {row[2]: row for row in checks.gated_rows(RESULTS)}
+    assert rows["calibration_error"][4] == f"0.0040 {checks.OUTSIDE}" and rows["roc_auc"][4] == "0.8100"
+    note = checks.outside_note(RESULTS)
+    assert note is not None and note.startswith(f"{checks.OUTSIDE} calibration_error:")
+    assert "biased upward under resampling" in note and "\n" not in note
+    assert checks.outside_note(RESULTS[:1]) is None
+
+
+def test_gates_banner_says_what_happens_to_the_run() -> None:
+    failed = {"passed": False, "failed": ["champion/significantly_better[roc_auc]"]}
+    text = text_of([cards.gates_verdict(RESULTS, failed, "123")])
+    assert "Stays a candidate, champion unchanged:" in text and "1 of 3 gated checks failed" in text
+    assert "champion/significantly_better[roc_auc]" in text and "Run 123 stays champion." in text
+    passed = text_of([cards.gates_verdict(RESULTS[:2], {"passed": True, "failed": []}, "123")])
+    assert "Will become champion:" in passed and "(2 of 2)" in passed and "it replaces run 123" in passed
+    first = text_of([cards.gates_verdict(RESULTS[:2], {"passed": True, "failed": []}, None)])
+    assert "the first champion of its dataset" in first
+
+
+def _report(groups: int) -> dict[str, Any]:
+    curve = {"roc": {"fpr": [0.0, 0.5, 1.0], "tpr": [0.0, 0.8, 1.0]},
+             "calibration": {"predicted": [0.01, 0.05], "observed": [0.012, 0.04]}}
+    rows = [{"group": f"{i // 5}×region_{i % 5}", "rows": 400, "positives": 10, "selection_rate": 0.03,
+             "tpr": 0.5, "fpr": 0.02, "auc": None if i == 3 else 0.8, "gated": i % 2 == 0} for i in range(groups)]
+    return {"curves": {"challenger": curve}, "fairness": {"a×b": rows},
+            "efficiency": {"p50_ms": 4.2, "rows_per_s": 80618.7}}
+
+
+def test_gates_card_lists_every_check_and_the_details() -> None:
+    summary = {"passed": False, "failed": ["champion/significantly_better[roc_auc]"]}
+    text = text_of(cards.gates_card(RESULTS, summary, _report(25)))
+    assert "Reported, not gated" in text and "why not gated" in text and "Why it failed" in text
+    assert "Details of every check (5)" in text and "No champion yet" in text
+    assert "detail" not in json.dumps([c.render()["columns"] for c in cards.gates_card(RESULTS, summary, _report(5))
+                                       if c.render().get("type") == "table"])  # details go below the tables
+
+
+def test_distill_banner_says_which_student_serves_or_why_none_does() -> None:
+    cfg = DistillConfig(students=[{"name": "linear", "type": "linear"}])
+    table = [{"name": "mlp", "reasons": ["cost_ratio 1.357 > 0.1"]}, {"name": "linear", "reasons": []}]
+    assert "linear will serve:" in text_of([cards.serving_verdict("linear", RESULTS[:2], table, cfg)])
+    failed = text_of([cards.serving_verdict("linear", RESULTS, table, cfg)])
+    assert "linear will not serve:" in failed and "champion/significantly_better[roc_auc]" in failed
+    none = text_of([cards.serving_verdict(None, None, table, cfg)])
+    assert "No student serves from this run:" in none and "mlp: cost_ratio 1.357 &gt; 0.1" in none  # escaped HTML
+
+
+def test_monitor_card_shows_the_daily_auc_with_its_interval() -> None:
+    days = [f"2026-01-{d:02d}" for d in range(1, 9)]
+    performance = [{"period": d, "rows": 2000, "positives": 30 if i else 5, "roc_auc": 0.85 - 0.01 * i,
+                    "auc_interval": [0.8 - 0.01 * i, 0.9 - 0.01 * i] if i else None, "precision": 0.3, "recall": 0.2,
+                    "groups": {"region": {"apac": {"roc_auc": 0.8}}}} for i, d in enumerate(days)]
+    periods = [{"period": d, "rows": 2000, "signals": {"feature_drift": {"breach": False}},
+                "measurements": [{"signal": "feature_drift", "statistic": "psi", "subject": f"f{k}", "value": 0.01,
+                                  "breach": k == 0} for k in range(3)]} for d in days]
+    active = [{"tier": "critical", "rule": "auc_drop", "since": days[-1]}]
+    text = text_of(cards.monitor_card({"periods": periods, "performance": performance}, [], active,
+                                      {"strategy": "hybrid", "reason": "auc_drop breached"},
+                                      {"run": None, "status": "not started (launcher none)"}, ["region"], 0.86))
+    assert "1 active alert:" in text and "critical auc_drop (since 2026-01-08)" in text
+    assert "[0.7300, 0.8300]" in text and "-0.0800" in text  # the newest day: interval, and AUC vs the reference
+    assert "No run started: not started (launcher none)." in text and "Started `None`" not in text
+
+
+def _overlaps(fig: Figure, labels: list[Any]) -> list[tuple[str, str]]:
+    """Pairs of visible tick labels whose drawn boxes intersect."""
+    renderer = fig.canvas.get_renderer()
+    boxes = [(t.get_text(), t.get_window_extent(renderer)) for t in labels if t.get_visible() and t.get_text()]
+    return [(a, b) for i, (a, box_a) in enumerate(boxes) for b, box_b in boxes[i + 1:] if box_a.overlaps(box_b)]
+
+
+def _fits(fig: Figure) -> None:
+    """Shown by a card at its own size: at most WIDTH x MAX_HEIGHT inches (100 dpi)."""
+    width, height = fig.get_size_inches()
+    assert width <= plots.WIDTH + 1e-9 and height <= plots.MAX_HEIGHT + 1e-9
+
+
+@pytest.mark.parametrize("groups", [5, 25])
+def test_group_bars_name_every_group_once_without_overlap(groups: int) -> None:
+    fig = plots.group_bars_figure(_report(groups)["fairness"]["a×b"], "a×b")
+    fig.canvas.draw()
+    _fits(fig)
+    labels = fig.axes[0].get_yticklabels()
+    assert [t.get_text() for t in labels] == [g["group"] for g in _report(groups)["fairness"]["a×b"]]
+    assert all(t.get_fontsize() >= plots.TICK for t in labels)
+    assert _overlaps(fig, labels) == []
+    assert "n/a" in {t.get_text() for ax in fig.axes for t in ax.texts}  # a group without an AUC is not a zero
+
+
+def test_drift_heat_maps_split_many_features_into_readable_figures() -> None:
+    days = [f"2026-02-{d:02d}" for d in range(1, 29)]
+    periods = [{"period": d, "measurements": [{"signal": "feature_drift", "statistic": "psi", "subject": f"feature_{k}",
+                                               "value": float(np.sin(k + j)) ** 2, "breach": False}
+                                              for k in range(40)]} for j, d in enumerate(days)]
+    figures = plots.drift_heatmap_figures(periods)
+    assert len(figures) == 2 and sum(len(f.axes[0].get_yticks()) for f in figures) == 40
+    for fig in figures:
+        fig.canvas.draw()
+        _fits(fig)
+        ax = fig.axes[0]
+        for labels in (ax.get_yticklabels(), ax.get_xticklabels()):
+            assert all(t.get_fontsize() >= plots.TICK for t in labels) and _overlaps(fig, labels) == []
+
+
+def test_quality_cost_names_models_in_a_legend_not_beside_the_points() -> None:
+    points = [{"name": name, "runtime": rt, "auc_ratio": 1.0 - 0.001 * i, "cost_us_per_row": 1.2 + 0.001 * i}
+              for i, (name, rt) in enumerate([(n, r) for n in ("teacher", "lgbm_small", "mlp", "linear")
+                                              for r in ("native", "onnx", "quantized")])]
+    fig = plots.quality_cost_figure(points, 0.985, 0.2)
+    _fits(fig)
+    ax = fig.axes[0]
+    assert len(ax.texts) == 0  # nothing written next to the points, so nothing to overlap
+    legend = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert {"teacher", "lgbm_small", "mlp", "linear", "native", "onnx", "quantized"} <= set(legend)
+    assert "quality floor 0.985" in legend and any(t.startswith("cost ceiling") for t in legend)
