@@ -125,8 +125,11 @@ def test_gates_passed_reads_the_artifact_and_missing_counts_as_failed(branch_run
     assert reg.gates_passed(_fake_run(gates_passed=True)) is True
     assert reg.gates_passed(_fake_run(gates_passed=False)) is False
     assert reg.gates_passed(_fake_run()) is False  # an older run without the artifact
+    # a real run: its gates step recorded a verdict; the tiny runs fail the shipped gates (checked in the run's own
+    # gate summary, not through gates_passed) and an empty failed list would mean a pass
     run = branch_runs[0]
-    assert reg.gates_passed(run) == bool("gates_passed" in run.data and run.data.gates_passed)
+    failed = run["judge"].task.data.gate_summary["failed"]
+    assert failed and reg.gates_passed(run) is False
 
 
 # -- promotion -------------------------------------------------------------------------------------------------
