@@ -239,7 +239,7 @@ def _flow_models(folder: Any, doc: dict[str, Any]) -> list[tuple[str, str, Any, 
     from steps.modeling import models
 
     t = doc["teacher"]
-    out = [(f"teacher ({t['name']}: {t['type']})", "teacher",
+    out = [(f"teacher ({t['name']})", "teacher",
             models.deserialize((folder / "teacher.pkl").read_bytes(), t["fingerprint"]),
             (folder / "teacher.onnx").read_bytes(), None, t.get("fit_seconds"), None)]
     for s in doc["students"]:

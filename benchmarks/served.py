@@ -141,7 +141,7 @@ def extract(folder: Path) -> None:
         (folder / f"{s['name']}.onnx").write_bytes(task.data.student_onnx)
         if task.data.student_quantized is not None:
             (folder / f"{s['name']}.int8.onnx").write_bytes(task.data.student_quantized)
-        students.append({"name": s["name"], "type": s["type"], "fingerprint": s["fingerprint"],
+        students.append({"name": s["name"], "type": s["kind"], "fingerprint": s["fingerprint"],
                          "quantized": task.data.student_quantized is not None,
                          "quantization": s.get("quantization"),
                          "fit_seconds": (s.get("fit") or {}).get("fit_seconds")})
@@ -157,8 +157,9 @@ def extract(folder: Path) -> None:
         "selected": data.model_name, "gates_passed": data.gates_passed, "gate_failed": data.gate_summary["failed"],
         "decision": join.decision, "threshold": join.threshold, "holdout_rows": len(join.holdout_df),
         "train_rows": len(train["split"].task.data.train_df),
-        "candidates": [{k: c[k] for k in ("name", "type", "auc", "auc_ratio", "cost_ratio", "cost_runtime",
-                                           "eligible", "reasons")} for c in join.candidates],
+        "candidates": [{"type": c["kind"]} | {k: c[k] for k in ("name", "auc", "auc_ratio", "cost_ratio",
+                                                                "cost_runtime", "eligible", "reasons")}
+                       for c in join.candidates],
     }
     (folder / "served.json").write_text(json.dumps(doc, indent=2, default=str))
 

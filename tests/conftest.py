@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import random
 from pathlib import Path
 
 # Before anything imports metaflow: it reads the user name once, at import.
@@ -23,6 +24,12 @@ ROOT = Path(__file__).resolve().parents[1]
 FIRST_GROUP = "gates"  # the longest group (six TrainFlow runs, then DistillFlow): started first
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--module-order", default="", metavar="reverse|SEED",
+                     help="run the test modules in reverse order, or shuffled with an integer seed (each module's "
+                          "tests keep their order): a check that no module depends on another having run first")
+
+
 @pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the marks (--dist loadgroup, see the Makefile)
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Keep each test module on one xdist worker, so its module- and session-scoped runs are made once.
@@ -31,6 +38,15 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     session fixture of another module (``gates_scenario``: group ``gates``; the local S3 server: ``cloud``).
     Without xdist the marks do nothing.
     """
+    order = config.getoption("--module-order")
+    if order:
+        modules = list(dict.fromkeys(item.path for item in items))
+        if order == "reverse":
+            modules.reverse()
+        else:
+            random.Random(int(order)).shuffle(modules)
+        rank = {path: i for i, path in enumerate(modules)}
+        items.sort(key=lambda item: rank[item.path])  # stable: the order inside a module is kept
     for item in items:
         if not any(item.iter_markers("xdist_group")):
             item.add_marker(pytest.mark.xdist_group(item.path.relative_to(ROOT).as_posix()))

@@ -24,11 +24,12 @@ STUDENTS = [
     {"name": "linear", "type": "linear"},
 ]
 # The 60-tree test teacher is too cheap for the production cost rule (a student at <= 0.10 of its per-row cost):
-# the flow test proves the mechanics with a ceiling of 1.0; benchmarks/bench_distill.py checks the real rule against
-# a 500-tree teacher.
-PASSING = {"min_auc_ratio": 0.98, "max_cost_ratio": 1.0, "cost_rows": 3000, "latency_rows": 50,
+# MAX_COST_RATIO is set from the ratios measured here instead (see its comment); benchmarks/bench_distill.py checks
+# the production rule against the TrainFlow champion of the default data.
+MAX_COST_RATIO = 0.6  # measured ONNX cost ratios of the three students against this teacher: see below
+PASSING = {"min_auc_ratio": 0.98, "max_cost_ratio": MAX_COST_RATIO, "cost_rows": 3000, "latency_rows": 50,
            "students": STUDENTS}
-FAILING = {**PASSING, "min_auc_ratio": 0.9999, "students": [STUDENTS[2]]}
+FAILING = {**PASSING, "min_auc_ratio": 0.9999, "max_cost_ratio": 0.01, "students": [STUDENTS[2]]}
 
 
 @pytest.fixture(scope="module")
@@ -41,8 +42,9 @@ def distill_runs(root, workspace, config_paths, gates_scenario, tmp_path_factory
     gates["fairness"]["equalized_odds_difference"] = {"max": 0.45}
     # The 60-tree teacher and a 30-tree student both score one row in ~6 ms natively: the teacher-vs-student
     # latency comparison (champion/not_slower) is a coin toss at this size, above all with another xdist worker
-    # busy. A student that is really slower is the gates tests' planted `slow` run; here the mechanics are tested.
-    gates["champion"] = {**gates.get("champion", {}), "latency_tolerance": 3.0}
+    # busy, so it is switched off here (reported, not gated); a really slower model is the gates tests' planted
+    # `slow` run, and tests/unit/test_gates.py covers the check on both sides.
+    gates["champion"] = {**gates.get("champion", {}), "latency_tolerance": None}
     (directory / "gates.yaml").write_text(yaml.safe_dump(gates))
     runs = {}
     for name, cfg in (("passing", PASSING), ("failing", FAILING)):
@@ -86,7 +88,12 @@ def test_selected_student_is_registered_serving_and_verifies(distill_runs):
     assert data.model_name and data.gates_passed, data.gate_summary
     assert {"serving", "candidate"} <= set(run.user_tags)
     gated = {g["name"] for g in data.gate_results if g["gated"]}
-    assert "quality_floor[auc_ratio]" in gated
+    assert {"quality_floor[auc_ratio]", "cost_ceiling[per_row]"} <= gated
+    latency = next(g for g in data.gate_results if g["name"] == "not_slower[p50_ms]")
+    assert latency["gated"] is False and latency["actual"] > 0  # switched off in this test, still measured
+    costs = {c["name"]: round(c["cost_ratio"], 3) for c in data.candidates}
+    print(f"ONNX cost ratios against the 60-tree teacher: {costs}")
+    assert costs[data.model_name] <= MAX_COST_RATIO
     assert not any(n.startswith("significantly_better") for n in gated)
     model = registry.load_model(run)  # fingerprint-verified
     assert model.predict_proba(data.holdout_df.iloc[:5]).shape == (5, 2)
@@ -102,7 +109,8 @@ def test_student_below_the_quality_floor_is_not_registered(distill_runs):
     runs, _ = distill_runs
     failing = runs["failing"]
     assert failing.data.model_name is None and not failing.data.gates_passed
-    assert failing.data.candidates[0]["reasons"] and "auc_ratio" in failing.data.candidates[0]["reasons"][0]
+    reasons = failing.data.candidates[0]["reasons"]
+    assert len(reasons) == 2 and "auc_ratio" in reasons[0] and "cost_ratio" in reasons[1]  # both checks can fail
     assert "serving" not in failing.user_tags and "candidate" in failing.user_tags
     assert "serving" in Registry("DistillFlow", BRANCH).run(runs["passing"].id).user_tags
 
