@@ -272,10 +272,11 @@ def _notes(rows: list[dict[str, Any]], sizes: tuple[int, ...], doc: dict[str, An
     for r in largest:
         if r["runtime"] != SERVED_RUNTIME[r["model"]]:
             continue
-        verdict = "met" if r["vs_naive_per_cpu"] >= NAIVE_TARGET else "MISSED"
+        verdict = ("(no target)" if r["model"] != "light" else
+                   f"(target >= {NAIVE_TARGET}) {'met' if r['vs_naive_per_cpu'] >= NAIVE_TARGET else 'MISSED'}")
         notes.append(f"{r['model']} on its served runtime ({r['runtime']}): x{r['vs_naive_per_cpu']} the naive "
-                     f"approach's rows per CPU-second at {r['rows']:,} rows (target >= {NAIVE_TARGET}) {verdict}; "
-                     f"x{r['vs_naive_wall']} in wall-clock.")
+                     f"approach's rows per CPU-second at {r['rows']:,} rows {verdict}; x{r['vs_naive_wall']} in "
+                     "wall-clock.")
     for model in MODELS:
         for runtime in RUNTIMES:
             pair = [r for r in streamed if r["model"] == model and r["runtime"] == runtime]
