@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import random
 import tempfile
 from pathlib import Path
 
@@ -34,6 +35,12 @@ ROOT = Path(__file__).resolve().parents[1]
 FIRST_GROUP = "gates"  # the longest group (six TrainFlow runs, then DistillFlow): started first
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--module-order", default="", metavar="reverse|SEED",
+                     help="run the test modules in reverse order, or shuffled with an integer seed (each module's "
+                          "tests keep their order): a check that no module depends on another having run first")
+
+
 @pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the marks (--dist loadgroup, see the Makefile)
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Keep each test module on one xdist worker, so its module- and session-scoped runs are made once.
@@ -42,6 +49,15 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     session fixture of another module (``gates_scenario``: group ``gates``; the local S3 server: ``cloud``).
     Without xdist the marks do nothing.
     """
+    order = config.getoption("--module-order")
+    if order:
+        modules = list(dict.fromkeys(item.path for item in items))
+        if order == "reverse":
+            modules.reverse()
+        else:
+            random.Random(int(order)).shuffle(modules)
+        rank = {path: i for i, path in enumerate(modules)}
+        items.sort(key=lambda item: rank[item.path])  # stable: the order inside a module is kept
     for item in items:
         if not any(item.iter_markers("xdist_group")):
             item.add_marker(pytest.mark.xdist_group(item.path.relative_to(ROOT).as_posix()))
@@ -176,8 +192,9 @@ def distill_runs(root, workspace, config_paths, gates_scenario, tmp_path_factory
     gates["fairness"]["equalized_odds_difference"] = {"max": 0.45}
     # The 60-tree teacher and a 30-tree student both score one row in ~6 ms natively: the teacher-vs-student
     # latency comparison (champion/not_slower) is a coin toss at this size, above all with another xdist worker
-    # busy. A student that is really slower is the gates tests' planted `slow` run; here the mechanics are tested.
-    gates["champion"] = {**gates.get("champion", {}), "latency_tolerance": 3.0}
+    # busy, so it is switched off here (reported, not gated); a really slower model is the gates tests' planted
+    # `slow` run, and tests/unit/test_gates.py covers the check on both sides.
+    gates["champion"] = {**gates.get("champion", {}), "latency_tolerance": None}
     (directory / "gates.yaml").write_text(yaml.safe_dump(gates))
     runs = {}
     for name, cfg in (("passing", DISTILL_PASSING), ("failing", DISTILL_FAILING)):

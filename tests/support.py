@@ -89,11 +89,13 @@ DISTILL_STUDENTS = [
     {"name": "linear", "type": "linear"},
 ]
 # The 60-tree test teacher is too cheap for the production cost rule (a student at <= 0.10 of its per-row cost):
-# the flow test proves the mechanics with a ceiling of 1.0; benchmarks/bench_distill.py checks the real rule against
-# a 500-tree teacher.
-DISTILL_PASSING = {"min_auc_ratio": 0.98, "max_cost_ratio": 1.0, "cost_rows": 3000, "latency_rows": 50,
-                   "students": DISTILL_STUDENTS}
-DISTILL_FAILING = {**DISTILL_PASSING, "min_auc_ratio": 0.9999, "students": [DISTILL_STUDENTS[2]]}
+# DISTILL_MAX_COST_RATIO is set from the ratios measured against it instead (test_distill_flow.py prints them);
+# benchmarks/bench_distill.py checks the production rule against the TrainFlow champion of the default data.
+DISTILL_MAX_COST_RATIO = 0.6
+DISTILL_PASSING = {"min_auc_ratio": 0.98, "max_cost_ratio": DISTILL_MAX_COST_RATIO, "cost_rows": 3000,
+                   "latency_rows": 50, "students": DISTILL_STUDENTS}
+DISTILL_FAILING = {**DISTILL_PASSING, "min_auc_ratio": 0.9999, "max_cost_ratio": 0.01,
+                   "students": [DISTILL_STUDENTS[2]]}
 
 
 def train_config(directory: Path, name: str) -> Path:

@@ -101,7 +101,8 @@ class ChampionGates(Strict):
     alpha: float = Field(0.05, gt=0.0, lt=0.5)
     min_effect: float = Field(0.002, ge=0.0)
     fairness_tolerance: float = Field(0.02, ge=0.0, description="allowed increase of each fairness disparity")
-    latency_tolerance: float = Field(0.5, ge=0.0, description="allowed relative increase of median latency")
+    latency_tolerance: float | None = Field(0.5, ge=0.0, description="allowed relative increase of median latency "
+                                                                       "(null: reported, not gated)")
 
 
 class ThresholdPolicy(Strict):

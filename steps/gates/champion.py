@@ -42,8 +42,12 @@ def champion_gates(y: Any, p_challenger: Any, p_champion: Any, cfg: GatesConfig,
             f"lower bound <= {c.fairness_tolerance:g}", f["widening"], bool(f["low"] <= c.fairness_tolerance),
             interval=(f["low"], f["high"]),
             detail=f"challenger {f['challenger']:.4f} vs champion {f['champion']:.4f}"))
-    limit = latency_p50[1] * (1 + c.latency_tolerance)
-    results.append(GateResult("champion", "not_slower[p50_ms]", "p50_ms", f"<= {limit:.3f} (champion "
-                              f"{latency_p50[1]:.3f} x {1 + c.latency_tolerance:g})", latency_p50[0],
-                              bool(latency_p50[0] <= limit)))
+    if c.latency_tolerance is None:  # switched off: measured and reported, never blocks
+        results.append(GateResult("champion", "not_slower[p50_ms]", "p50_ms", "off (latency_tolerance: null)",
+                                  latency_p50[0], True, detail=f"champion {latency_p50[1]:.3f} ms", gated=False))
+    else:
+        limit = latency_p50[1] * (1 + c.latency_tolerance)
+        results.append(GateResult("champion", "not_slower[p50_ms]", "p50_ms", f"<= {limit:.3f} (champion "
+                                  f"{latency_p50[1]:.3f} x {1 + c.latency_tolerance:g})", latency_p50[0],
+                                  bool(latency_p50[0] <= limit)))
     return results, comparison.to_dict()

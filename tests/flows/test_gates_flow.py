@@ -1,6 +1,6 @@
 """Planted regressions through real TrainFlow runs (session fixture ``gates_scenario`` in tests/conftest.py):
 each is rejected by the gate that should catch it, a better model is promoted, and one registry command rolls
-the promotion back."""
+the promotion back (then the test promotes ``good`` again: other modules of the group expect it as champion)."""
 
 from __future__ import annotations
 
@@ -84,13 +84,24 @@ def test_registry_keeps_the_better_model_and_rollback_restores_the_previous_cham
     registry = Registry("TrainFlow", f"test.{BRANCH}")
     assert registry.champion().id == scenario["good"].id
     assert registry.show()["problems"] == []
+    try:
+        proc = _registry_cli(root, workspace, "rollback", "--reason", "planted test")
+        assert proc.returncode == 0, proc.stderr
+        assert registry.champion().id == scenario["weak"].id
+        assert "archived" in tags(Registry("TrainFlow", f"test.{BRANCH}").run(scenario["good"].id))
+        kinds = [(e["kind"], e["from"], e["to"]) for e in registry.history()]
+        assert kinds[-3:] == [("promote", None, scenario["weak"].id),
+                              ("promote", scenario["weak"].id, scenario["good"].id),
+                              ("rollback", scenario["good"].id, scenario["weak"].id)]
+    finally:  # the branch as the other gates-group modules expect it, whatever order they run in: `good` champion
+        if registry.champion().id != scenario["good"].id:
+            restored = _registry_cli(root, workspace, "promote", scenario["good"].id, "--reason", "test cleanup")
+            assert restored.returncode == 0, restored.stderr
+    assert registry.champion().id == scenario["good"].id
+
+
+def _registry_cli(root, workspace, *args: str) -> subprocess.CompletedProcess:
+    """``python -m steps.registry --branch test.gates ARGS`` from the test workspace."""
     env = {**os.environ, "PYTHONPATH": str(root)}
-    proc = subprocess.run([sys.executable, "-m", "steps.registry", "--branch", f"test.{BRANCH}", "rollback",
-                           "--reason", "planted test"], cwd=workspace, env=env, capture_output=True, text=True,
-                          timeout=300)
-    assert proc.returncode == 0, proc.stderr
-    assert registry.champion().id == scenario["weak"].id
-    assert "archived" in tags(Registry("TrainFlow", f"test.{BRANCH}").run(scenario["good"].id))
-    kinds = [(e["kind"], e["from"], e["to"]) for e in registry.history()]
-    assert kinds[-3:] == [("promote", None, scenario["weak"].id), ("promote", scenario["weak"].id, scenario["good"].id),
-                          ("rollback", scenario["good"].id, scenario["weak"].id)]
+    return subprocess.run([sys.executable, "-m", "steps.registry", "--branch", f"test.{BRANCH}", *args],
+                          cwd=workspace, env=env, capture_output=True, text=True, timeout=300)

@@ -104,3 +104,11 @@ def test_champion_latency_on_both_sides(cfg, latency, passes):
     y, p = _data(1.0)
     results, _ = champion_gates(y, p, p, cfg, "1", [], latency)
     assert next(r for r in results if r.name == "not_slower[p50_ms]").passed is passes
+
+
+def test_champion_latency_switched_off_is_reported_not_gated(cfg):
+    y, p = _data(1.0)
+    off = cfg.model_copy(update={"champion": cfg.champion.model_copy(update={"latency_tolerance": None})})
+    results, _ = champion_gates(y, p, p, off, "1", [], (9.0, 1.0))  # nine times slower
+    latency = next(r for r in results if r.name == "not_slower[p50_ms]")
+    assert latency.gated is False and latency.actual == 9.0 and "off" in latency.threshold

@@ -254,15 +254,33 @@ def test_top_k_contributions_and_shadow_agreement(planned, lgbm, dataset_spec):
     names = check_explainable(pipeline, 3)
     job = _job(dataset_spec, planned, 1, cfg={"top_k": 3}, feature_names=names)
     scorer = NativeScorer(pipeline, dataset_spec.features)
-    record = score_shard(job, scorer, shadow=scorer, explain=pipeline)
+    record = score_shard(job, scorer, shadow=_Constant(0.35), explain=pipeline)
     out = pq.read_table(job.part_uri).to_pandas()
     assert [c for c in out.columns if c.startswith("top")] == [
         "top1_feature", "top1_contribution", "top2_feature", "top2_contribution", "top3_feature", "top3_contribution"]
     assert set(out["top1_feature"]) <= set(names)
     assert (out["top1_contribution"].abs() >= out["top2_contribution"].abs()).all()
     assert (out["top2_contribution"].abs() >= out["top3_contribution"].abs()).all()
-    assert (out["shadow_score"] == out["score"]).all()
-    assert record["shadow"]["agreement_rate"] == 1.0 and record["shadow"]["max_abs_diff"] == 0.0
+    # the shadow flags every row (0.35 >= the 0.3 threshold): it agrees exactly where the model flags a row too
+    assert (out["shadow_score"] == 0.35).all() and out["shadow_decision"].all()
+    flagged = int((out["score"] >= DECISION["threshold"]).sum())
+    assert 0 < flagged < len(out)  # both kinds of rows, so agreement and disagreement are both exercised
+    shadow = record["shadow"]
+    assert (shadow["rows"], shadow["agree"], shadow["to_positive"], shadow["to_negative"]) == (
+        len(out), flagged, len(out) - flagged, 0)
+    assert shadow["agreement_rate"] == pytest.approx(flagged / len(out))
+    assert shadow["max_abs_diff"] == pytest.approx(float((out["score"] - 0.35).abs().max()))
+    assert shadow["mean_abs_diff"] == pytest.approx(float((out["score"] - 0.35).abs().mean()))
+
+
+class _Constant:
+    """A shadow model that gives every row the same score."""
+
+    def __init__(self, score: float) -> None:
+        self.score = score
+
+    def predict(self, frame: pd.DataFrame) -> np.ndarray:
+        return np.full(len(frame), self.score)
 
 
 def test_top_k_needs_lightgbm(fitted):
