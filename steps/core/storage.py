@@ -104,6 +104,21 @@ def delete(uri: str, endpoint: Any = DEFAULT) -> None:
         Path(uri).unlink(missing_ok=True)
 
 
+def exists(uri: str, endpoint: Any = DEFAULT) -> bool:
+    """True when the file or object ``uri`` exists (a HEAD request on S3)."""
+    if is_s3(uri):
+        bucket, key = split_s3(uri)
+        client = s3_client(endpoint)
+        try:
+            client.head_object(Bucket=bucket, Key=key)
+            return True
+        except client.exceptions.ClientError as err:
+            if err.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+                return False
+            raise
+    return Path(uri).is_file()
+
+
 def read_bytes(uri: str, endpoint: Any = DEFAULT) -> bytes | None:
     """The bytes of a file or object, or None when it does not exist."""
     if is_s3(uri):

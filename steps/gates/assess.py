@@ -51,7 +51,10 @@ def _model_checks(model: Any, blob: bytes, holdout: pd.DataFrame, spec: DatasetC
         return np.full(len(y), np.nan), [failed], {"performance": {}, "fairness": {}, "robustness": {},
                                                    "efficiency": {"p50_ms": float("nan"), "p99_ms": float("nan")}}
     perf, perf_report = performance_gates(y, proba, cfg)
-    fair, fair_report, robust, robust_report = [], {}, [], {}
+    fair: list[GateResult] = []
+    robust: list[GateResult] = []
+    fair_report: dict[str, Any] = {}
+    robust_report: dict[str, Any] = {}
     if alone:
         fair, fair_report = fairness.fairness_gates(y, proba, holdout[spec.sensitive], cfg.fairness, threshold)
         robust, robust_report = robustness.robustness_gates(predict, holdout, spec, cfg.robustness,

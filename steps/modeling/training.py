@@ -48,6 +48,11 @@ def sample_train(frame: pd.DataFrame, cfg: TrainConfig) -> pd.DataFrame:
     return frame.sample(n=cfg.max_train_rows, random_state=cfg.seed).sort_index()
 
 
+def training_columns(spec: DatasetConfig) -> list[str]:
+    """The columns a candidate reads: the features and the target."""
+    return list(dict.fromkeys([*spec.features, spec.target.name]))
+
+
 def candidate_by_name(cfg: TrainConfig, name: str) -> CandidateConfig:
     """The candidate config called ``name``."""
     for candidate in cfg.candidates:
