@@ -81,6 +81,17 @@ def arrow_mib(data: Path, columns: list[str] | None, share: float) -> float:
     return pq.read_table(data, columns=columns).nbytes * share / 2**20
 
 
+IMPORTS = ("import metaflow, numpy, pandas, pyarrow.parquet, sklearn.ensemble, sklearn.linear_model, lightgbm, "
+           "scipy.stats; import steps.gates.assess, steps.modeling.training, steps.data.table")
+
+
+def import_mib() -> float:
+    """Peak RSS of a Python process that only imports what a task imports (what every task pays before data)."""
+    code = f"{IMPORTS}; from benchmarks import peak_mib; print(peak_mib())"
+    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
+    return float(proc.stdout.strip().splitlines()[-1])
+
+
 def directory_bytes(path: Path) -> int:
     """Bytes of every file under ``path``."""
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
@@ -122,7 +133,8 @@ def run_size(rows: int, work: Path, forest_rows: int) -> dict[str, Any]:
             with runner.run(data=str(data)) as result:
                 wall = time.perf_counter() - start
                 if result.status != "successful":
-                    raise RuntimeError(f"TrainFlow failed at {rows} rows:\n{result.stderr[-4000:]}")
+                    raise RuntimeError(f"TrainFlow failed at {rows} rows:\n{result.stdout[-4000:]}\n"
+                                       f"{result.stderr[-2000:]}")
                 run = result.run
                 steps = _step_rows(run)
                 summaries = run.data.candidate_summaries
@@ -138,7 +150,8 @@ def run_size(rows: int, work: Path, forest_rows: int) -> dict[str, Any]:
             "train_candidate": arrow_mib(data, training_columns(spec), shares["train"] + shares["validation"]),
             "join": 0.0, "judge": arrow_mib(data, None, shares["holdout"]), "end": 0.0}
     return {"rows": rows, "wall": wall, "steps": steps, "summaries": summaries, "peaks": peaks, "tasks": tasks,
-            "used": used, "added": added, "parquet": data.stat().st_size, "table_bytes": table_bytes}
+            "used": used, "added": added, "parquet": data.stat().st_size, "table_bytes": table_bytes,
+            "imports": import_mib()}
 
 
 def _tables(results: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
@@ -152,11 +165,13 @@ def _tables(results: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
         worst = max(r["peaks"], key=lambda p: p["peak_mib"] / max(r["used"].get(p["step"], 0) or 1e-9, 1e-9)
                     if r["used"].get(p["step"]) else 0)
         ratios = [p["peak_mib"] / r["used"][p["step"]] for p in r["peaks"] if r["used"].get(p["step"])]
+        growth = [(p["peak_mib"] - r["imports"]) / r["used"][p["step"]] for p in r["peaks"] if r["used"].get(p["step"])]
         targets.append({
             "rows": r["rows"], "wall_s": round(r["wall"], 1), "lightgbm_fit_s": round(lgbm, 1),
             "judge_s": round(sec["judge"], 1), "judge_vs_fit": round(sec["judge"] / lgbm, 3),
             "start_split_join_s": round(plumbing, 1), "plumbing_vs_fit": round(plumbing / lgbm, 3),
             "max_rss_vs_arrow": round(max(ratios), 2), "at_step": worst["step"],
+            "max_growth_vs_arrow": round(max(growth), 2), "imports_mib": round(r["imports"]),
             "datastore_mib": round(r["added"] / 2**20, 1), "parquet_mib": round(r["parquet"] / 2**20, 1),
             "datastore_vs_parquet": round(r["added"] / r["parquet"], 3)})
         for name, s in r["steps"].items():
@@ -168,7 +183,8 @@ def _tables(results: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
             label = r["tasks"].get(str(p["task"]), "") if p["step"] == "train_candidate" else ""
             tasks.append({"rows": r["rows"], "step": p["step"] + (f" ({label})" if label else ""),
                           "peak_rss_mib": round(p["peak_mib"]), "arrow_mib_used": round(used, 1),
-                          "ratio": round(p["peak_mib"] / used, 2) if used else "-"})
+                          "ratio": round(p["peak_mib"] / used, 2) if used else "-",
+                          "growth_ratio": round((p["peak_mib"] - r["imports"]) / used, 2) if used else "-"})
         for s in r["summaries"]:
             candidates.append({"rows": r["rows"], "candidate": s["name"], "train_rows": s["train_rows"],
                                "fit_s": round(s["fit_seconds"], 1), "val_roc_auc": round(s["metrics"]["roc_auc"], 4),
@@ -190,14 +206,16 @@ def _notes(tables: dict[str, list[dict[str, Any]]]) -> list[str]:
             f"{t['start_split_join_s']} s = {t['plumbing_vs_fit']}x (target <= {PLUMBING_RATIO}: "
             f"{_verdict(t['plumbing_vs_fit'] <= PLUMBING_RATIO)}); largest peak RSS / Arrow size of the columns used "
             f"{t['max_rss_vs_arrow']} at {t['at_step']} (target <= {RSS_RATIO}: "
-            f"{_verdict(t['max_rss_vs_arrow'] <= RSS_RATIO)}); datastore {t['datastore_mib']} MiB = "
+            f"{_verdict(t['max_rss_vs_arrow'] <= RSS_RATIO)}; above the {t['imports_mib']} MiB every process pays "
+            f"for its imports: {t['max_growth_vs_arrow']}x); datastore {t['datastore_mib']} MiB = "
             f"{t['datastore_vs_parquet']}x the Parquet (target <= {DATASTORE_RATIO}: "
             f"{_verdict(t['datastore_vs_parquet'] <= DATASTORE_RATIO)}).")
     notes += [
         "judge is the step that runs every gate suite (the issue's `gates`), the reference profile and the card; "
         "step seconds: first task created to last task finished (Metaflow Client); foreach tasks overlap.",
         "Peak RSS: each task process's VmHWM at exit (includes ~250-300 MiB of imports: pandas, pyarrow, "
-        "scikit-learn, LightGBM, Metaflow). arrow_mib_used: the in-memory Arrow size of the columns the step reads "
+        "scikit-learn, LightGBM, Metaflow: imports_mib, a process that only imports them); growth_ratio: "
+        "(peak - imports_mib) / arrow_mib_used. arrow_mib_used: the in-memory Arrow size of the columns the step reads "
         "(start: all; split: target, time, id; train_candidate: features + target of the train and validation rows; "
         "judge: every column of the hold-out rows); join and end read no data.",
         "Datastore bytes: every file the run added under its workspace's .metaflow (artifacts, models, cards, "
