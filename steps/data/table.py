@@ -28,7 +28,7 @@ from steps.core import storage
 logger = logging.getLogger(__name__)
 
 TABLES = "_tables"
-ROW_GROUP_ROWS = 131_072
+ROW_GROUP_ROWS = 131_072  # rows per row group: what a task reading some rows reads at least
 PART_CODES = {"train": 0, "validation": 1, "holdout": 2}
 
 
@@ -66,7 +66,7 @@ def write_table(frame: pd.DataFrame, root: str) -> TableRef:
         tmp = staging / "table.parquet"
         schema = pa.Schema.from_pandas(frame.iloc[:0], preserve_index=False)
         groups = []
-        with pq.ParquetWriter(tmp, schema, compression="zstd") as writer:
+        with pq.ParquetWriter(tmp, schema, compression="zstd", compression_level=6) as writer:
             for chunk in _chunks(frame, ROW_GROUP_ROWS):
                 writer.write_table(pa.Table.from_pandas(chunk, schema=schema, preserve_index=False),
                                    row_group_size=ROW_GROUP_ROWS)
