@@ -28,6 +28,7 @@ from steps.scoring.plan import open_parquet
 logger = logging.getLogger(__name__)
 
 
+BATCH_ROWS = 65_536  # rows decoded at a time when sampling a day (memory holds one batch and the sample)
 EPS = 1e-4  # floor of a bin's share, so an empty bin does not make PSI infinite
 
 
@@ -180,11 +181,11 @@ def _row_groups(pf: pq.ParquetFile) -> list[int]:
 
 def stream_sample(files: list[pq.ParquetFile], columns: list[list[str]], limit: int,
                   seed: int) -> Iterator[tuple[int, pa.Table, np.ndarray]]:
-    """The rows of a uniform sample of at most ``limit`` rows over ``files`` (in order, as one table), one row group
+    """The rows of a uniform sample of at most ``limit`` rows over ``files`` (in order, as one table), a record batch
     at a time: ``(file index, the sampled rows of ``columns[file index]``, their row numbers within the file)``.
 
-    Rows are chosen from the footers' row counts before any data is read, so memory holds one row group and the
-    sample, whatever the number of rows; row groups without a sampled row are skipped.
+    Rows are chosen from the footers' row counts before any data is read, so memory holds one batch of
+    ``BATCH_ROWS`` rows and the sample, whatever the number of rows; row groups without a sampled row are skipped.
     """
     sizes = [_row_groups(pf) for pf in files]
     chosen = sample_rows(sum(map(sum, sizes)), limit, seed)
@@ -194,10 +195,14 @@ def stream_sample(files: list[pq.ParquetFile], columns: list[list[str]], limit: 
         for g, rows in enumerate(groups):
             lo, hi = np.searchsorted(chosen, [offset, offset + rows])
             if hi > lo:
-                picked = chosen[lo:hi] - offset
-                table = pf.read_row_group(g, columns=columns[i]).take(pa.array(picked))
-                yield i, table, picked + offset - first_in_file
-            offset += rows
+                for batch in pf.iter_batches(batch_size=BATCH_ROWS, row_groups=[g], columns=columns[i]):
+                    lo, hi = np.searchsorted(chosen, [offset, offset + batch.num_rows])
+                    if hi > lo:
+                        picked = chosen[lo:hi] - offset
+                        yield i, pa.Table.from_batches([batch.take(pa.array(picked))]), picked + offset - first_in_file
+                    offset += batch.num_rows
+            else:
+                offset += rows
 
 
 def read_inputs(manifest: dict[str, Any], columns: list[str], limit: int, seed: int) -> tuple[pd.DataFrame, list[str]]:
