@@ -12,9 +12,11 @@ Cost child mode (used by ``run``): ``python -m benchmarks.bench_monitor PROFILE 
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import json
 import logging
+import os
 import shutil
 import subprocess
 import sys
@@ -43,6 +45,10 @@ QUICK = {**FULL, "seeds": (101,), "stable_days": 10, "covariate": (1.0,), "covar
          "concept": (2.0,), "concept_before": 6, "concept_after": 5, "cost_rows": (2_000, 20_000)}
 FALSE_ALARM_TARGET = 1 / 12  # the scenario test's bound: at most one drifted-looking day in twelve
 REPEATS = 3  # cost: measure_period runs per size, the fastest counts
+SCALE_ROWS = (1_000_000, 10_000_000)  # scale: rows per day (issue 14: flat memory, wall vs one pyarrow read)
+QUICK_SCALE_ROWS = (20_000, 200_000)
+SCALE_REPEATS = 2
+SCALE_RSS_MIB, SCALE_FLAT, SCALE_WALL_RATIO = 500, 0.10, 1.5
 Run = tuple[list[dict[str, Any]], Path]  # each replayed day (signals, events, performance, state), the scenario folder
 
 
@@ -64,6 +70,27 @@ def child(profile_path: Path, predictions: str, day: str) -> dict[str, Any]:
     judge_periods([raw], [], cfg.drift, cfg.baseline)
     return {"rows": raw["rows"], "measurements": len(raw["measurements"]), "seconds": seconds, "cpu_s": cpu_s,
             "judge_s": time.perf_counter() - judge_start, "rss_loaded_mib": loaded, "peak_rss_mib": peak_mib()}
+
+
+def read_child(profile_path: Path, predictions: str, day: str, repeats: int = SCALE_REPEATS) -> dict[str, Any]:
+    """Seconds of reading, once, every column measure_period needs with pyarrow (the inputs' profiled features, the
+    predictions' score, decision and review), best of ``repeats``; the yardstick of its wall time."""
+    import pyarrow.parquet as pq
+
+    from steps.core.storage import join_uri
+    from steps.scoring.partition import read_manifest
+
+    features = list(json.loads(profile_path.read_text())["features"])
+    manifest = read_manifest(predictions, day)
+    assert manifest is not None
+    best, rows = float("inf"), 0
+    for _ in range(repeats):
+        start = time.perf_counter()
+        rows = sum(pq.read_table(f["path"], columns=features).num_rows for f in manifest["input"]["files"])
+        for part in manifest["parts"]:
+            pq.read_table(join_uri(predictions, part["path"]), columns=["score", "decision", "review"])
+        best = min(best, time.perf_counter() - start)
+    return {"rows": rows, "read_s": best, "peak_rss_mib": peak_mib()}
 
 
 # --------------------------------------------------------------------------------------------------- parent side
@@ -209,10 +236,10 @@ def concept_rows(setting: dict[str, Any], work: Path, size: dict[str, Any], base
     return rows
 
 
-def _measure_cost(profile_path: Path, predictions: Path, day: str) -> dict[str, Any]:
-    """Run ``child`` in a fresh interpreter (its own peak RSS) and parse its JSON line."""
-    proc = subprocess.run([sys.executable, "-m", "benchmarks.bench_monitor", str(profile_path), str(predictions), day],
-                          cwd=ROOT, capture_output=True, text=True)
+def _measure_cost(profile_path: Path, predictions: Path, day: str, mode: str = "measure") -> dict[str, Any]:
+    """Run ``child`` (or ``read_child``: ``mode`` read) in a fresh interpreter (its own peak RSS), parse its JSON."""
+    proc = subprocess.run([sys.executable, "-m", "benchmarks.bench_monitor", mode, str(profile_path),
+                           str(predictions), day], cwd=ROOT, capture_output=True, text=True)
     if proc.returncode != 0:
         raise RuntimeError(f"bench_monitor child failed:\n{proc.stderr[-3000:]}")
     return json.loads(proc.stdout.strip().splitlines()[-1])
@@ -238,6 +265,55 @@ def cost_rows(setting: dict[str, Any], work: Path, size: dict[str, Any]) -> list
     return rows
 
 
+def scale_rows(setting: Any, work: Path, sizes: tuple[int, ...]) -> list[dict[str, Any]]:
+    """Per day size: measure_period's seconds and peak RSS (fresh child) against one pyarrow read of its columns."""
+    profile_path = work / "profile.json"
+    profile_path.write_text(json.dumps(setting.profile))
+    rows = []
+    for n in sizes:
+        s = Scenario(first_day=FIRST_DAY, days=1, rows_per_day=n)
+        out = Path(tempfile.mkdtemp(prefix=f"scale-{n}-", dir=work))
+        write_and_score(setting, s, out)
+        read = _measure_cost(profile_path, out / "pred", FIRST_DAY, "read")
+        r = _measure_cost(profile_path, out / "pred", FIRST_DAY)
+        logger.info("scale %d rows: measure %.2f s vs read %.2f s, peak %.0f MiB", n, r["seconds"], read["read_s"],
+                    r["peak_rss_mib"])
+        rows.append({"rows_per_day": n, "rows_sampled": r["rows"], "measure_s": round(r["seconds"], 2),
+                     "pyarrow_read_s": round(read["read_s"], 2),
+                     "wall_vs_read": round(r["seconds"] / read["read_s"], 2),
+                     "peak_rss_mib": round(r["peak_rss_mib"]), "read_peak_rss_mib": round(read["peak_rss_mib"]),
+                     "rss_loaded_mib": round(r["rss_loaded_mib"])})
+        shutil.rmtree(out, ignore_errors=True)
+    return rows
+
+
+def scale_notes(rows: list[dict[str, Any]]) -> list[str]:
+    """The issue's targets on the scale table."""
+    first, last = rows[0], rows[-1]
+    flat = last["peak_rss_mib"] <= first["peak_rss_mib"] * (1 + SCALE_FLAT)
+    notes = [f"{r['rows_per_day']:,} rows/day: peak RSS {r['peak_rss_mib']} MiB (target <= {SCALE_RSS_MIB}: "
+             f"{'met' if r['peak_rss_mib'] <= SCALE_RSS_MIB else 'NOT met'}); measure_period {r['measure_s']} s = "
+             f"{r['wall_vs_read']}x one pyarrow read of its columns (target <= {SCALE_WALL_RATIO}: "
+             f"{'met' if r['wall_vs_read'] <= SCALE_WALL_RATIO else 'NOT met'})." for r in rows]
+    notes.append(f"Flat memory: {first['peak_rss_mib']} MiB at {first['rows_per_day']:,} rows/day, "
+                 f"{last['peak_rss_mib']} MiB at {last['rows_per_day']:,} (within {SCALE_FLAT:.0%}: "
+                 f"{'met' if flat else 'NOT met'}).")
+    notes.append("scale: one generated day (steps.data.scenario) scored in process; measure_period (best of "
+                 f"{REPEATS} in a fresh child; max_rows_per_period {200_000:,} sampled rows) against reading, once, "
+                 "the columns it needs (the inputs' profiled features and the predictions' score, decision and review) "
+                 f"with pyarrow.parquet.read_table (best of {SCALE_REPEATS}, another child: read_peak_rss_mib is what "
+                 "holding those columns whole costs).")
+    return notes
+
+
+def run_scale(sizes: tuple[int, ...]) -> Report:
+    """Only the scale table (``python -m benchmarks.bench_monitor --scale N ...``)."""
+    with tempfile.TemporaryDirectory(prefix="bench-monitor-scale-") as tmp:
+        rows = scale_rows(trained_setting(ROOT / "config"), Path(tmp), sizes)
+    return {"title": "MonitorFlow at scale: one day streamed (measure_period)", "tables": {"scale": rows},
+            "notes": scale_notes(rows)}
+
+
 def run(quick: bool = False) -> Report:
     """All four tables; the steps' per-day INFO lines are silenced while it runs."""
     size = QUICK if quick else FULL
@@ -250,7 +326,8 @@ def run(quick: bool = False) -> Report:
             setting = trained_setting(ROOT / "config")
             stable, base = stable_rows(setting, work, size)
             tables = {"stable": stable, "covariate": covariate_rows(setting, work, size, base),
-                      "concept": concept_rows(setting, work, size, base), "cost": cost_rows(setting, work, size)}
+                      "concept": concept_rows(setting, work, size, base), "cost": cost_rows(setting, work, size),
+                      "scale": scale_rows(setting, work, QUICK_SCALE_ROWS if quick else SCALE_ROWS)}
     finally:
         steps_logger.setLevel(level)
     b, c = size["covariate_before"], size["concept_before"]
@@ -261,8 +338,9 @@ def run(quick: bool = False) -> Report:
                        tables["covariate"],
                        f"concept: {c} stable days, then up to {size['concept_after']} drifted days, labels present "
                        "(seed 101)": tables["concept"],
-                       "cost: measure_period, one day each, fresh interpreter": tables["cost"]},
-            "notes": _notes(tables, size)}
+                       "cost: measure_period, one day each, fresh interpreter": tables["cost"],
+                       "scale: one day streamed, against one pyarrow read of its columns": tables["scale"]},
+            "notes": _notes(tables, size) + scale_notes(tables["scale"])}
 
 
 def _on(delay: int | str) -> str:
@@ -313,6 +391,29 @@ def _notes(tables: dict[str, list[dict[str, Any]]], size: dict[str, Any]) -> lis
     return notes
 
 
+def main(argv: list[str]) -> None:
+    """Child modes (``measure`` / ``read`` PROFILE PREDICTIONS DAY: one JSON line), or ``--scale ROWS ...``: the
+    scale table alone, written to results/monitor-scale.md and .json."""
+    if argv and argv[0] in ("measure", "read"):
+        logging.basicConfig(level=logging.WARNING)
+        fn = child if argv[0] == "measure" else read_child
+        print(json.dumps(fn(Path(argv[1]), argv[2], argv[3])))
+        return
+    from benchmarks.run import RESULTS, machine, to_markdown
+
+    p = argparse.ArgumentParser(description="MonitorFlow's measure_period at scale")
+    p.add_argument("--scale", type=int, nargs="+", default=list(SCALE_ROWS), help="rows per day")
+    a = p.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    meta = {**machine(), "quick": False, "load_before": [round(x, 2) for x in os.getloadavg()]}
+    began = time.perf_counter()
+    report = run_scale(tuple(a.scale))
+    meta.update(seconds=time.perf_counter() - began, load_after=[round(x, 2) for x in os.getloadavg()])
+    (RESULTS / "monitor-scale.json").write_text(json.dumps({"meta": meta, **report}, indent=2, default=str) + "\n")
+    md = to_markdown("monitor", report, meta)
+    (RESULTS / "monitor-scale.md").write_text(md)
+    print(md)
+
+
 if __name__ == "__main__":
-    logging.basicConfig(level=logging.WARNING)
-    print(json.dumps(child(Path(sys.argv[1]), sys.argv[2], sys.argv[3])))
+    main(sys.argv[1:])

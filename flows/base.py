@@ -225,6 +225,12 @@ class ProjectFlow(FlowSpec):
                      help="Where steps run: local, AWS Batch or Kubernetes (YAML; default $MLOPS_PROFILE, else "
                           "config/profiles/local.yaml)")
 
+    def datastore_root(self) -> str:
+        """The root of the datastore this task writes to (a local ``.metaflow`` folder, or the S3 datastore prefix):
+        where data written once for a run lives, readable by every task of it wherever it runs."""
+        datastore: Any = self._datastore  # the task's own datastore (Metaflow sets it before the step runs)
+        return str(datastore._storage_impl.datastore_root)
+
     def typed(self, name: str) -> Any:
         """Config ``name`` as its pydantic model (``steps.config``), validated once per process."""
         value = getattr(self, name)

@@ -9,7 +9,7 @@ from base import ProjectFlow, config_option, main
 from metaflow import Parameter, card, current, step
 
 from steps.core import decision
-from steps.data import content, contract, load, split
+from steps.data import content, contract, load, split, table
 from steps.gates import assess
 from steps.modeling import metrics, models, reference, training
 from steps.registry import registry
@@ -30,7 +30,8 @@ class TrainFlow(ProjectFlow):
 
     @step
     def start(self):
-        """Check the candidates, load the data (path, s3:// or DVC revision), validate it, record lineage."""
+        """Check the candidates, load the data (path, s3:// or DVC revision), validate it, record lineage, and store
+        the validated table once under the datastore root (content-addressed; ``data_ref`` says where)."""
         spec = self.typed("dataset")
         models.check_candidates(self.typed("train").candidates)  # a typo fails here, before any data is read
         source = self.data or (spec.dvc_path or spec.path if self.data_rev else spec.path)
@@ -38,27 +39,33 @@ class TrainFlow(ProjectFlow):
             source = self.typed("profile").locate(source)
         frame, lineage = load.load_table(source, spec, self.data_rev or None, self.data_repo or None,
                                          content.data_remote(self.typed("profile").data_remote))
-        self.frame = contract.validate(frame, spec, lineage.source)
-        self.lineage = load.finish_lineage(lineage, self.frame, spec).to_dict()
+        frame = contract.validate(frame, spec, lineage.source)
+        self.lineage = load.finish_lineage(lineage, frame, spec).to_dict()
+        self.data_ref = table.write_table(frame, table.tables_root(self.datastore_root())).to_dict()
         self.feature_schema = training.feature_schema(spec)
         self.next(self.split)
 
     @step
     def split(self):
-        """Cut train / validation / hold-out (by time unless the config says otherwise); fan out over candidates."""
+        """Cut train / validation / hold-out (by time unless the config says otherwise) from the columns the split
+        needs; keep each row's part (``split_ref``), not copies of the parts; fan out over candidates."""
         spec, cfg = self.typed("dataset"), self.typed("train")
-        parts = split.split_frame(self.frame, spec, cfg.split)
-        self.train_df, self.validation_df, self.holdout_df = parts.train, parts.validation, parts.holdout
+        parts = split.split_frame(table.read_columns(self.data_ref, split.split_columns(spec, cfg.split)), spec,
+                                  cfg.split)
+        self.split_ref = table.split_ref(self.data_ref, parts.codes, parts.method, parts.warnings)
         self.split_summary = parts.summary(spec)
         self.candidates = [c.name for c in cfg.candidates]
         self.next(self.train_candidate, foreach="candidates")
 
     @step
     def train_candidate(self):
-        """Fit one candidate pipeline and score it on the validation set."""
+        """Fit one candidate pipeline on the training rows and score it on the validation rows (features and target
+        only, read by reference)."""
         spec, cfg = self.typed("dataset"), self.typed("train")
         candidate = training.candidate_by_name(cfg, self.input)
-        result = training.train_candidate(candidate, self.train_df, self.validation_df, spec, cfg,
+        train, validation = (table.read_part(self.split_ref, part, training.training_columns(spec))
+                             for part in ("train", "validation"))
+        result = training.train_candidate(candidate, train, validation, spec, cfg,
                                           self.typed("gates").decision_threshold)
         self.candidate = result.summary()
         self.candidate_curves = result.curves
@@ -77,7 +84,7 @@ class TrainFlow(ProjectFlow):
         chosen = next(inp for inp in inputs if inp.candidate["name"] == self.model_name)
         self.model_blob, self.model_fingerprint = chosen.candidate_blob, chosen.candidate["fingerprint"]
         self.decision = decision.decision_record(chosen.candidate["decision"], self.typed("gates").review.band)
-        self.merge_artifacts(inputs, include=["lineage", "feature_schema", "split_summary", "holdout_df"])
+        self.merge_artifacts(inputs, include=["lineage", "feature_schema", "split_summary", "data_ref", "split_ref"])
         current.card["training"].extend(cards.training_card(
             self.candidate_summaries, curves, self.model_name, cfg.selection_metric, self.lineage,
             self.split_summary))
@@ -91,10 +98,12 @@ class TrainFlow(ProjectFlow):
         reg = registry.Registry(current.flow_name, current.branch_name, current.project_name, dataset=spec.name)
         champion = reg.champion_for_comparison()  # of this dataset: a comparison never crosses datasets
         model = models.deserialize(self.model_blob, self.model_fingerprint)
-        assessment = assess.assess(model, self.model_blob, self.holdout_df, spec, self.typed("gates"), champion,
+        holdout = table.read_part(self.split_ref, "holdout")
+        assessment = assess.assess(model, self.model_blob, holdout, spec, self.typed("gates"), champion,
                                    self.decision["threshold"])
         self.champion_run_id = champion[0] if champion else None
-        self.reference_profile = reference.build_reference(model, self.holdout_df, spec, self.typed("train").reference)
+        self.reference_profile = reference.build_reference(model, holdout, spec, self.typed("train").reference,
+                                                           assessment.scores)
         self.gate_results = [r.to_dict() for r in assessment.verdict.results]
         self.gate_summary, self.gates_passed = assessment.verdict.summary(), assessment.verdict.passed
         self.gate_report, self.gate_report_json = assessment.report, assessment.verdict.to_json()

@@ -17,6 +17,9 @@ class CandidateConfig(Strict):
     type: Literal["logistic_regression", "lightgbm", "random_forest", "hist_gradient_boosting"]
     params: dict[str, Any] = Field(default_factory=dict)
     impute: bool = Field(True, description="impute missing numeric values (linear models cannot take NaN)")
+    threads: int | None = Field(None, ge=1, le=256, description="this candidate's threads (null: train.threads)")
+    max_train_rows: int | None = Field(None, ge=100, description="this candidate's training rows, sampled (null: "
+                                                                 "train.max_train_rows): a memory bound per candidate")
 
 
 class ReferenceConfig(Strict):

@@ -23,9 +23,6 @@ from steps.data.contract import DataValidationError, time_label
 
 logger = logging.getLogger(__name__)
 
-
-
-
 _OPS = {">": operator.gt, ">=": operator.ge, "<": operator.lt, "<=": operator.le, "==": operator.eq, "!=": operator.ne}
 
 
@@ -74,13 +71,15 @@ def read_source(source: str, data_rev: str | None = None, repo: str | Path | Non
     return path.read_bytes()
 
 
-def parse_table(blob: bytes, source: str) -> pd.DataFrame:
-    """Parse Parquet or CSV bytes (by extension) into a DataFrame; unreadable input names the file."""
+def parse_table(blob: bytes | Path, source: str) -> pd.DataFrame:
+    """Parse Parquet or CSV (bytes, or a local file read in place) by extension into a DataFrame; unreadable input
+    names the file."""
     suffix = Path(source.split("?")[0]).suffix.lower()
+    body = io.BytesIO(blob) if isinstance(blob, bytes) else blob
     try:
         if suffix in (".csv", ".gz") or source.endswith(".csv.gz"):
-            return pd.read_csv(io.BytesIO(blob), compression="infer" if suffix == ".csv" else "gzip")
-        return pd.read_parquet(io.BytesIO(blob))
+            return pd.read_csv(body, compression="infer" if suffix == ".csv" else "gzip")
+        return pd.read_parquet(body)
     except Exception as err:
         raise DataValidationError(source, [f"file is not readable as {suffix or 'parquet'}: {err}"]) from err
 
@@ -133,14 +132,22 @@ def load_table(source: str, spec: DatasetConfig, data_rev: str | None = None,
     if data_rev is not None and source.startswith(("s3://", "/")):
         raise UserError(f"--data-rev needs a path inside the DVC repository, got {source}")
     repo_path = Path(repo) if repo else PROJECT_ROOT
-    blob = read_source(source, data_rev, repo_path)
-    frame = parse_table(blob, source)
+    local = data_rev is None and not storage.is_s3(source) and Path(source).is_file()
+    if local:  # hashed in chunks and parsed in place: the file's bytes are never held whole
+        path = Path(source)
+        digest, size = storage.sha256_file(path), path.stat().st_size
+        frame = parse_table(path, source)
+    else:
+        blob = read_source(source, data_rev, repo_path)
+        digest, size = hashlib.sha256(blob).hexdigest(), len(blob)
+        frame = parse_table(blob, source)
+        del blob
     frame = derive_columns(frame, spec)
     revision, dirty = git_state()  # the code revision; the data version is data_rev + dvc_md5
     lineage = Lineage(
         source=source if data_rev is None else f"{source}@{data_rev}",
-        sha256=hashlib.sha256(blob).hexdigest(),
-        size_bytes=len(blob),
+        sha256=digest,
+        size_bytes=size,
         rows=len(frame),
         data_rev=data_rev,
         dvc_md5=dvc_md5(rev=data_rev, repo=repo_path) if data_rev or tracked_by_dvc(source) else None,

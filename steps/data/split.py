@@ -29,13 +29,15 @@ class SplitError(UserError):
 
 @dataclass(frozen=True)
 class Split:
-    """Train, validation and hold-out frames, and how they were cut."""
+    """Train, validation and hold-out frames, how they were cut, and the part of every row (``codes``: 0 train,
+    1 validation, 2 hold-out, in the frame's row order; what TrainFlow stores instead of the frames)."""
 
     train: pd.DataFrame
     validation: pd.DataFrame
     holdout: pd.DataFrame
     method: str = "time"
     warnings: list[str] = field(default_factory=list)
+    codes: np.ndarray | None = None
 
     def summary(self, spec: DatasetConfig) -> dict[str, Any]:
         """Rows, positives and time range per part, the method, and any warning."""
@@ -57,23 +59,33 @@ def effective_split(spec: DatasetConfig, default: SplitSpec) -> tuple[SplitSpec,
     return chosen, [RANDOM_WARNING] if chosen.method == "random" else []
 
 
+def split_columns(spec: DatasetConfig, default: SplitSpec) -> list[str]:
+    """The columns cutting and checking the split reads: the target, time, id and the split column."""
+    chosen, _ = effective_split(spec, default)
+    cols = [spec.target.name, spec.time_column, spec.id, chosen.column if chosen.method == "column" else None]
+    return list(dict.fromkeys(c for c in cols if c))
+
+
 def split_frame(frame: pd.DataFrame, spec: DatasetConfig, default: SplitSpec) -> Split:
-    """Cut ``frame`` (validated, sorted by time) with the split that applies; ValueError saying what to set."""
+    """Cut ``frame`` (validated, sorted by time) with the split that applies; SplitError saying what to set.
+
+    ``frame`` needs only :func:`split_columns` (TrainFlow reads just those and keeps ``codes``); the parts hold
+    whatever columns it has.
+    """
     chosen, warnings = effective_split(spec, default)
     if chosen.method == "time":
-        parts = time_parts(frame, spec, chosen)
+        codes = time_codes(frame, spec, chosen)
     elif chosen.method == "column":
-        parts = column_parts(frame, spec, chosen)
+        codes = column_codes(frame, spec, chosen)
     else:
-        parts = random_parts(frame, spec, chosen.holdout_fraction, chosen.validation_fraction, chosen.seed)
-    train, validation, holdout = (part.reset_index(drop=True) for part in parts)
-    split = Split(train, validation, holdout, method=chosen.method, warnings=warnings)
+        codes = random_codes(frame, spec, chosen.holdout_fraction, chosen.validation_fraction, chosen.seed)
+    train, validation, holdout = (frame[codes == k].reset_index(drop=True) for k in range(3))
+    split = Split(train, validation, holdout, method=chosen.method, warnings=warnings, codes=codes)
     check_split(split, spec)
     return split
 
 
-def time_parts(frame: pd.DataFrame, spec: DatasetConfig,
-               split: SplitSpec) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+def time_codes(frame: pd.DataFrame, spec: DatasetConfig, split: SplitSpec) -> np.ndarray:
     """The oldest rows train, then validation, the most recent rows the hold-out; no time is shared by two parts."""
     assert spec.time_column is not None
     times = frame[spec.time_column]
@@ -89,29 +101,32 @@ def time_parts(frame: pd.DataFrame, spec: DatasetConfig,
     if cut_hold <= cut_valid:  # few distinct times: give the hold-out the latest one, validation the one before
         ordered = np.sort(times.unique())
         cut_valid, cut_hold = ordered[-2], ordered[-1]
-    return (frame[times < cut_valid], frame[(times >= cut_valid) & (times < cut_hold)], frame[times >= cut_hold])
+    return (times >= cut_valid).to_numpy().astype(np.int8) + (times >= cut_hold).to_numpy().astype(np.int8)
 
 
-def column_parts(frame: pd.DataFrame, spec: DatasetConfig,
-                 split: SplitSpec) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+def column_codes(frame: pd.DataFrame, spec: DatasetConfig, split: SplitSpec) -> np.ndarray:
     """Hold-out and validation chosen by a column's values; validation from the rest when no values name it."""
     assert split.column is not None
     if split.column not in frame.columns:
         raise SplitError(f"split column '{split.column}' is not a column the dataset config keeps (time, id, "
                          "features, sensitive); choose one of those")
     labels = _split_labels(frame, spec, split.column)
-    hold = labels.isin([category_label(v) for v in split.holdout_values])
+    hold = labels.isin([category_label(v) for v in split.holdout_values]).to_numpy()
+    codes = np.where(hold, 2, 0).astype(np.int8)
     if split.validation_values:
-        valid = labels.isin([category_label(v) for v in split.validation_values])
-        return frame[~hold & ~valid], frame[valid], frame[hold]
+        valid = labels.isin([category_label(v) for v in split.validation_values]).to_numpy()
+        codes[valid & ~hold] = 1
+        return codes
     rest = frame[~hold]
-    if spec.time_column and rest[spec.time_column].nunique() >= 2:
-        times = rest[spec.time_column]
-        cut = times.quantile(1.0 - split.validation_fraction, interpolation="higher")
-        if times.min() < cut:
-            return rest[times < cut], rest[times >= cut], frame[hold]
-    train, valid, _ = random_parts(rest, spec, 0.0, split.validation_fraction, split.seed)
-    return train, valid, frame[hold]
+    rest_codes = np.zeros(len(rest), dtype=np.int8)
+    times = rest[spec.time_column] if spec.time_column else None
+    if times is not None and times.nunique() >= 2 and times.min() < (
+            cut := times.quantile(1.0 - split.validation_fraction, interpolation="higher")):
+        rest_codes[(times >= cut).to_numpy()] = 1
+    else:
+        rest_codes = random_codes(rest, spec, 0.0, split.validation_fraction, split.seed)
+    codes[~hold] = rest_codes
+    return codes
 
 
 def _split_labels(frame: pd.DataFrame, spec: DatasetConfig, column: str) -> pd.Series:
@@ -127,8 +142,8 @@ def _split_labels(frame: pd.DataFrame, spec: DatasetConfig, column: str) -> pd.S
     return pd.Series(label_values(values), index=frame.index)
 
 
-def random_parts(frame: pd.DataFrame, spec: DatasetConfig, holdout_fraction: float, validation_fraction: float,
-                 seed: int) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+def random_codes(frame: pd.DataFrame, spec: DatasetConfig, holdout_fraction: float, validation_fraction: float,
+                 seed: int) -> np.ndarray:
     """A random split stratified by the target (each part keeps the base rate), in the frame's row order."""
     rng = np.random.default_rng(seed)
     part = np.zeros(len(frame), dtype=np.int8)  # 0 train, 1 validation, 2 hold-out
@@ -139,7 +154,7 @@ def random_parts(frame: pd.DataFrame, spec: DatasetConfig, holdout_fraction: flo
         n_valid = int(round(validation_fraction * len(rows)))
         part[rows[:n_hold]] = 2
         part[rows[n_hold:n_hold + n_valid]] = 1
-    return frame[part == 0], frame[part == 1], frame[part == 2]
+    return part
 
 
 def check_split(parts: Split, spec: DatasetConfig) -> None:

@@ -17,6 +17,7 @@ from steps.config.gates import GatesConfig
 from steps.config.train import ReferenceConfig
 from steps.core.progress import timed
 from steps.core.timing import best_seconds, call_seconds, percentiles
+from steps.data.table import part_of
 from steps.distill.onnx import parity_check, to_onnx
 from steps.gates.assess import assess
 from steps.gates.result import Verdict
@@ -71,9 +72,9 @@ def resolve_teacher(teacher_run: str | None, branch: str, project: str,
         reason = schema_mismatch(schema.get("dataset"), list(schema.get("features", [])), spec)
         if reason is not None:
             raise RegistryError(f"teacher {run.pathspec} cannot be distilled for dataset {spec.name!r}: {reason}")
-    return Teacher(run.id, data.model_fingerprint, data.model_name, data.model_blob, model, data.holdout_df,
-                   data.lineage, data.feature_schema, step_data(run, "split").train_df,
-                   data.decision if "decision" in data else None)
+    train = part_of(data, "train") if "split_ref" in data else step_data(run, "split").train_df  # older runs: frames
+    return Teacher(run.id, data.model_fingerprint, data.model_name, data.model_blob, model, part_of(data, "holdout"),
+                   data.lineage, data.feature_schema, train, data.decision if "decision" in data else None)
 
 
 def export_teacher(teacher: Pipeline, spec: DatasetConfig) -> bytes | None:

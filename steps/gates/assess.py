@@ -28,11 +28,16 @@ class Assessment:
 
     verdict: Verdict
     report: dict[str, Any]
+    scores: np.ndarray | None = None  # the model's hold-out scores (NaN when it could not score), for the profile
 
 
 def _model_checks(model: Any, blob: bytes, holdout: pd.DataFrame, spec: DatasetConfig, cfg: GatesConfig,
-                  threshold: float) -> tuple[np.ndarray, list[GateResult], dict[str, Any]]:
-    """Every suite that looks at one model alone: performance, fairness, robustness, efficiency, review."""
+                  threshold: float, alone: bool = True) -> tuple[np.ndarray, list[GateResult], dict[str, Any]]:
+    """Every suite that looks at one model alone: performance, fairness, robustness, efficiency, review.
+
+    ``alone=False`` (the champion, whose own results are not gated): only what the comparison reports, performance
+    and efficiency.
+    """
     from steps.gates import fairness, robustness
     from steps.modeling import models
 
@@ -51,16 +56,21 @@ def _model_checks(model: Any, blob: bytes, holdout: pd.DataFrame, spec: DatasetC
                                                    "efficiency": {"p50_ms": float("nan"), "p99_ms": float("nan")}}
     with timed(logger, "gates: performance"):
         perf, perf_report = performance_gates(y, proba, cfg)
-    with timed(logger, "gates: fairness"):
-        fair, fair_report = fairness.fairness_gates(y, proba, holdout[spec.sensitive], cfg.fairness, threshold)
-    with timed(logger, "gates: robustness"):
-        robust, robust_report = robustness.robustness_gates(predict, holdout, spec, cfg.robustness,
-                                                            cfg.bootstrap.seed)
+    fair: list[GateResult] = []
+    robust: list[GateResult] = []
+    fair_report: dict[str, Any] = {}
+    robust_report: dict[str, Any] = {}
+    if alone:
+        with timed(logger, "gates: fairness"):
+            fair, fair_report = fairness.fairness_gates(y, proba, holdout[spec.sensitive], cfg.fairness, threshold)
+        with timed(logger, "gates: robustness"):
+            robust, robust_report = robustness.robustness_gates(predict, holdout, spec, cfg.robustness,
+                                                                cfg.bootstrap.seed)
     with timed(logger, "gates: efficiency"), threadpool_limits(limits=1):  # per-call limits would add ~4 ms a row
         measured = measure(lambda f: model.predict_proba(f[spec.features])[:, 1], holdout, blob,
                            cfg.efficiency)
     eff = efficiency_gates(measured, cfg.efficiency)
-    review = review_gates(proba, cfg.review)
+    review = review_gates(proba, cfg.review) if alone else []
     report = {"performance": perf_report, "fairness": fair_report, "robustness": robust_report,
               "efficiency": measured}
     return proba, [*perf, *fair, *robust, *eff, *review], report
@@ -80,7 +90,8 @@ def assess(model: Any, blob: bytes, holdout: pd.DataFrame, spec: DatasetConfig, 
     report["curves"] = {"challenger": _curves(y, proba, cfg)}
     if champion is not None and np.isfinite(proba).all():
         run_id, champ_model, champ_blob = champion
-        champ_proba, champ_results, champ_report = _model_checks(champ_model, champ_blob, holdout, spec, cfg, threshold)
+        champ_proba, _, champ_report = _model_checks(champ_model, champ_blob, holdout, spec, cfg, threshold,
+                                                     alone=False)
         from steps.gates.fairness import compare_disparities
 
         logger.info("gates: comparing with champion run %s", run_id)
@@ -94,4 +105,4 @@ def assess(model: Any, blob: bytes, holdout: pd.DataFrame, spec: DatasetConfig, 
         report["champion"] = {"run_id": run_id, "comparison": compared, "performance": champ_report["performance"],
                               "efficiency": champ_report["efficiency"]}
         report["curves"]["champion"] = _curves(y, champ_proba, cfg)
-    return Assessment(Verdict(results), report)
+    return Assessment(Verdict(results), report, proba)

@@ -181,7 +181,8 @@ def paired_bootstrap(y: np.ndarray, p_champion: np.ndarray, p_challenger: np.nda
     y = np.asarray(y).astype(int)
     a, b = rs.rank(y, p_champion), rs.rank(y, p_challenger)
     champion, challenger = rs.point({"m": fn}, a)["m"], rs.point({"m": fn}, b)["m"]
-    spread = sign * rs.paired_differences(fn, a, b, samples, seed)
+    spread = sign * (rs.paired_auc_differences(y, p_champion, p_challenger, samples, seed) if metric == "roc_auc"
+                     else rs.paired_differences(fn, a, b, samples, seed))
     dist = spread[np.isfinite(spread)]
     p_value = float((np.sum(dist <= 0) + 1) / (dist.size + 1))
     low, high = rs.percentile_interval(spread, confidence)

@@ -61,9 +61,12 @@ def reference_profile(frame: pd.DataFrame, scores: np.ndarray, spec: DatasetConf
                             time_label(frame[spec.time_column].max(), spec.time)] if spec.time_column else None)}
 
 
-def build_reference(model: Any, holdout: pd.DataFrame, spec: DatasetConfig, cfg: ReferenceConfig) -> dict[str, Any]:
-    """Score the hold-out with ``model`` and profile it (TrainFlow stores the result with the model)."""
-    scores = model.predict_proba(holdout[spec.features])[:, 1]
+def build_reference(model: Any, holdout: pd.DataFrame, spec: DatasetConfig, cfg: ReferenceConfig,
+                    scores: np.ndarray | None = None) -> dict[str, Any]:
+    """Profile the hold-out and ``model``'s scores on it (TrainFlow stores the result with the model); ``scores``: the
+    model's hold-out scores when the gates already computed them (finite), else the model scores it here."""
+    if scores is None or not np.isfinite(scores).all():
+        scores = model.predict_proba(holdout[spec.features])[:, 1]
     return reference_profile(holdout, scores, spec, cfg)
 
 

@@ -258,3 +258,64 @@ def paired_differences(metric: WeightedMetric, a: Ranked, b: Ranked, resamples: 
     to_b = np.argsort(a.order)[b.order]  # position in a's order of each row in b's order
     out = [metric(Weighted(b, w[:, to_b])) - metric(Weighted(a, w)) for w in poisson_chunks(a.rows, resamples, seed)]
     return np.concatenate(out) if out else np.zeros(0)
+
+
+_POISSON_SMALL = _POISSON_TABLE.astype(np.uint8)  # the same counts as 1-byte integers (exact cumulative sums)
+
+
+@dataclass(frozen=True)
+class AucIndex:
+    """One model's scores seen from the negatives: their order by score, and for each positive how many negatives
+    score below it (``lo``) and at most equal to it (``hi``)."""
+
+    order: np.ndarray
+    lo: np.ndarray
+    hi: np.ndarray
+
+
+def auc_index(y: np.ndarray, p: np.ndarray) -> AucIndex:
+    """Sort the negatives' scores once and place every positive among them."""
+    y, p = np.asarray(y).astype(bool), np.asarray(p, dtype=np.float64)
+    neg_scores = p[~y]
+    order = np.argsort(neg_scores, kind="stable")
+    ranked = neg_scores[order]
+    return AucIndex(order, np.searchsorted(ranked, p[y], "left"), np.searchsorted(ranked, p[y], "right"))
+
+
+def _weighted_auc(index: AucIndex, w_neg: np.ndarray, w_pos: np.ndarray) -> np.ndarray:
+    """ROC AUC per resample from integer weights of the negatives (in ``index``'s score order) and the positives."""
+    below = np.zeros((w_neg.shape[0], w_neg.shape[1] + 1), dtype=np.int32)  # < 2^31: at most 8 per row
+    np.cumsum(w_neg, axis=1, out=below[:, 1:])
+    pairs = (w_pos * (np.take(below, index.lo, axis=1) + np.take(below, index.hi, axis=1))).sum(axis=1) / 2.0
+    with np.errstate(invalid="ignore", divide="ignore"):  # pairs: negatives below plus half the ties
+        return pairs / (w_pos.sum(axis=1, dtype=np.float64) * below[:, -1])
+
+
+def _small_poisson(rng: np.random.Generator, rows: int, cols: int) -> np.ndarray:
+    """Poisson(1) counts ``[rows, cols]`` as uint8: four 16-bit table indices from each raw 64-bit draw."""
+    raw = rng.bit_generator.random_raw(-(-rows * cols // 4)).view(np.uint16)[:rows * cols]
+    return np.take(_POISSON_SMALL, raw).reshape(rows, cols)
+
+
+def paired_auc_differences(y: np.ndarray, p_a: np.ndarray, p_b: np.ndarray, resamples: int,
+                           seed: int) -> np.ndarray:
+    """``roc_auc(b) - roc_auc(a)`` on the same Poisson(1) resamples, ``resamples`` of them.
+
+    The AUC only needs, per positive, the weight of the negatives below it: negatives are sorted once per model, a
+    resample's weights are 1-byte integers drawn separately for negatives and positives, and each model costs one
+    integer cumulative sum over the negatives (weights are drawn in ``a``'s order and gathered once into ``b``'s):
+    several times cheaper than the generic :func:`paired_differences`, and tested to agree with it in distribution.
+    """
+    y = np.asarray(y).astype(bool)
+    a, b = auc_index(y, p_a), auc_index(y, p_b)
+    to_b = np.argsort(a.order)[b.order]  # position in a's order of each negative in b's order
+    n_pos, n_neg = int(y.sum()), int((~y).sum())
+    rng = np.random.default_rng(seed)
+    per_chunk = max(1, CHUNK_CELLS // max(y.size, 1))
+    out, done = [], 0
+    while done < resamples:
+        k = min(per_chunk, resamples - done)
+        w_neg, w_pos = _small_poisson(rng, k, n_neg), _small_poisson(rng, k, n_pos)
+        out.append(_weighted_auc(b, np.take(w_neg, to_b, axis=1), w_pos) - _weighted_auc(a, w_neg, w_pos))
+        done += k
+    return np.concatenate(out) if out else np.zeros(0)

@@ -41,11 +41,17 @@ class CandidateResult:
         return out
 
 
-def sample_train(frame: pd.DataFrame, cfg: TrainConfig) -> pd.DataFrame:
-    """The training frame, downsampled to ``max_train_rows`` (seeded) when configured."""
-    if cfg.max_train_rows is None or len(frame) <= cfg.max_train_rows:
+def sample_train(frame: pd.DataFrame, cfg: TrainConfig, limit: int | None = None) -> pd.DataFrame:
+    """The training frame, downsampled (seeded) to ``limit`` rows, else ``cfg.max_train_rows``, when either is set."""
+    limit = limit or cfg.max_train_rows
+    if limit is None or len(frame) <= limit:
         return frame
-    return frame.sample(n=cfg.max_train_rows, random_state=cfg.seed).sort_index()
+    return frame.sample(n=limit, random_state=cfg.seed).sort_index()
+
+
+def training_columns(spec: DatasetConfig) -> list[str]:
+    """The columns a candidate reads: the features and the target."""
+    return list(dict.fromkeys([*spec.features, spec.target.name]))
 
 
 def candidate_by_name(cfg: TrainConfig, name: str) -> CandidateConfig:
@@ -58,12 +64,13 @@ def candidate_by_name(cfg: TrainConfig, name: str) -> CandidateConfig:
 
 def train_candidate(candidate: CandidateConfig, train: pd.DataFrame, validation: pd.DataFrame,
                     spec: DatasetConfig, cfg: TrainConfig, policy: Any) -> CandidateResult:
-    """Fit ``candidate`` on ``train``, score it on ``validation``, and set its decision threshold there (``policy``:
-    ``config.gates.ThresholdPolicy``)."""
-    train = sample_train(train, cfg)
-    pipeline = models.build_pipeline(candidate, spec, cfg.seed, cfg.threads)
-    pipeline, seconds = models.fit(pipeline, train, spec, cfg.threads)
-    proba = models.predict_proba(pipeline, validation, spec, cfg.threads)
+    """Fit ``candidate`` on ``train`` (at most its ``max_train_rows``, with its ``threads``; else the train config's),
+    score it on ``validation``, and set its decision threshold there (``policy``: ``config.gates.ThresholdPolicy``)."""
+    train = sample_train(train, cfg, candidate.max_train_rows)
+    threads = candidate.threads or cfg.threads
+    pipeline = models.build_pipeline(candidate, spec, cfg.seed, threads)
+    pipeline, seconds = models.fit(pipeline, train, spec, threads)
+    proba = models.predict_proba(pipeline, validation, spec, threads)
     y = validation[spec.target.name].to_numpy()
     blob = models.serialize(pipeline)
     result = CandidateResult(

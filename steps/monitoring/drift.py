@@ -4,25 +4,31 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from datetime import date, timedelta
 from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
 from scipy import special, stats
 from scipy.spatial.distance import jensenshannon
 
 from steps.config.dataset import ROW_KEY, DatasetConfig
 from steps.core.decision import in_band
-from steps.data.contract import ScoreInputError, row_key_prefix, row_keys
+from steps.core.storage import join_uri
+from steps.data.contract import ScoreInputError, row_key_prefix
 from steps.modeling.reference import categorical_shares, numeric_shares
-from steps.scoring.partition import partition_uri, read_manifest, read_partition
+from steps.scoring.partition import partition_uri, read_manifest
 from steps.scoring.plan import open_parquet
 
 logger = logging.getLogger(__name__)
 
 
+BATCH_ROWS = 65_536  # rows decoded at a time when sampling a day (memory holds one batch and the sample)
 EPS = 1e-4  # floor of a bin's share, so an empty bin does not make PSI infinite
 
 
@@ -161,46 +167,94 @@ def window_dates(end: str, days: int) -> list[str]:
     return [(last - timedelta(days=i)).isoformat() for i in range(days - 1, -1, -1)]
 
 
-def _sample(frame: pd.DataFrame, rows: int, seed: int) -> pd.DataFrame:
-    return frame if len(frame) <= rows else frame.sample(n=rows, random_state=seed).sort_index()
+def sample_rows(total: int, limit: int, seed: int) -> np.ndarray:
+    """Sorted row numbers of a uniform sample of ``min(limit, total)`` of ``total`` rows, without replacement."""
+    if total <= limit:
+        return np.arange(total)
+    return np.sort(np.random.default_rng(seed).choice(total, size=limit, replace=False))
+
+
+def _row_groups(pf: pq.ParquetFile) -> list[int]:
+    """Rows per row group, from the footer."""
+    return [pf.metadata.row_group(i).num_rows for i in range(pf.metadata.num_row_groups)]
+
+
+def stream_sample(files: list[pq.ParquetFile], columns: list[list[str]], limit: int,
+                  seed: int) -> Iterator[tuple[int, pa.Table, np.ndarray]]:
+    """The rows of a uniform sample of at most ``limit`` rows over ``files`` (in order, as one table), a record batch
+    at a time: ``(file index, the sampled rows of ``columns[file index]``, their row numbers within the file)``.
+
+    Rows are chosen from the footers' row counts before any data is read, so memory holds one batch of
+    ``BATCH_ROWS`` rows and the sample, whatever the number of rows; row groups without a sampled row are skipped.
+    """
+    sizes = [_row_groups(pf) for pf in files]
+    chosen = sample_rows(sum(map(sum, sizes)), limit, seed)
+    offset = 0
+    for i, (pf, groups) in enumerate(zip(files, sizes, strict=True)):
+        first_in_file = offset
+        for g, rows in enumerate(groups):
+            lo, hi = np.searchsorted(chosen, [offset, offset + rows])
+            if hi > lo:
+                for batch in pf.iter_batches(batch_size=BATCH_ROWS, row_groups=[g], columns=columns[i]):
+                    lo, hi = np.searchsorted(chosen, [offset, offset + batch.num_rows])
+                    if hi > lo:
+                        picked = chosen[lo:hi] - offset
+                        yield i, pa.Table.from_batches([batch.take(pa.array(picked))]), picked + offset - first_in_file
+                    offset += batch.num_rows
+            else:
+                offset += rows
 
 
 def read_inputs(manifest: dict[str, Any], columns: list[str], limit: int, seed: int) -> tuple[pd.DataFrame, list[str]]:
-    """The rows a partition scored, read back from the input files its manifest lists (``columns`` only).
+    """A uniform sample of at most ``limit`` of the rows a partition scored, read back from the input files its
+    manifest lists (``columns`` only), streamed a row group at a time (memory does not grow with the day's rows).
 
-    Returns the (sampled) frame and the union of the input files' column names.
+    Returns the sampled frame (in input order) and the union of the input files' column names.
 
     Raises:
         ScoreInputError: an input file is missing, unreadable, or its row groups changed since it was scored.
     """
-    frames, names = [], set()
+    files, names = [], set()
     for f in manifest["input"]["files"]:
         pf = open_parquet(f["path"])
         names |= set(pf.schema_arrow.names)
-        now = tuple(pf.metadata.row_group(i).num_rows for i in range(pf.metadata.num_row_groups))
+        now = tuple(_row_groups(pf))
         if tuple(f["row_groups"]) != now:
             raise ScoreInputError(f"{f['path']}: row groups {list(now)} now, {list(f['row_groups'])} when "
                                   f"{manifest['partition']} was scored; the input changed after scoring")
-        table = pf.read(columns=[c for c in columns if c in pf.schema_arrow.names])
+        files.append(pf)
+    present = [[c for c in columns if c in pf.schema_arrow.names] for pf in files]
+    frames = []
+    for i, table, rows in stream_sample(files, present, limit, seed):
         if ROW_KEY in columns and ROW_KEY not in table.column_names:  # a dataset without an id: keys as scored
+            f = manifest["input"]["files"][i]
             prefix = row_key_prefix(f["path"], manifest["input"]["input"])
-            table = table.append_column(ROW_KEY, row_keys(prefix, 0, table.num_rows))
+            keys = pc.binary_join_element_wise(pa.scalar(prefix), pa.array(rows).cast(pa.string()), "#")
+            table = table.append_column(ROW_KEY, keys)
         frames.append(table.to_pandas())
     frame = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=columns)
-    return _sample(frame, limit, seed), sorted(names)
+    return frame, sorted(names)
+
+
+def read_predictions(predictions_root: str, manifest: dict[str, Any], columns: list[str], limit: int,
+                     seed: int) -> pd.DataFrame:
+    """A uniform sample of at most ``limit`` predictions of a trusted partition (``columns`` only), streamed from
+    the parts its manifest lists a row group at a time."""
+    files = [open_parquet(join_uri(predictions_root, part["path"])) for part in manifest["parts"]]
+    tables = [table for _, table, _ in stream_sample(files, [columns] * len(files), limit, seed)]
+    return pa.concat_tables(tables).to_pandas() if tables else pd.DataFrame(columns=columns)
 
 
 def measure_period(day: str, predictions_root: str, profile: dict[str, Any], spec: DatasetConfig, limit: int,
                    seed: int) -> dict[str, Any]:
-    """Unjudged drift measurements of one partition date (``scored`` False when it has no manifest)."""
+    """Unjudged drift measurements of one partition date (``scored`` False when it has no manifest), on a uniform
+    sample of at most ``limit`` input rows and ``limit`` predictions, streamed (flat memory at any day size)."""
     manifest = read_manifest(predictions_root, day)
     if manifest is None:
         logger.warning("%s has no manifest: counted as a scoring failure", partition_uri(predictions_root, day))
         return {"period": day, "scored": False, "rows": 0, "measurements": [], "schema": [], "model": None}
-    wanted = [spec.id_column, *profile["features"], *spec.sensitive]
-    frame, names = read_inputs(manifest, list(dict.fromkeys(wanted)), limit, seed)
-    preds = read_partition(predictions_root, day).select(["score", "decision", "review"]).to_pandas()
-    preds = _sample(preds, limit, seed)
+    frame, names = read_inputs(manifest, list(profile["features"]), limit, seed)
+    preds = read_predictions(predictions_root, manifest, ["score", "decision", "review"], limit, seed)
     found = feature_measurements(profile, frame)
     found += score_measurements(profile, preds, float(manifest["decision_threshold"]),
                                 tuple(manifest["review_band"]))

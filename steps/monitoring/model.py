@@ -7,6 +7,7 @@ from typing import Any
 
 from steps.config.dataset import DatasetConfig
 from steps.config.train import ReferenceConfig
+from steps.data.table import part_of
 from steps.modeling.reference import build_reference
 from steps.registry.registry import run_data
 from steps.scoring.partition import read_manifest
@@ -50,7 +51,8 @@ def model_reference(model_run: str | None, branch: str, project: str, spec: Data
             profile = run_data(source).reference_profile
         else:
             logger.info("%s has no reference profile: building one from its hold-out", teacher.pathspec)
-            profile = build_reference(load_model(teacher), run_data(teacher).holdout_df, spec, ReferenceConfig())
+            profile = build_reference(load_model(teacher), part_of(run_data(teacher), "holdout"), spec,
+                                      ReferenceConfig())
         return {"run": run.pathspec, "profile": profile, "reference_auc": float(profile["performance"]["roc_auc"]),
                 "trained_at": started_at(teacher).isoformat(), "profile_of": source.pathspec}
 

@@ -33,6 +33,7 @@ from sklearn.pipeline import Pipeline
 from steps.config.base import load
 from steps.config.dataset import DatasetConfig
 from steps.core.cli import console
+from steps.data.table import part_of
 from steps.modeling import models
 from steps.registry.registry import (
     CANDIDATE,
@@ -131,9 +132,21 @@ def chosen_model(run: Run) -> Pipeline:
     return models.deserialize(run_data(run).model_blob, run_data(run).model_fingerprint)
 
 
+def holdout(run: Run, columns: list[str] | None = None) -> pd.DataFrame:
+    """The run's hold-out rows (``columns`` only; None: all), read from the table its ``split_ref`` points at (the
+    ``holdout_df`` artifact of runs from before data was kept by reference)."""
+    return part_of(run_data(run), "holdout", columns)
+
+
+def train_rows(run: Run, columns: list[str] | None = None) -> pd.DataFrame:
+    """The run's training rows, read by reference (``columns`` only; None: all)."""
+    data = run_data(run)
+    return part_of(data, "train", columns) if "split_ref" in data else step_data(run, "split").train_df
+
+
 def score_holdout(run: Run, rows: int = 5, model: Pipeline | None = None) -> pd.DataFrame:
     """The first ``rows`` raw hold-out rows (id, time, label) with the chosen model's score."""
-    spec, frame = dataset_spec(run), run_data(run).holdout_df.head(rows)
+    spec, frame = dataset_spec(run), holdout(run).head(rows)
     proba = models.predict_proba(model if model is not None else chosen_model(run), frame, spec)
     keys = [c for c in (spec.id, spec.time_column) if c]
     return frame[[*keys, spec.target.name]].assign(score=proba)

@@ -25,6 +25,7 @@ from sklearn.datasets import load_breast_cancer
 from support import card_text, run_flow
 
 from steps.registry.registry import Registry
+from steps.reporting import runs as inspection
 
 BRANCH = "byod"
 DAY = "2026-01-05"
@@ -134,7 +135,7 @@ def test_an_integer_year_is_a_date_and_splits_by_time(german):
 
 
 def test_integer_coded_categoricals_are_the_same_strings_in_training_and_scoring(german, setup):
-    holdout = german["train"].data.holdout_df
+    holdout = inspection.holdout(german["train"])
     assert sorted(holdout["edlevel"].unique()) == ["1", "2", "3", "4"]  # int codes 1..4 as strings, never "1.0"
     manifest = german["score"].data.manifest
     assert manifest["totals"]["rows_in"] == manifest["totals"]["rows_out"] == setup["german"]["rows_per_day"]

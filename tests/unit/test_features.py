@@ -142,3 +142,18 @@ def test_categories_helper(dataset_spec: DatasetConfig, open_spec: DatasetConfig
     assert isinstance(cats, list) and len(cats) == len(dataset_spec.categorical)
     assert all(MISSING in levels and levels == sorted(levels) for levels in cats)
     assert features._categories(open_spec) == "auto"
+
+
+@pytest.mark.parametrize("dtype", ["str", object])
+def test_large_string_frames_are_cleaned_per_level_with_the_per_cell_result(dtype):
+    from steps.modeling import features
+
+    rng = np.random.default_rng(0)
+    n = 3 * features.FACTORIZE_ROWS
+    frame = pd.DataFrame({"a": rng.choice(["x", "yy", "", None, "z z"], n),
+                          "b": rng.choice(["1", "2", None, "ä-ß"], n)}).astype(dtype)
+    per_cell = features._to_str(frame.to_numpy(dtype=object))
+    per_level = features._to_str(frame)
+    assert per_level.dtype == object and (per_level == per_cell).all()
+    assert set(per_level[:, 0]) == {"x", "yy", features.MISSING, "z z"}
+    assert len({id(v) for v in per_level[:, 0]}) == 4  # one string object per level, not per cell

@@ -249,3 +249,40 @@ def test_binned_statistics_carry_a_homogeneity_p_value() -> None:
 def test_a_large_but_insignificant_statistic_does_not_breach() -> None:
     m = Measurement("feature_drift", "x", "psi", 0.9, p_value=0.2)  # a big PSI from a handful of rows
     assert not judge_all([m], {}, "2026-01-01", DriftConfig(), BaselineConfig())[0].breach
+
+
+@pytest.mark.parametrize("total, limit", [(0, 10), (50, 100), (10_000, 1_000), (10_000, 9_999)])
+def test_sample_rows_is_a_sorted_sample_without_replacement(total, limit):
+    from steps.monitoring.drift import sample_rows
+
+    rows = sample_rows(total, limit, seed=3)
+    assert rows.size == min(total, limit) and np.all(np.diff(rows) > 0)
+    assert rows.size == 0 or (rows[0] >= 0 and rows[-1] < total)
+
+
+def test_sample_rows_is_uniform():
+    from steps.monitoring.drift import sample_rows
+
+    counts = np.bincount(np.concatenate([sample_rows(100, 10, seed) for seed in range(4000)]), minlength=100)
+    assert counts.min() > 300 and counts.max() < 500  # 400 expected per row
+
+
+@pytest.mark.parametrize("limit", [7, 500, 10**9])
+def test_streamed_sample_is_the_chosen_rows_of_every_file(tmp_path, limit):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from steps.monitoring.drift import sample_rows, stream_sample
+
+    paths = []
+    for i, n in enumerate((120, 0, 333)):
+        path = tmp_path / f"f{i}.parquet"
+        pq.write_table(pa.table({"x": np.arange(n) + 1000 * i, "y": np.arange(n) * 2.0}), path, row_group_size=50)
+        paths.append(path)
+    files = [pq.ParquetFile(p) for p in paths]
+    got = list(stream_sample(files, [["x"]] * 3, limit, seed=1))
+    everything = np.concatenate([np.arange(120), np.arange(333) + 2000])
+    expected = everything[sample_rows(everything.size, limit, 1)]
+    assert np.array_equal(np.concatenate([t["x"].to_numpy() for _, t, _ in got]), expected)
+    assert all(t.column_names == ["x"] for _, t, _ in got)
+    assert all(np.array_equal(t["x"].to_numpy() - 1000 * i, rows) for i, t, rows in got)  # row numbers in the file

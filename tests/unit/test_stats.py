@@ -213,3 +213,28 @@ def test_poisson_table_has_the_moments_of_poisson_one():
     draws = next(resampling.poisson_chunks(200_000, 1, seed=0))[0]
     assert draws.mean() == pytest.approx(1.0, abs=0.01) and draws.var() == pytest.approx(1.0, abs=0.02)
     assert set(np.unique(draws)) <= set(range(9))
+
+
+@pytest.mark.parametrize("decimals", [None, 2])  # distinct scores, and many ties
+def test_integer_weight_auc_is_sklearns_on_the_sample_itself(decimals):
+    y, p = _scores(5000, 1.0, 3)
+    p = 1 / (1 + np.exp(-p))
+    p = np.round(p, decimals) if decimals is not None else p
+    index = resampling.auc_index(y, p)
+    ones = np.ones((1, int((y == 0).sum())), dtype=np.uint8), np.ones((1, int(y.sum())), dtype=np.uint8)
+    assert resampling._weighted_auc(index, *ones)[0] == pytest.approx(roc_auc_score(y, p), abs=1e-12)
+
+
+@pytest.mark.parametrize("decimals", [None, 2])
+def test_paired_auc_differences_agree_with_the_generic_bootstrap(decimals):
+    y, a = _scores(6000, 1.0, 5)
+    b = a + 0.3 * np.random.default_rng(6).normal(size=a.size)
+    if decimals is not None:
+        a, b = np.round(a, decimals), np.round(b, decimals)
+    fast = resampling.paired_auc_differences(y, a, b, 2000, 0)
+    generic = resampling.paired_differences(resampling.roc_auc, resampling.rank(y, a), resampling.rank(y, b), 2000, 1)
+    assert fast.size == 2000
+    assert np.mean(fast) == pytest.approx(np.mean(generic), abs=0.15 * np.std(generic))
+    assert np.std(fast) == pytest.approx(np.std(generic), rel=0.1)
+    assert np.quantile(fast, [0.025, 0.975]) == pytest.approx(np.quantile(generic, [0.025, 0.975]),
+                                                             abs=0.2 * np.std(generic))

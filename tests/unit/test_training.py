@@ -96,3 +96,22 @@ def test_feature_schema(dataset_spec: DatasetConfig) -> None:
     assert schema["categorical"]["channel"]["categories"] == ["pos_chip", "contactless", "ecommerce", "atm", "moto"]
     assert schema["sensitive"] == ["customer_age_band", "region"]
     assert [*schema["numeric"], *schema["categorical"]] == schema["features"]  # same order as the model input
+
+
+@pytest.mark.parametrize("own, shared, expected", [(None, None, "all"), (500, None, 500), (None, 700, 700),
+                                                   (500, 700, 500)])
+def test_a_candidates_own_row_limit_wins(split: Split, train_cfg: TrainConfig, own, shared, expected) -> None:
+    cfg = train_cfg.model_copy(update={"max_train_rows": shared})
+    out = training.sample_train(split.train, cfg, own)
+    assert len(out) == (len(split.train) if expected == "all" else expected)
+
+
+def test_candidate_threads_and_rows_override_the_train_config(split: Split, dataset_spec: DatasetConfig,
+                                                             train_cfg: TrainConfig) -> None:
+    from steps.config import CandidateConfig
+
+    candidate = CandidateConfig(name="rf", type="random_forest", params={"n_estimators": 5, "max_samples": 0.5},
+                                threads=2, max_train_rows=800)
+    result = training.train_candidate(candidate, split.train, split.validation, dataset_spec, train_cfg, POLICY)
+    model = models.deserialize(result.model_blob, result.fingerprint)
+    assert result.train_rows == 800 and model[-1].n_jobs == 2 and model[-1].max_samples == 0.5

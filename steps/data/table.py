@@ -1,0 +1,148 @@
+"""The validated training table by reference: written once as content-addressed Parquet under the datastore root,
+then read back by the tasks that need it, only the columns and row groups they use.
+
+TrainFlow's ``start`` writes the validated table (``<datastore root>/_tables/<sha256[:2]>/<sha256>.parquet``: the
+name is the hash of the bytes, so the same data validated the same way is stored once, whatever the number of runs)
+and keeps a small ``TableRef``; ``split`` keeps one byte per row saying which part it belongs to (``SplitRef``).
+Every task reads its rows with pyarrow: the row groups that hold them, the columns it asks for. On AWS the root is
+the run's S3 datastore, which every Batch task reads; locally, the ``.metaflow`` folder.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import tempfile
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from steps.core import storage
+
+logger = logging.getLogger(__name__)
+
+TABLES = "_tables"
+ROW_GROUP_ROWS = 131_072  # rows per row group: what a task reading some rows reads at least
+PART_CODES = {"train": 0, "validation": 1, "holdout": 2}
+
+
+@dataclass(frozen=True)
+class TableRef:
+    """Where the validated table lives and what it holds (a run artifact, as a dict)."""
+
+    uri: str
+    sha256: str
+    size_bytes: int
+    rows: int
+    row_groups: list[int]
+    columns: list[str]
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain dict for artifacts."""
+        return asdict(self)
+
+
+def tables_root(datastore_root: str) -> str:
+    """Where a datastore keeps content-addressed tables."""
+    return storage.join_uri(datastore_root, TABLES)
+
+
+def _chunks(frame: pd.DataFrame, rows: int) -> Iterator[pd.DataFrame]:
+    for start in range(0, len(frame), rows):
+        yield frame.iloc[start:start + rows]
+
+
+def write_table(frame: pd.DataFrame, root: str) -> TableRef:
+    """Write ``frame`` (validated) once under ``root`` as ``<sha256>.parquet``; nothing is written when those bytes
+    are already there. Chunks of ``ROW_GROUP_ROWS`` rows are converted one at a time (one row group each)."""
+    staging = Path(tempfile.mkdtemp(prefix="table-", dir=None if storage.is_s3(root) else _local_dir(root)))
+    try:
+        tmp = staging / "table.parquet"
+        schema = pa.Schema.from_pandas(frame.iloc[:0], preserve_index=False)
+        groups = []
+        with pq.ParquetWriter(tmp, schema, compression="zstd", compression_level=6) as writer:
+            for chunk in _chunks(frame, ROW_GROUP_ROWS):
+                writer.write_table(pa.Table.from_pandas(chunk, schema=schema, preserve_index=False),
+                                   row_group_size=ROW_GROUP_ROWS)
+                groups.append(len(chunk))
+        digest, size = storage.sha256_file(tmp), tmp.stat().st_size
+        uri = storage.join_uri(root, digest[:2], f"{digest}.parquet")
+        if storage.exists(uri):
+            logger.info("table %s already stored (%d rows): nothing written", uri, len(frame))
+        else:
+            storage.publish_file(tmp, uri) if storage.is_s3(uri) else _publish_local(tmp, uri)
+            logger.info("stored the validated table: %s (%d rows, %.1f MB)", uri, len(frame), size / 1e6)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return TableRef(uri, digest, size, len(frame), groups, list(frame.columns))
+
+
+def _local_dir(root: str) -> str:
+    path = Path(root)
+    path.mkdir(parents=True, exist_ok=True)
+    return str(path)
+
+
+def _publish_local(tmp: Path, uri: str) -> None:
+    Path(uri).parent.mkdir(parents=True, exist_ok=True)
+    storage.publish_file(tmp, uri)
+
+
+def open_table(ref: dict[str, Any]) -> pq.ParquetFile:
+    """The stored table's Parquet file (local, or S3 through the configured endpoint)."""
+    uri = ref["uri"]
+    if storage.is_s3(uri):
+        return pq.ParquetFile(uri[len("s3://"):], filesystem=storage.arrow_s3())
+    return pq.ParquetFile(uri)
+
+
+def read_columns(ref: dict[str, Any], columns: list[str] | None = None) -> pd.DataFrame:
+    """Every row of the stored table, ``columns`` only (None: all)."""
+    pf = open_table(ref)
+    return pf.read(columns=columns).to_pandas()
+
+
+def split_ref(table: dict[str, Any], codes: np.ndarray, method: str, warnings: list[str]) -> dict[str, Any]:
+    """The split as an artifact: the table's reference and each row's part (one byte a row)."""
+    return {"table": table, "codes": np.asarray(codes, dtype=np.int8), "method": method, "warnings": list(warnings)}
+
+
+def read_part(split: dict[str, Any], part: str, columns: list[str] | None = None) -> pd.DataFrame:
+    """The rows of ``part`` (train, validation or holdout) in table order, ``columns`` only (None: all): only the
+    row groups that hold some of them are read."""
+    ref, codes = split["table"], split["codes"]
+    mask = codes == part_code(part)
+    ends = np.cumsum(ref["row_groups"])
+    starts = ends - np.asarray(ref["row_groups"])
+    groups = [i for i, (a, b) in enumerate(zip(starts, ends, strict=True)) if mask[a:b].any()]
+    pf = open_table(ref)
+    table = pf.read_row_groups(groups, columns=columns)
+    keep = np.concatenate([mask[starts[i]:ends[i]] for i in groups]) if groups else np.zeros(0, dtype=bool)
+    if not keep.all():
+        table = table.filter(pa.array(keep))
+    frame = table.to_pandas()
+    logger.info("read %s: %d rows x %d columns from %d of %d row groups of %s", part, len(frame),
+                len(frame.columns), len(groups), len(starts), ref["uri"])
+    return frame
+
+
+def part_code(part: str) -> int:
+    """The code of a part name; ValueError naming the parts."""
+    if part not in PART_CODES:
+        raise ValueError(f"unknown part {part!r}; one of {list(PART_CODES)}")
+    return PART_CODES[part]
+
+
+def part_of(data: Any, part: str, columns: list[str] | None = None) -> pd.DataFrame:
+    """A TrainFlow run's ``part`` from its artifacts (``run.data``): read by reference (``split_ref``), or the frame
+    artifact runs from before references kept (``holdout_df``; KeyError when neither is there)."""
+    if "split_ref" in data:
+        return read_part(data.split_ref, part, columns)
+    frame = getattr(data, f"{part}_df")
+    return frame if columns is None else frame[columns]
