@@ -88,8 +88,14 @@ def git_state(paths: list[str]) -> dict[str, Any]:
             "dirty_paths": sorted(line[3:] for line in changed), "covers": paths}
 
 
+def bench_of(stem: str) -> str:
+    """The benchmark a results file belongs to: ``train-1000000`` (one size of ``bench_train``) -> ``train``."""
+    return stem.split("-", 1)[0]
+
+
 def stale_reasons(name: str, meta: dict[str, Any]) -> list[str]:
-    """Why ``bench_<name>``'s recorded result does not describe the code at HEAD (empty: it does)."""
+    """Why the recorded result ``name`` (``<bench>`` or ``<bench>-<variant>``) does not describe the code at HEAD
+    (empty: it does)."""
     commit = meta.get("commit") or meta.get("git", "")
     if "dirty_paths" not in meta:
         reasons = [f"measured at {commit[:7] or '?'}, recorded without a dirty flag"]
@@ -101,7 +107,7 @@ def stale_reasons(name: str, meta: dict[str, Any]) -> list[str]:
         return reasons
     if _git("cat-file", "-e", f"{commit}^{{commit}}").returncode != 0:
         return [*reasons, f"measured at {commit[:7]}, which this repository does not have"]
-    changed = _git("diff", "--name-only", commit, "HEAD", "--", *covers(name)).stdout.split()
+    changed = _git("diff", "--name-only", commit, "HEAD", "--", *covers(bench_of(name))).stdout.split()
     if changed:
         more = f" and {len(changed) - 8} more" if len(changed) > 8 else ""
         reasons.append(f"changed since {commit[:7]}: {', '.join(changed[:8])}{more}")
@@ -130,7 +136,7 @@ def readme_older(text: str) -> dict[str, str]:
     if OLDER_START not in text or OLDER_END not in text:
         return {}
     section = text.split(OLDER_START, 1)[1].split(OLDER_END, 1)[0]
-    return {m.group(1): m.group(2).strip() for m in re.finditer(r"^- `bench_(\w+)`:(.*)$", section, re.M)}
+    return {m.group(1): m.group(2).strip() for m in re.finditer(r"^- `bench_([\w-]+)`:(.*)$", section, re.M)}
 
 
 def drop_older(name: str, readme: Any = None) -> None:

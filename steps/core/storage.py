@@ -10,8 +10,10 @@ that fails when the name exists (``put_new``); on S3 one PUT, conditional with `
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
+import shutil
 import tempfile
 import uuid
 from functools import lru_cache
@@ -132,12 +134,16 @@ def read_bytes(uri: str, endpoint: Any = DEFAULT) -> bytes | None:
     return path.read_bytes() if path.is_file() else None
 
 
-def _write_temporary(path: Path, body: bytes) -> Path:
-    """``body`` in a new temporary file beside ``path``, flushed to disk."""
+def _write_temporary(path: Path, body: bytes | Path) -> Path:
+    """``body`` (bytes, or a local file copied in chunks) in a new temporary file beside ``path``, flushed to disk."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex}")
     with open(tmp, "wb") as fh:
-        fh.write(body)
+        if isinstance(body, bytes):
+            fh.write(body)
+        else:
+            with open(body, "rb") as src:
+                shutil.copyfileobj(src, fh, _HASH_CHUNK)
         fh.flush()
         os.fsync(fh.fileno())
     return tmp
@@ -153,8 +159,9 @@ def put_bytes(uri: str, body: bytes, endpoint: Any = DEFAULT) -> None:
     os.replace(_write_temporary(path, body), path)
 
 
-def put_new(uri: str, body: bytes, endpoint: Any = DEFAULT) -> None:
-    """Create ``uri`` with ``body`` only when nothing is there yet, atomically; FileExistsError otherwise.
+def put_new(uri: str, body: bytes | Path, endpoint: Any = DEFAULT) -> None:
+    """Create ``uri`` with ``body`` (bytes, or a local file streamed) only when nothing is there yet, atomically;
+    FileExistsError otherwise.
 
     Locally the complete temporary file is hard-linked to the final name (``link`` fails when the name exists, so two
     writers cannot both succeed and a reader never sees a partial file); on S3 one PUT with ``If-None-Match: *``.
@@ -162,12 +169,14 @@ def put_new(uri: str, body: bytes, endpoint: Any = DEFAULT) -> None:
     if is_s3(uri):
         bucket, key = split_s3(uri)
         client = s3_client(endpoint)
-        try:
-            client.put_object(Bucket=bucket, Key=key, Body=body, IfNoneMatch="*")
-        except client.exceptions.ClientError as err:
-            if err.response.get("Error", {}).get("Code") in ("PreconditionFailed", "ConditionalRequestConflict"):
-                raise FileExistsError(f"{uri} already exists") from err
-            raise
+        with contextlib.ExitStack() as stack:
+            payload = body if isinstance(body, bytes) else stack.enter_context(open(body, "rb"))
+            try:
+                client.put_object(Bucket=bucket, Key=key, Body=payload, IfNoneMatch="*")
+            except client.exceptions.ClientError as err:
+                if err.response.get("Error", {}).get("Code") in ("PreconditionFailed", "ConditionalRequestConflict"):
+                    raise FileExistsError(f"{uri} already exists") from err
+                raise
         return
     path = Path(uri)
     tmp = _write_temporary(path, body)

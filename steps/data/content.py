@@ -46,24 +46,28 @@ def object_uri(remote: str, md5: str) -> str:
     return storage.join_uri(remote, "files", "md5", md5[:2], md5[2:])
 
 
-def store(blob: bytes, remote: str | None) -> dict[str, Any] | None:
-    """Put ``blob`` in the remote under its md5 (once: an object already there is left alone); returns where, or None
-    (logged) when no remote is configured."""
+def store(blob: bytes | Path, remote: str | None) -> dict[str, Any] | None:
+    """Put ``blob`` (bytes, or a local file streamed) in the remote under its md5 (once: an object already there is
+    left alone); returns where, or None (logged) when no remote is configured."""
     if not remote:
         logger.warning("no data remote (set %s, the profile's data_remote, or a DVC default remote): this run's data "
                        "is recorded by its sha256 only and cannot be fetched for a reproduction", REMOTE_ENV)
         return None
-    md5 = hashlib.md5(blob).hexdigest()  # noqa: S324 - DVC's content address, not a security hash
+    if isinstance(blob, bytes):
+        md5, size = hashlib.md5(blob).hexdigest(), len(blob)  # noqa: S324 - DVC's content address
+    else:
+        with open(blob, "rb") as fh:
+            md5, size = hashlib.file_digest(fh, "md5").hexdigest(), blob.stat().st_size
     uri = object_uri(remote, md5)
     if storage.exists(uri):
         logger.info("training data already in %s", uri)
     else:
         try:
             storage.put_new(uri, blob)
-            logger.info("stored the training data (%s bytes) in %s", f"{len(blob):,}", uri)
+            logger.info("stored the training data (%s bytes) in %s", f"{size:,}", uri)
         except FileExistsError:  # another run stored the same bytes meanwhile
             pass
-    return {"md5": md5, "remote": remote, "object": uri, "size": len(blob)}
+    return {"md5": md5, "remote": remote, "object": uri, "size": size}
 
 
 def fetch(content: dict[str, Any] | None, sha256: str) -> bytes:

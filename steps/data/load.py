@@ -137,10 +137,12 @@ def load_table(source: str, spec: DatasetConfig, data_rev: str | None = None,
         path = Path(source)
         digest, size = storage.sha256_file(path), path.stat().st_size
         frame = parse_table(path, source)
+        stored = content.store(path, remote)
     else:
         blob = read_source(source, data_rev, repo_path)
         digest, size = hashlib.sha256(blob).hexdigest(), len(blob)
         frame = parse_table(blob, source)
+        stored = content.store(blob, remote)
         del blob
     frame = derive_columns(frame, spec)
     revision, dirty = git_state()  # the code revision; the data version is data_rev + dvc_md5
@@ -154,7 +156,7 @@ def load_table(source: str, spec: DatasetConfig, data_rev: str | None = None,
         git_revision=revision,
         git_dirty=dirty,
         extra={**({"data_repo": str(repo_path)} if data_rev is not None else {}),
-               "content": content.store(blob, remote)},
+               "content": stored},
     )
     logger.info("loaded %d rows from %s", len(frame), lineage.source)
     return frame, lineage

@@ -12,8 +12,15 @@ from sklearn.pipeline import Pipeline
 
 from steps.config.dataset import DatasetConfig
 from steps.distill.students import DistilledClassifier
-from steps.modeling.onnx import TARGET_OPSET, Encoding, ExportError, pack_inputs, parity, per_column_model
-from steps.modeling.onnx import to_onnx as classifier_to_onnx
+from steps.modeling.onnx import (
+    TARGET_OPSET,
+    Encoding,
+    ExportError,
+    pack_inputs,
+    parity,
+    per_column_model,
+    to_onnx as classifier_to_onnx,
+)
 from steps.modeling.onnx_encoding import single_encoder_model
 from steps.modeling.onnx_graph import append_sigmoid
 

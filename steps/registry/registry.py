@@ -14,8 +14,8 @@ Runs are scoped by the system tags Metaflow's ``@project`` adds: ``project:<proj
 Every promotion, rollback and ``move_tag`` (e.g. DistillFlow's ``serving`` tag) appends one JSON event to an append-only
 log in the datastore::
 
-    local: <.metaflow>/_registry/<project>/<branch>/<flow>/events/<UTC stamp>-<uuid>.json   (tmp + rename)
-    s3:    <METAFLOW_DATASTORE_SYSROOT_S3>/_registry/<project>/<branch>/<flow>/events/...   (one PUT)
+    local: <.metaflow>/_registry/<project>/<branch>/<flow>/events/<seq, 8 digits>.json   (created with link())
+    s3:    <METAFLOW_DATASTORE_SYSROOT_S3>/_registry/<project>/<branch>/<flow>/events/...   (PUT If-None-Match: *)
 
 The datastore is the one the branch's newest run recorded (task metadata ``ds-type``/``ds-root``), else Metaflow's
 configuration; so a flow run with ``--datastore=s3`` and the CLI on a laptop write the same log.
@@ -38,28 +38,51 @@ import json
 import logging
 import os
 import random
-import sys
-import tempfile
 import time
 import uuid
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from datetime import datetime
+from collections.abc import Callable
 from typing import Any
 
-from metaflow import Flow, Run, get_namespace, namespace
+from metaflow import Flow, Run
 from metaflow.exception import MetaflowNotFound
 
-from steps.config import DatasetConfig, load_file
-from steps.core.project import CONFIG_DIR, PROJECT
+from steps.core.project import PROJECT
 from steps.modeling import models
-from steps.registry.store import EventExists, EventStore, RegistryError, _now_ns, _stamps, event_store, run_datastore
+from steps.registry.artifacts import (  # re-exported: the registry's public reading API
+    DATASET_TAG as DATASET_TAG,
+    _artifact as _artifact,
+    dataset_tag as dataset_tag,
+    default_dataset as default_dataset,
+    describe as describe,
+    gates_passed as gates_passed,
+    global_namespace as global_namespace,
+    load_model as load_model,
+    run_data as run_data,
+    run_dataset as run_dataset,
+    started_at as started_at,
+    step_data as step_data,
+    stored_artifact as stored_artifact,
+    stored_model as stored_model,
+    verified_model as verified_model,
+)
+from steps.registry.store import (
+    FAULT_ENV as FAULT_ENV,
+    EventExists,
+    EventStore,
+    RegistryError,
+    _now_ns,
+    _stamps,
+    actor,
+    current_user,
+    event_store,
+    fault_after_event,
+    run_datastore,
+)
 
 logger = logging.getLogger(__name__)
 
 
 CHAMPION, CANDIDATE, ARCHIVED = "champion", "candidate", "archived"
-DATASET_TAG = "dataset:"
 
 
 PROMOTIONS = ("promote", "forced_promote")
@@ -84,132 +107,6 @@ def project_branch(branch: str | None = None, production: bool = False, user: st
     if production:
         return "prod"
     return f"user.{os.environ.get('METAFLOW_OWNER') or user or current_user()}"
-
-
-def current_user() -> str:
-    """The user name Metaflow would record (METAFLOW_USER, SUDO_USER, USERNAME, USER), or 'unknown'."""
-    from metaflow.util import get_username
-
-    return get_username() or "unknown"
-
-
-@contextmanager
-def global_namespace() -> Iterator[None]:
-    """Switch to the global namespace for the block, then restore the caller's namespace."""
-    previous = get_namespace()
-    namespace(None)
-    try:
-        yield
-    finally:
-        namespace(previous)
-
-
-def _artifact(run: Run, name: str, default: Any = None) -> Any:
-    """Artifact ``name`` of the run's end step, or ``default`` when the run has no such artifact."""
-    data = run.data
-    return getattr(data, name) if data is not None and name in data else default
-
-
-def run_data(run: Run) -> Any:
-    """The artifacts of the run's end step (``run.data``); RegistryError when it has none (it never got there)."""
-    data = run.data
-    if data is None:
-        raise RegistryError(f"run {run.pathspec} has no artifacts: it did not reach its end step")
-    return data
-
-
-def step_data(run: Run, step: str) -> Any:
-    """The artifacts of the run's step ``step`` (its only task); RegistryError when that step never ran."""
-    try:
-        task = run[step].task
-    except KeyError:
-        task = None
-    if task is None:
-        raise RegistryError(f"run {run.pathspec} has no {step} step (an older run, or unfinished)")
-    return task.data
-
-
-def started_at(run: Run) -> datetime:
-    """When the run started: its start step's creation time."""
-    try:  # not run.created_at: the local metadata provider resets it whenever the run's tags change
-        return run["start"].created_at
-    except KeyError:
-        return run.created_at
-
-
-def gates_passed(run: Run) -> bool:
-    """The run's ``gates_passed`` artifact; a run without one (an older run) counts as not passed."""
-    return bool(_artifact(run, "gates_passed", False))
-
-
-def verified_model(blob: bytes, expected_sha256: str, where: str = "model") -> Any:
-    """Deserialize ``blob`` through ``models.deserialize``; a fingerprint mismatch names ``where``."""
-    try:
-        return models.deserialize(blob, expected_sha256)
-    except models.FingerprintMismatch as err:
-        raise models.FingerprintMismatch(f"{where}: {err}") from err
-
-
-def stored_artifact(run: Run, name: str, default: Any = None) -> Any:
-    """Artifact ``name`` of the run's end step read from the datastore itself, never from the Client's local cache
-    (which is shared by every process of the user and would keep serving bytes the datastore no longer holds)."""
-    from metaflow.client import core
-    from metaflow.client.filecache import FileCache
-
-    data = run.data
-    if data is None or name not in data:
-        return default
-    artifact = run.end_task[name]  # type: ignore[index]  # a run with data has an end task
-    saved = core.filecache
-    with tempfile.TemporaryDirectory(prefix="mf-verify-") as cache_dir:
-        core.filecache = FileCache(cache_dir=cache_dir)  # the Client reads through this module-level cache
-        try:
-            return artifact.data
-        finally:
-            core.filecache = saved
-
-
-def stored_model(run: Run) -> tuple[bytes, Any]:
-    """(model bytes, model) of the run, read from the datastore and loaded only when the bytes hash to the recorded
-    ``model_fingerprint``."""
-    blob, expected = stored_artifact(run, "model_blob"), stored_artifact(run, "model_fingerprint")
-    if blob is None or not expected:
-        raise RegistryError(f"run {run.pathspec} has no model_blob/model_fingerprint artifacts")
-    return blob, verified_model(blob, expected, where=f"run {run.pathspec}")
-
-
-def load_model(run: Run) -> Any:
-    """The run's model, read from the datastore and loaded only when its bytes hash to ``model_fingerprint``."""
-    return stored_model(run)[1]
-
-
-def describe(run: Run) -> dict[str, Any]:
-    """A JSON-ready summary of a run for ``show``."""
-    return {
-        "run_id": run.id,
-        "pathspec": run.pathspec,
-        "started_at": started_at(run).isoformat(),
-        "successful": run.successful,
-        "model_name": _artifact(run, "model_name"),
-        "model_fingerprint": _artifact(run, "model_fingerprint"),
-        "gates_passed": gates_passed(run),
-        "tags": sorted(run.user_tags),
-    }
-
-
-def default_dataset() -> str:
-    """The name in ``config/dataset.yaml``: the dataset a registry serves when none is named."""
-    return load_file(DatasetConfig, CONFIG_DIR / "dataset.yaml").name
-
-
-def dataset_tag(dataset: str) -> str:
-    """The run tag that says which dataset a model was trained for: ``dataset:<name>``."""
-    return f"{DATASET_TAG}{dataset}"
-
-
-def run_dataset(run: Run) -> str | None:
-    """The dataset a run's tags name, or None for a run without one (made before models knew their dataset)."""
-    return next((t[len(DATASET_TAG):] for t in run.user_tags if t.startswith(DATASET_TAG)), None)
 
 
 class Registry:
@@ -484,7 +381,7 @@ class Registry:
                 time.sleep(random.uniform(0, 0.02 * (attempt + 1)))
                 continue
             logger.info("%s %s -> %s recorded in %s", event["kind"], event["from"], event["to"], self.store.location)
-            _fault_after_event()
+            fault_after_event()
             self._reconcile(event["tag"])
             return event
         raise RegistryError(f"{COMMIT_ATTEMPTS} concurrent registry changes on branch {self.branch} landed before "
@@ -527,23 +424,6 @@ class Registry:
         }
 
 
-FAULT_ENV = "MLOPS_REGISTRY_FAULT"  # test hook: "exit" or "hang" right after an audit event landed, before the tags
-
-
-def _fault_after_event() -> None:
-    """Die or hang between the audit event and the tag moves when ``MLOPS_REGISTRY_FAULT`` says so (tests)."""
-    mode = os.environ.get(FAULT_ENV, "")
-    if mode == "hang":
-        logger.warning("fault injection: hanging after the audit event (pid %d)", os.getpid())
-        for stream in (sys.stdout, sys.stderr):
-            stream.flush()
-        while True:
-            time.sleep(0.2)
-    if mode == "exit":
-        logger.error("fault injection: exiting after the audit event, before the tags moved")
-        os._exit(75)
-
-
 def _holder(events: list[dict[str, Any]], tag: str) -> str | None:
     """The run the latest event for ``tag`` moved it to (champion: promotions and rollbacks), or None."""
     moves = [e for e in events if e.get("tag", CHAMPION if e["kind"] in CHAMPION_EVENTS else None) == tag]
@@ -562,26 +442,6 @@ def _needs_force(run: Run, force: bool, reason: str, action: str) -> bool:
     if not (reason or "").strip():
         raise RegistryError(f"a forced {action} of run {run.pathspec} needs a non-empty reason")
     return True
-
-
-def actor(location: str) -> dict[str, Any]:
-    """Who is acting, from the environment (never from a command-line flag): the user Metaflow would record and, for
-    a registry on S3, the AWS caller identity of the credentials in use."""
-    return {"who": current_user(), "aws_identity": aws_identity() if location.startswith("s3://") else None}
-
-
-def aws_identity() -> str | None:
-    """The ARN of the AWS credentials in use (STS ``GetCallerIdentity``), or None when it cannot be had quickly."""
-    try:
-        import boto3
-        from botocore.config import Config
-
-        sts = boto3.client("sts", config=Config(connect_timeout=3, read_timeout=3, retries={"max_attempts": 1}))
-        return str(sts.get_caller_identity()["Arn"])
-    except Exception as err:  # no credentials, no network: the user name alone is recorded
-        logger.warning("AWS caller identity unavailable (%s: %s); recording the user name only",
-                       type(err).__name__, err)
-        return None
 
 
 def _champion_problems(run: Run, events: list[dict[str, Any]]) -> list[str]:

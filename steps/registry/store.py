@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import logging
 import os
+import sys
 import threading
 import time
 from datetime import UTC, datetime
@@ -13,6 +15,8 @@ from metaflow import Run
 
 from steps.core import storage
 from steps.core.errors import UserError
+
+logger = logging.getLogger(__name__)
 
 
 class RegistryError(UserError):
@@ -115,3 +119,47 @@ def run_datastore(run: Run) -> tuple[str, str] | None:
         if meta.get("ds-type") and meta.get("ds-root"):
             return meta["ds-type"], meta["ds-root"]
     return None
+
+
+def current_user() -> str:
+    """The user name Metaflow would record (METAFLOW_USER, SUDO_USER, USERNAME, USER), or 'unknown'."""
+    from metaflow.util import get_username
+
+    return get_username() or "unknown"
+
+
+def actor(location: str) -> dict[str, Any]:
+    """Who is acting, from the environment (never from a command-line flag): the user Metaflow would record and, for
+    a registry on S3, the AWS caller identity of the credentials in use."""
+    return {"who": current_user(), "aws_identity": aws_identity() if location.startswith("s3://") else None}
+
+
+def aws_identity() -> str | None:
+    """The ARN of the AWS credentials in use (STS ``GetCallerIdentity``), or None when it cannot be had quickly."""
+    try:
+        import boto3
+        from botocore.config import Config
+
+        sts = boto3.client("sts", config=Config(connect_timeout=3, read_timeout=3, retries={"max_attempts": 1}))
+        return str(sts.get_caller_identity()["Arn"])
+    except Exception as err:  # no credentials, no network: the user name alone is recorded
+        logger.warning("AWS caller identity unavailable (%s: %s); recording the user name only",
+                       type(err).__name__, err)
+        return None
+
+
+FAULT_ENV = "MLOPS_REGISTRY_FAULT"  # test hook: "exit" or "hang" right after an audit event landed, before the tags
+
+
+def fault_after_event() -> None:
+    """Die or hang between the audit event and the tag moves when ``MLOPS_REGISTRY_FAULT`` says so (tests)."""
+    mode = os.environ.get(FAULT_ENV, "")
+    if mode == "hang":
+        logger.warning("fault injection: hanging after the audit event (pid %d)", os.getpid())
+        for stream in (sys.stdout, sys.stderr):
+            stream.flush()
+        while True:
+            time.sleep(0.2)
+    if mode == "exit":
+        logger.error("fault injection: exiting after the audit event, before the tags moved")
+        os._exit(75)

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import asdict, dataclass
-from datetime import UTC, datetime
-from datetime import date as Date
+from datetime import UTC, date as Date, datetime
 from pathlib import Path
 from typing import Any
 

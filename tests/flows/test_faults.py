@@ -23,8 +23,7 @@ from typing import Any
 import pandas as pd
 import pytest
 from metaflow import Runner
-from support import FORCE_TINY, logs, score_flow, train_config
-from support import score_configs as configs_for
+from support import FORCE_TINY, logs, score_configs as configs_for, score_flow, train_config
 
 from steps.core.storage import sha256_file
 from steps.registry.registry import Registry

@@ -20,8 +20,7 @@ from metaflow import Run, Runner, namespace
 from support import FlowResult
 
 from steps.modeling import models
-from steps.registry import registry as reg
-from steps.registry import store
+from steps.registry import registry as reg, store
 from steps.registry.registry import Registry, RegistryError
 from steps.registry.store import EventStore
 from steps.scoring.resolve import resolve_model

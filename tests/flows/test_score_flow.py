@@ -20,8 +20,7 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 from metaflow import Runner
-from support import FORCE_TINY, FlowResult, assert_user_error, logs, run_cli, score_flow
-from support import score_configs as configs_for
+from support import FORCE_TINY, FlowResult, assert_user_error, logs, run_cli, score_configs as configs_for, score_flow
 
 from steps.modeling import models
 from steps.scoring.faults import FAULT_ENV

@@ -8,8 +8,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from support import assert_user_error, logs, score_flow
-from support import score_configs as configs_for
+from support import assert_user_error, logs, score_configs as configs_for, score_flow
 
 from steps.modeling import models
 from steps.registry import registry

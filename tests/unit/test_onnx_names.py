@@ -13,8 +13,7 @@ import pandas as pd
 import pytest
 
 from steps.config import CandidateConfig, DatasetConfig, StudentConfig
-from steps.distill.onnx import parity_check
-from steps.distill.onnx import to_onnx as distill_to_onnx
+from steps.distill.onnx import parity_check, to_onnx as distill_to_onnx
 from steps.distill.students import build_student, fit_student, teacher_logits
 from steps.modeling import models
 from steps.modeling.onnx import CATEGORICAL_INPUT, NUMERIC_INPUT, OnnxScorer, to_onnx
