@@ -15,6 +15,7 @@ from metaflow import Parameter, card, current, step
 from steps.core import decision
 from steps.distill import onnx, selection, students
 from steps.modeling import models
+from steps.registry import registry
 from steps.reporting import cards
 
 # what join carries over from the teacher (start) past the students' foreach
@@ -96,6 +97,7 @@ class DistillFlow(ProjectFlow):
     @step
     def end(self):
         """Register: tag the run candidate; move ``serving`` here only when a student was selected and passed."""
+        registry.check_resume_branch(current.flow_name, current.origin_run_id, current.branch_name)
         self.registry_event = selection.register_serving(current.run_id, current.branch_name, current.project_name,
                                                          bool(self.model_name), self.gates_passed, self.gate_summary,
                                                          dataset=self.typed("dataset").name)

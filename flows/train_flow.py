@@ -95,6 +95,7 @@ class TrainFlow(ProjectFlow):
     def judge(self):
         """Judge the chosen model on the hold-out (and profile it for monitoring); compare with the champion."""
         spec = self.typed("dataset")
+        registry.check_resume_branch(current.flow_name, current.origin_run_id, current.branch_name)
         reg = registry.Registry(current.flow_name, current.branch_name, current.project_name, dataset=spec.name)
         champion = reg.champion_for_comparison()  # of this dataset: a comparison never crosses datasets
         model = models.deserialize(self.model_blob, self.model_fingerprint)

@@ -76,6 +76,7 @@ class EfficiencyGates(Strict):
 
     latency_rows: int = Field(200, ge=10)
     batch_rows: int = Field(20_000, ge=100)
+    clock: Literal["cpu", "wall"] = "cpu"  # latency and throughput as the model's CPU time, or as wall time
     max_p50_ms: float = Field(20.0, gt=0)
     max_p99_ms: float = Field(50.0, gt=0)
     min_rows_per_s: float = Field(5_000.0, gt=0)

@@ -109,6 +109,26 @@ def project_branch(branch: str | None = None, production: bool = False, user: st
     return f"user.{os.environ.get('METAFLOW_OWNER') or user or current_user()}"
 
 
+def check_resume_branch(flow: str, origin_run_id: str | None, branch: str) -> None:
+    """RegistryError when this run resumes one made on another project branch: Metaflow takes the branch from the
+    options given to ``resume`` (``--branch``, ``--production``), not from the run it resumes, so a resume without
+    them would register the model on the user's own branch."""
+    if not origin_run_id:
+        return
+    with global_namespace():
+        try:
+            origin = Run(f"{flow}/{origin_run_id}")
+        except MetaflowNotFound:
+            return
+    was = next((t.split(":", 1)[1] for t in origin.system_tags if t.startswith("project_branch:")), None)
+    if was and was != branch:
+        hint = {"prod": "--production"}.get(was) or (f"--branch {was.split('.', 1)[1]}" if was.startswith("test.")
+                                                     else f"--production --branch {was.split('.', 1)[1]}"
+                                                     if was.startswith("prod.") else "no --branch option")
+        raise RegistryError(f"run {origin_run_id} ran on branch {was}, this resume runs on {branch}: resume it with "
+                            f"{hint} (given before `resume`), so its model is registered where the run was made")
+
+
 class Registry:
     """Champion / candidate / archived runs of one flow on one ``@project`` branch for one dataset, with an audit log.
 

@@ -306,7 +306,13 @@ def test_a_train_flow_dying_between_its_audit_event_and_its_tags_ends_consistent
     assert any(f"latest event makes run {run_id} champion but it does not carry the champion tag" in p
                for p in problems)  # `show` says so (and exits 2)
 
-    runner = Runner(str(root / "flows" / "train_flow.py"), show_output=False, cwd=str(root),
+    wrong = Runner(str(root / "flows" / "train_flow.py"), show_output=False, cwd=str(root),
+                   env={"METAFLOW_DATASTORE_SYSROOT_LOCAL": str(workspace), "MLOPS_REGISTRY_FAULT": ""})
+    with wrong.resume(origin_run_id=run_id) as refused:  # no --branch: Metaflow would register on user.<name>
+        assert refused.status == "failed"
+        assert f"ran on branch test.{BRANCH}, this resume runs on user." in refused.stdout + refused.stderr
+        assert not {"candidate", "champion"} & set(refused.run.user_tags)  # refused before it registered
+    runner = Runner(str(root / "flows" / "train_flow.py"), show_output=False, cwd=str(root), branch=BRANCH,
                     env={"METAFLOW_DATASTORE_SYSROOT_LOCAL": str(workspace), "MLOPS_REGISTRY_FAULT": ""})
     with runner.resume(origin_run_id=run_id) as resumed:
         status, text, run = resumed.status, resumed.stdout + resumed.stderr, resumed.run

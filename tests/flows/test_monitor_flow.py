@@ -74,12 +74,14 @@ def test_retraining_was_started_and_decided_by_the_gates(monitor_drift, train_ru
     namespace(None)
     retrained = Run(record["run"])
     assert retrained.successful and "candidate" in retrained.tags
-    # the retraining repeats the champion's own data and configs (tests/flows/conftest.py): the same model cannot be
-    # significantly better than itself, so its gates keep the champion
-    assert "champion/significantly_better[roc_auc]" in retrained.data.gate_summary["failed"]
+    # the retraining repeats the monitored run's own data and configs (tests/flows/conftest.py): the same model, so
+    # the gates reach the same verdict on it (the tiny data's model misses the shipped performance gates: FORCE_TINY)
+    performance = {f for f in retrained.data.gate_summary["failed"] if f.startswith("performance/")}
+    assert performance and performance == {f for f in train_run.data.gate_summary["failed"]
+                                           if f.startswith("performance/")}
+    assert retrained.data.model_name == train_run.data.model_name
     assert record["promoted"] is False and retrained.data.gates_passed is False
     assert retrained.data.registry_event is None and "champion" not in retrained.tags
-    assert retrained.data.champion_run_id is not None  # it was judged against a champion
     assert retrained.data.lineage["rows"] == train_run.data.lineage["rows"]  # the configured retraining data
     assert any(e["rule"] == "retraining_started" for e in result.run.data.events)
     log = result.run["launch_retraining"].task.stderr  # the retraining's id and its steps, as they happened

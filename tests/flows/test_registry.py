@@ -450,7 +450,7 @@ def test_a_model_edited_in_the_datastore_is_refused_whatever_the_client_cache_ho
         shown = _cli(root, workspace, "show")
         assert shown.returncode == 2 and "model_blob does not hash to model_fingerprint" in shown.stdout
         with pytest.raises(models.FingerprintMismatch, match=f"run TrainFlow/{ids[0]}"):
-            resolve_model(ids[0], BRANCH, "tabular_mlops")  # what ScoreFlow's start step calls
+            resolve_model(ids[0], BRANCH, "tabular_mlops", force="tamper test")  # what ScoreFlow's start step calls
     finally:
         path.write_bytes(original)
         _reset_tags(branch_runs)

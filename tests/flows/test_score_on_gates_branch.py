@@ -26,16 +26,16 @@ def scratch(tmp_path_factory) -> Path:
 def test_champion_with_top_k_contributions_and_a_shadow(root, workspace, config_paths, scratch, tiny_data,
                                                        gates_scenario):
     champion = registry.Registry("TrainFlow", "test.gates", "tabular_mlops").champion()
-    shadow = gates_scenario["weak"]
+    shadow = gates_scenario["worse"]
     output = scratch / "out-champion"
-    assert not shadow.data.gates_passed  # the weak model: a shadow of it must be forced, and it is recorded
+    assert not shadow.data.gates_passed  # the one-stump model: a shadow of it must be forced, and it is recorded
     result = score_flow(root, workspace, configs_for(config_paths, scratch, "champion", top_k=3), branch="gates",
                         input=str(tiny_data), output=str(output), date=D_GATES, shadow_run=shadow.id,
-                        force="canary: how far the weak model is from the champion")
+                        force="canary: how far the stump is from the champion")
     assert result.status == "successful", logs(result)[-4000:]
     run = result.run
     assert read_manifest(str(output), D_GATES)["forced"] == {
-        "reason": "canary: how far the weak model is from the champion", "by": "ci",
+        "reason": "canary: how far the stump is from the champion", "by": "ci",
         "overrides": {"shadow": ["it did not pass its gates"]}}
     assert run.data.model_run_used == champion.pathspec
     assert run.data.model_fingerprint == champion.data.model_fingerprint
@@ -74,11 +74,11 @@ def test_onnx_runtime_matches_native_on_the_same_partition(root, workspace, conf
 @pytest.mark.parametrize("option", ["model_run", "shadow_run"])
 def test_a_run_that_failed_its_gates_is_refused_without_force(root, workspace, config_paths, scratch, tiny_data,
                                                               gates_scenario, option):
-    weak = gates_scenario["weak"]
+    worse = gates_scenario["worse"]  # fails champion/significantly_better by construction
     output = scratch / f"out-refused-{option}"
     result = score_flow(root, workspace, configs_for(config_paths, scratch, "refused"), branch="gates",
-                        input=str(tiny_data), output=str(output), date=D_GATES, **{option: weak.id})
-    assert_user_error(result, "start", f"run {weak.pathspec}: it did not pass its gates; refusing to score with it "
+                        input=str(tiny_data), output=str(output), date=D_GATES, **{option: worse.id})
+    assert_user_error(result, "start", f"run {worse.pathspec}: it did not pass its gates; refusing to score with it "
                                        "(give --force REASON to override")
     assert not output.exists()
 

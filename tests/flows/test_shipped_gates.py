@@ -1,7 +1,7 @@
 """The shipped gates (config/gates.yaml, unmodified) on the default dataset: a healthy model passes every gated check
 and becomes champion; a planted bad one (a logistic regression without imputation, which errors on missing values)
-fails and stays a candidate. The 30k-row data of the planted-regression runs (``gates_datasets['normal']``), on a
-branch of its own."""
+fails and stays a candidate. The 30k-row data of the planted-regression runs (``gates_datasets``: the bad model is
+trained on the copy without missing values, as it could not be fitted otherwise), on a branch of its own."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from support import run_flow, train_config
 from steps.registry.registry import Registry
 
 BRANCH = "shipped_gates"
-PLAN = ("good", "no_impute")  # support.MODELS: LightGBM 60 trees; logistic regression without imputation
+PLAN = (("good", "normal"), ("no_impute", "complete"))  # support.MODELS and the gates_datasets copy each trains on
 
 
 @pytest.fixture(scope="module")
@@ -19,10 +19,10 @@ def shipped(root, workspace, config_paths, gates_datasets, tmp_path_factory) -> 
     """The two TrainFlow runs, in order, with config/gates.yaml as shipped; returns {name: Run}."""
     directory = tmp_path_factory.mktemp("shipped-gates")
     runs = {}
-    for name in PLAN:
+    for name, data in PLAN:
         configs = {**config_paths, "train": train_config(directory, name)}  # config_paths["gates"]: the shipped file
         result = run_flow(root, workspace, "train_flow.py", configs, branch=BRANCH,
-                          data=str(gates_datasets["normal"]))
+                          data=str(gates_datasets[data]))
         assert result.status == "successful", f"{name}: {result.stdout[-3000:]}"
         runs[name] = result.run
     return runs
