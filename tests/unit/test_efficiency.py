@@ -19,7 +19,7 @@ from steps.modeling import models
 
 ROOT = Path(__file__).resolve().parents[2]
 CFG = EfficiencyGates(latency_rows=20, batch_rows=200)
-KEYS = {"p50_ms", "p99_ms", "rows_per_s", "size_mb", "peak_memory_mb", "latency_rows", "batch_rows"}
+KEYS = {"p50_ms", "p99_ms", "rows_per_s", "size_mb", "peak_memory_mb", "latency_rows", "batch_rows", "clock"}
 GATES = ["latency_p50_ms", "latency_p99_ms", "throughput_rows_per_s", "serialized_size_mb", "peak_memory_mb"]
 
 
@@ -35,7 +35,15 @@ def fast(frame: pd.DataFrame) -> np.ndarray:
 
 
 def slow(frame: pd.DataFrame) -> np.ndarray:
-    """30 ms per call, whatever the batch size."""
+    """30 ms of CPU work per call, whatever the batch size."""
+    end = time.process_time() + 0.03
+    while time.process_time() < end:
+        pass
+    return np.full(len(frame), 0.5)
+
+
+def waiting(frame: pd.DataFrame) -> np.ndarray:
+    """30 ms of waiting per call (I/O, a lock, another process on the core): no CPU work."""
     time.sleep(0.03)
     return np.full(len(frame), 0.5)
 
@@ -68,7 +76,15 @@ def test_a_slow_predict_fails_latency_and_throughput(rows):
     results = by_name(efficiency_gates(measured, cfg))
     assert not results["latency_p50_ms"].passed and not results["throughput_rows_per_s"].passed
     assert results["serialized_size_mb"].passed and results["peak_memory_mb"].passed
-    assert "10 single-row calls" in results["latency_p50_ms"].detail
+    assert "10 single-row calls" in results["latency_p50_ms"].detail and "CPU time" in results["latency_p50_ms"].detail
+
+
+@pytest.mark.parametrize(("clock", "passes"), [("cpu", True), ("wall", False)])
+def test_waiting_is_latency_on_the_wall_clock_only(rows, clock, passes):
+    cfg = EfficiencyGates(latency_rows=10, batch_rows=100, clock=clock)
+    measured = measure(waiting, rows, b"x", cfg)
+    assert measured["clock"] == clock
+    assert by_name(efficiency_gates(measured, cfg))["latency_p50_ms"].passed is passes
 
 
 def test_peak_memory_counts_numpy_allocations_of_one_batch(rows):
