@@ -117,6 +117,7 @@ class TrainFlow(ProjectFlow):
 
         Registration is the last thing the run does, so the champion tag never points at a run that can still fail.
         """
+        registry.check_resume_branch(current.flow_name, current.origin_run_id, current.branch_name)
         reg = registry.Registry(current.flow_name, current.branch_name, current.project_name,
                                 dataset=self.typed("dataset").name)
         self.registry_event = reg.register(current.run_id, self.gates_passed, self.gate_summary)

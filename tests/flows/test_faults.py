@@ -318,13 +318,15 @@ def test_a_train_flow_dying_between_its_audit_event_and_its_tags_ends_consistent
         status, text, run = resumed.status, resumed.stdout + resumed.stderr, resumed.run
     assert status == "successful", text[-3000:]
     champions, events, problems = _registry_state()
-    assert champions == [events[-1]["to"]] == [run.id] and problems == []  # one champion, the last event's
-    CAMPAIGN.append({"case": "TrainFlow killed in end, after the audit event, before the tags",
-                     "follow_up": "resume", "violations": problems})
+    if not champions == [events[-1]["to"]] == [run.id]:  # one champion, the last event's
+        problems.append(f"champion tags {champions}, latest event to {events[-1]['to']}, resumed run {run.id}")
+    record("TrainFlow killed in end, after the audit event, before the tags", "resume", problems)
 
 
 def test_the_campaign_is_written_down(root):
-    assert len(CAMPAIGN) >= 7 and all(not case["violations"] for case in CAMPAIGN)
+    violations = sum(len(case["violations"]) for case in CAMPAIGN)
     out = root / "out" / "fault-campaign.json"
     out.parent.mkdir(exist_ok=True)
-    out.write_text(json.dumps({"cases": len(CAMPAIGN), "invariant_violations": 0, "runs": CAMPAIGN}, indent=2))
+    out.write_text(json.dumps({"cases": len(CAMPAIGN), "invariant_violations": violations, "runs": CAMPAIGN},
+                              indent=2))
+    assert len(CAMPAIGN) == 8 and violations == 0  # every case above ran (a failed one is recorded too)

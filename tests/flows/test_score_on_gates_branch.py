@@ -31,6 +31,7 @@ def test_champion_with_top_k_contributions_and_a_shadow(root, workspace, config_
     assert not shadow.data.gates_passed  # the one-stump model: a shadow of it must be forced, and it is recorded
     result = score_flow(root, workspace, configs_for(config_paths, scratch, "champion", top_k=3), branch="gates",
                         input=str(tiny_data), output=str(output), date=D_GATES, shadow_run=shadow.id,
+                        model_run=champion.id,  # the LightGBM teacher itself, even when a student serves for it
                         force="canary: how far the stump is from the champion")
     assert result.status == "successful", logs(result)[-4000:]
     run = result.run
