@@ -156,7 +156,7 @@ def extract(folder: Path) -> None:
         "served": data.model_name if data.gates_passed and "serving" in distill.user_tags else None,
         "selected": data.model_name, "gates_passed": data.gates_passed, "gate_failed": data.gate_summary["failed"],
         "decision": join.decision, "threshold": join.threshold, "holdout_rows": len(join.holdout_df),
-        "train_rows": len(train["split"].task.data.train_df),
+        "train_rows": train["split"].task.data.split_summary["train"]["rows"],
         "candidates": [{"type": c["kind"]} | {k: c[k] for k in ("name", "auc", "auc_ratio", "cost_ratio",
                                                                 "cost_runtime", "eligible", "reasons")}
                        for c in join.candidates],
