@@ -247,7 +247,7 @@ def run(quick: bool = False) -> Report:
 
 def main(argv: list[str] | None = None) -> None:
     """Sizes as arguments; results/train-<rows>.md and .json per invocation (README tables: benchmarks.run)."""
-    from benchmarks.run import RESULTS, machine, to_markdown
+    from benchmarks.run import RESULTS, covers, git_state, machine, to_markdown
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--rows", type=int, nargs="+", default=list(SIZES))
@@ -257,7 +257,8 @@ def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     os.environ.setdefault("METAFLOW_USER", "bench")
     os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
-    meta = {**machine(), "quick": False, "load_before": [round(x, 2) for x in os.getloadavg()]}
+    meta = {**machine(), **git_state(covers("train")), "quick": False,
+            "load_before": [round(x, 2) for x in os.getloadavg()]}
     began = time.perf_counter()
     report = measure(tuple(a.rows), a.forest_rows)
     meta.update(seconds=time.perf_counter() - began, load_after=[round(x, 2) for x in os.getloadavg()])
