@@ -209,6 +209,7 @@ def publish_file(tmp: Path, uri: str, endpoint: Any = DEFAULT) -> None:
         return
     with open(tmp, "rb+") as fh:
         os.fsync(fh.fileno())
+    Path(uri).parent.mkdir(parents=True, exist_ok=True)
     os.replace(tmp, uri)
 
 

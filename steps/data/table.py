@@ -11,11 +11,8 @@ the run's S3 datastore, which every Batch task reads; locally, the ``.metaflow``
 from __future__ import annotations
 
 import logging
-import shutil
-import tempfile
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -61,9 +58,8 @@ def _chunks(frame: pd.DataFrame, rows: int) -> Iterator[pd.DataFrame]:
 def write_table(frame: pd.DataFrame, root: str) -> TableRef:
     """Write ``frame`` (validated) once under ``root`` as ``<sha256>.parquet``; nothing is written when those bytes
     are already there. Chunks of ``ROW_GROUP_ROWS`` rows are converted one at a time (one row group each)."""
-    staging = Path(tempfile.mkdtemp(prefix="table-", dir=None if storage.is_s3(root) else _local_dir(root)))
+    tmp = storage.staging_path(storage.join_uri(root, "table.parquet"))  # the name is known once the bytes are
     try:
-        tmp = staging / "table.parquet"
         schema = pa.Schema.from_pandas(frame.iloc[:0], preserve_index=False)
         groups = []
         with pq.ParquetWriter(tmp, schema, compression="zstd", compression_level=6) as writer:
@@ -76,22 +72,11 @@ def write_table(frame: pd.DataFrame, root: str) -> TableRef:
         if storage.exists(uri):
             logger.info("table %s already stored (%d rows): nothing written", uri, len(frame))
         else:
-            storage.publish_file(tmp, uri) if storage.is_s3(uri) else _publish_local(tmp, uri)
+            storage.publish_file(tmp, uri)
             logger.info("stored the validated table: %s (%d rows, %.1f MB)", uri, len(frame), size / 1e6)
     finally:
-        shutil.rmtree(staging, ignore_errors=True)
+        tmp.unlink(missing_ok=True)
     return TableRef(uri, digest, size, len(frame), groups, list(frame.columns))
-
-
-def _local_dir(root: str) -> str:
-    path = Path(root)
-    path.mkdir(parents=True, exist_ok=True)
-    return str(path)
-
-
-def _publish_local(tmp: Path, uri: str) -> None:
-    Path(uri).parent.mkdir(parents=True, exist_ok=True)
-    storage.publish_file(tmp, uri)
 
 
 def open_table(ref: dict[str, Any]) -> pq.ParquetFile:

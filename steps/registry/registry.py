@@ -122,11 +122,19 @@ def check_resume_branch(flow: str, origin_run_id: str | None, branch: str) -> No
             return
     was = next((t.split(":", 1)[1] for t in origin.system_tags if t.startswith("project_branch:")), None)
     if was and was != branch:
-        hint = {"prod": "--production"}.get(was) or (f"--branch {was.split('.', 1)[1]}" if was.startswith("test.")
-                                                     else f"--production --branch {was.split('.', 1)[1]}"
-                                                     if was.startswith("prod.") else "no --branch option")
         raise RegistryError(f"run {origin_run_id} ran on branch {was}, this resume runs on {branch}: resume it with "
-                            f"{hint} (given before `resume`), so its model is registered where the run was made")
+                            f"{branch_options(was)} (given before `resume`), so its model is registered where the "
+                            "run was made")
+
+
+def branch_options(branch: str) -> str:
+    """The command-line options that put a run on ``branch`` (the inverse of :func:`project_branch`)."""
+    kind, _, name = branch.partition(".")
+    if kind == "prod":
+        return f"--production --branch {name}" if name else "--production"
+    if kind == "test":
+        return f"--branch {name}"
+    return "no --branch or --production option"
 
 
 class Registry:
