@@ -77,7 +77,10 @@ NOTEBOOK_OPTS ?=
 notebooks: setup ## Open JupyterLab on notebooks/ (kernels find the project's runs and steps/ from there)
 	$(VENV)/bin/jupyter lab --notebook-dir=notebooks $(if $(filter 0,$(shell id -u)),--allow-root) $(NOTEBOOK_OPTS)
 
+# compileall first: every Metaflow task, card and CLI call is a fresh process that imports steps/ and the flow;
+# where PYTHONDONTWRITEBYTECODE is set (this machine's image) none of them caches the bytecode it compiles.
 test: lint ## Lint, then run every test (unit, flows, cloud, notebooks) on TEST_WORKERS xdist workers
+	$(PY) -m compileall -q steps flows
 	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadgroup
 
 lint: setup ## ruff (pyflakes, pycodestyle, isort, pyupgrade, bugbear), import layers (import-linter), mypy

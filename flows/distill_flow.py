@@ -75,15 +75,15 @@ class DistillFlow(ProjectFlow):
     @step
     def join(self, inputs):
         """Time every model in one process, select the student, gate it against the teacher."""
-        spec, cfg = self.typed("dataset"), self.typed("distill")
+        spec, cfg, gates = self.typed("dataset"), self.typed("distill"), self.typed("gates")
         self.merge_artifacts(inputs, include=TEACHER_ARTIFACTS)
         teacher = models.deserialize(self.teacher_blob, self.teacher_fingerprint)
         trained = [selection.TrainedStudent.from_task(inp) for inp in inputs]
         self.teacher_eval, rows = selection.time_models(teacher, self.teacher_onnx, self.teacher_eval, trained,
-                                                        self.holdout_df, spec, cfg)
+                                                        self.holdout_df, spec, cfg, gates.efficiency.clock)
         self.model_name, self.candidates = selection.select(rows, cfg.min_auc_ratio, cfg.max_cost_ratio)
         sel = selection.gate_selected(self.model_name, self.candidates, trained, self.holdout_df, spec, cfg,
-                                      self.typed("gates"), champion=(self.teacher_run_id, teacher, self.teacher_blob),
+                                      gates, champion=(self.teacher_run_id, teacher, self.teacher_blob),
                                       threshold=self.threshold)
         self.model_blob, self.model_fingerprint = sel.model_blob, sel.model_fingerprint
         self.onnx_model, self.onnx_fingerprint = sel.onnx_model, sel.onnx_fingerprint

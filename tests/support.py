@@ -91,7 +91,11 @@ DISTILL_STUDENTS = [
 # The 60-tree test teacher is too cheap for the production cost rule (a student at <= 0.10 of its per-row cost):
 # DISTILL_MAX_COST_RATIO is set from the ratios measured against it instead (test_distill_flow.py prints them);
 # benchmarks/bench_distill.py checks the production rule against the TrainFlow champion of the default data.
-DISTILL_MAX_COST_RATIO = 0.8  # measured 0.40-0.60 (the linear student the highest), wall time on a busy box
+# Against this teacher the students' ONNX cost sits near ONNX Runtime's own per-row input cost, so their ratios
+# were 0.34-0.90 in twelve measurements on a quiet machine (3,000-row batches, best of 3, CPU and wall time: the
+# spread is this VM's, not only the load's) and 0.83-0.94 in one busy full-suite run (wall time), where a 0.8
+# ceiling failed: the passing run's ceiling is that no selected student costs more than the teacher.
+DISTILL_MAX_COST_RATIO = 1.0
 DISTILL_PASSING = {"min_auc_ratio": 0.98, "max_cost_ratio": DISTILL_MAX_COST_RATIO, "cost_rows": 3000,
                    "latency_rows": 50, "students": DISTILL_STUDENTS}
 DISTILL_FAILING = {**DISTILL_PASSING, "min_auc_ratio": 0.9999, "max_cost_ratio": 0.01,

@@ -87,8 +87,12 @@ def export_teacher(teacher: Pipeline, spec: DatasetConfig) -> bytes | None:
 
 
 def measure_runtimes(pipeline: Pipeline, onnx_bytes: bytes | None, quantized: bytes | None, frame: pd.DataFrame,
-                     spec: DatasetConfig, batch_rows: int, latency_rows: int) -> dict[str, dict[str, Any]]:
+                     spec: DatasetConfig, batch_rows: int, latency_rows: int,
+                     clock: str = "wall") -> dict[str, dict[str, Any]]:
     """Per runtime (native, onnx, quantized): holdout scores, rows/s on one thread, per-row cost, latency, size.
+
+    ``clock`` is :mod:`steps.core.timing`'s: ``cpu`` times the models' own work, so teacher and students compare
+    even when other processes take the cores between their measurements; ``wall`` is what a caller waits.
 
     ONNX timings are of ``session.run`` on inputs already fed (``OnnxScorer.feed``): the categorical cleaning is
     the same Python work for every model and is left out, so the ratio compares the graphs themselves.
@@ -107,9 +111,9 @@ def measure_runtimes(pipeline: Pipeline, onnx_bytes: bytes | None, quantized: by
     out: dict[str, dict[str, Any]] = {}
     with threadpool_limits(limits=1):
         for runtime, (call, whole, single, size) in calls.items():
-            rps = len(batch) / best_seconds(call, whole, warmup=True)
-            out[runtime] = {"rows_per_s": rps, "cost_us_per_row": 1e6 / rps,
-                            **percentiles(call_seconds(call, single), 1e6, "us"), "size_bytes": size}
+            rps = len(batch) / best_seconds(call, whole, warmup=True, clock=clock)
+            out[runtime] = {"rows_per_s": rps, "cost_us_per_row": 1e6 / rps, "clock": clock,
+                            **percentiles(call_seconds(call, single, clock=clock), 1e6, "us"), "size_bytes": size}
     return out
 
 
@@ -200,13 +204,16 @@ class TrainedStudent:
 
 def time_models(teacher: Pipeline, teacher_onnx: bytes | None, teacher_eval: dict[str, Any],
                 students: list[TrainedStudent], holdout: pd.DataFrame, spec: DatasetConfig,
-                cfg: DistillConfig) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+                cfg: DistillConfig, clock: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """Time the teacher and every student in this one process (:func:`measure_runtimes`), so their costs compare.
+
+    ``clock``: the gates' ``efficiency.clock`` (``cpu`` by default: a teacher timed on a quiet core and a student
+    timed while another process competes still compare).
 
     Returns:
         The teacher's evaluation with ``runtimes`` added, and one :func:`candidate_row` per student.
     """
-    measure = dict(frame=holdout, spec=spec, batch_rows=cfg.cost_rows, latency_rows=cfg.latency_rows)
+    measure = dict(frame=holdout, spec=spec, batch_rows=cfg.cost_rows, latency_rows=cfg.latency_rows, clock=clock)
     with timed(logger, "timing the teacher"):
         teacher_eval = {**teacher_eval, "runtimes": measure_runtimes(teacher, teacher_onnx, None, **measure)}
     rows = []

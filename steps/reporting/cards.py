@@ -221,12 +221,15 @@ def distill_card(table: list[dict[str, Any]], teacher: dict[str, Any], chosen: s
             points.append({"name": r["name"], "kind": r["kind"], "runtime": rt, "auc_ratio": auc / teacher["auc"],
                            "cost_us_per_row": m["cost_us_per_row"]})
     ceiling = teacher["runtimes"].get(cfg.cost_runtime, {}).get("cost_us_per_row")
+    measured: dict[str, Any] = next(iter(teacher["runtimes"].values()), {})
+    clock = "CPU time" if measured.get("clock") == "cpu" else "wall time"
     reasons = [f"<li><strong>{html.escape(r['name'])}</strong>: {html.escape('; '.join(r['reasons']))}</li>"
                for r in table if r["reasons"]]
     out = [Markdown("# DistillFlow"),
            serving_verdict(chosen, gate_results, table, cfg),
            lead_in(f"Teacher hold-out AUC {teacher['auc']:.4f}. Rule: AUC ratio ≥ {cfg.min_auc_ratio:g} at cost "
-                   f"ratio ≤ {cfg.max_cost_ratio:g} on {cfg.cost_runtime} (per-row cost against the teacher's)."),
+                   f"ratio ≤ {cfg.max_cost_ratio:g} on {cfg.cost_runtime} (per-row cost against the teacher's, "
+                   f"single-thread {clock})."),
            Table(_candidate_rows(table, chosen),
                  headers=["student", "AUC", "AUC ratio", "cost ratio", "native us/row", "onnx us/row",
                           "int8 us/row", "onnx parity", "selection"]),

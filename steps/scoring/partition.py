@@ -7,7 +7,7 @@ import json
 import logging
 from collections import Counter
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -19,8 +19,10 @@ from steps.data.contract import ScoreInputError
 from steps.scoring.claims import Claim, check_claim, prune
 from steps.scoring.faults import plant, targets
 from steps.scoring.plan import QUARANTINE, RunPlan, partition_uri, quarantine_uri
-from steps.scoring.resolve import ResolvedModel
 from steps.scoring.write import shadow_summary
+
+if TYPE_CHECKING:  # annotations only: resolving a model imports scikit-learn, which join and end never need
+    from steps.scoring.resolve import ResolvedModel
 
 logger = logging.getLogger(__name__)
 

@@ -42,7 +42,8 @@ def run_on_branch(root: Path, workspace: Path, configs: dict[str, Path], branch:
 @pytest.fixture(scope="module")
 def branch_runs(root: Path, workspace: Path, tiny_data: Path, tiny_configs: dict[str, Path],
                 tmp_path_factory: pytest.TempPathFactory) -> list[Any]:
-    """Three successful TrainFlow runs on the tiny data, on the registry test branch, oldest first.
+    """Three successful TrainFlow runs on the tiny data (one logistic-regression candidate each), on the registry
+    test branch, oldest first.
 
     Their gates are the shipped ones with a hold-out AUC of at least 0.9999 (the point estimate) required, which no
     model of the tiny data reaches: every run's recorded verdict is a known failure, whatever the machine's load does
@@ -52,7 +53,10 @@ def branch_runs(root: Path, workspace: Path, tiny_data: Path, tiny_configs: dict
     gates["performance"]["thresholds"]["roc_auc"] = {"min": UNREACHABLE_AUC, "bound": "point"}
     path = tmp_path_factory.mktemp("registry-gates") / "gates.yaml"
     path.write_text(yaml.safe_dump(gates))
-    configs = {**tiny_configs, "gates": path}
+    train = yaml.safe_load(tiny_configs["train"].read_text())  # one candidate: any model will do for the registry
+    train["candidates"] = [c for c in train["candidates"] if c["type"] == "logistic_regression"]
+    (path.parent / "train.yaml").write_text(yaml.safe_dump(train))
+    configs = {**tiny_configs, "gates": path, "train": path.parent / "train.yaml"}
     runs = []
     for _ in range(3):
         result = run_on_branch(root, workspace, configs, BRANCH_NAME, data=str(tiny_data))

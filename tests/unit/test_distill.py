@@ -189,7 +189,9 @@ def test_join_helpers_time_every_model_and_gate_only_the_selected_one(teacher, s
         trained.append(TrainedStudent.from_task(task))
     t_onnx = export_teacher(teacher, dataset_spec)
     t_eval = evaluate_model("teacher", "teacher", teacher, t_onnx, None, split.holdout, dataset_spec, cfg, 0.3)
-    t_eval, rows = time_models(teacher, t_onnx, t_eval, trained, split.holdout, dataset_spec, cfg)
+    t_eval, rows = time_models(teacher, t_onnx, t_eval, trained, split.holdout, dataset_spec, cfg, "cpu")
+    assert {m["clock"] for m in t_eval["runtimes"].values()} | {m["clock"] for r in rows
+                                                                for m in r["runtimes"].values()} == {"cpu"}
     assert set(t_eval["runtimes"]) == {"native", "onnx"}
     assert [r["name"] for r in rows] == [s.name for s in trained] and all(r["cost_ratio"] > 0 for r in rows)
 
