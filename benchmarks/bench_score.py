@@ -160,9 +160,12 @@ def child(argv: list[str]) -> dict[str, Any]:
 
 # --------------------------------------------------------------------------------------------------- parent side
 def _measure(*args: str) -> dict[str, Any]:
-    """Run one child in a fresh interpreter and parse its JSON line."""
+    """Run one child in a fresh interpreter and parse its JSON line; a child the kernel killed (SIGKILL: the OOM
+    killer, e.g. the naive approach holding 10M rows and the model's intermediates at once) is ``{"killed": ...}``."""
     proc = subprocess.run([sys.executable, "-m", "benchmarks.bench_score", *args], cwd=ROOT, capture_output=True,
                           text=True)
+    if proc.returncode == -9:
+        return {"killed": "killed (SIGKILL: out of memory)"}
     if proc.returncode != 0:
         raise RuntimeError(f"bench_score {' '.join(args)} failed:\n{proc.stderr[-3000:]}")
     return json.loads(proc.stdout.strip().splitlines()[-1])
@@ -222,8 +225,13 @@ def run(quick: bool = False) -> Report:
                     logger.info("raw %s %s %s: %.0f rows/s", model, runtime, dtypes, r["rows"] / r["seconds"])
             for rows, source in inputs.items():
                 for runtime in RUNTIMES:
-                    naive = _measure("naive", str(model_dir), model, runtime, str(source), str(work / "out-naive"))
-                    rows_out.append(_row(model, rows, "naive", runtime, naive, raw[model, runtime], None))
+                    naive: dict[str, Any] | None = _measure("naive", str(model_dir), model, runtime, str(source),
+                                                            str(work / "out-naive"))
+                    if naive and "killed" in naive:
+                        rows_out.append(_killed_row(model, rows, "naive", runtime, naive["killed"]))
+                        naive = None
+                    else:
+                        rows_out.append(_row(model, rows, "naive", runtime, naive, raw[model, runtime], None))
                     r = _measure("stream", str(model_dir), model, runtime, str(source), str(work / "out"))
                     rows_out.append(_row(model, rows, "streamed", runtime, r, raw[model, runtime], naive))
                     logger.info("%s %s %d rows %s: %s", model, runtime, rows, "streamed", rows_out[-1])
@@ -266,6 +274,14 @@ def _row(model: str, rows: int, approach: str, runtime: str, r: dict[str, Any], 
     return out
 
 
+def _killed_row(model: str, rows: int, approach: str, runtime: str, why: str) -> dict[str, Any]:
+    """The table row of a measurement whose process was killed: every figure '-', the reason under seconds."""
+    figures = ("cpu_s", "rows_per_s", "rows_per_cpu_s", "vs_raw_per_cpu", "vs_naive_per_cpu", "vs_naive_wall",
+               "peak_rss_mib", "read_validate_s", "predict_s")
+    return {"model": model, "rows": rows, "approach": approach, "runtime": runtime, "seconds": why,
+            **dict.fromkeys(figures, "-")}
+
+
 def _notes(rows: list[dict[str, Any]], sizes: tuple[int, ...], doc: dict[str, Any]) -> list[str]:
     """Each target, met or not, with the numbers."""
     notes = [f"Models from {doc['train_run']} (teacher {doc['teacher']['name']}, {doc['teacher']['params']}) and "
@@ -283,6 +299,10 @@ def _notes(rows: list[dict[str, Any]], sizes: tuple[int, ...], doc: dict[str, An
                      f"{r['vs_raw_per_cpu']} (target >= {target}) {verdict}.")
     for r in largest:
         if r["runtime"] != SERVED_RUNTIME[r["model"]]:
+            continue
+        if r["vs_naive_per_cpu"] == "-":
+            notes.append(f"{r['model']} on its served runtime ({r['runtime']}) at {r['rows']:,} rows: the naive "
+                         "approach was killed (out of memory on this machine); the streamed path scored every row.")
             continue
         verdict = ("(no target)" if r["model"] != "light" else
                    f"(target >= {NAIVE_TARGET}) {'met' if r['vs_naive_per_cpu'] >= NAIVE_TARGET else 'MISSED'}")
