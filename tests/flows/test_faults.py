@@ -79,15 +79,48 @@ def start_score(root: Path, workspace: Path, configs: dict[str, Path], faults: l
     return process
 
 
-def wait_for(log: Path, pattern: str, timeout: float = 240) -> re.Match:
-    """The first match of ``pattern`` in the log, waiting for it."""
+def wait_for(log: Path, pattern: str, timeout: float = 240, run: subprocess.Popen | None = None) -> re.Match:
+    """The first match of ``pattern`` in the log, waiting for it; when it never comes and ``run`` (started with
+    ``PYTHONFAULTHANDLER``) is given, the Python stacks of its processes are added to the message."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         found = re.search(pattern, log.read_text())
         if found:
             return found
         time.sleep(0.2)
-    raise AssertionError(f"{pattern!r} not in {log} after {timeout} s:\n{log.read_text()[-3000:]}")
+    dumped = dump_stacks(run) if run is not None else ""
+    raise AssertionError(f"{pattern!r} not in {log} after {timeout} s{dumped}:\n{log.read_text()[-8000:]}")
+
+
+def dump_stacks(run: subprocess.Popen) -> str:
+    """SIGABRT every process of ``run``'s session, tasks first (faulthandler prints each one's Python stacks to its
+    stderr, which the runtime copies into the log), then the runtime; says which processes."""
+    members = [int(e.name) for e in Path("/proc").iterdir() if e.name.isdigit() and _session(int(e.name)) == run.pid]
+    before = {pid: _cmdline(pid) for pid in members}
+    for pid in sorted(members, key=lambda p: p == run.pid):  # the runtime last, so it still copies the tasks' output
+        try:
+            os.kill(pid, signal.SIGABRT)
+        except ProcessLookupError:
+            continue
+        time.sleep(2)
+    return " (Python stacks dumped into the log, SIGABRT with PYTHONFAULTHANDLER, of " + "; ".join(
+        f"{pid}: {cmd[:160]}" for pid, cmd in before.items()) + ")"
+
+
+def _session(pid: int) -> int | None:
+    """The session id of a process (None when it is gone)."""
+    try:
+        return os.getsid(pid)
+    except (ProcessLookupError, PermissionError):
+        return None
+
+
+def _cmdline(pid: int) -> str:
+    """A process's command line, or '' when it is gone."""
+    try:
+        return (Path(f"/proc/{pid}/cmdline")).read_bytes().replace(b"\0", b" ").decode()
+    except OSError:
+        return ""
 
 
 def alive(pid: int) -> bool:
@@ -293,10 +326,11 @@ def test_a_train_flow_dying_between_its_audit_event_and_its_tags_ends_consistent
     args = [sys.executable, str(root / "flows" / "train_flow.py"), "--branch", BRANCH,
             *[item for name, path in configs.items() for item in ("--config", name, str(path))],
             "run", "--data", str(gates_datasets["normal"])]
-    killed = subprocess.Popen(args, cwd=workspace, env={**os.environ, "MLOPS_REGISTRY_FAULT": "hang"},
+    killed = subprocess.Popen(args, cwd=workspace, env={**os.environ, "MLOPS_REGISTRY_FAULT": "hang",
+                                                        "PYTHONFAULTHANDLER": "1"},
                               stdout=log.open("w"), stderr=subprocess.STDOUT, start_new_session=True)
     STARTED.append(killed)
-    pid = int(wait_for(log, r"hanging after the audit event \(pid (\d+)\)", timeout=600).group(1))
+    pid = int(wait_for(log, r"hanging after the audit event \(pid (\d+)\)", timeout=600, run=killed).group(1))
     run_id = wait_for(log, r"run-id (\d+)").group(1)
     kill(killed.pid)  # the run and its end task, between the promotion event and the tag moves
     kill(pid)
