@@ -82,25 +82,20 @@ def start_score(root: Path, workspace: Path, configs: dict[str, Path], faults: l
 
 def wait_for(log: Path, pattern: str, timeout: float = 240) -> re.Match:
     """The first match of ``pattern`` in the log, waiting for it."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        found = re.search(pattern, log.read_text())
-        if found:
-            return found
-        time.sleep(0.2)
-    raise AssertionError(f"{pattern!r} not in {log} after {timeout} s:\n{log.read_text()[-3000:]}")
+    return wait_until(lambda: re.search(pattern, log.read_text()), f"{pattern!r} in {log}", timeout, log)
 
 
-def wait_until(probe: Callable[[], Any], what: str, timeout: float, log: Path, run: subprocess.Popen) -> Any:
-    """The first value of ``probe()`` that is not None, polling; else fail with the log and the Python stacks of
-    ``run``'s processes."""
+def wait_until(probe: Callable[[], Any], what: str, timeout: float, log: Path,
+               run: subprocess.Popen | None = None) -> Any:
+    """The first value of ``probe()`` that is not None, polling; else fail with the end of the log and, when ``run``
+    is given, the Python stacks of its processes."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         value = probe()
         if value is not None:
             return value
-        time.sleep(0.5)
-    dumped = dump_stacks(run)
+        time.sleep(0.2)
+    dumped = dump_stacks(run) if run is not None else ""
     raise AssertionError(f"{what}: not seen after {timeout} s{dumped}:\n{log.read_text()[-8000:]}")
 
 
@@ -130,7 +125,7 @@ def _session(pid: int) -> int | None:
 def _cmdline(pid: int) -> str:
     """A process's command line, or '' when it is gone."""
     try:
-        return (Path(f"/proc/{pid}/cmdline")).read_bytes().replace(b"\0", b" ").decode()
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
     except OSError:
         return ""
 
@@ -146,16 +141,8 @@ def alive(pid: int) -> bool:
 
 def run_processes(run_id: str) -> list[int]:
     """The processes of a local run's tasks (their command lines name the run id)."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
-            except OSError:
-                continue
-            if f"--run-id {run_id}" in cmdline and alive(int(entry.name)):
-                found.append(int(entry.name))
-    return found
+    return [int(e.name) for e in Path("/proc").iterdir()
+            if e.name.isdigit() and f"--run-id {run_id}" in _cmdline(int(e.name)) and alive(int(e.name))]
 
 
 def kill(pid: int) -> None:
