@@ -1,23 +1,27 @@
 """ONNX export of a fitted model pipeline (preprocessing included), an ONNX Runtime scorer, and parity checks.
 
 Graph input convention (every flow that produces ONNX follows it): the raw feature columns packed into two inputs,
-``numeric_inputs`` (``float32 [None, k]``, the dataset's numeric columns in config order) and
-``categorical_inputs`` (``string [None, m]``, its categoricals in config order); the column names are stored in the
-model's metadata (``numeric_columns``, ``categorical_columns``: JSON lists) and nowhere else: tensor names inside
+``numeric_inputs`` (``float32 [None, k]``, the dataset's numeric columns in config order) and the categoricals in
+config order, either as ``categorical_codes`` (``int64 [None, m]``: each value's position in the column's fitted
+levels, which the metadata holds as ``categorical_levels``) or as ``categorical_inputs`` (``string [None, m]``);
+the column names are stored in the model's metadata (``numeric_columns``, ``categorical_columns``: JSON lists) and
+nowhere else: tensor names inside
 a graph are generated (``onnx_graph.safe_names``), so any column name works (hyphens, quotes, spaces, unicode,
 names that collide once skl2onnx has sanitized them). The output ``probabilities`` is ``[None, 2]`` (no ZipMap).
 Two inputs instead of one per column is what makes a single-row call cheap: ONNX Runtime's per-call cost grows with
 the number of inputs it binds (about 1 us each, measured in bench_distill). Graphs with one input per column (the
 convention before) are still scored.
 
-Inside the graph, the categoricals are encoded by one string encoder for all columns (``onnx_encoding``: the node
-count does not grow with the number of columns) when the preprocessing is the project's (``features.preprocessor``
-without missing indicators); otherwise skl2onnx converts it column by column, a ``Split`` giving each column back
-its own ``[None, 1]`` tensor (``encoding="per_column"`` asks for that graph).
+When the preprocessing is the project's (``features.preprocessor`` without missing indicators), the graph reads
+codes and encodes all categoricals with one table lookup (``onnx_encoding``: the node count does not grow with the
+number of columns, and ONNX Runtime copies no strings); otherwise skl2onnx converts it column by column from
+strings, a ``Split`` giving each column back its own ``[None, 1]`` tensor (``encoding="per_column"`` asks for that
+graph).
 
 The pipeline's ``categorical_cleaner`` (a ``FunctionTransformer``; skl2onnx cannot convert it) is left out of the
 graph: :class:`OnnxScorer` applies the very same function (``features._to_str``: None, NaN and '' become
-``features.MISSING``, everything else ``str``) before it feeds the strings, so the graph starts at the encoder.
+``features.MISSING``, everything else ``str``) before it feeds the strings or maps them to level positions (once
+per distinct value, or per category of a pandas categorical), so the graph starts at the encoder.
 Numbers are fed as float32, so a value within float32 rounding of a split threshold can land on the other side:
 :func:`parity` measures that against the native pipeline (max |diff| and decision flips at a threshold).
 
@@ -41,11 +45,13 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import FunctionTransformer
 
 from steps.config.dataset import DatasetConfig
-from steps.modeling.features import MISSING, _to_str
+from steps.modeling.features import MISSING, _clean_levels, _to_str
 from steps.modeling.onnx_encoding import single_encoder_model
 from steps.modeling.onnx_graph import (
+    CATEGORICAL_CODES,
     CATEGORICAL_INPUT,
     COLUMNS_KEY,
+    LEVELS_KEY,
     ML_OPSET,
     NUMERIC_INPUT,
     OUTPUT,
@@ -216,8 +222,27 @@ def clean_categorical(values: pd.Series) -> np.ndarray:
     return _to_str(values.to_numpy(dtype=object).reshape(-1, 1)).ravel()
 
 
+def level_table(uniques: Any, positions: dict[str, int]) -> np.ndarray:
+    """The position of each cleaned value of ``uniques`` in a graph's levels (``len(positions)``: not a level),
+    then that of the missing level: a column's positions are ``table[codes]`` with code -1 for missing."""
+    cleaned = np.append(_clean_levels(np.asarray(uniques, dtype=object)), MISSING)
+    return np.fromiter((positions.get(level, len(positions)) for level in cleaned), np.int64, len(cleaned))
+
+
+def level_positions(values: pd.Series, positions: dict[str, int]) -> np.ndarray:
+    """One categorical column as its values' positions in a graph's levels (``positions``: level -> position),
+    ``len(positions)`` for a value the graph does not know; cleaned once per distinct value (``features._to_str``).
+    A pandas categorical (what ScoreFlow reads from Arrow dictionaries) is mapped through its categories."""
+    array = values.array
+    if isinstance(array, pd.Categorical):
+        return level_table(array.categories, positions)[array.codes]
+    codes, uniques = pd.factorize(values, use_na_sentinel=True)  # Arrow-backed strings factorize natively
+    return level_table(uniques, positions)[codes]
+
+
 class OnnxScorer:
-    """Positive-class probabilities from ONNX bytes with ONNX Runtime; the categorical cleaning happens here."""
+    """Positive-class probabilities from ONNX bytes with ONNX Runtime; the categorical cleaning (and, for a graph
+    reading ``categorical_codes``, the mapping to level positions) happens here."""
 
     def __init__(self, onnx_bytes: bytes, threads: int = 1) -> None:
         import json
@@ -232,9 +257,13 @@ class OnnxScorer:
         inputs = {i.name: i.type for i in self.session.get_inputs()}
         meta = self.session.get_modelmeta().custom_metadata_map
         self.packed = {name: json.loads(meta[key]) for name, key in COLUMNS_KEY.items() if name in inputs}
+        self.positions: list[dict[str, int]] | None = None
+        if CATEGORICAL_CODES in self.packed:
+            self.positions = [{level: i for i, level in enumerate(column)} for column in json.loads(meta[LEVELS_KEY])]
+        self._tables: dict[int, tuple[pd.Index, np.ndarray]] = {}  # per column: the last categories seen, mapped
         if self.packed:
             self.numeric = self.packed.get(NUMERIC_INPUT, [])
-            self.strings = self.packed.get(CATEGORICAL_INPUT, [])
+            self.strings = self.packed.get(CATEGORICAL_CODES, self.packed.get(CATEGORICAL_INPUT, []))
             return
         self.numeric = [n for n, t in inputs.items() if t == "tensor(float)"]  # one input per column (older graphs)
         self.strings = [n for n, t in inputs.items() if t == "tensor(string)"]
@@ -248,17 +277,35 @@ class OnnxScorer:
         return [*self.numeric, *self.strings]
 
     def feed(self, frame: pd.DataFrame) -> dict[str, np.ndarray]:
-        """The graph's inputs built from raw rows (numeric as float32, categoricals cleaned to strings)."""
+        """The graph's inputs built from raw rows (numeric as float32, categoricals as level positions or cleaned
+        strings)."""
         if self.packed:
             out = {}
             if self.numeric:
                 out[NUMERIC_INPUT] = np.ascontiguousarray(
                     frame[self.numeric].to_numpy(dtype=np.float32, na_value=np.nan))
-            if self.strings:
+            if self.positions is not None:
+                out[CATEGORICAL_CODES] = self._codes(frame, self.positions)
+            elif self.strings:
                 out[CATEGORICAL_INPUT] = np.column_stack([clean_categorical(frame[c]) for c in self.strings])
             return out
         out = {c: frame[c].to_numpy(dtype=np.float32, na_value=np.nan).reshape(-1, 1) for c in self.numeric}
         out.update({c: clean_categorical(frame[c]).reshape(-1, 1) for c in self.strings})
+        return out
+
+    def _codes(self, frame: pd.DataFrame, positions: list[dict[str, int]]) -> np.ndarray:
+        """The categoricals as level positions, int64 [N, m]; a pandas categorical column's categories are mapped
+        once and reused while the next frame has the same ones (ScoreFlow's batches of one file usually do)."""
+        out = np.empty((len(frame), len(self.strings)), dtype=np.int64)
+        for j, column in enumerate(self.strings):
+            array = frame[column].array
+            if not isinstance(array, pd.Categorical):
+                out[:, j] = level_positions(frame[column], positions[j])
+                continue
+            seen = self._tables.get(j)
+            if seen is None or not (seen[0] is array.categories or seen[0].equals(array.categories)):
+                seen = self._tables[j] = (array.categories, level_table(array.categories, positions[j]))
+            out[:, j] = seen[1][array.codes]
         return out
 
     def predict(self, frame: pd.DataFrame) -> np.ndarray:

@@ -2,9 +2,14 @@
 
 skl2onnx converts an ``OrdinalEncoder``/``OneHotEncoder`` column by column (one string ``LabelEncoder`` per column,
 and for one-hot a dense matrix that feeds a ``MatMul``): with 30 categoricals that is most of a small model's cost.
-Here the packed string input ``categorical_inputs`` [N, m] goes through ONE ``ai.onnx.ml.LabelEncoder`` whose keys
-are the union V of all columns' levels (value: position in V, unknown: |V|). Adding the constant ``j * (|V| + 1)``
-to column j gives a flat index into a per-(column, level) table, read by one ``Gather``:
+Even one string encoder for all columns leaves ONNX Runtime copying m Python strings into a string tensor per row,
+which costs more than a small model (``bench_distill``, many-categoricals table). So these graphs read no strings:
+their input ``categorical_codes`` (int64 [N, m]) holds each column's level as its position in that column's fitted
+levels (``len(levels)`` for a value the column never saw, missing included when it is not a level), the levels
+being in the graph's metadata (``categorical_levels``) for the scorer, which maps strings or pandas/Arrow
+dictionary codes to positions before the graph (``onnx.OnnxScorer.feed``). Adding the constant ``j * W`` to column
+j (W: the most levels of any column, plus one) gives a flat index into a per-(column, level) table, read by one
+``Gather``:
 
 * ordinal codes (tree models): the table holds each level's code in its column, ``unknown_value`` (-1) elsewhere,
   exactly sklearn's ``OrdinalEncoder(handle_unknown="use_encoded_value")``; the codes are concatenated with the
@@ -15,7 +20,7 @@ to column j gives a flat index into a per-(column, level) table, read by one ``G
 
 The numeric block (median imputation, standard scaling or passthrough) is written as plain ops. Anything else
 (missing indicators, infrequent levels, ``drop``, an estimator with a one-hot input but no known layers) gives
-``None``: the caller converts column by column instead.
+``None``: the caller converts column by column instead (string input, one encoder per column).
 """
 
 from __future__ import annotations
@@ -34,7 +39,7 @@ from sklearn.preprocessing import FunctionTransformer, OneHotEncoder, OrdinalEnc
 
 from steps.config.dataset import DatasetConfig
 from steps.modeling.onnx_graph import (
-    CATEGORICAL_INPUT,
+    CATEGORICAL_CODES,
     IR_VERSION,
     NUMERIC_INPUT,
     OUTPUT,
@@ -150,25 +155,21 @@ def _int_type(low: int, high: int) -> Any:
                 if np.iinfo(t).min <= low and high <= np.iinfo(t).max)
 
 
-def level_lookup(b: Builder, columns: list[list[str]], values: list[np.ndarray], unknown: int, to: int) -> str:
-    """[N, m] tensor of ONNX type ``to``: ``values[j][i]`` where column j holds its level ``columns[j][i]``,
-    ``unknown`` elsewhere.
+def level_lookup(b: Builder, values: list[np.ndarray], unknown: int, to: int) -> str:
+    """[N, m] tensor of ONNX type ``to``: ``values[j][i]`` where column j's code is i (its level i),
+    ``unknown`` where the code is ``len(values[j])`` (a level the column never saw).
 
-    One LabelEncoder over the packed strings (keys: the union of all levels), a per-column offset, one Gather from
-    an integer table of m x (|V| + 1) entries in the smallest integer type that holds them, one Cast.
+    A per-column offset added to the codes, one Gather from an integer table of m x W entries (W: the longest
+    column plus one) in the smallest integer type that holds them, one Cast.
     """
-    vocab = sorted({level for column in columns for level in column})
-    index = {level: i for i, level in enumerate(vocab)}
-    width = len(vocab) + 1  # the last slot of each column: a string none of the columns knows
+    width = max(len(v) for v in values) + 1
     high = max([unknown, *[int(np.max(v)) for v in values if len(v)]])
     low = min([unknown, *[int(np.min(v)) for v in values if len(v)]])
-    table = np.full((len(columns), width), unknown, dtype=_int_type(low, high))
-    for j, (column, vals) in enumerate(zip(columns, values, strict=True)):
-        table[j, [index[level] for level in column]] = vals
-    ids = b.op("LabelEncoder", [CATEGORICAL_INPUT], "vocab_index", domain="ai.onnx.ml", keys_strings=vocab,
-               values_int64s=list(range(len(vocab))), default_int64=len(vocab))
-    offsets = b.const("column_offsets", (np.arange(len(columns), dtype=np.int64) * width).reshape(1, -1))
-    flat = b.op("Add", [ids, offsets], "flat_index")
+    table = np.full((len(values), width), unknown, dtype=_int_type(low, high))
+    for j, vals in enumerate(values):
+        table[j, :len(vals)] = vals
+    offsets = b.const("column_offsets", (np.arange(len(values), dtype=np.int64) * width).reshape(1, -1))
+    flat = b.op("Add", [CATEGORICAL_CODES, offsets], "flat_index")
     found = b.op("Gather", [b.const("level_table", table.ravel()), flat], "lookup", axis=0)
     return b.op("Cast", [found], "looked_up", to=to)
 
@@ -195,7 +196,7 @@ def ordinal_codes(b: Builder, encoder: OrdinalEncoder) -> str:
     columns = levels(encoder)
     unknown = encoder.unknown_value if encoder.handle_unknown == "use_encoded_value" else -1
     # an integer table, cast to float after the lookup: quantize_dynamic leaves it be
-    return level_lookup(b, columns, [np.arange(len(c)) for c in columns], unknown, TensorProto.FLOAT)
+    return level_lookup(b, [np.arange(len(c)) for c in columns], unknown, TensorProto.FLOAT)
 
 
 def linear_layers(estimator: Any, logit: bool) -> list[Layer] | None:
@@ -229,8 +230,8 @@ def _first_layer(b: Builder, blocks: list[Block], weights: np.ndarray) -> list[s
             continue
         columns = levels(block.steps[0])
         starts = np.cumsum([0, *[len(c) for c in columns[:-1]]])
-        rows = level_lookup(b, columns, [s + np.arange(len(c)) for s, c in zip(starts, columns, strict=True)],
-                            block.width, TensorProto.INT32)
+        rows = level_lookup(b, [s + np.arange(len(c)) for s, c in zip(starts, columns, strict=True)], block.width,
+                            TensorProto.INT32)
         table = b.const("weights_cat", np.vstack([w, np.zeros((1, w.shape[1]), np.float32)]))
         picked = b.op("Gather", [table, rows], "picked_rows", axis=0)
         parts.append(b.op("ReduceSum", [picked, b.const("axis", np.array([1], np.int64))], "cat_product",
@@ -262,7 +263,7 @@ def _model(b: Builder, spec: DatasetConfig, output: str, target_opset: int) -> A
     """A model of the builder's nodes on the packed inputs, with ``output`` (float [N, ?]) as its only output."""
     from onnx import TensorProto, helper
 
-    graph = helper.make_graph(b.nodes, "single_encoder", packed_inputs(spec),
+    graph = helper.make_graph(b.nodes, "single_encoder", packed_inputs(spec, codes=True),
                               [helper.make_tensor_value_info(output, TensorProto.FLOAT, [None, None])],
                               initializer=b.initializers)
     return helper.make_model(graph, opset_imports=opsets(target_opset), ir_version=IR_VERSION)
@@ -283,7 +284,7 @@ def _with_estimator(b: Builder, blocks: list[Block], estimator: Any, spec: Datas
     graph.node.extend(nodes)
     graph.initializer.extend(b.initializers)
     del graph.input[:]
-    graph.input.extend(packed_inputs(spec))
+    graph.input.extend(packed_inputs(spec, codes=True))
     domains = {o.domain for o in model.opset_import} - {"", "ai.onnx.ml"}
     keep = [o for o in model.opset_import if o.domain in domains]
     del model.opset_import[:]
@@ -325,5 +326,6 @@ def single_encoder_model(pipeline: Pipeline, spec: DatasetConfig, estimator: Any
             model = append_sigmoid(model, outputs[0])
         elif OUTPUT not in outputs:
             raise ExportError(f"converted {name} has outputs {outputs}, expected '{OUTPUT}'")
-    set_columns_metadata(model, spec)
+    categorical = [block.steps[0] for block in blocks if block.kind == "cat"]
+    set_columns_metadata(model, spec, levels(categorical[0]) if categorical else None)
     return model

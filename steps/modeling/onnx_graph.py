@@ -32,7 +32,14 @@ OUTPUT = "probabilities"
 NUMERIC_INPUT, CATEGORICAL_INPUT = "numeric_inputs", "categorical_inputs"
 
 
-COLUMNS_KEY = {NUMERIC_INPUT: "numeric_columns", CATEGORICAL_INPUT: "categorical_columns"}
+CATEGORICAL_CODES = "categorical_codes"  # int64 [N, m]: each categorical as its position in the graph's levels
+
+
+COLUMNS_KEY = {NUMERIC_INPUT: "numeric_columns", CATEGORICAL_INPUT: "categorical_columns",
+               CATEGORICAL_CODES: "categorical_columns"}
+
+
+LEVELS_KEY = "categorical_levels"  # metadata of a graph reading codes: each categorical's levels (JSON lists)
 
 
 class ExportError(RuntimeError):
@@ -49,27 +56,34 @@ def safe_names(spec: DatasetConfig) -> dict[str, str]:
     return {column: f"c{i}" for i, column in enumerate(spec.features)}
 
 
-def packed_columns(spec: DatasetConfig) -> dict[str, list[str]]:
-    """The packed inputs a graph of ``spec`` takes, with their columns in order (an empty group has no input)."""
-    groups = {NUMERIC_INPUT: list(spec.numeric), CATEGORICAL_INPUT: list(spec.categorical)}
+def packed_columns(spec: DatasetConfig, codes: bool = False) -> dict[str, list[str]]:
+    """The packed inputs a graph of ``spec`` takes, with their columns in order (an empty group has no input);
+    ``codes``: the categoricals come as level positions (``categorical_codes``), not strings."""
+    groups = {NUMERIC_INPUT: list(spec.numeric), CATEGORICAL_CODES if codes else CATEGORICAL_INPUT:
+              list(spec.categorical)}
     return {name: columns for name, columns in groups.items() if columns}
 
 
-def packed_inputs(spec: DatasetConfig) -> list[Any]:
-    """The graph inputs of the convention: ``numeric_inputs`` float32 [N, k], ``categorical_inputs`` string [N, m]."""
+def packed_inputs(spec: DatasetConfig, codes: bool = False) -> list[Any]:
+    """The graph inputs of the convention: ``numeric_inputs`` float32 [N, k], and ``categorical_inputs`` string
+    [N, m] or (``codes``) ``categorical_codes`` int64 [N, m]."""
     from onnx import TensorProto, helper
 
-    kinds = {NUMERIC_INPUT: TensorProto.FLOAT, CATEGORICAL_INPUT: TensorProto.STRING}
+    kinds = {NUMERIC_INPUT: TensorProto.FLOAT, CATEGORICAL_INPUT: TensorProto.STRING,
+             CATEGORICAL_CODES: TensorProto.INT64}
     return [helper.make_tensor_value_info(name, kinds[name], [None, len(columns)])
-            for name, columns in packed_columns(spec).items()]
+            for name, columns in packed_columns(spec, codes).items()]
 
 
-def set_columns_metadata(model: Any, spec: DatasetConfig) -> None:
-    """Record the user's column names of each packed input (JSON lists) in the model's metadata."""
+def set_columns_metadata(model: Any, spec: DatasetConfig, levels: list[list[str]] | None = None) -> None:
+    """Record the user's column names of each packed input (JSON lists) in the model's metadata, and with
+    ``levels`` (a graph reading ``categorical_codes``) each categorical's levels in code order."""
     from onnx import helper
 
     props = {p.key: p.value for p in model.metadata_props}
     props.update({COLUMNS_KEY[name]: json.dumps(columns) for name, columns in packed_columns(spec).items()})
+    if levels is not None:
+        props[LEVELS_KEY] = json.dumps(levels)
     helper.set_model_props(model, props)
 
 

@@ -16,7 +16,7 @@ from steps.config import CandidateConfig, DatasetConfig, StudentConfig
 from steps.distill.onnx import parity_check, to_onnx as distill_to_onnx
 from steps.distill.students import build_student, fit_student, teacher_logits
 from steps.modeling import models
-from steps.modeling.onnx import CATEGORICAL_INPUT, NUMERIC_INPUT, OnnxScorer, to_onnx
+from steps.modeling.onnx import CATEGORICAL_CODES, CATEGORICAL_INPUT, NUMERIC_INPUT, OnnxScorer, to_onnx
 
 NAME_SETS = {
     # every kind of name at once; the categoricals' levels come from the config (unicode and quotes included)
@@ -91,9 +91,9 @@ def test_any_column_name_exports_and_matches_native(case, kind, encoding):
     pipeline = fitted[kind]
     export = distill_to_onnx if kind.startswith("student") else to_onnx
     blob = export(pipeline, spec, encoding=encoding)
-    if encoding == "single":  # one string encoder reads every categorical, nothing is unpacked
+    if encoding == "single":  # one table lookup reads every categorical's code: no string, nothing unpacked
         ops = [n.op_type for n in onnx.load_from_string(blob).graph.node]
-        assert ops.count("LabelEncoder") == 1 and "Split" not in ops
+        assert "LabelEncoder" not in ops and "Split" not in ops and ops.count("Add") >= 1
     scorer = OnnxScorer(blob)
     assert scorer.numeric == list(spec.numeric) and scorer.strings == list(spec.categorical)
     frame = _unusual_rows(test, spec, with_nan=kind != "logistic_regression")
@@ -109,8 +109,14 @@ def test_user_names_live_only_in_the_metadata(case, kind):
     for encoding in ("single", "per_column"):
         model = onnx.load_from_string(export(fitted[kind], spec, encoding=encoding))
         meta = {p.key: json.loads(p.value) for p in model.metadata_props}
+        levels = meta.pop("categorical_levels", None)
         assert meta == {"numeric_columns": list(spec.numeric), "categorical_columns": list(spec.categorical)}
-        assert [i.name for i in model.graph.input] == [NUMERIC_INPUT, CATEGORICAL_INPUT]
+        codes = encoding == "single"
+        assert [i.name for i in model.graph.input] == [NUMERIC_INPUT, CATEGORICAL_CODES if codes else CATEGORICAL_INPUT]
+        assert (levels is not None) == codes
+        if codes:  # the levels a person reads are the user's own, unicode and quotes included
+            assert [set(col) - {"__missing__"} for col in levels] == [
+                set(rule.categories or [f"l{k}" for k in range(4)]) for rule in spec.categorical.values()]
         tensors = {name for node in model.graph.node for name in [*node.input, *node.output]}
         assert not tensors & set(spec.features)
 
@@ -127,7 +133,7 @@ def test_a_dataset_with_one_kind_of_column_exports(groups):
                              for s in STUDENTS.values()]
     for pipeline in pipelines:
         scorer = OnnxScorer(distill_to_onnx(pipeline, spec))
-        assert list(scorer.packed) == ([NUMERIC_INPUT] if groups == "numeric_only" else [CATEGORICAL_INPUT])
+        assert list(scorer.packed) == ([NUMERIC_INPUT] if groups == "numeric_only" else [CATEGORICAL_CODES])
         native = pipeline.predict_proba(test[spec.features])[:, 1]
         assert parity_check(native, scorer.predict(test), 0.5, 1e-4, 1e-4)["passed"]
 
@@ -190,6 +196,23 @@ def test_single_encoder_follows_the_fitted_settings(model):
     test = _unusual_rows(_frame(spec, 200, 7), spec, with_nan=True)
     pipeline.fit(train[spec.features], train.iloc[:, 0].fillna(0.0) - train[spec.target.name])
     blob = distill_to_onnx(pipeline, spec)
-    assert [n.op_type for n in onnx.load_from_string(blob).graph.node].count("LabelEncoder") == 1
+    assert [i.name for i in onnx.load_from_string(blob).graph.input] == [NUMERIC_INPUT, CATEGORICAL_CODES]
     native = pipeline.predict_proba(test[spec.features])[:, 1]
     assert parity_check(native, OnnxScorer(blob).predict(test), 0.5, 1e-4, 1e-4)["passed"]
+
+
+@pytest.mark.parametrize("as_category", [False, True])
+@pytest.mark.parametrize("rows", [1, 5, 3000])
+def test_level_positions_map_strings_and_dictionary_codes_alike(as_category, rows):
+    from steps.modeling.onnx import level_positions
+
+    positions = {"__missing__": 0, "a b": 1, "ü-ber": 2, "1": 3}  # a graph's levels (missing is a level here)
+    values = pd.Series(np.resize(np.array(["ü-ber", None, "", "never", 1, "a b", np.nan], dtype=object), rows))
+    expected = np.resize(np.array([2, 0, 0, 4, 3, 1, 0]), rows)  # unknown -> len(positions); 1 and "1" alike
+    # a pandas categorical (Arrow dictionary): missing cells have code -1, the categories are the distinct strings
+    column = values.astype(str).where(values.notna(), None).astype("category") if as_category else values
+    got = level_positions(column, positions)
+    assert got.dtype == np.int64 and got.tolist() == expected.tolist()
+    without_missing = {k: v - 1 for k, v in positions.items() if k != "__missing__"}
+    assert level_positions(column, without_missing).tolist() == [
+        3 if e == 0 else e - 1 if e < 4 else 3 for e in expected.tolist()]  # missing is unknown when not a level

@@ -18,7 +18,16 @@ from steps.config import FaultInjection, ScoreConfig
 from steps.core.storage import sha256_file
 from steps.data.contract import SchemaMismatch, ScoreInputError, reason_labels, row_violations
 from steps.modeling import models
-from steps.modeling.onnx import CATEGORICAL_INPUT, NUMERIC_INPUT, ExportError, OnnxScorer, check_parity, parity, to_onnx
+from steps.modeling.onnx import (
+    CATEGORICAL_CODES,
+    CATEGORICAL_INPUT,
+    NUMERIC_INPUT,
+    ExportError,
+    OnnxScorer,
+    check_parity,
+    parity,
+    to_onnx,
+)
 from steps.scoring.faults import InjectedFault, fault_settings
 from steps.scoring.partition import (
     MANIFEST,
@@ -394,12 +403,13 @@ def test_onnx_graph_takes_two_packed_inputs_and_never_splits_the_numbers_apart(l
     model = onnx.load_from_string(blob)
     inputs = {i.name: [d.dim_value for d in i.type.tensor_type.shape.dim] for i in model.graph.input}
     assert inputs == {NUMERIC_INPUT: [0, len(dataset_spec.numeric)],
-                      CATEGORICAL_INPUT: [0, len(dataset_spec.categorical)]}
+                      CATEGORICAL_CODES: [0, len(dataset_spec.categorical)]}
     meta = {p.key: json.loads(p.value) for p in model.metadata_props}
     assert meta == {"numeric_columns": list(dataset_spec.numeric),
-                    "categorical_columns": list(dataset_spec.categorical)}
+                    "categorical_columns": list(dataset_spec.categorical),
+                    "categorical_levels": [list(c) for c in pipeline[0].named_transformers_["cat"][-1].categories_]}
     ops = [n.op_type for n in model.graph.node]
-    assert "Split" not in ops and ops.count("LabelEncoder") == 1  # one encoder reads all categoricals packed
+    assert "Split" not in ops and "LabelEncoder" not in ops and ops.count("Gather") == 1  # one lookup, all columns
     per_column = onnx.load_from_string(to_onnx(pipeline, dataset_spec, encoding="per_column"))
     unpacks = [n for n in per_column.graph.node if n.op_type == "Split"]
     assert [list(n.input) for n in unpacks] == [[CATEGORICAL_INPUT]]  # numbers are read packed
