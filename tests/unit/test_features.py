@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from scipy import sparse
 
 from steps.config import DatasetConfig
 from steps.modeling import features
@@ -22,8 +23,33 @@ def open_spec(dataset_spec: DatasetConfig) -> DatasetConfig:
     return DatasetConfig.model_validate(doc)
 
 
-def fitted(spec: DatasetConfig, style: str, frame: pd.DataFrame):
-    return features.preprocessor(spec, style).fit(frame[spec.features])
+class Densified:
+    """A fitted preprocessor whose output is dense (the linear style's output is sparse when mostly zeros)."""
+
+    def __init__(self, pre) -> None:
+        self.pre = pre
+
+    def transform(self, frame: pd.DataFrame) -> np.ndarray:
+        out = self.pre.transform(frame)
+        return out.toarray() if sparse.issparse(out) else out
+
+    def get_feature_names_out(self):
+        return self.pre.get_feature_names_out()
+
+
+def fitted(spec: DatasetConfig, style: str, frame: pd.DataFrame) -> Densified:
+    return Densified(features.preprocessor(spec, style).fit(frame[spec.features]))
+
+
+def test_linear_style_output_is_sparse_and_equals_the_dense_encoding(clean_frame: pd.DataFrame,
+                                                                    dataset_spec: DatasetConfig) -> None:
+    from sklearn.base import clone
+
+    pre = features.preprocessor(dataset_spec, "linear")
+    dense = clone(pre).set_params(cat__encode__sparse_output=False).fit(clean_frame[dataset_spec.features])
+    out = pre.fit(clean_frame[dataset_spec.features]).transform(clean_frame[dataset_spec.features])
+    assert sparse.issparse(out) and out.nnz < 0.5 * out.shape[0] * out.shape[1]
+    np.testing.assert_array_equal(out.toarray(), dense.transform(clean_frame[dataset_spec.features]))
 
 
 def with_odd_values(frame: pd.DataFrame, spec: DatasetConfig, column: str) -> pd.DataFrame:
