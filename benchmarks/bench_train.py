@@ -112,7 +112,8 @@ def run_size(rows: int, work: Path, forest_rows: int) -> dict[str, Any]:
     """One TrainFlow run on ``rows`` generated rows: the measurements of every table."""
     from metaflow import Runner
 
-    from steps.config import DatasetConfig, load_file
+    from steps.config import DatasetConfig, TrainConfig, load_file
+    from steps.data.split import split_columns
     from steps.modeling.training import training_columns
 
     data = make_data(rows, work)
@@ -146,7 +147,8 @@ def run_size(rows: int, work: Path, forest_rows: int) -> dict[str, Any]:
     total = sum(split[p]["rows"] for p in ("train", "validation", "holdout"))
     shares = {p: split[p]["rows"] / total for p in ("train", "validation", "holdout")}
     used = {"start": arrow_mib(data, None, 1.0),
-            "split": arrow_mib(data, [spec.target.name, spec.time_column, spec.id], 1.0),
+            "split": arrow_mib(data, split_columns(spec, load_file(TrainConfig, ROOT / "config" / "train.yaml").split),
+                               1.0),
             "train_candidate": arrow_mib(data, training_columns(spec), shares["train"] + shares["validation"]),
             "join": 0.0, "judge": arrow_mib(data, None, shares["holdout"]), "end": 0.0}
     return {"rows": rows, "wall": wall, "steps": steps, "summaries": summaries, "peaks": peaks, "tasks": tasks,
@@ -216,7 +218,8 @@ def _notes(tables: dict[str, list[dict[str, Any]]]) -> list[str]:
         "Peak RSS: each task process's VmHWM at exit (includes ~250-300 MiB of imports: pandas, pyarrow, "
         "scikit-learn, LightGBM, Metaflow: imports_mib, a process that only imports them); growth_ratio: "
         "(peak - imports_mib) / arrow_mib_used. arrow_mib_used: the in-memory Arrow size of the columns the step reads "
-        "(start: all; split: target, time, id; train_candidate: features + target of the train and validation rows; "
+        "(start: all; split: target and time (steps.data.split.split_columns); train_candidate: features + target of "
+        "the train and validation rows; "
         "judge: every column of the hold-out rows); join and end read no data.",
         "Datastore bytes: every file the run added under its workspace's .metaflow (artifacts, models, cards, "
         "metadata, and the validated table stored once under _tables/ by content); a second run on the same data "

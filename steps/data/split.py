@@ -60,9 +60,13 @@ def effective_split(spec: DatasetConfig, default: SplitSpec) -> tuple[SplitSpec,
 
 
 def split_columns(spec: DatasetConfig, default: SplitSpec) -> list[str]:
-    """The columns cutting and checking the split reads: the target, time, id and the split column."""
+    """The columns cutting and checking the split reads from a validated table: the target, time and split column.
+
+    Not the id: validation rejects duplicated and empty ids, so parts that partition the table's rows never share
+    one, and a set (or hash table) of millions of ids was most of the split step's memory (``bench_train``).
+    """
     chosen, _ = effective_split(spec, default)
-    cols = [spec.target.name, spec.time_column, spec.id, chosen.column if chosen.method == "column" else None]
+    cols = [spec.target.name, spec.time_column, chosen.column if chosen.method == "column" else None]
     return list(dict.fromkeys(c for c in cols if c))
 
 
@@ -170,10 +174,11 @@ def check_split(parts: Split, spec: DatasetConfig) -> None:
             problems.append("train and validation overlap in time")
         if parts.validation[t].max() >= parts.holdout[t].min():
             problems.append("validation and holdout overlap in time")
-    if not problems and spec.id:
-        ids = [set(p[spec.id]) for p in named.values()]
-        if ids[0] & ids[1] or ids[1] & ids[2] or ids[0] & ids[2]:
-            problems.append("the same id appears in more than one part")
+    if not problems and spec.id and all(spec.id in p.columns for p in named.values()):
+        ids = [set(p[spec.id].dropna()) for p in named.values()]
+        shared = (ids[0] & ids[1]) | (ids[1] & ids[2]) | (ids[0] & ids[2])
+        if shared:
+            problems.append(f"{len(shared)} id(s) appear in more than one part (e.g. {sorted(map(str, shared))[0]!r})")
     if problems:
         hint = {"time": "fewer, larger parts (validation_fraction, holdout_fraction) or split method column/random",
                 "column": "other holdout_values/validation_values", "random": "larger fractions or more data"}

@@ -90,3 +90,24 @@ def test_without_a_time_column_the_default_split_is_random_stratified_and_says_s
 def test_split_method_time_without_a_time_column_is_a_config_error():
     with pytest.raises(ValueError, match="split method 'time' needs a time column"):
         DatasetConfig.model_validate({**PENGUINS, "time": None, "split": {"method": "time"}})
+
+
+def test_a_split_whose_parts_share_an_id_says_how_many_and_which():
+    from steps.data.split import Split, SplitError, check_split
+
+    spec = DatasetConfig(name="t", path="unused.parquet", time=None, id="id", target={"name": "y"},
+                         numeric={"x": {}})
+    part = {name: pd.DataFrame({"id": ids, "y": [0, 1], "x": [0.0, 1.0]})
+            for name, ids in (("train", ["a", "b"]), ("validation", ["c", "d"]), ("holdout", ["e", "a"]))}
+    with pytest.raises(SplitError, match=r"random split failed: 1 id\(s\) appear in more than one part \(e.g. 'a'\)"):
+        check_split(Split(**part, method="random"), spec)
+
+
+def test_the_split_of_a_validated_table_does_not_read_its_ids(cps):
+    from steps.data.split import split_columns
+
+    _, spec = cps
+    assert spec.id is None or spec.id not in split_columns(spec, SplitSpec())
+    with_id = DatasetConfig(name="t", path="unused.parquet", time=None, id="id", target={"name": "y"},
+                            numeric={"x": {}})
+    assert split_columns(with_id, SplitSpec()) == ["y"]
