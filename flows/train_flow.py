@@ -101,7 +101,7 @@ class TrainFlow(ProjectFlow):
         model = models.deserialize(self.model_blob, self.model_fingerprint)
         holdout = table.read_part(self.split_ref, "holdout")
         assessment = assess.assess(model, self.model_blob, holdout, spec, self.typed("gates"), champion,
-                                   self.decision["threshold"])
+                                   self.decision["threshold"], self.typed("profile").for_step("judge").threads)
         self.champion_run_id = champion[0] if champion else None
         self.reference_profile = reference.build_reference(model, holdout, spec, self.typed("train").reference,
                                                            assessment.scores)

@@ -22,6 +22,11 @@ class StepResources(Strict):
     timeout_minutes: int = Field(60, ge=1)
     queue: str | None = Field(None, description="key into profile.queues (AWS Batch)")
 
+    @property
+    def threads(self) -> int:
+        """Threads a step may use: its ``cpu``, at most the cores this machine has."""
+        return max(1, min(self.cpu, os.cpu_count() or 1))
+
 
 class RetryConfig(Strict):
     """``@retry`` settings applied to every step."""

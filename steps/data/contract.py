@@ -77,9 +77,22 @@ def label_values(values: pd.Series) -> np.ndarray:
 
     Each distinct value is converted once (``pd.factorize``), then rows take their value's label by code.
     """
-    codes, uniques = pd.factorize(values, use_na_sentinel=True)
-    labels = [category_label(u.item() if isinstance(u, np.generic) else u) for u in uniques]
+    codes, labels = _coded_labels(values)
     return np.array([*labels, None], dtype=object)[codes]
+
+
+def label_counts(values: pd.Series) -> pd.Series:
+    """Rows per label of :func:`label_values` (missing values not counted), most frequent first; each distinct value
+    is labelled once and no per-row string is built."""
+    codes, labels = _coded_labels(values)
+    counts = pd.Series(np.bincount(codes[codes >= 0], minlength=len(labels)), index=labels, dtype=np.int64)
+    return counts.groupby(level=0, sort=False).sum().sort_values(ascending=False, kind="stable")
+
+
+def _coded_labels(values: pd.Series) -> tuple[np.ndarray, list[str]]:
+    """Each row's code (-1: missing) and each distinct value's label."""
+    codes, uniques = pd.factorize(values, use_na_sentinel=True)
+    return codes, [category_label(u.item() if isinstance(u, np.generic) else u) for u in uniques]
 
 
 def fractional(values: pd.Series) -> pd.Series:

@@ -32,21 +32,23 @@ class Assessment:
 
 
 def _model_checks(model: Any, blob: bytes, holdout: pd.DataFrame, spec: DatasetConfig, cfg: GatesConfig,
-                  threshold: float, alone: bool = True) -> tuple[np.ndarray, list[GateResult], dict[str, Any]]:
+                  threshold: float, alone: bool = True,
+                  threads: int = 1) -> tuple[np.ndarray, list[GateResult], dict[str, Any]]:
     """Every suite that looks at one model alone: performance, fairness, robustness, efficiency, review.
 
     ``alone=False`` (the champion, whose own results are not gated): only what the comparison reports, performance
-    and efficiency.
+    and efficiency. ``threads`` score the hold-out; the efficiency gates measure one.
     """
     from steps.gates import fairness, robustness
     from steps.modeling import models
 
     def predict(frame: pd.DataFrame) -> np.ndarray:
-        return models.predict_proba(model, frame, spec)
+        return models.predict_proba(model, frame, spec, threads)
 
     y = holdout[spec.target.name].to_numpy()
     try:
-        proba = predict(holdout)
+        with timed(logger, f"gates: scoring {len(holdout):,} hold-out rows on {threads} thread(s)"):
+            proba = predict(holdout)
         if not np.isfinite(proba).all():
             raise ValueError(f"{int((~np.isfinite(proba)).sum())} non-finite scores")
     except Exception as err:  # a model that cannot score the hold-out fails here, it never crashes the flow
@@ -77,21 +79,21 @@ def _model_checks(model: Any, blob: bytes, holdout: pd.DataFrame, spec: DatasetC
 
 
 def assess(model: Any, blob: bytes, holdout: pd.DataFrame, spec: DatasetConfig, cfg: GatesConfig,
-           champion: tuple[str, Any, bytes] | None = None, threshold: float = 0.5) -> Assessment:
+           champion: tuple[str, Any, bytes] | None = None, threshold: float = 0.5, threads: int = 1) -> Assessment:
     """Run every gate suite on ``model`` and, when a champion ``(run_id, model, blob)`` exists, compare the two.
 
     ``threshold`` is the model's decision threshold (fairness rates are measured at it; the champion's decisions too,
     so both models are compared at the same operating point). With no champion the gates decide alone; with one, the
     challenger must also be significantly better on the primary metric and no worse beyond tolerance on fairness and
-    latency.
+    latency. ``threads``: the cores of the step (the hold-out is scored on them).
     """
     y = holdout[spec.target.name].to_numpy()
-    proba, results, report = _model_checks(model, blob, holdout, spec, cfg, threshold)
+    proba, results, report = _model_checks(model, blob, holdout, spec, cfg, threshold, threads=threads)
     report["curves"] = {"challenger": _curves(y, proba, cfg)}
     if champion is not None and np.isfinite(proba).all():
         run_id, champ_model, champ_blob = champion
         champ_proba, _, champ_report = _model_checks(champ_model, champ_blob, holdout, spec, cfg, threshold,
-                                                     alone=False)
+                                                     alone=False, threads=threads)
         from steps.gates.fairness import compare_disparities
 
         logger.info("gates: comparing with champion run %s", run_id)

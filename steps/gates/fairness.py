@@ -36,13 +36,17 @@ MISSING_GROUP = "__missing__"
 COLUMNS = ("rows", "positives", "selection_rate", "tpr", "fpr", "auc")
 
 
-def group_aucs(y: np.ndarray, score: np.ndarray, codes: np.ndarray, k: int) -> np.ndarray:
+def group_aucs(y: np.ndarray, score: np.ndarray, codes: np.ndarray, k: int,
+               by_score: np.ndarray | None = None) -> np.ndarray:
     """ROC AUC of every group code (NaN where a group lacks a class): one sort by score, then per-group sums.
 
     Mann-Whitney with ties counted half, as ``sklearn.metrics.roc_auc_score``: rows are sorted by (group, score)
-    once, and within each group the negatives below each tie group of scores are a cumulative sum.
+    once, and within each group the negatives below each tie group of scores are a cumulative sum. ``by_score``: the
+    rows' stable order by score when the caller has it (one sort serves every slicing; the groups are then a
+    stable sort of small integers).
     """
-    order = np.lexsort((score, codes))
+    by_score = np.argsort(score, kind="stable") if by_score is None else by_score
+    order = by_score[np.argsort(codes[by_score], kind="stable")]
     c, s, pos = codes[order], score[order], y[order].astype(np.float64)
     new_tie = np.r_[True, (c[1:] != c[:-1]) | (s[1:] != s[:-1])]
     tie = np.cumsum(new_tie) - 1  # tie group of each row: same group code and score
@@ -59,7 +63,8 @@ def group_aucs(y: np.ndarray, score: np.ndarray, codes: np.ndarray, k: int) -> n
         return np.where((positives > 0) & (negatives > 0), numerator / (positives * negatives), np.nan)
 
 
-def group_table(y: np.ndarray, score: np.ndarray, codes: np.ndarray, k: int, threshold: float) -> np.ndarray:
+def group_table(y: np.ndarray, score: np.ndarray, codes: np.ndarray, k: int, threshold: float,
+                by_score: np.ndarray | None = None) -> np.ndarray:
     """``[k, 6]``: rows, positives, selection rate, TPR, FPR and AUC of each group code, in one pass of bincounts.
 
     The same numbers as fairlearn's ``MetricFrame`` with ``selection_rate``, ``recall_score`` and
@@ -70,25 +75,45 @@ def group_table(y: np.ndarray, score: np.ndarray, codes: np.ndarray, k: int, thr
     sel, tpr, fpr = _rates(y.astype(np.float64), decision, codes, k)
     rows = np.bincount(codes, minlength=k).astype(np.float64)
     positives = np.bincount(codes, weights=y.astype(np.float64), minlength=k)
-    return np.column_stack([rows, positives, sel, tpr, fpr, group_aucs(y, score, codes, k)])
+    return np.column_stack([rows, positives, sel, tpr, fpr, group_aucs(y, score, codes, k, by_score)])
+
+
+def _labelled(values: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+    """Each row's group code and the sorted group labels (``str`` of the value, ``MISSING_GROUP`` for a missing one):
+    each distinct value is labelled once, not each row."""
+    codes, uniques = pd.factorize(values, use_na_sentinel=True)
+    labels = np.array([*(str(u) for u in uniques), MISSING_GROUP], dtype=object)
+    return _sorted(codes, labels)
+
+
+def _sorted(codes: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Codes into ``labels`` (-1: the last label) renumbered into the sorted distinct labels."""
+    categories, inverse = np.unique(labels.astype(str), return_inverse=True)
+    return inverse[codes], categories
 
 
 def slices(sensitive: pd.DataFrame, intersections: bool) -> dict[str, pd.Series]:
-    """Group label per row for each attribute and, when asked and possible, their intersection."""
-    labels = sensitive.astype("object").where(sensitive.notna(), MISSING_GROUP).astype(str)
-    out = {name: labels[name].reset_index(drop=True) for name in labels.columns}
-    if intersections and len(labels.columns) >= 2:
-        first, rest = labels.iloc[:, 0], labels.iloc[:, 1:]
-        name = JOIN.join(labels.columns)
-        out[name] = first.str.cat(rest, sep=JOIN).reset_index(drop=True).rename(name)
+    """Group label per row (a categorical, labels sorted) for each attribute and, when asked and possible, their
+    intersection (labels joined with ``JOIN``)."""
+    coded = {name: _labelled(sensitive[name]) for name in sensitive.columns}
+    out = {name: pd.Series(pd.Categorical.from_codes(c, labels), name=name) for name, (c, labels) in coded.items()}
+    if intersections and len(coded) >= 2:
+        (codes, labels), *rest = coded.values()
+        for other, other_labels in rest:
+            pairs, uniques = pd.factorize(codes.astype(np.int64) * len(other_labels) + other)
+            joined = np.array([f"{labels[u // len(other_labels)]}{JOIN}{other_labels[u % len(other_labels)]}"
+                               for u in uniques], dtype=object)
+            codes, labels = _sorted(pairs, joined)
+        name = JOIN.join(sensitive.columns)
+        out[name] = pd.Series(pd.Categorical.from_codes(codes, labels), name=name)
     return out
 
 
-def by_group(y: np.ndarray, score: np.ndarray, groups: pd.Series, cfg: FairnessGates,
-             threshold: float) -> pd.DataFrame:
+def by_group(y: np.ndarray, score: np.ndarray, groups: pd.Series, cfg: FairnessGates, threshold: float,
+             by_score: np.ndarray | None = None) -> pd.DataFrame:
     """One row per observed group (sorted by label): the metrics and whether the group is large enough to gate."""
     codes, uniques = pd.factorize(groups, sort=True)
-    table = group_table(np.asarray(y), np.asarray(score, dtype=float), codes, len(uniques), threshold)
+    table = group_table(np.asarray(y), np.asarray(score, dtype=float), codes, len(uniques), threshold, by_score)
     frame = pd.DataFrame(table, columns=list(COLUMNS), index=pd.Index(uniques.astype(str), name=groups.name))
     frame = frame[frame["rows"] > 0].copy()
     frame["gated"] = (frame["rows"] >= cfg.min_slice_size) & (frame["positives"] >= cfg.min_slice_positives)
@@ -196,8 +221,9 @@ def fairness_gates(y_true: np.ndarray, proba: np.ndarray, sensitive: pd.DataFram
         raise ValueError(f"length mismatch: y_true {len(y)}, proba {len(score)}, sensitive {len(sensitive)}")
     results: list[GateResult] = []
     report: dict[str, list[dict[str, Any]]] = {}
+    by_score = np.argsort(score, kind="stable")
     for attr, groups in slices(sensitive, cfg.intersections).items():
-        table = by_group(y, score, groups, cfg, threshold)
+        table = by_group(y, score, groups, cfg, threshold, by_score)
         report[attr] = report_rows(table)
         results.extend(attribute_gates(attr, table, cfg))
     failed = [r.name for r in results if r.gated and not r.passed]

@@ -6,11 +6,11 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from sklearn.metrics import roc_auc_score
 
 from steps.config.dataset import DatasetConfig
 from steps.config.train import ReferenceConfig
-from steps.data.contract import label_values, time_label
+from steps.data.contract import label_counts, time_label
+from steps.modeling import resampling as rs
 
 NULL, OTHER = "__null__", "__other__"
 
@@ -30,12 +30,11 @@ def _numeric_reference(values: pd.Series, cfg: ReferenceConfig, rng: np.random.G
 
 def _categorical_reference(values: pd.Series, cfg: ReferenceConfig) -> dict[str, Any]:
     """Level shares (top ``max_levels``, the rest pooled), and the null rate of one categorical column."""
-    present = pd.Series(label_values(values)).dropna()
-    counts = present.value_counts()
+    counts = label_counts(values)
     levels = sorted(counts.index[:cfg.max_levels].tolist())
-    shares = categorical_shares(present, levels)
-    return {"kind": "categorical", "levels": levels, "shares": shares.tolist(), "count": int(len(present)),
-            "null_rate": float(values.isna().mean()) if len(values) else 0.0, "dtype": str(values.dtype)}
+    return {"kind": "categorical", "levels": levels, "shares": _shares(counts, levels).tolist(),
+            "count": int(counts.sum()), "null_rate": float(values.isna().mean()) if len(values) else 0.0,
+            "dtype": str(values.dtype)}
 
 
 def reference_profile(frame: pd.DataFrame, scores: np.ndarray, spec: DatasetConfig, cfg: ReferenceConfig,
@@ -54,7 +53,7 @@ def reference_profile(frame: pd.DataFrame, scores: np.ndarray, spec: DatasetConf
     score_ref = _numeric_reference(pd.Series(scores), cfg.model_copy(update={"sample_rows": 10 * cfg.sample_rows}),
                                    rng)
     y = frame[spec.target.name].to_numpy().astype(int)
-    auc = float(roc_auc_score(y, scores)) if np.unique(y).size == 2 else float("nan")
+    auc = rs.point({"auc": rs.roc_auc}, rs.rank(y, scores))["auc"]  # scikit-learn's value; NaN with one class
     return {"version": 1, "rows": int(len(frame)), "features": features, "score": score_ref,
             "performance": {"roc_auc": auc, "positives": int(y.sum()), "rows": int(len(y))},
             "time_range": ([time_label(frame[spec.time_column].min(), spec.time),
@@ -81,8 +80,11 @@ def numeric_shares(values: np.ndarray, edges: np.ndarray | list[float]) -> np.nd
 
 def categorical_shares(values: pd.Series, levels: list[str]) -> np.ndarray:
     """Share of each known level plus a last ``__other__`` share (nulls excluded)."""
-    present = pd.Series(label_values(values)).dropna()
-    counts = present.value_counts()
+    return _shares(label_counts(values), levels)
+
+
+def _shares(counts: pd.Series, levels: list[str]) -> np.ndarray:
+    """Shares of ``levels`` and of everything else (last) from rows per label."""
     known = np.array([counts.get(level, 0) for level in levels], dtype=float)
-    shares = np.append(known, len(present) - known.sum())
+    shares = np.append(known, counts.sum() - known.sum())
     return shares / shares.sum() if shares.sum() else np.full(len(levels) + 1, 1.0 / (len(levels) + 1))

@@ -2,18 +2,22 @@
 
 A bootstrap resample draws every row k ~ Poisson(1) times (the Poisson bootstrap: the same limit distribution as
 drawing n rows with replacement). Every metric here is a function of weighted sums over rows in one fixed order, the
-hold-out sorted by score once, so a resample never re-sorts: ROC AUC, average precision and recall at a precision come
-from cumulative sums of positive and negative weight over tie groups (rows with the same score), log loss and Brier
-score from weighted means, the calibration error from weighted quantile bins. All metrics of a resample share its
-weights and sums (``Weighted``), and resamples are evaluated a chunk at a time (about ``CHUNK_CELLS`` weights), so
-memory stays flat whatever the hold-out size. Poisson(1) counts come from a 16-bit inverse-CDF table (exact to 2^-16
-in probability), an order of magnitude cheaper than drawing them one by one.
+hold-out sorted by score once, so a resample never re-sorts. A chunk of resamples (about ``CHUNK_CELLS`` weights, so
+memory stays flat whatever the hold-out size) costs one integer cumulative sum of its 1-byte weights; everything
+else reads few positions: ROC AUC, average precision and recall at a precision only change at the tie groups (rows
+with equal scores) that hold a positive, so they read the cumulative weight there and the positives' own weights;
+log loss, Brier score and the mean score are one matrix-vector product each; the calibration error reads the
+cumulative weights at its quantile edges and one dot product per bin. All metrics of a resample share its sums
+(``Weighted``). Poisson(1) counts come from a 16-bit inverse-CDF table (exact to 2^-16 in probability), an order of
+magnitude cheaper than drawing them one by one.
 
-The point estimate of each metric uses weight 1 for every row and equals scikit-learn's (tested).
+The point estimate of each metric uses weight 1 for every row and equals scikit-learn's; a resample's value equals
+scikit-learn's on its rows repeated by their weights (both tested).
 """
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from functools import cached_property
@@ -26,7 +30,7 @@ EPS = 1e-15
 # the Poisson(1) inverse CDF at the midpoints of 65,536 equal slices of [0, 1]: entry u is the smallest k whose CDF
 # exceeds (u + 0.5) / 65536 (0 to 8; k >= 9 has probability 1e-6 and falls in the last slice's value)
 _POISSON_TABLE = np.searchsorted(stats.poisson.cdf(np.arange(32), 1.0), (np.arange(65536) + 0.5) / 65536,
-                                 side="right").astype(np.float64)
+                                 side="right").astype(np.uint8)
 
 
 @dataclass(frozen=True)
@@ -43,10 +47,33 @@ class Ranked:
         """Rows in the hold-out."""
         return int(self.y.size)
 
-    @property
-    def tied(self) -> bool:
-        """True when some scores are equal (then sums are taken per group of equal scores)."""
-        return self.ends.size != self.y.size
+    @cached_property
+    def positive_rows(self) -> np.ndarray:
+        """Positions of the positive rows."""
+        return np.flatnonzero(self.y)
+
+    @cached_property
+    def hits(self) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        """The tie groups that hold a positive, the only ones where ranking metrics can change (a group without
+        positive weight adds nothing to AUC or average precision, and its threshold is dominated by the next one):
+        their first and last positions, and where each group's run of positive rows starts among
+        ``positive_rows`` (None when every such group holds one positive row)."""
+        group = np.searchsorted(self.ends, self.positive_rows)  # the tie group of each positive row
+        starts = np.flatnonzero(np.r_[True, group[1:] != group[:-1]]) if group.size else np.zeros(0, dtype=np.int64)
+        hit = group[starts]
+        first = np.where(hit > 0, self.ends[np.maximum(hit - 1, 0)] + 1, 0)
+        return first, self.ends[hit], None if starts.size == group.size else starts
+
+    @cached_property
+    def log_losses(self) -> tuple[np.ndarray, np.ndarray]:
+        """Per row, the log loss if it were positive and if it were negative (scores clipped as scikit-learn)."""
+        p = np.clip(self.p, EPS, 1 - EPS)
+        return -np.log(p), -np.log1p(-p)
+
+    @cached_property
+    def squared_errors(self) -> tuple[np.ndarray, np.ndarray]:
+        """Per row, the squared error if it were positive and if it were negative."""
+        return (self.p - 1.0) ** 2, self.p ** 2
 
 
 def rank(y: np.ndarray, p: np.ndarray) -> Ranked:
@@ -59,54 +86,62 @@ def rank(y: np.ndarray, p: np.ndarray) -> Ranked:
 
 
 def poisson_chunks(rows: int, resamples: int, seed: int) -> Iterator[np.ndarray]:
-    """Poisson(1) weights, ``[b, rows]`` per chunk, ``resamples`` rows of weights in all (deterministic per seed)."""
+    """Poisson(1) weights as 1-byte integers, ``[b, rows]`` per chunk, ``resamples`` rows of weights in all
+    (deterministic per seed)."""
     rng = np.random.default_rng(seed)
     per_chunk = max(1, CHUNK_CELLS // max(rows, 1))
     done = 0
     while done < resamples:
         b = min(per_chunk, resamples - done)
-        yield _POISSON_TABLE[rng.integers(0, 65536, size=(b, rows), dtype=np.uint16)]
+        yield np.take(_POISSON_TABLE, rng.integers(0, 65536, size=(b, rows), dtype=np.uint16))
         done += b
 
 
+def _cumulative(w: np.ndarray) -> np.ndarray:
+    """Row-wise cumulative sums of weights, in 32-bit integers when 1-byte counts cannot overflow them."""
+    if w.dtype == np.uint8 and w.shape[1] < 2**28:  # at most 8 per row: below 2^31
+        return np.cumsum(w, axis=1, dtype=np.int32)
+    return np.cumsum(w, axis=1, dtype=np.int64 if np.issubdtype(w.dtype, np.integer) else np.float64)
+
+
+def _before(cumulative: np.ndarray, positions: np.ndarray) -> np.ndarray:
+    """``cumulative`` summed over the positions before each of ``positions`` (0 before the first)."""
+    return np.where(positions > 0, cumulative[..., np.maximum(positions - 1, 0)], 0)
+
+
 class Weighted:
-    """One chunk of resamples of a ranked hold-out: weights ``[b, rows]`` in score order, and the sums metrics share."""
+    """One chunk of resamples ``[b, rows]`` of a ranked hold-out (weights in score order) and the sums every metric
+    reads: one integer cumulative sum of the weights over all rows, and the positive weight of each tie group that
+    holds a positive (``Ranked.hits``) with its cumulative sum over those groups only. Ranking metrics read the
+    positive groups; means are one matrix-vector product; nothing is summed per tie group of the whole hold-out."""
 
     def __init__(self, r: Ranked, w: np.ndarray) -> None:
-        self.r, self.w = r, w
-
-    def _by_group(self, cumulative: np.ndarray) -> np.ndarray:
-        """Per-group totals from row-wise cumulative sums (rows of a group are adjacent)."""
-        if not self.r.tied:
-            return np.diff(cumulative, axis=1, prepend=0.0)
-        at_ends = cumulative[:, self.r.ends]
-        return np.diff(at_ends, axis=1, prepend=0.0)
-
-    @cached_property
-    def pos(self) -> np.ndarray:
-        """Positive weight per tie group, ascending score."""
-        return self._by_group(np.cumsum(self.w * self.r.y, axis=1))
+        w = np.asarray(w)
+        if w.dtype.kind == "f" and w.size and np.array_equal(w, np.round(w)) and 0 <= w.min() and w.max() < 256:
+            w = w.astype(np.uint8)  # whole-number weights (a caller's float ones) take the integer path
+        self.r, self.w, self.b = r, w, w.shape[0]
+        self.cum_every = _cumulative(w)
+        first, _, runs = r.hits
+        on_positives = w[:, r.positive_rows]
+        self.pos_hit = on_positives if runs is None else np.add.reduceat(
+            on_positives, runs, axis=1, dtype=self.cum_every.dtype)
+        self.cum_pos_hit = _cumulative(self.pos_hit)
+        self.every_before_hit = _before(self.cum_every, first)  # all weight below each positive group
 
     @cached_property
     def total(self) -> np.ndarray:
         """Total weight per resample."""
-        return self.w.sum(axis=1)
-
-    @cached_property
-    def neg(self) -> np.ndarray:
-        """Negative weight per tie group, ascending score."""
-        everything = self._by_group(np.cumsum(self.w, axis=1))
-        return everything - self.pos
+        return self.cum_every[:, -1].astype(np.float64) if self.r.rows else np.zeros(self.b)
 
     @cached_property
     def positives(self) -> np.ndarray:
         """Positive weight per resample."""
-        return self.pos.sum(axis=1)
+        return self.cum_pos_hit[:, -1].astype(np.float64) if self.cum_pos_hit.shape[1] else np.zeros(self.b)
 
     @cached_property
     def negatives(self) -> np.ndarray:
         """Negative weight per resample."""
-        return self.neg.sum(axis=1)
+        return self.total - self.positives
 
     @cached_property
     def prevalence(self) -> np.ndarray:
@@ -115,51 +150,65 @@ class Weighted:
             return self.positives / self.total
 
     @cached_property
-    def descending(self) -> tuple[np.ndarray, np.ndarray]:
-        """(true positives, precision) at each threshold, highest score first."""
-        tp, fp = np.cumsum(self.pos[:, ::-1], axis=1), np.cumsum(self.neg[:, ::-1], axis=1)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            return tp, np.where(tp + fp > 0, tp / (tp + fp), 1.0)
+    def at_hits(self) -> dict[str, np.ndarray]:
+        """At the tie groups holding a positive: positive and negative weight, negative weight below, true positives
+        and precision when flagging that group and every higher score."""
+        _, last, _ = self.r.hits
+        pos = self.pos_hit.astype(np.float64)
+        neg = self.cum_every[:, last] - self.every_before_hit - pos
+        pos_below = self.cum_pos_hit - pos
+        tp = self.positives[:, None] - pos_below
+        flagged = self.total[:, None] - self.every_before_hit
+        precision = np.ones_like(tp)
+        np.divide(tp, flagged, out=precision, where=flagged > 0)
+        return {"pos": pos, "neg": neg, "below": self.every_before_hit - pos_below, "tp": tp, "precision": precision}
 
-    def mean(self, values: np.ndarray) -> np.ndarray:
-        """Weighted mean of per-row ``values`` (in score order) per resample."""
+    @cached_property
+    def w_f(self) -> np.ndarray:
+        """The weights as floats (what matrix products read)."""
+        return self.w.astype(np.float64)
+
+    def mean(self, if_positive: np.ndarray, if_negative: np.ndarray) -> np.ndarray:
+        """Weighted mean per resample of a per-row value that depends on the label and the score: ``if_positive`` and
+        ``if_negative`` are its values per row (in score order) for either label; tied rows share them."""
+        _, last, _ = self.r.hits
+        sums = self.w_f @ if_negative + self.at_hits["pos"] @ (if_positive[last] - if_negative[last])
         with np.errstate(invalid="ignore", divide="ignore"):
-            return np.where(self.total > 0, self.w @ values / self.total, np.nan)
+            return np.where(self.total > 0, sums / self.total, np.nan)
 
 
 def roc_auc(s: Weighted) -> np.ndarray:
     """ROC AUC: P(score of a positive > score of a negative), ties counted half (Mann-Whitney)."""
-    below = np.cumsum(s.neg, axis=1) - s.neg
+    h = s.at_hits
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where((s.positives > 0) & (s.negatives > 0),
-                        (s.pos * (below + 0.5 * s.neg)).sum(axis=1) / (s.positives * s.negatives), np.nan)
+                        (h["pos"] * (h["below"] + 0.5 * h["neg"])).sum(axis=1) / (s.positives * s.negatives), np.nan)
 
 
 def average_precision(s: Weighted) -> np.ndarray:
     """Average precision, scikit-learn's step sum over thresholds."""
-    _, precision = s.descending
+    h = s.at_hits
     with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(s.positives > 0, (s.pos[:, ::-1] * precision).sum(axis=1) / s.positives, np.nan)
+        return np.where(s.positives > 0, (h["pos"] * h["precision"]).sum(axis=1) / s.positives, np.nan)
 
 
 def recall_at_precision(s: Weighted, target: float | np.ndarray) -> np.ndarray:
     """The highest recall at a threshold whose precision is at least ``target`` (0 if none)."""
-    tp, precision = s.descending
-    bar = np.broadcast_to(np.asarray(target, dtype=float), (s.w.shape[0],))[:, None]
-    reach = np.where(precision >= bar - 1e-12, tp, 0.0).max(axis=1, initial=0.0)
+    h = s.at_hits
+    bar = np.broadcast_to(np.asarray(target, dtype=float), (s.b,))[:, None]
+    reach = np.where(h["precision"] >= bar - 1e-12, h["tp"], 0.0).max(axis=1, initial=0.0)
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(s.positives > 0, reach / s.positives, np.nan)
 
 
 def log_loss(s: Weighted) -> np.ndarray:
     """Binary cross-entropy (scores clipped to [1e-15, 1 - 1e-15], as scikit-learn)."""
-    p = np.clip(s.r.p, EPS, 1 - EPS)
-    return s.mean(-(s.r.y * np.log(p) + (1.0 - s.r.y) * np.log1p(-p)))
+    return s.mean(*s.r.log_losses)
 
 
 def brier(s: Weighted) -> np.ndarray:
     """Mean squared error of the scores."""
-    return s.mean((s.r.p - s.r.y) ** 2)
+    return s.mean(*s.r.squared_errors)
 
 
 def log_loss_skill(s: Weighted) -> np.ndarray:
@@ -191,25 +240,33 @@ def recall_at_relative_precision(s: Weighted, lift: float) -> np.ndarray:
 def _quantile_edges(p: np.ndarray, cum: np.ndarray, bins: int) -> np.ndarray:
     """Inner edges of ``bins`` quantile bins of the sorted scores ``p`` with integer weights whose cumsum is ``cum``;
     equal to ``np.percentile`` (linear) of the rows repeated by their weights, without repeating them."""
-    h = (cum[-1] - 1) * np.linspace(0, 1, bins + 1)[1:-1]
+    q = np.linspace(0, 1, bins + 1)[1:-1] * 100 / 100  # the quantiles as scikit-learn hands them to NumPy (percent)
+    h = (cum[-1] - 1) * q
     lo = np.floor(h)
-    value_lo = p[np.minimum(np.searchsorted(cum, lo, side="right"), p.size - 1)]
-    value_hi = p[np.minimum(np.searchsorted(cum, lo + 1, side="right"), p.size - 1)]
-    return value_lo + (h - lo) * (value_hi - value_lo)
+    whole = lo.astype(cum.dtype)  # searching with another dtype would copy ``cum`` into it first
+    value_lo = p[np.minimum(np.searchsorted(cum, whole, side="right"), p.size - 1)]
+    value_hi = p[np.minimum(np.searchsorted(cum, whole + 1, side="right"), p.size - 1)]
+    t, gap = h - lo, value_hi - value_lo  # NumPy's interpolation, to the last bit (an edge can equal a score)
+    return np.where(t >= 0.5, value_hi - gap * (1 - t), value_lo + gap * t)
 
 
 def calibration_error(s: Weighted, bins: int = 10) -> np.ndarray:
     """Mean |observed rate - mean score| over the non-empty quantile bins (scikit-learn's ``calibration_curve`` with
-    ``strategy="quantile"``: edges are quantiles of the scores, tied scores share a bin)."""
-    out = np.full(s.w.shape[0], np.nan)
-    for i, w in enumerate(s.w):  # O(rows) per resample
-        cum = np.cumsum(w)
+    ``strategy="quantile"``: edges are quantiles of the scores, tied scores share a bin).
+
+    Scores are sorted, so each bin is a run of rows: its weight comes from the cumulative weights, its positive weight
+    from that of the positive groups, its score sum from one dot product per bin.
+    """
+    out = np.full(s.b, np.nan)
+    p, (_, last, _) = s.r.p, s.r.hits
+    for i in range(s.b):
+        cum = s.cum_every[i]
         if s.r.rows == 0 or cum[-1] <= 0:
             continue
-        ids = np.searchsorted(_quantile_edges(s.r.p, cum, bins), s.r.p, side="left")
-        weight = np.bincount(ids, weights=w, minlength=bins)
-        observed = np.bincount(ids, weights=w * s.r.y, minlength=bins)
-        predicted = np.bincount(ids, weights=w * s.r.p, minlength=bins)
+        ends = np.r_[np.searchsorted(p, _quantile_edges(p, cum, bins), side="right"), p.size]  # past each bin
+        weight = np.diff(_before(cum, ends), prepend=0)
+        observed = np.diff(np.r_[0, s.cum_pos_hit[i]][np.searchsorted(last, ends)], prepend=0)
+        predicted = np.array([s.w_f[i, a:b] @ p[a:b] for a, b in itertools.pairwise(np.r_[0, ends])])
         present = weight > 0
         out[i] = float(np.mean(np.abs(observed[present] - predicted[present]) / weight[present]))
     return out
@@ -218,7 +275,7 @@ def calibration_error(s: Weighted, bins: int = 10) -> np.ndarray:
 def relative_calibration_error(s: Weighted, bins: int = 10) -> np.ndarray:
     """The calibration error on the model's own scale: divided by its mean score."""
     with np.errstate(invalid="ignore", divide="ignore"):
-        return calibration_error(s, bins) / s.mean(s.r.p)
+        return calibration_error(s, bins) / s.mean(s.r.p, s.r.p)
 
 
 WeightedMetric = Callable[[Weighted], np.ndarray]
@@ -226,7 +283,7 @@ WeightedMetric = Callable[[Weighted], np.ndarray]
 
 def point(metrics: dict[str, WeightedMetric], r: Ranked) -> dict[str, float]:
     """Each metric on the hold-out itself (every weight 1)."""
-    s = Weighted(r, np.ones((1, r.rows)))
+    s = Weighted(r, np.ones((1, r.rows), dtype=np.uint8))
     return {name: float(metric(s)[0]) for name, metric in metrics.items()}
 
 
@@ -260,9 +317,6 @@ def paired_differences(metric: WeightedMetric, a: Ranked, b: Ranked, resamples: 
     return np.concatenate(out) if out else np.zeros(0)
 
 
-_POISSON_SMALL = _POISSON_TABLE.astype(np.uint8)  # the same counts as 1-byte integers (exact cumulative sums)
-
-
 @dataclass(frozen=True)
 class AucIndex:
     """One model's scores seen from the negatives: their order by score, and for each positive how many negatives
@@ -294,7 +348,7 @@ def _weighted_auc(index: AucIndex, w_neg: np.ndarray, w_pos: np.ndarray) -> np.n
 def _small_poisson(rng: np.random.Generator, rows: int, cols: int) -> np.ndarray:
     """Poisson(1) counts ``[rows, cols]`` as uint8: four 16-bit table indices from each raw 64-bit draw."""
     raw = rng.bit_generator.random_raw(-(-rows * cols // 4)).view(np.uint16)[:rows * cols]
-    return np.take(_POISSON_SMALL, raw).reshape(rows, cols)
+    return np.take(_POISSON_TABLE, raw).reshape(rows, cols)
 
 
 def paired_auc_differences(y: np.ndarray, p_a: np.ndarray, p_b: np.ndarray, resamples: int,

@@ -221,3 +221,18 @@ def test_disparity_widening_agrees_with_the_multinomial_bootstrap(frame, labels,
         width = high - low
         assert width > 0
         assert abs(row["low"] - low) < 0.2 * width and abs(row["high"] - high) < 0.2 * width, (row, low, high)
+
+
+def test_slices_label_every_row_as_the_string_labels_do():
+    from steps.gates.fairness import JOIN, MISSING_GROUP, slices
+
+    sensitive = pd.DataFrame({"sex": ["f", "m", None, "f", "m", "x"], "age": [1.0, np.nan, 3.0, 1.0, 2.0, 3.0],
+                              "band": pd.array([10, 20, 10, None, 20, 10], dtype="Int64")})
+    labels = sensitive.astype("object").where(sensitive.notna(), MISSING_GROUP).astype(str)
+    expected = {name: labels[name] for name in labels.columns}
+    expected[JOIN.join(labels.columns)] = labels["sex"].str.cat(labels[["age", "band"]], sep=JOIN)
+    got = slices(sensitive, intersections=True)
+    assert list(got) == list(expected)
+    for name, series in got.items():
+        assert series.astype(str).tolist() == expected[name].tolist(), name
+        assert list(series.cat.categories) == sorted(set(expected[name])), name

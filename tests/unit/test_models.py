@@ -26,6 +26,17 @@ def test_registry_covers_every_configurable_type() -> None:
 
 
 @pytest.mark.parametrize("type_", TYPES)
+def test_scoring_on_threads_gives_each_row_the_score_of_one_call(fitted: dict[str, Pipeline], split: Split,
+                                                                dataset_spec: DatasetConfig, type_: str,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    one = models.predict_proba(fitted[type_], split.validation, dataset_spec)
+    monkeypatch.setattr(models, "PARALLEL_MIN_ROWS", 10)  # the fixture is small: chunk it anyway
+    for threads in (2, 3):
+        np.testing.assert_array_equal(models.predict_proba(fitted[type_], split.validation, dataset_spec, threads),
+                                      one)
+
+
+@pytest.mark.parametrize("type_", TYPES)
 def test_every_type_fits_and_predicts_probabilities(fitted: dict[str, Pipeline], split: Split,
                                                     dataset_spec: DatasetConfig, type_: str) -> None:
     pipeline = fitted[type_]

@@ -163,6 +163,19 @@ def test_each_weighted_metric_at_unit_weights_equals_sklearn(name, ties):
     assert value == pytest.approx(SKLEARN[name](y, p), abs=1e-12)
 
 
+@pytest.mark.parametrize("ties", [True, False], ids=["ties", "distinct"])
+@pytest.mark.parametrize("name", sorted(SKLEARN))
+def test_each_weighted_metric_on_a_resample_equals_sklearn_on_the_repeated_rows(name, ties):
+    """A resample's weights mean "this row k times": each metric equals scikit-learn's on the rows repeated."""
+    y, p = _holdout(ties, n=600)
+    ranked = resampling.rank(y, p)
+    weights = next(resampling.poisson_chunks(len(y), 3, seed=2))  # [3, rows] in score order
+    values = metrics.weighted_metrics()[name](resampling.Weighted(ranked, weights))
+    for row, value in zip(weights, values, strict=True):
+        ys, ps = np.repeat(ranked.y.astype(int), row), np.repeat(ranked.p, row)
+        assert value == pytest.approx(SKLEARN[name](ys, ps), abs=1e-12)
+
+
 @pytest.mark.parametrize("prevalence", [0.02, 0.5])
 def test_relative_metrics_follow_their_definitions(prevalence):
     y, p = _holdout(False, prevalence, n=4000, seed=11)
