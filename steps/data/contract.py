@@ -72,13 +72,16 @@ def _rows(mask: pd.Series | np.ndarray, limit: int = EXAMPLES) -> str:
 
 
 # --------------------------------------------------------------------------------------------------- coercion
-def label_values(values: pd.Series) -> np.ndarray:
-    """A categorical column as the models see it: strings (integer codes as ``'1'``), None where missing.
+def label_values(values: pd.Series) -> pd.api.extensions.ExtensionArray:
+    """A categorical column as the models see it: strings (integer codes as ``'1'``), missing where missing.
 
-    Each distinct value is converted once (``pd.factorize``), then rows take their value's label by code.
+    Each distinct value is converted once (``pd.factorize``); the rows are then decoded from their codes in Arrow
+    (a dictionary array cast to strings), so no Python string is made per row.
     """
     codes, labels = _coded_labels(values)
-    return np.array([*labels, None], dtype=object)[codes]
+    indices = pa.array(codes, mask=codes < 0, type=pa.int64())
+    decoded = pa.DictionaryArray.from_arrays(indices, pa.array(labels, type=pa.large_string()))
+    return pd.array(decoded.cast(pa.large_string()), dtype="str")
 
 
 def label_counts(values: pd.Series) -> pd.Series:
@@ -215,8 +218,10 @@ def check_numeric(frame: pd.DataFrame, name: str, spec: Any) -> list[str]:
     return out
 
 
-def check_categorical(frame: pd.DataFrame, name: str, spec: Any) -> list[str]:
-    """Type, null rate and unknown-category rate of one categorical column (integer codes are categories too)."""
+def check_categorical(frame: pd.DataFrame, name: str, spec: Any,
+                      labelled: dict[str, Any] | None = None) -> list[str]:
+    """Type, null rate and unknown-category rate of one categorical column (integer codes are categories too);
+    ``labelled``, when given, keeps the column's labels for :func:`normalize`."""
     col = frame[name]
     if (bad := fractional(col)).any():
         return [f"column '{name}': {int(bad.sum())} number(s) with a fraction at rows {_rows(bad)} "
@@ -224,6 +229,8 @@ def check_categorical(frame: pd.DataFrame, name: str, spec: Any) -> list[str]:
                 "under numeric if it is a measurement"]
     out = []
     labels = pd.Series(label_values(col), index=col.index)
+    if labelled is not None:
+        labelled[name] = labels.array
     null_rate = float(labels.isna().mean()) if len(labels) else 0.0
     if null_rate > spec.max_null_rate:
         out.append(f"column '{name}': null rate {null_rate:.4f} exceeds max_null_rate {spec.max_null_rate} "
@@ -289,8 +296,9 @@ def validate(frame: pd.DataFrame, spec: DatasetConfig, source: str) -> pd.DataFr
         violations.append(f"only {len(frame)} row(s), min_rows is {spec.min_rows}")
     for name, num in spec.numeric.items():
         violations += check_numeric(frame, name, num) if name in present else []
+    labelled: dict[str, Any] = {}  # each categorical column is labelled once, for the checks and the result
     for name, cat in spec.categorical.items():
-        violations += check_categorical(frame, name, cat) if name in present else []
+        violations += check_categorical(frame, name, cat, labelled) if name in present else []
     if spec.target.name in present:
         violations += check_target(frame, spec)
     if spec.id in present:
@@ -301,17 +309,19 @@ def validate(frame: pd.DataFrame, spec: DatasetConfig, source: str) -> pd.DataFr
         violations += problems
     if violations:
         raise DataValidationError(source, violations)
-    return normalize(frame, spec, times)
+    return normalize(frame, spec, times, labelled)
 
 
-def normalize(frame: pd.DataFrame, spec: DatasetConfig, times: pd.Series | None = None) -> pd.DataFrame:
-    """Keep the schema's columns, coerce them (see the module doc), and sort by time (stable, then by id)."""
+def normalize(frame: pd.DataFrame, spec: DatasetConfig, times: pd.Series | None = None,
+              labelled: dict[str, Any] | None = None) -> pd.DataFrame:
+    """Keep the schema's columns, coerce them (see the module doc), and sort by time (stable, then by id);
+    ``labelled``: categorical columns already labelled by the checks."""
     extra = [s for s in spec.sensitive if s not in spec.features]
     cols = [*([spec.id] if spec.id else []), *([spec.time_column] if spec.time_column else []), *spec.features,
             *extra, spec.target.name]
     out = frame[list(dict.fromkeys(cols))].copy()
     for name in spec.categorical:
-        out[name] = label_values(out[name])
+        out[name] = labelled[name] if labelled and name in labelled else label_values(out[name])
     for name in spec.numeric:
         out[name] = numeric_values(out[name])[0]
     out[spec.target.name] = out[spec.target.name].astype("int64")

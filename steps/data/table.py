@@ -62,7 +62,7 @@ def write_table(frame: pd.DataFrame, root: str) -> TableRef:
     try:
         schema = pa.Schema.from_pandas(frame.iloc[:0], preserve_index=False)
         groups = []
-        with pq.ParquetWriter(tmp, schema, compression="zstd", compression_level=6) as writer:
+        with pq.ParquetWriter(tmp, schema, compression="zstd", compression_level=3) as writer:
             for chunk in _chunks(frame, ROW_GROUP_ROWS):
                 writer.write_table(pa.Table.from_pandas(chunk, schema=schema, preserve_index=False),
                                    row_group_size=ROW_GROUP_ROWS)
