@@ -240,6 +240,15 @@ def level_positions(values: pd.Series, positions: dict[str, int]) -> np.ndarray:
     return level_table(uniques, positions)[codes]
 
 
+def _metadata(meta: dict[str, str], key: str, graph_input: str) -> str:
+    """A metadata entry the graph's input ``graph_input`` needs; ExportError naming both when it is absent."""
+    if key not in meta:
+        raise ExportError(f"the ONNX graph reads '{graph_input}' but its metadata has no '{key}' (what that input's "
+                          f"columns mean); export the model with steps.modeling.onnx, or add the entry; the metadata "
+                          f"has {sorted(meta)}")
+    return meta[key]
+
+
 class OnnxScorer:
     """Positive-class probabilities from ONNX bytes with ONNX Runtime; the categorical cleaning (and, for a graph
     reading ``categorical_codes``, the mapping to level positions) happens here."""
@@ -256,10 +265,12 @@ class OnnxScorer:
         self.session = ort.InferenceSession(onnx_bytes, options, providers=["CPUExecutionProvider"])
         inputs = {i.name: i.type for i in self.session.get_inputs()}
         meta = self.session.get_modelmeta().custom_metadata_map
-        self.packed = {name: json.loads(meta[key]) for name, key in COLUMNS_KEY.items() if name in inputs}
+        self.packed = {name: json.loads(_metadata(meta, key, name)) for name, key in COLUMNS_KEY.items()
+                       if name in inputs}
         self.positions: list[dict[str, int]] | None = None
         if CATEGORICAL_CODES in self.packed:
-            self.positions = [{level: i for i, level in enumerate(column)} for column in json.loads(meta[LEVELS_KEY])]
+            self.positions = [{level: i for i, level in enumerate(column)}
+                              for column in json.loads(_metadata(meta, LEVELS_KEY, CATEGORICAL_CODES))]
         self._tables: dict[int, tuple[pd.Index, np.ndarray]] = {}  # per column: the last categories seen, mapped
         if self.packed:
             self.numeric = self.packed.get(NUMERIC_INPUT, [])

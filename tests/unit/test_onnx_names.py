@@ -216,3 +216,16 @@ def test_level_positions_map_strings_and_dictionary_codes_alike(as_category, row
     without_missing = {k: v - 1 for k, v in positions.items() if k != "__missing__"}
     assert level_positions(column, without_missing).tolist() == [
         3 if e == 0 else e - 1 if e < 4 else 3 for e in expected.tolist()]  # missing is unknown when not a level
+
+
+@pytest.mark.parametrize("dropped", ["categorical_levels", "categorical_columns"])
+def test_a_graph_without_the_metadata_its_input_needs_is_refused_by_name(case, dropped):
+    from steps.modeling.onnx import ExportError
+
+    spec, _, fitted = case
+    model = onnx.load_from_string(to_onnx(fitted["lightgbm"], spec, encoding="single"))
+    kept = [p for p in model.metadata_props if p.key != dropped]
+    del model.metadata_props[:]
+    model.metadata_props.extend(kept)
+    with pytest.raises(ExportError, match=f"reads '{CATEGORICAL_CODES}' but its metadata has no '{dropped}'"):
+        OnnxScorer(model.SerializeToString())
