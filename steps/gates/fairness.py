@@ -82,12 +82,13 @@ def _labelled(values: pd.Series) -> tuple[np.ndarray, np.ndarray]:
     """Each row's group code and the sorted group labels (``str`` of the value, ``MISSING_GROUP`` for a missing one):
     each distinct value is labelled once, not each row."""
     codes, uniques = pd.factorize(values, use_na_sentinel=True)
-    labels = np.array([*(str(u) for u in uniques), MISSING_GROUP], dtype=object)
-    return _sorted(codes, labels)
+    as_python = np.asarray(uniques, dtype=object)  # as ``astype(object)`` shows them (a float32 as its double)
+    missing = [MISSING_GROUP] if (codes < 0).any() else []
+    return _sorted(codes, np.array([*(str(u) for u in as_python), *missing], dtype=object))
 
 
 def _sorted(codes: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Codes into ``labels`` (-1: the last label) renumbered into the sorted distinct labels."""
+    """Codes into ``labels`` (-1: the last label, the missing group) renumbered into the sorted distinct labels."""
     categories, inverse = np.unique(labels.astype(str), return_inverse=True)
     return inverse[codes], categories
 
@@ -276,8 +277,7 @@ def compare_disparities(y: np.ndarray, p_champion: np.ndarray, p_challenger: np.
     decisions = [(np.asarray(p) >= threshold).astype(float) for p in (p_champion, p_challenger)]
     out = []
     for attribute in sensitive.columns:
-        labels = sensitive[attribute].astype("object").where(sensitive[attribute].notna(), MISSING_GROUP)
-        codes, uniques = pd.factorize(labels.astype(str))
+        codes, uniques = _labelled(sensitive[attribute])
         k = len(uniques)
         rows, pos = np.bincount(codes, minlength=k), np.bincount(codes, weights=y, minlength=k)
         keep = (rows >= cfg.min_slice_size) & (pos >= cfg.min_slice_positives)

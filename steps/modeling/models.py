@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import hashlib
 import io
@@ -9,7 +10,7 @@ import itertools
 import logging
 import pickle
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -136,17 +137,37 @@ def predict_proba(pipeline: Pipeline, frame: pd.DataFrame, spec: DatasetConfig, 
     """Positive-class probabilities for raw rows (only the feature columns are used).
 
     With ``threads`` > 1, a frame of at least ``PARALLEL_MIN_ROWS`` rows is scored as that many contiguous chunks at
-    once, each on one native thread: the preprocessing is spread too, not only the estimator (a fitted LightGBM
-    predicts with the ``n_jobs`` it was trained with). Each row's score is the same as in one call.
+    once, each on one thread (native thread pools limited inside every worker, and an estimator's own ``n_jobs`` set
+    to 1 for the call): the preprocessing is spread too, not only the estimator. Each row's score is the same as in
+    one call.
     """
     features = frame[spec.features]
     if threads <= 1 or len(features) < PARALLEL_MIN_ROWS:
         with threadpool_limits(limits=threads):
             return pipeline.predict_proba(features)[:, 1]
+
+    def score(chunk: pd.DataFrame) -> np.ndarray:
+        with threadpool_limits(limits=1):  # OpenMP limits hold per thread: set them in the worker itself
+            return pipeline.predict_proba(chunk)[:, 1]
+
     bounds = np.linspace(0, len(features), threads + 1).astype(int)
     chunks = [features.iloc[a:b] for a, b in itertools.pairwise(bounds)]
-    with threadpool_limits(limits=1), ThreadPoolExecutor(threads) as pool:
-        return np.concatenate(list(pool.map(lambda chunk: pipeline.predict_proba(chunk)[:, 1], chunks)))
+    with _single_threaded(pipeline[-1]), ThreadPoolExecutor(threads) as pool:
+        return np.concatenate(list(pool.map(score, chunks)))
+
+
+@contextlib.contextmanager
+def _single_threaded(estimator: Any) -> Iterator[None]:
+    """``estimator.n_jobs`` set to 1 for the duration (LightGBM and random forests predict with it), then restored."""
+    n_jobs = estimator.get_params().get("n_jobs") if hasattr(estimator, "get_params") else None
+    if n_jobs is None or n_jobs == 1:
+        yield
+        return
+    estimator.set_params(n_jobs=1)
+    try:
+        yield
+    finally:
+        estimator.set_params(n_jobs=n_jobs)
 
 
 def serialize(model: Any) -> bytes:

@@ -99,7 +99,7 @@ def poisson_chunks(rows: int, resamples: int, seed: int) -> Iterator[np.ndarray]
 
 def _cumulative(w: np.ndarray) -> np.ndarray:
     """Row-wise cumulative sums of weights, in 32-bit integers when 1-byte counts cannot overflow them."""
-    if w.dtype == np.uint8 and w.shape[1] < 2**28:  # at most 8 per row: below 2^31
+    if w.dtype == np.uint8 and w.shape[1] * (int(w.max()) if w.size else 0) < 2**31:  # the sums fit 32 bits
         return np.cumsum(w, axis=1, dtype=np.int32)
     return np.cumsum(w, axis=1, dtype=np.int64 if np.issubdtype(w.dtype, np.integer) else np.float64)
 
@@ -172,7 +172,7 @@ class Weighted:
         """Weighted mean per resample of a per-row value that depends on the label and the score: ``if_positive`` and
         ``if_negative`` are its values per row (in score order) for either label; tied rows share them."""
         _, last, _ = self.r.hits
-        sums = self.w_f @ if_negative + self.at_hits["pos"] @ (if_positive[last] - if_negative[last])
+        sums = self.w_f @ if_negative + self.pos_hit @ (if_positive[last] - if_negative[last])
         with np.errstate(invalid="ignore", divide="ignore"):
             return np.where(self.total > 0, sums / self.total, np.nan)
 

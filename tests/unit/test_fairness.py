@@ -227,10 +227,11 @@ def test_slices_label_every_row_as_the_string_labels_do():
     from steps.gates.fairness import JOIN, MISSING_GROUP, slices
 
     sensitive = pd.DataFrame({"sex": ["f", "m", None, "f", "m", "x"], "age": [1.0, np.nan, 3.0, 1.0, 2.0, 3.0],
-                              "band": pd.array([10, 20, 10, None, 20, 10], dtype="Int64")})
+                              "band": pd.array([10, 20, 10, None, 20, 10], dtype="Int64"),
+                              "score": np.array([0.1, 0.2, 0.1, 0.1, 0.3, 0.2], dtype=np.float32)})
     labels = sensitive.astype("object").where(sensitive.notna(), MISSING_GROUP).astype(str)
     expected = {name: labels[name] for name in labels.columns}
-    expected[JOIN.join(labels.columns)] = labels["sex"].str.cat(labels[["age", "band"]], sep=JOIN)
+    expected[JOIN.join(labels.columns)] = labels["sex"].str.cat(labels[["age", "band", "score"]], sep=JOIN)
     got = slices(sensitive, intersections=True)
     assert list(got) == list(expected)
     for name, series in got.items():

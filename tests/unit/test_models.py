@@ -31,9 +31,14 @@ def test_scoring_on_threads_gives_each_row_the_score_of_one_call(fitted: dict[st
                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
     one = models.predict_proba(fitted[type_], split.validation, dataset_spec)
     monkeypatch.setattr(models, "PARALLEL_MIN_ROWS", 10)  # the fixture is small: chunk it anyway
+    estimator = fitted[type_][-1]
+    n_jobs = estimator.get_params().get("n_jobs")
+    if n_jobs is not None:  # a model trained on several threads predicts each chunk on one, then gets them back
+        monkeypatch.setattr(estimator, "n_jobs", 2)
     for threads in (2, 3):
         np.testing.assert_array_equal(models.predict_proba(fitted[type_], split.validation, dataset_spec, threads),
                                       one)
+    assert estimator.get_params().get("n_jobs") == (None if n_jobs is None else 2)
 
 
 @pytest.mark.parametrize("type_", TYPES)
