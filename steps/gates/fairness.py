@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import warnings
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -260,49 +260,92 @@ def _disparities(sums: np.ndarray) -> np.ndarray:
     return np.stack([parity, odds], axis=-1)
 
 
+# The eight cells of a group: (label, champion's decision, challenger's decision), in the order of the bits.
+_CELL_BITS = np.array([[(c >> bit) & 1 for bit in (2, 1, 0)] for c in range(8)])
+# Which cells each per-group sum adds: rows, positives, then each model's positive decisions and true positives.
+_CELL_SUMS = np.stack([np.ones(8), _CELL_BITS[:, 0], _CELL_BITS[:, 1], _CELL_BITS[:, 0] * _CELL_BITS[:, 1],
+                       _CELL_BITS[:, 2], _CELL_BITS[:, 0] * _CELL_BITS[:, 2]], axis=1).astype(np.int64)
+
+
+class _Cells(NamedTuple):
+    """One sensitive attribute's rows ordered by (group, label, both models' decisions): eight cells per group."""
+
+    name: str
+    groups: int  # groups of the attribute (its labels)
+    kept: np.ndarray  # the groups large enough to gate on
+    reads: np.ndarray  # in cell order, which of a resample's weights each row takes
+    starts: np.ndarray  # where each non-empty cell starts in cell order
+    cells: np.ndarray  # which cell (8 x group + 4 x label + 2 x champion's + challenger's decision) each one is
+
+
+def _cells(name: str, codes: np.ndarray, groups: int, kept: np.ndarray, y: np.ndarray,
+           decisions: list[np.ndarray]) -> _Cells:
+    """The cells of one attribute. A resample's weight ``j`` goes to the ``j``-th row in group order (rows stably
+    sorted by group alone), the pairing of draws and rows the intervals have always had: same seed, same intervals."""
+    cell = codes * 8 + y * 4 + decisions[0] * 2 + decisions[1]
+    order = np.argsort(cell, kind="stable")
+    ordered = cell[order]
+    starts = np.flatnonzero(np.r_[True, ordered[1:] != ordered[:-1]]) if ordered.size else np.zeros(0, np.int64)
+    draw = np.empty(len(codes), dtype=np.int64)
+    draw[np.argsort(codes, kind="stable")] = np.arange(len(codes))
+    return _Cells(name, groups, kept, draw[order], starts, ordered[starts])
+
+
+def _group_sums(counts: np.ndarray, c: _Cells) -> np.ndarray:
+    """Per-group sums ``[b, 2 models, 4, kept groups]`` (rows, positives, positive decisions, true positives) from
+    the weight ``counts [b, 8 x groups]`` of every cell."""
+    s = (counts.reshape(len(counts), c.groups, 8) @ _CELL_SUMS)[:, c.kept, :].transpose(0, 2, 1).astype(np.float64)
+    return np.stack([s[:, [0, 1, 2, 3]], s[:, [0, 1, 4, 5]]], axis=1)
+
+
+def _resampled(c: _Cells, w: np.ndarray) -> np.ndarray:
+    """Both disparities' widening (challenger - champion) ``[b, 2]`` on a chunk of weights ``[b, rows]``."""
+    counts = np.zeros((len(w), 8 * c.groups), dtype=np.int64)
+    counts[:, c.cells] = np.add.reduceat(w[:, c.reads], c.starts, axis=1, dtype=np.int64)
+    return np.diff(_disparities(_group_sums(counts, c)), axis=1)[:, 0]
+
+
+def _widenings(c: _Cells, rows: int, spread: np.ndarray, confidence: float) -> list[dict[str, Any]]:
+    """The report of one attribute: both disparities of both models on the hold-out and the widening's interval."""
+    counts = np.zeros((1, 8 * c.groups), dtype=np.int64)
+    counts[0, c.cells] = np.diff(np.r_[c.starts, rows])  # every weight 1: the cells' sizes
+    point = _disparities(_group_sums(counts, c))[0]  # [2 models, 2 disparities]
+    tail, out = (1 - confidence) / 2, []
+    for j, name in enumerate(("demographic_parity_difference", "equalized_odds_difference")):
+        finite = spread[:, j][np.isfinite(spread[:, j])]
+        low, high = np.quantile(finite, [tail, 1 - tail]) if finite.size else (np.nan, np.nan)
+        out.append({"name": f"{name}[{c.name}]", "champion": float(point[0, j]), "challenger": float(point[1, j]),
+                    "widening": float(point[1, j] - point[0, j]), "low": float(low), "high": float(high)})
+    return out
+
+
 def compare_disparities(y: np.ndarray, p_champion: np.ndarray, p_challenger: np.ndarray, sensitive: pd.DataFrame,
                         cfg: FairnessGates, threshold: float, samples: int = 200, seed: int = 0,
                         confidence: float = 0.95) -> list[dict[str, Any]]:
     """Paired bootstrap of how much each disparity widens from champion to challenger, per sensitive attribute.
 
     Both models are judged on the same resampled rows, over the groups large enough to gate on the full hold-out.
-    Resamples are Poisson(1) row weights (``steps.modeling.resampling``): rows are ordered by group once, and each
-    resample's per-group sums are ``np.add.reduceat`` over its weights, so the cost is linear in the rows.
+    Resamples are Poisson(1) row weights (``steps.modeling.resampling``), the same draws for every attribute. Every
+    sum a disparity needs is a sum of weights over rows of one group with one label and one decision of each model:
+    rows are ordered by those eight cells per group once, and a resample costs one integer ``np.add.reduceat`` of
+    its weights, whatever the number of sums (``y`` holds 0/1 labels).
 
     Returns:
         One dict per (disparity, attribute): name, champion, challenger, widening (challenger - champion) and its
         percentile interval.
     """
-    y = np.asarray(y, dtype=float)
-    decisions = [(np.asarray(p) >= threshold).astype(float) for p in (p_champion, p_challenger)]
-    out = []
-    for attribute in sensitive.columns:
-        codes, uniques = _labelled(sensitive[attribute])
-        k = len(uniques)
-        rows, pos = np.bincount(codes, minlength=k), np.bincount(codes, weights=y, minlength=k)
+    y = np.asarray(y).astype(np.int64)
+    decisions = [(np.asarray(p) >= threshold).astype(np.int64) for p in (p_champion, p_challenger)]
+    attributes = []
+    for name in sensitive.columns:
+        codes, uniques = _labelled(sensitive[name])
+        rows, pos = np.bincount(codes, minlength=len(uniques)), np.bincount(codes, weights=y, minlength=len(uniques))
         keep = (rows >= cfg.min_slice_size) & (pos >= cfg.min_slice_positives)
-        if keep.sum() < 2:
-            continue
-        order = np.argsort(codes, kind="stable")
-        starts = np.flatnonzero(np.r_[True, np.diff(codes[order]) != 0])  # every code has rows (factorize)
-        columns = [np.ones_like(y), y] + [v for d in decisions for v in (d, d * y)]
-        per_row = np.stack(columns)[:, order]  # [6, n]: 1, y, then decision and decision * y per model
-        kept = np.flatnonzero(keep[codes[order][starts]])
-
-        def sums(w: np.ndarray, per_row: np.ndarray = per_row, starts: np.ndarray = starts,
-                 kept: np.ndarray = kept) -> np.ndarray:
-            """Per-group weighted sums ``[b, 2 models, 4, kept groups]`` of a chunk of weights ``[b, n]``."""
-            s = np.stack([np.add.reduceat(w * v, starts, axis=1)[:, kept] for v in per_row], axis=1)
-            return np.stack([s[:, [0, 1, 2, 3]], s[:, [0, 1, 4, 5]]], axis=1)
-
-        point = _disparities(sums(np.ones((1, len(y))))[0])  # [2 models, 2 disparities]
-        boot = np.concatenate([np.diff(_disparities(sums(w)), axis=1)[:, 0]
-                               for w in rs.poisson_chunks(len(y), samples, seed)])
-        tail = (1 - confidence) / 2
-        for j, name in enumerate(("demographic_parity_difference", "equalized_odds_difference")):
-            finite = boot[:, j][np.isfinite(boot[:, j])]
-            low, high = np.quantile(finite, [tail, 1 - tail]) if finite.size else (np.nan, np.nan)
-            out.append({"name": f"{name}[{attribute}]", "champion": float(point[0, j]),
-                        "challenger": float(point[1, j]), "widening": float(point[1, j] - point[0, j]),
-                        "low": float(low), "high": float(high)})
-    return out
+        if keep.sum() >= 2:
+            attributes.append(_cells(name, codes, len(uniques), np.flatnonzero(keep), y, decisions))
+    spreads: list[list[np.ndarray]] = [[] for _ in attributes]
+    for w in rs.poisson_chunks(len(y), samples, seed) if attributes else ():
+        for spread, c in zip(spreads, attributes, strict=True):
+            spread.append(_resampled(c, w))
+    return [entry for c, spread in zip(attributes, spreads, strict=True)
+            for entry in _widenings(c, len(y), np.concatenate(spread), confidence)]

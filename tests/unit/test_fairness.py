@@ -223,6 +223,45 @@ def test_disparity_widening_agrees_with_the_multinomial_bootstrap(frame, labels,
         assert abs(row["low"] - low) < 0.2 * width and abs(row["high"] - high) < 0.2 * width, (row, low, high)
 
 
+def _weighted_widening(y, decisions, codes, keep, w):
+    """Widening of both disparities on one resample, from per-row weights with plain weighted bincounts."""
+    def gaps(d):
+        k = len(keep)
+        rows, pos = np.bincount(codes, w, k), np.bincount(codes, w * y, k)
+        sel, tp = np.bincount(codes, w * d, k), np.bincount(codes, w * d * y, k)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            rates = [(sel / rows)[keep], (tp / pos)[keep], ((sel - tp) / (rows - pos))[keep]]
+        spread = [np.nanmax(r) - np.nanmin(r) if np.isfinite(r).any() else np.nan for r in rates]
+        return spread[0], np.fmax(spread[1], spread[2])
+    return np.subtract(gaps(decisions[1]), gaps(decisions[0]))
+
+
+@pytest.mark.parametrize("seed", [0, 7])
+@pytest.mark.parametrize("threshold", [0.3, 0.5])
+def test_disparity_widening_equals_per_row_weights_on_the_same_draws(frame, labels, fair, seed, threshold):
+    from steps.gates.fairness import _labelled, compare_disparities
+    from steps.modeling import resampling as rs
+
+    champion = np.clip(fair + np.random.default_rng(seed).normal(0, 0.2, len(fair)), 0, 1)
+    cfg = FairnessGates(min_slice_size=300, min_slice_positives=5)
+    ours = {r["name"]: r for r in compare_disparities(labels, champion, fair, frame[SENSITIVE], cfg, threshold,
+                                                      samples=40, seed=seed, confidence=0.9)}
+    y, decisions = labels.astype(float), [(p >= threshold).astype(float) for p in (champion, fair)]
+    draws = np.concatenate(list(rs.poisson_chunks(len(y), 40, seed))).astype(float)
+    for attribute in SENSITIVE:
+        codes, uniques = _labelled(frame[attribute])
+        keep = (np.bincount(codes, minlength=len(uniques)) >= 300) & (
+            np.bincount(codes, weights=y, minlength=len(uniques)) >= 5)
+        in_group_order = np.argsort(codes, kind="stable")  # draw j weighs the j-th row in group order
+        spread = np.array([_weighted_widening(y, decisions, codes, keep, w[np.argsort(in_group_order)])
+                           for w in draws])
+        for j, name in enumerate(("demographic_parity_difference", "equalized_odds_difference")):
+            row, finite = ours[f"{name}[{attribute}]"], spread[:, j][np.isfinite(spread[:, j])]
+            assert (row["low"], row["high"]) == pytest.approx(tuple(np.quantile(finite, [0.05, 0.95])), abs=1e-12)
+            point = _weighted_widening(y, decisions, codes, keep, np.ones(len(y)))[j]
+            assert row["widening"] == pytest.approx(point, abs=1e-12)
+
+
 def test_slices_label_every_row_as_the_string_labels_do():
     from steps.gates.fairness import JOIN, MISSING_GROUP, slices
 
