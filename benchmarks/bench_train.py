@@ -108,6 +108,25 @@ def _step_rows(run: Any) -> dict[str, dict[str, Any]]:
     return out
 
 
+def judge_with_champion(ws: str, env: dict[str, str], run: Any) -> float | None:
+    """Seconds of the judge step when a champion exists, as in every run after a dataset's first: ``run`` (just
+    promoted) resumed at ``judge``, so the same model is judged again and compared with itself as the champion
+    (the comparison costs what it costs between two models of that size: both scored, both timed, the paired
+    bootstraps). None when ``run`` was not promoted. The resume takes the configs of the run it resumes."""
+    from metaflow import Runner
+
+    if not run.data.gates_passed:
+        return None
+    runner = Runner(str(ROOT / "flows" / "train_flow.py"), show_output=False, cwd=ws, env=env)
+    with runner, runner.resume(origin_run_id=run.id, step_to_rerun="judge") as resumed:
+        if resumed.status != "successful":
+            raise RuntimeError(f"resuming {run.id} at judge failed:\n{resumed.stdout[-4000:]}")
+        judge = resumed.run["judge"].task
+        if judge.data.champion_run_id != run.id:
+            raise RuntimeError(f"the resumed judge compared with {judge.data.champion_run_id}, not {run.id}")
+        return (judge.finished_at - judge.created_at).total_seconds()
+
+
 def run_size(rows: int, work: Path, forest_rows: int) -> dict[str, Any]:
     """One TrainFlow run on ``rows`` generated rows: the measurements of every table."""
     from metaflow import Runner
@@ -142,8 +161,9 @@ def run_size(rows: int, work: Path, forest_rows: int) -> dict[str, Any]:
                 split = run.data.split_summary
                 tasks = {t.pathspec.split("/")[-1]: t.data.candidate["name"] for t in run["train_candidate"].tasks()}
                 table_bytes = run.data.data_ref["size_bytes"]
-        added = directory_bytes(Path(ws) / ".metaflow") - before
-        peaks = [json.loads(p.read_text()) for p in rss.glob("*.json")]
+            added = directory_bytes(Path(ws) / ".metaflow") - before
+            peaks = [json.loads(p.read_text()) for p in rss.glob("*.json")]
+        judged = judge_with_champion(ws, {**os.environ, **env}, run)
     total = sum(split[p]["rows"] for p in ("train", "validation", "holdout"))
     shares = {p: split[p]["rows"] / total for p in ("train", "validation", "holdout")}
     used = {"start": arrow_mib(data, None, 1.0),
@@ -151,7 +171,8 @@ def run_size(rows: int, work: Path, forest_rows: int) -> dict[str, Any]:
                                1.0),
             "train_candidate": arrow_mib(data, training_columns(spec), shares["train"] + shares["validation"]),
             "join": 0.0, "judge": arrow_mib(data, None, shares["holdout"]), "end": 0.0}
-    return {"rows": rows, "wall": wall, "steps": steps, "summaries": summaries, "peaks": peaks, "tasks": tasks,
+    return {"rows": rows, "wall": wall, "steps": steps, "judged": judged, "summaries": summaries, "peaks": peaks,
+            "tasks": tasks,
             "used": used, "added": added, "parquet": data.stat().st_size, "table_bytes": table_bytes,
             "imports": import_mib()}
 
@@ -171,6 +192,8 @@ def _tables(results: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
         targets.append({
             "rows": r["rows"], "wall_s": round(r["wall"], 1), "lightgbm_fit_s": round(lgbm, 1),
             "judge_s": round(sec["judge"], 1), "judge_vs_fit": round(sec["judge"] / lgbm, 3),
+            "judge_champion_s": round(r["judged"], 1) if r["judged"] is not None else "-",
+            "judge_champion_vs_fit": round(r["judged"] / lgbm, 3) if r["judged"] is not None else "-",
             "start_split_join_s": round(plumbing, 1), "plumbing_vs_fit": round(plumbing / lgbm, 3),
             "max_rss_vs_arrow": round(max(ratios), 2), "at_step": worst["step"],
             "max_growth_vs_arrow": round(max(growth), 2), "imports_mib": round(r["imports"]),
@@ -198,13 +221,22 @@ def _verdict(ok: bool) -> str:
     return "met" if ok else "NOT met"
 
 
+def _champion_judge(t: dict[str, Any]) -> str:
+    """The judge with a champion against the target, or why it was not measured."""
+    if t["judge_champion_s"] == "-":
+        return "not measured (the run was not promoted)"
+    ok = t["judge_champion_vs_fit"] <= GATES_RATIO
+    return f"{t['judge_champion_s']} s = {t['judge_champion_vs_fit']}x ({_verdict(ok)})"
+
+
 def _notes(tables: dict[str, list[dict[str, Any]]]) -> list[str]:
     """One line per target and size, then how the numbers were taken."""
     notes = []
     for t in tables["targets"]:
         notes.append(
             f"{t['rows']:,} rows: judge (the gates) {t['judge_s']} s = {t['judge_vs_fit']}x the LightGBM fit "
-            f"(target <= {GATES_RATIO}: {_verdict(t['judge_vs_fit'] <= GATES_RATIO)}); start + split + join "
+            f"(target <= {GATES_RATIO}: {_verdict(t['judge_vs_fit'] <= GATES_RATIO)}), with a champion "
+            f"{_champion_judge(t)}; start + split + join "
             f"{t['start_split_join_s']} s = {t['plumbing_vs_fit']}x (target <= {PLUMBING_RATIO}: "
             f"{_verdict(t['plumbing_vs_fit'] <= PLUMBING_RATIO)}); largest peak RSS / Arrow size of the columns used "
             f"{t['max_rss_vs_arrow']} at {t['at_step']} (target <= {RSS_RATIO}: "
@@ -214,7 +246,11 @@ def _notes(tables: dict[str, list[dict[str, Any]]]) -> list[str]:
             f"{_verdict(t['datastore_vs_parquet'] <= DATASTORE_RATIO)}).")
     notes += [
         "judge is the step that runs every gate suite (the issue's `gates`), the reference profile and the card; "
-        "step seconds: first task created to last task finished (Metaflow Client); foreach tasks overlap.",
+        "step seconds: first task created to last task finished (Metaflow Client); foreach tasks overlap. "
+        "judge_champion_s: the judge task when a champion exists, as in every run after a dataset's first (the run, "
+        "promoted, resumed at judge: its model judged again and compared with itself as the champion, which costs "
+        "what a comparison of two models of that size costs: both score the hold-out, both are timed, the paired "
+        "bootstraps); the other columns are the first run's (no champion).",
         "Peak RSS: each task process's VmHWM at exit (includes ~250-300 MiB of imports: pandas, pyarrow, "
         "scikit-learn, LightGBM, Metaflow: imports_mib, a process that only imports them); growth_ratio: "
         "(peak - imports_mib) / arrow_mib_used. arrow_mib_used: the in-memory Arrow size of the columns the step reads "
@@ -225,7 +261,8 @@ def _notes(tables: dict[str, list[dict[str, Any]]]) -> list[str]:
         "metadata, and the validated table stored once under _tables/ by content); a second run on the same data "
         "adds no table.",
         "Candidates: config/train.yaml's LightGBM and logistic regression (threads: 1 each, in parallel), plus its "
-        f"random forest up to {FOREST_ROWS:,} rows; default gates (200 bootstrap resamples), no champion.",
+        f"random forest up to {FOREST_ROWS:,} rows; default gates (200 bootstrap resamples; 500 for the champion's "
+        "paired comparison).",
     ]
     return notes
 
