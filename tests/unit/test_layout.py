@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import ast
 import importlib
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -109,3 +110,31 @@ def test_every_flow_parameter_says_its_default() -> None:
         for call in calls:
             help_text = next(ast.literal_eval(k.value) for k in call.keywords if k.arg == "help")
             assert "default" in help_text, f"{path.name} {ast.literal_eval(call.args[0])}: {help_text!r}"
+
+
+HEAVY = ("scipy", "sklearn", "matplotlib", "lightgbm", "fairlearn", "pandas")
+PROBE = """
+import json, sys
+from steps.gates import assess
+before = {
+    "name": assess.__name__, "file": assess.__file__, "spec": assess.__spec__.name,
+    "policy": hasattr(assess, "METAFLOW_PACKAGE_POLICY"), "loaded": sorted(m for m in HEAVY if m in sys.modules),
+}
+after = {"callable": callable(assess.assess), "loaded": sorted(m for m in HEAVY if m in sys.modules)}
+print(json.dumps({"before": before, "after": after}))
+"""
+
+
+def test_a_lazy_submodule_answers_metaflows_packaging_questions_without_loading():
+    proc = subprocess.run([sys.executable, "-c", f"HEAVY = {HEAVY!r}" + PROBE], cwd=ROOT, capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    seen = json.loads(proc.stdout)
+    assert seen["before"] == {"name": "steps.gates.assess", "file": str(ROOT / "steps" / "gates" / "assess.py"),
+                              "spec": "steps.gates.assess", "policy": False, "loaded": []}
+    assert seen["after"]["callable"] and {"scipy", "sklearn", "pandas"} <= set(seen["after"]["loaded"])
+
+
+def test_only_the_steps_package_itself_sets_the_package_policy():
+    setters = [str(p.relative_to(ROOT)) for p in MODULES if "METAFLOW_PACKAGE_POLICY =" in p.read_text()]
+    assert setters == ["steps/__init__.py"]  # a lazy submodule reports it absent without loading (steps/__init__.py)
