@@ -12,26 +12,29 @@ Submodules load lazily (``importlib.util.LazyLoader``, the pattern of Scientific
 ``from steps.modeling import training`` binds a module object whose code runs on first attribute access. Metaflow
 starts a fresh process per task, per card and per CLI command, and every one of them imports the flow file; with lazy
 submodules each process pays only for what its step uses (a TrainFlow ``start`` does not load scikit-learn,
-LightGBM, SciPy or Matplotlib). A lazy module answers the attributes its spec fixes (``__name__``, ``__file__``, ...)
-and Metaflow's ``METAFLOW_PACKAGE_POLICY`` without running its code: a run's runtime process reads both from every
-module in ``sys.modules`` to build the code package, and a plain ``LazyLoader`` module would load there, before the
-first task starts (~3.5 s of SciPy, Matplotlib and pandas for TrainFlow).
+LightGBM, SciPy or Matplotlib). A lazy module answers its name and file and Metaflow's ``METAFLOW_PACKAGE_POLICY``
+without running its code: a run's runtime process reads the name and the policy of every module in ``sys.modules`` to
+build the code package, and a plain ``LazyLoader`` module would load there, before the first task starts (~3.5 s of
+SciPy, Matplotlib and pandas for TrainFlow). Any other attribute (``__spec__`` too, which ``importlib.reload`` reads)
+loads the module, by LazyLoader's own class.
 """
 
 from __future__ import annotations
 
 import importlib.util
 import sys
+import threading
 from collections.abc import Callable
 from types import ModuleType
 from typing import Any
 
 METAFLOW_PACKAGE_POLICY = "include"
-# Set from the module's spec before its code runs (importlib.util.module_from_spec), so true of the unloaded module.
-SPEC_ATTRIBUTES = frozenset({"__name__", "__spec__", "__file__", "__path__", "__loader__", "__package__", "__cached__"})
-
+# Set by importlib.util.module_from_spec before the module's code runs, so already true of the unloaded module (a
+# plain module has no __path__: asking for it loads the module, as before). Not __spec__: importlib.reload replaces it.
+SPEC_ATTRIBUTES = frozenset({"__name__", "__file__", "__path__", "__package__", "__cached__"})
 
 _UNTIL_USED: dict[type[ModuleType], type[ModuleType]] = {}
+_HAND_OVER = threading.Lock()
 
 
 def _until_used(lazy: type[ModuleType]) -> type[ModuleType]:
@@ -51,7 +54,10 @@ def _until_used(lazy: type[ModuleType]) -> type[ModuleType]:
                 namespace = ModuleType.__getattribute__(self, "__dict__")
                 if attr in namespace:
                     return namespace[attr]
-            return super().__getattribute__(attr)
+            with _HAND_OVER:  # back to LazyLoader's class, which loads (Python 3.11.9+ checks its class is exact)
+                if ModuleType.__getattribute__(self, "__class__") is UntilUsed:
+                    ModuleType.__setattr__(self, "__class__", lazy)
+            return getattr(self, attr)
 
     return _UNTIL_USED.setdefault(lazy, UntilUsed)
 

@@ -154,7 +154,7 @@ def test_steps_and_config_travel_in_the_code_package(root, workspace):
     # Packaging asks every module in sys.modules for its name and package policy: the flow's lazy steps/ modules
     # answer without loading (steps/__init__.py), so neither `package list` nor a run's runtime imports these
     imported = {line.rsplit("|", 1)[-1].strip() for line in proc.stderr.splitlines() if line.startswith("import time:")}
-    assert imported & {"scipy", "sklearn", "matplotlib", "lightgbm", "fairlearn"} == set()
+    assert imported & {"scipy", "sklearn", "matplotlib", "lightgbm", "fairlearn", "pandas"} == set()
 
 
 @pytest.mark.parametrize("args", [["--branch", "prod"], ["--branch=production"]])

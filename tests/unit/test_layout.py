@@ -10,8 +10,11 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from types import ModuleType
 
 import pytest
+
+import steps as steps_package
 
 ROOT = Path(__file__).resolve().parents[2]
 MODULES = sorted(p for p in (ROOT / "steps").rglob("*.py"))
@@ -114,14 +117,16 @@ def test_every_flow_parameter_says_its_default() -> None:
 
 HEAVY = ("scipy", "sklearn", "matplotlib", "lightgbm", "fairlearn", "pandas")
 PROBE = """
-import json, sys
+import importlib, json, sys
 from steps.gates import assess
 before = {
-    "name": assess.__name__, "file": assess.__file__, "spec": assess.__spec__.name,
-    "policy": hasattr(assess, "METAFLOW_PACKAGE_POLICY"), "loaded": sorted(m for m in HEAVY if m in sys.modules),
+    "name": assess.__name__, "file": assess.__file__, "policy": hasattr(assess, "METAFLOW_PACKAGE_POLICY"),
+    "loaded": sorted(m for m in HEAVY if m in sys.modules),
 }
+from steps.gates import review
+importlib.reload(review)  # a lazy module not used yet: reload loads it (it reads __spec__, never answered unloaded)
 after = {"callable": callable(assess.assess), "loaded": sorted(m for m in HEAVY if m in sys.modules)}
-print(json.dumps({"before": before, "after": after}))
+print(json.dumps({"before": before, "after": after, "reloaded": callable(review.review_gates)}))
 """
 
 
@@ -131,10 +136,36 @@ def test_a_lazy_submodule_answers_metaflows_packaging_questions_without_loading(
     assert proc.returncode == 0, proc.stderr
     seen = json.loads(proc.stdout)
     assert seen["before"] == {"name": "steps.gates.assess", "file": str(ROOT / "steps" / "gates" / "assess.py"),
-                              "spec": "steps.gates.assess", "policy": False, "loaded": []}
+                              "policy": False, "loaded": []}
     assert seen["after"]["callable"] and {"scipy", "sklearn", "pandas"} <= set(seen["after"]["loaded"])
+    assert seen["reloaded"]
+
+
+def test_a_lazy_module_hands_over_to_a_lazy_class_that_loads_only_when_it_is_the_exact_class():
+    """Python 3.11.9+, 3.12.3+ and 3.13 load only when the module's class is exactly LazyLoader's (gh-114763)."""
+    loads = []
+
+    class Strict(ModuleType):  # that check, without the rest of LazyLoader
+        def __getattribute__(self, attr: str):
+            if object.__getattribute__(self, "__class__") is Strict:
+                loads.append(attr)
+                ModuleType.__setattr__(self, "__class__", ModuleType)
+                ModuleType.__setattr__(self, "value", 42)
+            return getattr(self, attr)
+
+    module = ModuleType("steps.probe")
+    module.__class__ = steps_package._until_used(Strict)
+    assert module.__name__ == "steps.probe" and not hasattr(module, "METAFLOW_PACKAGE_POLICY") and loads == []
+    assert module.value == 42 and loads == ["value"] and type(module) is ModuleType
+
+
+def _sets_package_policy(path: Path) -> bool:
+    """True when the module assigns METAFLOW_PACKAGE_POLICY at its top level, however it is spelt."""
+    targets = [t for node in ast.parse(path.read_text()).body if isinstance(node, (ast.Assign, ast.AnnAssign))
+               for t in (node.targets if isinstance(node, ast.Assign) else [node.target])]
+    return any(isinstance(t, ast.Name) and t.id == "METAFLOW_PACKAGE_POLICY" for t in targets)
 
 
 def test_only_the_steps_package_itself_sets_the_package_policy():
-    setters = [str(p.relative_to(ROOT)) for p in MODULES if "METAFLOW_PACKAGE_POLICY =" in p.read_text()]
+    setters = [str(p.relative_to(ROOT)) for p in MODULES if _sets_package_policy(p)]
     assert setters == ["steps/__init__.py"]  # a lazy submodule reports it absent without loading (steps/__init__.py)
