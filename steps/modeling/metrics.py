@@ -6,14 +6,14 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
-from scipy import stats
-from sklearn import metrics as skm
 
 from steps.modeling import resampling as rs
 
 
 def scores(y_true: np.ndarray, proba: np.ndarray) -> dict[str, float]:
     """ROC AUC, PR AUC (average precision), log loss, Brier score, and their 'higher is better' forms."""
+    from sklearn import metrics as skm  # here, not at the top: TrainFlow's join selects without scikit-learn
+
     y = np.asarray(y_true).astype(int)
     p = np.clip(np.asarray(proba, dtype=float), 1e-15, 1 - 1e-15)
     out = {
@@ -39,6 +39,8 @@ def _thin(x: np.ndarray, y: np.ndarray, points: int) -> tuple[list[float], list[
 
 def curves(y_true: np.ndarray, proba: np.ndarray, points: int = 200) -> dict[str, Any]:
     """ROC and precision-recall curves, thinned to ``points`` points each."""
+    from sklearn import metrics as skm
+
     fpr, tpr, _ = skm.roc_curve(y_true, proba)
     precision, recall, _ = skm.precision_recall_curve(y_true, proba)
     roc = _thin(fpr, tpr, points)
@@ -193,6 +195,8 @@ def paired_bootstrap(y: np.ndarray, p_champion: np.ndarray, p_challenger: np.nda
 
 def _midrank_auc_components(pos: np.ndarray, neg: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
     """AUC and DeLong's structural components (V10 per positive, V01 per negative) for one score vector."""
+    from scipy import stats
+
     m, n = pos.size, neg.size
     all_ranks = stats.rankdata(np.concatenate([pos, neg]))
     pos_ranks, neg_ranks = stats.rankdata(pos), stats.rankdata(neg)
@@ -203,6 +207,8 @@ def _midrank_auc_components(pos: np.ndarray, neg: np.ndarray) -> tuple[float, np
 
 def delong(y: np.ndarray, p_champion: np.ndarray, p_challenger: np.ndarray) -> Comparison:
     """DeLong's test for two correlated ROC AUCs (one-sided: the challenger's AUC is higher)."""
+    from scipy import stats
+
     y = np.asarray(y).astype(bool)
     scores = [np.asarray(p_champion, dtype=float), np.asarray(p_challenger, dtype=float)]
     parts = [_midrank_auc_components(s[y], s[~y]) for s in scores]

@@ -1,9 +1,13 @@
-"""steps/metrics.py: scores against known values, curve thinning and winner selection."""
+"""steps/modeling/metrics.py: scores against known values, curve thinning and winner selection."""
 
 from __future__ import annotations
 
+import json
 import math
+import subprocess
+import sys
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -100,3 +104,21 @@ def test_select_best_is_independent_of_insertion_order() -> None:
 def test_select_best_needs_candidates() -> None:
     with pytest.raises(ValueError, match="no candidates"):
         metrics.select_best({}, "roc_auc")
+
+
+JOIN_PROBE = """
+import json, sys
+from steps.core import decision
+from steps.modeling import metrics
+best = metrics.select_best({"a": {"roc_auc": 0.7}, "b": {"roc_auc": 0.9}}, "roc_auc")
+record = decision.decision_record({"threshold": 0.3}, (0.4, 0.6))
+print(json.dumps({"best": best, "loaded": sorted(m for m in ("scipy", "sklearn") if m in sys.modules)}))
+"""
+
+
+def test_trainflows_join_selects_without_importing_scikit_learn_or_scipy() -> None:
+    """The join (a task of its own) picks the winner from numbers: ~2 s of imports spared in every run."""
+    proc = subprocess.run([sys.executable, "-c", JOIN_PROBE], cwd=Path(__file__).parents[2], capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout) == {"best": "b", "loaded": []}

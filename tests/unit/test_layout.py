@@ -137,7 +137,7 @@ def test_a_lazy_submodule_answers_metaflows_packaging_questions_without_loading(
     seen = json.loads(proc.stdout)
     assert seen["before"] == {"name": "steps.gates.assess", "file": str(ROOT / "steps" / "gates" / "assess.py"),
                               "policy": False, "loaded": []}
-    assert seen["after"]["callable"] and {"scipy", "sklearn", "pandas"} <= set(seen["after"]["loaded"])
+    assert seen["after"]["callable"] and "pandas" in seen["after"]["loaded"]  # assess imports pandas at its top
     assert seen["reloaded"]
 
 
