@@ -28,7 +28,8 @@ from steps.scoring.plan import open_parquet
 logger = logging.getLogger(__name__)
 
 
-BATCH_ROWS = 65_536  # rows decoded at a time when sampling a day (memory holds one batch and the sample)
+BATCH_ROWS = 65_536  # rows decoded at a time from a row group larger than GROUP_ROWS
+GROUP_ROWS = 4 * BATCH_ROWS  # a row group up to this size is decoded whole (its columns in parallel)
 EPS = 1e-4  # floor of a bin's share, so an empty bin does not make PSI infinite
 
 
@@ -179,13 +180,24 @@ def _row_groups(pf: pq.ParquetFile) -> list[int]:
     return [pf.metadata.row_group(i).num_rows for i in range(pf.metadata.num_row_groups)]
 
 
+def _pieces(pf: pq.ParquetFile, group: int, rows: int, columns: list[str]) -> Iterator[pa.Table | pa.RecordBatch]:
+    """Row group ``group``'s rows in order: decoded whole when it has at most ``GROUP_ROWS`` rows (pyarrow decodes
+    its columns in parallel), else ``BATCH_ROWS`` at a time (memory stays bounded whatever the writer chose)."""
+    if rows <= GROUP_ROWS:
+        yield pf.read_row_group(group, columns=columns)
+    else:
+        yield from pf.iter_batches(batch_size=BATCH_ROWS, row_groups=[group], columns=columns)
+
+
 def stream_sample(files: list[pq.ParquetFile], columns: list[list[str]], limit: int,
                   seed: int) -> Iterator[tuple[int, pa.Table, np.ndarray]]:
-    """The rows of a uniform sample of at most ``limit`` rows over ``files`` (in order, as one table), a record batch
-    at a time: ``(file index, the sampled rows of ``columns[file index]``, their row numbers within the file)``.
+    """The rows of a uniform sample of at most ``limit`` rows over ``files`` (in order, as one table), a row group
+    (or a batch of a large one, :func:`_pieces`) at a time: ``(file index, the sampled rows of
+    ``columns[file index]``, their row numbers within the file)``.
 
-    Rows are chosen from the footers' row counts before any data is read, so memory holds one batch of
-    ``BATCH_ROWS`` rows and the sample, whatever the number of rows; row groups without a sampled row are skipped.
+    Rows are chosen from the footers' row counts before any data is read, so memory holds one row group (at most
+    ``GROUP_ROWS`` rows decoded) and the sample, whatever the number of rows; row groups without a sampled row are
+    skipped.
     """
     sizes = [_row_groups(pf) for pf in files]
     chosen = sample_rows(sum(map(sum, sizes)), limit, seed)
@@ -195,12 +207,14 @@ def stream_sample(files: list[pq.ParquetFile], columns: list[list[str]], limit: 
         for g, rows in enumerate(groups):
             lo, hi = np.searchsorted(chosen, [offset, offset + rows])
             if hi > lo:
-                for batch in pf.iter_batches(batch_size=BATCH_ROWS, row_groups=[g], columns=columns[i]):
-                    lo, hi = np.searchsorted(chosen, [offset, offset + batch.num_rows])
+                for piece in _pieces(pf, g, rows, columns[i]):
+                    lo, hi = np.searchsorted(chosen, [offset, offset + piece.num_rows])
                     if hi > lo:
                         picked = chosen[lo:hi] - offset
-                        yield i, pa.Table.from_batches([batch.take(pa.array(picked))]), picked + offset - first_in_file
-                    offset += batch.num_rows
+                        taken = piece.take(pa.array(picked))
+                        yield (i, taken if isinstance(taken, pa.Table) else pa.Table.from_batches([taken]),
+                               picked + offset - first_in_file)
+                    offset += piece.num_rows
             else:
                 offset += rows
 
@@ -224,14 +238,15 @@ def read_inputs(manifest: dict[str, Any], columns: list[str], limit: int, seed: 
                                   f"{manifest['partition']} was scored; the input changed after scoring")
         files.append(pf)
     present = [[c for c in columns if c in pf.schema_arrow.names] for pf in files]
-    frames = []
+    pieces: dict[int, list[pa.Table]] = {}  # per file: its schema holds across its pieces
     for i, table, rows in stream_sample(files, present, limit, seed):
         if ROW_KEY in columns and ROW_KEY not in table.column_names:  # a dataset without an id: keys as scored
             f = manifest["input"]["files"][i]
             prefix = row_key_prefix(f["path"], manifest["input"]["input"])
             keys = pc.binary_join_element_wise(pa.scalar(prefix), pa.array(rows).cast(pa.string()), "#")
             table = table.append_column(ROW_KEY, keys)
-        frames.append(table.to_pandas())
+        pieces.setdefault(i, []).append(table)
+    frames = [pa.concat_tables(tables).to_pandas() for tables in pieces.values()]  # one conversion per file
     frame = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=columns)
     return frame, sorted(names)
 

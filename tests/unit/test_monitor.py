@@ -268,12 +268,17 @@ def test_sample_rows_is_uniform():
 
 
 @pytest.mark.parametrize("limit", [7, 500, 10**9])
-def test_streamed_sample_is_the_chosen_rows_of_every_file(tmp_path, limit):
+@pytest.mark.parametrize("group_rows", [None, 40, 0], ids=["groups-whole", "mixed", "groups-in-batches"])
+def test_streamed_sample_is_the_chosen_rows_of_every_file(tmp_path, monkeypatch, limit, group_rows):
     import pyarrow as pa
     import pyarrow.parquet as pq
 
+    from steps.monitoring import drift
     from steps.monitoring.drift import sample_rows, stream_sample
 
+    if group_rows is not None:  # row groups of 50 (and the last ones of 20 and 33) larger than this stream in 16s
+        monkeypatch.setattr(drift, "GROUP_ROWS", group_rows)
+        monkeypatch.setattr(drift, "BATCH_ROWS", 16)
     paths = []
     for i, n in enumerate((120, 0, 333)):
         path = tmp_path / f"f{i}.parquet"
@@ -281,6 +286,7 @@ def test_streamed_sample_is_the_chosen_rows_of_every_file(tmp_path, limit):
         paths.append(path)
     files = [pq.ParquetFile(p) for p in paths]
     got = list(stream_sample(files, [["x"]] * 3, limit, seed=1))
+    assert pa.concat_tables([t for _, t, _ in got]).num_rows == sum(t.num_rows for _, t, _ in got)  # one schema
     everything = np.concatenate([np.arange(120), np.arange(333) + 2000])
     expected = everything[sample_rows(everything.size, limit, 1)]
     assert np.array_equal(np.concatenate([t["x"].to_numpy() for _, t, _ in got]), expected)
