@@ -39,6 +39,24 @@ def call_seconds(call: Call, inputs: Sequence[Any], warmup: int = WARMUP_CALLS, 
     return out
 
 
+def paired_call_seconds(calls: Sequence[Call], inputs: Sequence[Any], warmup: int = WARMUP_CALLS,
+                        clock: str = "wall") -> list[np.ndarray]:
+    """Seconds (on ``clock``) of each of ``calls`` per input, the calls taking turns input by input (a, b, a, b, ...)
+    after ``warmup`` untimed turns: a host that slows down or speeds up does so for every call, so their percentiles
+    compare (two measurements one after the other on a shared machine can differ by a third)."""
+    now = CLOCKS[clock]
+    for item in inputs[:warmup]:
+        for call in calls:
+            call(item)
+    out = [np.empty(len(inputs)) for _ in calls]
+    for i, item in enumerate(inputs):
+        for seconds, call in zip(out, calls, strict=True):
+            start = now()
+            call(item)
+            seconds[i] = now() - start
+    return out
+
+
 def best_seconds(call: Call, batch: Any, repeats: int = BATCH_REPEATS, warmup: bool = False,
                  clock: str = "wall") -> float:
     """The shortest time (on ``clock``) of ``repeats`` calls on ``batch`` (after one untimed call when ``warmup``)."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -14,12 +15,14 @@ from steps.config.dataset import DatasetConfig
 from steps.config.gates import GatesConfig
 from steps.core.progress import timed
 from steps.gates.champion import champion_gates
-from steps.gates.efficiency import efficiency_gates, measure
+from steps.gates.efficiency import efficiency_gates, measure, paired_latency
 from steps.gates.performance import _curves, performance_gates
 from steps.gates.result import GateResult, Verdict
 from steps.gates.review import review_gates
 
 logger = logging.getLogger(__name__)
+
+UNTIMED = {"p50_ms": float("nan"), "p99_ms": float("nan")}  # the champion's single-row latency before it is paired
 
 
 @dataclass(frozen=True)
@@ -31,13 +34,19 @@ class Assessment:
     scores: np.ndarray | None = None  # the model's hold-out scores (NaN when it could not score), for the profile
 
 
+def _serving(model: Any, spec: DatasetConfig) -> Callable[[pd.DataFrame], np.ndarray]:
+    """``model``'s scores as the efficiency gates time them: the pipeline itself, no thread limit per call."""
+    return lambda frame: model.predict_proba(frame[spec.features])[:, 1]
+
+
 def _model_checks(model: Any, blob: bytes, holdout: pd.DataFrame, spec: DatasetConfig, cfg: GatesConfig,
-                  threshold: float, alone: bool = True,
-                  threads: int = 1) -> tuple[np.ndarray, list[GateResult], dict[str, Any]]:
+                  threshold: float, alone: bool = True, threads: int = 1,
+                  latency: dict[str, float] | None = None) -> tuple[np.ndarray, list[GateResult], dict[str, Any]]:
     """Every suite that looks at one model alone: performance, fairness, robustness, efficiency, review.
 
     ``alone=False`` (the champion, whose own results are not gated): only what the comparison reports, performance
-    and efficiency. ``threads`` score the hold-out; the efficiency gates measure one.
+    and efficiency. ``threads`` score the hold-out; the efficiency gates measure one. ``latency``: single-row
+    percentiles already measured (paired with the challenger's), not measured again.
     """
     from steps.gates import fairness, robustness
     from steps.modeling import models
@@ -69,8 +78,7 @@ def _model_checks(model: Any, blob: bytes, holdout: pd.DataFrame, spec: DatasetC
             robust, robust_report = robustness.robustness_gates(predict, holdout, spec, cfg.robustness,
                                                                 cfg.bootstrap.seed)
     with timed(logger, "gates: efficiency"), threadpool_limits(limits=1):  # per-call limits would add ~4 ms a row
-        measured = measure(lambda f: model.predict_proba(f[spec.features])[:, 1], holdout, blob,
-                           cfg.efficiency)
+        measured = measure(_serving(model, spec), holdout, blob, cfg.efficiency, latency)
     eff = efficiency_gates(measured, cfg.efficiency)
     review = review_gates(proba, cfg.review) if alone else []
     report = {"performance": perf_report, "fairness": fair_report, "robustness": robust_report,
@@ -93,7 +101,14 @@ def assess(model: Any, blob: bytes, holdout: pd.DataFrame, spec: DatasetConfig, 
     if champion is not None and np.isfinite(proba).all():
         run_id, champ_model, champ_blob = champion
         champ_proba, _, champ_report = _model_checks(champ_model, champ_blob, holdout, spec, cfg, threshold,
-                                                     alone=False, threads=threads)
+                                                     alone=False, threads=threads, latency=UNTIMED)
+        mine, theirs = {k: report["efficiency"][k] for k in UNTIMED}, dict(UNTIMED)
+        if np.isfinite(champ_proba).all():  # both score: time them in turn, so the comparison reads the models
+            with timed(logger, "gates: single-row latency of the challenger and the champion, in turn"), \
+                    threadpool_limits(limits=1):
+                mine, theirs = paired_latency([_serving(model, spec), _serving(champ_model, spec)], holdout,
+                                              cfg.efficiency)
+            champ_report["efficiency"].update(theirs)
         from steps.gates.fairness import compare_disparities
 
         logger.info("gates: comparing with champion run %s", run_id)
@@ -102,9 +117,10 @@ def assess(model: Any, blob: bytes, holdout: pd.DataFrame, spec: DatasetConfig, 
                                        cfg.bootstrap.confidence)
         comparison, compared = champion_gates(
             y, proba, champ_proba, cfg, run_id, widening,
-            (report["efficiency"]["p50_ms"], champ_report["efficiency"]["p50_ms"]))
+            (mine["p50_ms"], theirs["p50_ms"]), cfg.efficiency.latency_rows)
         results += comparison
         report["champion"] = {"run_id": run_id, "comparison": compared, "performance": champ_report["performance"],
-                              "efficiency": champ_report["efficiency"]}
+                              "efficiency": champ_report["efficiency"], "paired_latency": {"challenger": mine,
+                                                                                           "champion": theirs}}
         report["curves"]["champion"] = _curves(y, champ_proba, cfg)
     return Assessment(Verdict(results), report, proba)

@@ -11,7 +11,8 @@ from steps.modeling.metrics import delong, paired_bootstrap
 
 def champion_gates(y: Any, p_challenger: Any, p_champion: Any, cfg: GatesConfig, champion_run: str,
                    fairness: list[dict[str, Any]],
-                   latency_p50: tuple[float, float]) -> tuple[list[GateResult], dict[str, Any]]:
+                   latency_p50: tuple[float, float], latency_calls: int | None = None
+                   ) -> tuple[list[GateResult], dict[str, Any]]:
     """Challenger versus champion on the same hold-out: significance, fairness and latency non-inferiority.
 
     Args:
@@ -20,6 +21,8 @@ def champion_gates(y: Any, p_challenger: Any, p_champion: Any, cfg: GatesConfig,
             rates on a hold-out are noisy; a point comparison would block good models on sampling noise alone).
         latency_p50: (challenger, champion) single-row median latency in ms (the median: p99 over a few hundred
             calls on a shared machine is too noisy to compare two models).
+        latency_calls: how many single-row calls each model made, in turn with the other's
+            (``efficiency.paired_latency``), for the detail; None: measured apart.
     """
     c = cfg.champion
     if c.method == "delong":
@@ -42,12 +45,15 @@ def champion_gates(y: Any, p_challenger: Any, p_champion: Any, cfg: GatesConfig,
             f"lower bound <= {c.fairness_tolerance:g}", f["widening"], bool(f["low"] <= c.fairness_tolerance),
             interval=(f["low"], f["high"]),
             detail=f"challenger {f['challenger']:.4f} vs champion {f['champion']:.4f}"))
+    how = (f"; {latency_calls} single-row calls each, the two models in turn on the same rows"
+           if latency_calls else "")
     if c.latency_tolerance is None:  # switched off: measured and reported, never blocks
         results.append(GateResult("champion", "not_slower[p50_ms]", "p50_ms", "off (latency_tolerance: null)",
-                                  latency_p50[0], True, detail=f"champion {latency_p50[1]:.3f} ms", gated=False))
+                                  latency_p50[0], True, detail=f"champion {latency_p50[1]:.3f} ms{how}",
+                                  gated=False))
     else:
         limit = latency_p50[1] * (1 + c.latency_tolerance)
         results.append(GateResult("champion", "not_slower[p50_ms]", "p50_ms", f"<= {limit:.3f} (champion "
                                   f"{latency_p50[1]:.3f} x {1 + c.latency_tolerance:g})", latency_p50[0],
-                                  bool(latency_p50[0] <= limit)))
+                                  bool(latency_p50[0] <= limit), detail=how.removeprefix("; ")))
     return results, comparison.to_dict()

@@ -18,7 +18,15 @@ import numpy as np
 import pandas as pd
 
 from steps.config.gates import EfficiencyGates, Threshold
-from steps.core.timing import BATCH_REPEATS, WARMUP_CALLS, best_seconds, call_seconds, peak_traced_mb, percentiles
+from steps.core.timing import (
+    BATCH_REPEATS,
+    WARMUP_CALLS,
+    best_seconds,
+    call_seconds,
+    paired_call_seconds,
+    peak_traced_mb,
+    percentiles,
+)
 from steps.gates.result import GateResult, check
 
 logger = logging.getLogger(__name__)
@@ -30,7 +38,8 @@ SUITE = "efficiency"
 Predict = Callable[[pd.DataFrame], np.ndarray]
 
 
-def measure(predict: Predict, rows: pd.DataFrame, model_bytes: bytes, cfg: EfficiencyGates) -> dict[str, Any]:
+def measure(predict: Predict, rows: pd.DataFrame, model_bytes: bytes, cfg: EfficiencyGates,
+            latency: dict[str, float] | None = None) -> dict[str, Any]:
     """Latency, throughput, size and peak memory of ``predict``.
 
     Args:
@@ -38,18 +47,18 @@ def measure(predict: Predict, rows: pd.DataFrame, model_bytes: bytes, cfg: Effic
         rows: representative raw rows (e.g. the hold-out); single-row calls reuse them in order when short.
         model_bytes: the serialized model as stored (its size is gated).
         cfg: how many rows to time and the bounds.
+        latency: ``p50_ms`` and ``p99_ms`` already measured (:func:`paired_latency`): no single-row calls are made.
 
     Returns:
         ``p50_ms``, ``p99_ms``, ``rows_per_s``, ``size_mb``, ``peak_memory_mb`` and the row counts used.
     """
     if rows.empty:
         raise ValueError("efficiency needs at least one row")
-    pool = rows.iloc[:cfg.latency_rows]  # one slice of a large frame, then cheap one-row slices of it
-    singles = [pool.iloc[[i % len(pool)]] for i in range(cfg.latency_rows)]  # sliced before timing
     batch = rows.iloc[:cfg.batch_rows]
     seconds = best_seconds(predict, batch, clock=cfg.clock)
     out = {
-        **percentiles(call_seconds(predict, singles, clock=cfg.clock), 1e3, "ms"),
+        **(latency or percentiles(call_seconds(predict, single_rows(rows, cfg.latency_rows), clock=cfg.clock), 1e3,
+                                  "ms")),
         "rows_per_s": float(len(batch) / seconds) if seconds > 0 else float("inf"),
         "size_mb": len(model_bytes) / 1e6,
         "peak_memory_mb": peak_traced_mb(predict, batch),
@@ -60,6 +69,19 @@ def measure(predict: Predict, rows: pd.DataFrame, model_bytes: bytes, cfg: Effic
     logger.info("efficiency: p50 %.2f ms, p99 %.2f ms, %.0f rows/s, %.2f MB, peak %.1f MB", out["p50_ms"],
                 out["p99_ms"], out["rows_per_s"], out["size_mb"], out["peak_memory_mb"])
     return out
+
+
+def single_rows(rows: pd.DataFrame, count: int) -> list[pd.DataFrame]:
+    """``count`` one-row frames of ``rows``' first rows (in turn when fewer), sliced before any timing."""
+    pool = rows.iloc[:count]  # one slice of a large frame, then cheap one-row slices of it
+    return [pool.iloc[[i % len(pool)]] for i in range(count)]
+
+
+def paired_latency(predicts: list[Predict], rows: pd.DataFrame, cfg: EfficiencyGates) -> list[dict[str, float]]:
+    """Single-row ``p50_ms`` and ``p99_ms`` of each of ``predicts``, called in turn on the same rows
+    (:func:`~steps.core.timing.paired_call_seconds`): what a comparison of two models' latencies reads."""
+    seconds = paired_call_seconds(predicts, single_rows(rows, cfg.latency_rows), clock=cfg.clock)
+    return [percentiles(s, 1e3, "ms") for s in seconds]
 
 
 def efficiency_gates(measured: dict[str, Any], cfg: EfficiencyGates) -> list[GateResult]:

@@ -10,10 +10,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from steps.config import CandidateConfig, DatasetConfig, EfficiencyGates, ReviewGates, load_file
+from steps.config import CandidateConfig, DatasetConfig, EfficiencyGates, GatesConfig, ReviewGates, load_file
 from steps.core.decision import in_band
 from steps.data import synth
-from steps.gates.efficiency import efficiency_gates, measure
+from steps.gates.assess import assess
+from steps.gates.efficiency import efficiency_gates, measure, paired_latency
 from steps.gates.review import review_gates
 from steps.modeling import models
 
@@ -116,6 +117,32 @@ def test_single_row_calls_reuse_rows_when_there_are_few(rows):
     assert seen.count(1) == 5 + CFG.latency_rows  # warm-up calls, then the timed ones
 
 
+def test_latency_measured_elsewhere_is_not_measured_again(rows):
+    seen: list[int] = []
+
+    def spy(frame: pd.DataFrame) -> np.ndarray:
+        seen.append(len(frame))
+        return fast(frame)
+
+    measured = measure(spy, rows, b"x", CFG, latency={"p50_ms": 7.0, "p99_ms": 9.0})
+    assert (measured["p50_ms"], measured["p99_ms"]) == (7.0, 9.0) and 1 not in seen
+
+
+def test_paired_latency_times_both_models_on_the_same_rows(rows):
+    seen: dict[str, list[int]] = {"slow": [], "fast": []}
+
+    def spy(name, predict):
+        def call(frame: pd.DataFrame) -> np.ndarray:
+            seen[name].append(int(frame.index[0]))
+            return predict(frame)
+        return call
+
+    cfg = EfficiencyGates(latency_rows=10, batch_rows=200, clock="cpu")
+    slow_latency, fast_latency = paired_latency([spy("slow", slow), spy("fast", fast)], rows, cfg)
+    assert seen["slow"] == seen["fast"] == [0, 1, 2, 3, 4, *range(10)]  # warm-up turns, then one turn per row
+    assert slow_latency["p50_ms"] >= 25.0 > fast_latency["p99_ms"]
+
+
 def test_empty_rows_are_an_error():
     with pytest.raises(ValueError, match="at least one row"):
         measure(fast, pd.DataFrame(), b"x", CFG)
@@ -131,6 +158,24 @@ def test_a_fitted_pipeline_is_measured(rows):
     assert 0 < measured["p50_ms"] <= measured["p99_ms"] and measured["rows_per_s"] > 0
     assert measured["peak_memory_mb"] > 0
 
+
+
+def test_a_champion_is_compared_on_latencies_timed_in_turn_with_the_challengers():
+    spec = load_file(DatasetConfig, ROOT / "config" / "dataset.yaml")
+    gates = load_file(GatesConfig, ROOT / "tests" / "flows" / "configs" / "gates-small.yaml")
+    frame = synth.generate(synth.SynthSpec(rows=3000, seed=4))
+    candidate = CandidateConfig(name="logreg", type="logistic_regression", params={"C": 0.5})
+    pipeline, _ = models.fit(models.build_pipeline(candidate, spec, seed=0, threads=1), frame, spec, threads=1)
+    blob = models.serialize(pipeline)
+    report = assess(pipeline, blob, frame, spec, gates, champion=("7", pipeline, blob), threshold=0.3)
+    gate = next(r for r in report.verdict.results if r.name == "not_slower[p50_ms]")
+    paired = report.report["champion"]["paired_latency"]
+    assert gate.actual == paired["challenger"]["p50_ms"]
+    assert f"champion {paired['champion']['p50_ms']:.3f}" in gate.threshold
+    assert gate.detail == (f"{gates.efficiency.latency_rows} single-row calls each, the two models in turn on the "
+                           "same rows")
+    assert report.report["champion"]["efficiency"]["p50_ms"] == paired["champion"]["p50_ms"]
+    assert report.report["efficiency"]["p50_ms"] != paired["challenger"]["p50_ms"]  # its own gates: timed alone
 
 BASE = {"p50_ms": 1.0, "p99_ms": 2.0, "rows_per_s": 1e5, "size_mb": 1.0, "peak_memory_mb": 10.0,
         "latency_rows": 200, "batch_rows": 20_000}
