@@ -180,11 +180,13 @@ def _row_groups(pf: pq.ParquetFile) -> list[int]:
     return [pf.metadata.row_group(i).num_rows for i in range(pf.metadata.num_row_groups)]
 
 
-def _pieces(pf: pq.ParquetFile, group: int, rows: int, columns: list[str]) -> Iterator[pa.Table | pa.RecordBatch]:
+def _pieces(pf: pq.ParquetFile, group: int, rows: int, columns: list[str]) -> Iterator[pa.RecordBatch]:
     """Row group ``group``'s rows in order: decoded whole when it has at most ``GROUP_ROWS`` rows (pyarrow decodes
-    its columns in parallel), else ``BATCH_ROWS`` at a time (memory stays bounded whatever the writer chose)."""
+    its columns in parallel), else ``BATCH_ROWS`` at a time (memory stays bounded whatever the writer chose).
+    Record batches, not tables: a batch of no columns keeps its length through ``take`` (a table's drops to 0), and
+    a caller that reads no column (only row keys) needs the rows counted."""
     if rows <= GROUP_ROWS:
-        yield pf.read_row_group(group, columns=columns)
+        yield from pf.read_row_group(group, columns=columns).to_batches()
     else:
         yield from pf.iter_batches(batch_size=BATCH_ROWS, row_groups=[group], columns=columns)
 
@@ -211,9 +213,7 @@ def stream_sample(files: list[pq.ParquetFile], columns: list[list[str]], limit: 
                     lo, hi = np.searchsorted(chosen, [offset, offset + piece.num_rows])
                     if hi > lo:
                         picked = chosen[lo:hi] - offset
-                        taken = piece.take(pa.array(picked))
-                        yield (i, taken if isinstance(taken, pa.Table) else pa.Table.from_batches([taken]),
-                               picked + offset - first_in_file)
+                        yield i, pa.Table.from_batches([piece.take(pa.array(picked))]), picked + offset - first_in_file
                     offset += piece.num_rows
             else:
                 offset += rows

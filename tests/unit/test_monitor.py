@@ -292,3 +292,6 @@ def test_streamed_sample_is_the_chosen_rows_of_every_file(tmp_path, monkeypatch,
     assert np.array_equal(np.concatenate([t["x"].to_numpy() for _, t, _ in got]), expected)
     assert all(t.column_names == ["x"] for _, t, _ in got)
     assert all(np.array_equal(t["x"].to_numpy() - 1000 * i, rows) for i, t, rows in got)  # row numbers in the file
+    bare = list(stream_sample(files, [[]] * 3, limit, seed=1))  # no column: a caller that adds only row keys
+    assert [t.num_rows for _, t, _ in bare] == [rows.size for _, _, rows in bare]
+    assert np.array_equal(np.concatenate([rows + 1000 * i for i, _, rows in bare]), expected)
