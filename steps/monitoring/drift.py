@@ -246,7 +246,8 @@ def read_inputs(manifest: dict[str, Any], columns: list[str], limit: int, seed: 
             keys = pc.binary_join_element_wise(pa.scalar(prefix), pa.array(rows).cast(pa.string()), "#")
             table = table.append_column(ROW_KEY, keys)
         pieces.setdefault(i, []).append(table)
-    frames = [pa.concat_tables(tables).to_pandas() for tables in pieces.values()]  # one conversion per file
+    frames = [pa.Table.from_batches([b for t in tables for b in t.to_batches()]).to_pandas()  # one per file; batches
+              for tables in pieces.values()]  # keep their row count with no column (concat_tables would not)
     frame = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=columns)
     return frame, sorted(names)
 

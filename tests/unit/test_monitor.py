@@ -295,3 +295,20 @@ def test_streamed_sample_is_the_chosen_rows_of_every_file(tmp_path, monkeypatch,
     bare = list(stream_sample(files, [[]] * 3, limit, seed=1))  # no column: a caller that adds only row keys
     assert [t.num_rows for _, t, _ in bare] == [rows.size for _, _, rows in bare]
     assert np.array_equal(np.concatenate([rows + 1000 * i for i, _, rows in bare]), expected)
+
+
+@pytest.mark.parametrize("columns", [["row_key"], ["not_in_the_file"], ["x", "row_key"]])
+def test_read_inputs_keeps_every_sampled_row_whatever_columns_it_reads(tmp_path, columns):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from steps.monitoring.drift import read_inputs
+
+    path = tmp_path / "day.parquet"
+    pq.write_table(pa.table({"x": np.arange(120)}), path, row_group_size=50)
+    manifest = {"partition": "dt=2026-01-05", "input": {"input": str(tmp_path), "files": [
+        {"path": str(path), "row_groups": [50, 50, 20]}]}}
+    frame, names = read_inputs(manifest, columns, 30, seed=2)
+    assert len(frame) == 30 and names == ["x"]
+    if "row_key" in columns:  # a dataset without an id: keys as ScoreFlow wrote them
+        assert frame["row_key"].str.startswith("day.parquet#").all() and frame["row_key"].is_unique
