@@ -159,7 +159,6 @@ def test_a_fitted_pipeline_is_measured(rows):
     assert measured["peak_memory_mb"] > 0
 
 
-
 def test_a_champion_is_compared_on_latencies_timed_in_turn_with_the_challengers():
     spec = load_file(DatasetConfig, ROOT / "config" / "dataset.yaml")
     gates = load_file(GatesConfig, ROOT / "tests" / "flows" / "configs" / "gates-small.yaml")
@@ -176,6 +175,7 @@ def test_a_champion_is_compared_on_latencies_timed_in_turn_with_the_challengers(
                            "same rows")
     assert report.report["champion"]["efficiency"]["p50_ms"] == paired["champion"]["p50_ms"]
     assert report.report["efficiency"]["p50_ms"] != paired["challenger"]["p50_ms"]  # its own gates: timed alone
+
 
 BASE = {"p50_ms": 1.0, "p99_ms": 2.0, "rows_per_s": 1e5, "size_mb": 1.0, "peak_memory_mb": 10.0,
         "latency_rows": 200, "batch_rows": 20_000}
