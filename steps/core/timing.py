@@ -27,16 +27,8 @@ CLOCKS: dict[str, Callable[[], float]] = {"wall": time.perf_counter, "cpu": time
 
 def call_seconds(call: Call, inputs: Sequence[Any], warmup: int = WARMUP_CALLS, clock: str = "wall") -> np.ndarray:
     """Seconds (on ``clock``) of one ``call`` per input, in order, after ``warmup`` untimed calls on the first
-    inputs."""
-    now = CLOCKS[clock]
-    for item in inputs[:warmup]:
-        call(item)
-    out = np.empty(len(inputs))
-    for i, item in enumerate(inputs):
-        start = now()
-        call(item)
-        out[i] = now() - start
-    return out
+    inputs (:func:`paired_call_seconds` with one call)."""
+    return paired_call_seconds([call], inputs, warmup, clock)[0]
 
 
 def paired_call_seconds(calls: Sequence[Call], inputs: Sequence[Any], warmup: int = WARMUP_CALLS,

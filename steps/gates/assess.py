@@ -14,7 +14,7 @@ from threadpoolctl import threadpool_limits
 from steps.config.dataset import DatasetConfig
 from steps.config.gates import GatesConfig
 from steps.core.progress import timed
-from steps.gates.champion import champion_gates
+from steps.gates.champion import champion_gates, unscored_gate
 from steps.gates.efficiency import efficiency_gates, measure, paired_latency
 from steps.gates.performance import _curves, performance_gates
 from steps.gates.result import GateResult, Verdict
@@ -22,7 +22,7 @@ from steps.gates.review import review_gates
 
 logger = logging.getLogger(__name__)
 
-UNTIMED = {"p50_ms": float("nan"), "p99_ms": float("nan")}  # the champion's single-row latency before it is paired
+UNTIMED = {"p50_ms": float("nan"), "p99_ms": float("nan")}  # a single-row latency not measured
 
 
 @dataclass(frozen=True)
@@ -74,9 +74,9 @@ def _model_checks(model: Any, blob: bytes, holdout: pd.DataFrame, spec: DatasetC
     if alone:
         with timed(logger, "gates: fairness"):
             fair, fair_report = fairness.fairness_gates(y, proba, holdout[spec.sensitive], cfg.fairness, threshold)
-        with timed(logger, "gates: robustness"):
-            robust, robust_report = robustness.robustness_gates(predict, holdout, spec, cfg.robustness,
-                                                                cfg.bootstrap.seed)
+        with timed(logger, "gates: robustness"), threadpool_limits(limits=1):  # ~100 small calls: one limit
+            robust, robust_report = robustness.robustness_gates(_serving(model, spec), holdout, spec,
+                                                                cfg.robustness, cfg.bootstrap.seed)
     with timed(logger, "gates: efficiency"), threadpool_limits(limits=1):  # per-call limits would add ~4 ms a row
         measured = measure(_serving(model, spec), holdout, blob, cfg.efficiency, latency)
     eff = efficiency_gates(measured, cfg.efficiency)
@@ -86,6 +86,22 @@ def _model_checks(model: Any, blob: bytes, holdout: pd.DataFrame, spec: DatasetC
     return proba, [*perf, *fair, *robust, *eff, *review], report
 
 
+def _paired(model: Any, champ_model: Any, holdout: pd.DataFrame, spec: DatasetConfig,
+            cfg: GatesConfig) -> tuple[dict[str, float] | None, dict[str, float]]:
+    """Single-row latencies of the challenger and the champion, the two called in turn on the same rows (a host
+    that slows down does so for both), or (None, ``UNTIMED``) when either cannot score one row: the challenger is
+    then timed alone by its own checks (whose failures say why) and the champion's latency stays unmeasured."""
+    try:
+        with timed(logger, "gates: single-row latency of the challenger and the champion, in turn"), \
+                threadpool_limits(limits=1):
+            mine, theirs = paired_latency([_serving(model, spec), _serving(champ_model, spec)], holdout,
+                                          cfg.efficiency)
+    except Exception as err:  # noqa: BLE001 - a model that cannot score is a gate result, not a crash
+        logger.warning("gates: latencies not timed in turn (%s: %s)", type(err).__name__, str(err)[:200])
+        return None, dict(UNTIMED)
+    return mine, theirs
+
+
 def assess(model: Any, blob: bytes, holdout: pd.DataFrame, spec: DatasetConfig, cfg: GatesConfig,
            champion: tuple[str, Any, bytes] | None = None, threshold: float = 0.5, threads: int = 1) -> Assessment:
     """Run every gate suite on ``model`` and, when a champion ``(run_id, model, blob)`` exists, compare the two.
@@ -93,34 +109,38 @@ def assess(model: Any, blob: bytes, holdout: pd.DataFrame, spec: DatasetConfig, 
     ``threshold`` is the model's decision threshold (fairness rates are measured at it; the champion's decisions too,
     so both models are compared at the same operating point). With no champion the gates decide alone; with one, the
     challenger must also be significantly better on the primary metric and no worse beyond tolerance on fairness and
-    latency. ``threads``: the cores of the step (the hold-out is scored on them).
+    latency; the two models' single-row latencies are then timed in turn, once, and both the challenger's own
+    latency gates and the comparison read that measurement. ``threads``: the cores of the step (the hold-out is
+    scored on them).
     """
     y = holdout[spec.target.name].to_numpy()
-    proba, results, report = _model_checks(model, blob, holdout, spec, cfg, threshold, threads=threads)
+    mine, theirs = _paired(model, champion[1], holdout, spec, cfg) if champion is not None else (None, UNTIMED)
+    proba, results, report = _model_checks(model, blob, holdout, spec, cfg, threshold, threads=threads,
+                                           latency=mine)
     report["curves"] = {"challenger": _curves(y, proba, cfg)}
     if champion is not None and np.isfinite(proba).all():
         run_id, champ_model, champ_blob = champion
-        champ_proba, _, champ_report = _model_checks(champ_model, champ_blob, holdout, spec, cfg, threshold,
-                                                     alone=False, threads=threads, latency=UNTIMED)
-        mine, theirs = {k: report["efficiency"][k] for k in UNTIMED}, dict(UNTIMED)
-        if np.isfinite(champ_proba).all():  # both score: time them in turn, so the comparison reads the models
-            with timed(logger, "gates: single-row latency of the challenger and the champion, in turn"), \
-                    threadpool_limits(limits=1):
-                mine, theirs = paired_latency([_serving(model, spec), _serving(champ_model, spec)], holdout,
-                                              cfg.efficiency)
-            champ_report["efficiency"].update(theirs)
+        champ_proba, champ_failed, champ_report = _model_checks(champ_model, champ_blob, holdout, spec, cfg,
+                                                                threshold, alone=False, threads=threads,
+                                                                latency=theirs)
+        if not np.isfinite(champ_proba).all():  # its failure (the only result) says why
+            results.append(unscored_gate(run_id, champ_failed[0].detail))
+            report["champion"] = {"run_id": run_id, "error": champ_failed[0].detail, "comparison": None,
+                                  "performance": {}, "efficiency": champ_report["efficiency"],
+                                  "paired_latency": {"challenger": mine or dict(UNTIMED), "champion": theirs}}
+            return Assessment(Verdict(results), report, proba)
         from steps.gates.fairness import compare_disparities
 
-        logger.info("gates: comparing with champion run %s", run_id)
-        widening = compare_disparities(y, champ_proba, proba, holdout[spec.sensitive], cfg.fairness,
-                                       threshold, cfg.bootstrap.samples, cfg.bootstrap.seed,
-                                       cfg.bootstrap.confidence)
-        comparison, compared = champion_gates(
-            y, proba, champ_proba, cfg, run_id, widening,
-            (mine["p50_ms"], theirs["p50_ms"]), cfg.efficiency.latency_rows)
+        with timed(logger, f"gates: comparing with champion run {run_id}"):
+            widening = compare_disparities(y, champ_proba, proba, holdout[spec.sensitive], cfg.fairness,
+                                           threshold, cfg.bootstrap.samples, cfg.bootstrap.seed,
+                                           cfg.bootstrap.confidence)
+            comparison, compared = champion_gates(
+                y, proba, champ_proba, cfg, run_id, widening, (report["efficiency"]["p50_ms"], theirs["p50_ms"]),
+                cfg.efficiency.latency_rows if mine is not None else None)
         results += comparison
         report["champion"] = {"run_id": run_id, "comparison": compared, "performance": champ_report["performance"],
-                              "efficiency": champ_report["efficiency"], "paired_latency": {"challenger": mine,
-                                                                                           "champion": theirs}}
+                              "efficiency": champ_report["efficiency"],
+                              "paired_latency": {"challenger": mine or dict(UNTIMED), "champion": theirs}}
         report["curves"]["champion"] = _curves(y, champ_proba, cfg)
     return Assessment(Verdict(results), report, proba)

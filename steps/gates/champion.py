@@ -57,3 +57,12 @@ def champion_gates(y: Any, p_challenger: Any, p_champion: Any, cfg: GatesConfig,
                                   f"{latency_p50[1]:.3f} x {1 + c.latency_tolerance:g})", latency_p50[0],
                                   bool(latency_p50[0] <= limit), detail=how.removeprefix("; ")))
     return results, comparison.to_dict()
+
+
+def unscored_gate(champion_run: str, error: str) -> GateResult:
+    """The failed comparison of a champion that cannot score this hold-out (a changed schema, a broken model): the
+    challenger is not compared, so it does not replace the champion unless a person promotes it."""
+    return GateResult("champion", "champion_scored", "the champion scores the hold-out", "no error, all finite",
+                      None, False, detail=f"champion run {champion_run}: {error}; nothing compared. Fix the "
+                                          "champion or the data, or promote this run with `python -m steps.registry "
+                                          "promote RUN_ID --force --reason ...`"[:800])

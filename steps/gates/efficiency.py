@@ -47,10 +47,12 @@ def measure(predict: Predict, rows: pd.DataFrame, model_bytes: bytes, cfg: Effic
         rows: representative raw rows (e.g. the hold-out); single-row calls reuse them in order when short.
         model_bytes: the serialized model as stored (its size is gated).
         cfg: how many rows to time and the bounds.
-        latency: ``p50_ms`` and ``p99_ms`` already measured (:func:`paired_latency`): no single-row calls are made.
+        latency: ``p50_ms`` and ``p99_ms`` already measured (:func:`paired_latency`): no single-row calls are made
+            (``latency_in_turn`` says so).
 
     Returns:
-        ``p50_ms``, ``p99_ms``, ``rows_per_s``, ``size_mb``, ``peak_memory_mb`` and the row counts used.
+        ``p50_ms``, ``p99_ms``, ``rows_per_s``, ``size_mb``, ``peak_memory_mb``, the row counts used, how the
+        latency was timed and the clock.
     """
     if rows.empty:
         raise ValueError("efficiency needs at least one row")
@@ -63,6 +65,7 @@ def measure(predict: Predict, rows: pd.DataFrame, model_bytes: bytes, cfg: Effic
         "size_mb": len(model_bytes) / 1e6,
         "peak_memory_mb": peak_traced_mb(predict, batch),
         "latency_rows": int(cfg.latency_rows),
+        "latency_in_turn": latency is not None,
         "batch_rows": int(len(batch)),
         "clock": cfg.clock,
     }
@@ -87,7 +90,8 @@ def paired_latency(predicts: list[Predict], rows: pd.DataFrame, cfg: EfficiencyG
 def efficiency_gates(measured: dict[str, Any], cfg: EfficiencyGates) -> list[GateResult]:
     """Gate the numbers from :func:`measure` against ``cfg``."""
     clock = {"cpu": "CPU time", "wall": "wall time"}[measured.get("clock", "wall")]
-    single = f"{measured['latency_rows']} single-row calls after {WARMUP_CALLS} warm-up calls, {clock}"
+    turns = ", in turn with the model compared" if measured.get("latency_in_turn") else ""
+    single = f"{measured['latency_rows']} single-row calls after {WARMUP_CALLS} warm-up calls{turns}, {clock}"
     batch = f"batch of {measured['batch_rows']} rows, best of {BATCH_REPEATS}, {clock}"
     return [
         check(SUITE, "latency_p50_ms", "single-row latency p50 (ms)", Threshold(max=cfg.max_p50_ms),

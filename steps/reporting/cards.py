@@ -71,6 +71,8 @@ def _champion_section(champion: dict[str, Any] | None) -> list[Any]:
     """The primary-metric comparison with the champion, or a line saying there was none."""
     if not champion:
         return [Markdown("No champion yet: the absolute gates decide.")]
+    if champion.get("comparison") is None:  # it could not score this hold-out
+        return [Markdown(f"## Champion (run {champion['run_id']}) not compared\n\n{champion.get('error', '')}")]
     c = champion["comparison"]
     return [Markdown(f"## Champion (run {champion['run_id']}) versus challenger"),
             Table([[c["metric"], fmt(c["champion"]), fmt(c["challenger"]), fmt(c["difference"]),

@@ -253,7 +253,8 @@ def gate_report(run: Run) -> dict[str, Any]:
 
 
 def comparison(run: Run) -> dict[str, Any] | None:
-    """The champion comparison (``run_id``, ``comparison``, ``performance``, ``efficiency``), or None."""
+    """The champion comparison (``run_id``, ``comparison``, ``performance``, ``efficiency``), or None without a
+    champion; ``comparison`` is None (and ``error`` says why) when the champion could not score the hold-out."""
     return gate_report(run).get("champion")
 
 
@@ -262,7 +263,7 @@ def comparison_table(run: Run) -> pd.DataFrame:
     columns = ["champion_run_id", "metric", "champion", "challenger", "difference", "low", "high", "p_value",
                "method", "gate", "passed"]
     compared = comparison(run)
-    if compared is None:
+    if compared is None or compared["comparison"] is None:
         return pd.DataFrame(columns=columns)
     c = compared["comparison"]
     name = f"significantly_better[{c['metric']}]"

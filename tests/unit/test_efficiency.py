@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import time
 import tracemalloc
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -17,10 +19,12 @@ from steps.gates.assess import assess
 from steps.gates.efficiency import efficiency_gates, measure, paired_latency
 from steps.gates.review import review_gates
 from steps.modeling import models
+from steps.reporting import cards
 
 ROOT = Path(__file__).resolve().parents[2]
 CFG = EfficiencyGates(latency_rows=20, batch_rows=200)
-KEYS = {"p50_ms", "p99_ms", "rows_per_s", "size_mb", "peak_memory_mb", "latency_rows", "batch_rows", "clock"}
+KEYS = {"p50_ms", "p99_ms", "rows_per_s", "size_mb", "peak_memory_mb", "latency_rows", "latency_in_turn",
+        "batch_rows", "clock"}
 GATES = ["latency_p50_ms", "latency_p99_ms", "throughput_rows_per_s", "serialized_size_mb", "peak_memory_mb"]
 
 
@@ -159,13 +163,36 @@ def test_a_fitted_pipeline_is_measured(rows):
     assert measured["peak_memory_mb"] > 0
 
 
-def test_a_champion_is_compared_on_latencies_timed_in_turn_with_the_challengers():
+class SingleRowCounter:
+    """A fitted pipeline that counts the one-row frames it scores."""
+
+    def __init__(self, pipeline: Any) -> None:
+        self.pipeline, self.single_rows = pipeline, 0
+
+    def predict_proba(self, frame: pd.DataFrame) -> np.ndarray:
+        self.single_rows += len(frame) == 1
+        return self.pipeline.predict_proba(frame)
+
+
+class Unservable:
+    """A champion whose schema no longer matches the data: it cannot score any row."""
+
+    def predict_proba(self, frame: pd.DataFrame) -> np.ndarray:
+        raise KeyError("column 'legacy_feature' not in the frame")
+
+
+@pytest.fixture(scope="module")
+def fitted() -> tuple[DatasetConfig, GatesConfig, pd.DataFrame, Any, bytes]:
     spec = load_file(DatasetConfig, ROOT / "config" / "dataset.yaml")
     gates = load_file(GatesConfig, ROOT / "tests" / "flows" / "configs" / "gates-small.yaml")
     frame = synth.generate(synth.SynthSpec(rows=3000, seed=4))
     candidate = CandidateConfig(name="logreg", type="logistic_regression", params={"C": 0.5})
     pipeline, _ = models.fit(models.build_pipeline(candidate, spec, seed=0, threads=1), frame, spec, threads=1)
-    blob = models.serialize(pipeline)
+    return spec, gates, frame, pipeline, models.serialize(pipeline)
+
+
+def test_a_champion_is_compared_on_latencies_timed_in_turn_with_the_challengers(fitted):
+    spec, gates, frame, pipeline, blob = fitted
     report = assess(pipeline, blob, frame, spec, gates, champion=("7", pipeline, blob), threshold=0.3)
     gate = next(r for r in report.verdict.results if r.name == "not_slower[p50_ms]")
     paired = report.report["champion"]["paired_latency"]
@@ -174,7 +201,33 @@ def test_a_champion_is_compared_on_latencies_timed_in_turn_with_the_challengers(
     assert gate.detail == (f"{gates.efficiency.latency_rows} single-row calls each, the two models in turn on the "
                            "same rows")
     assert report.report["champion"]["efficiency"]["p50_ms"] == paired["champion"]["p50_ms"]
-    assert report.report["efficiency"]["p50_ms"] != paired["challenger"]["p50_ms"]  # its own gates: timed alone
+    own = next(r for r in report.verdict.results if r.name == "latency_p50_ms")  # its own gates read the same
+    assert own.actual == report.report["efficiency"]["p50_ms"] == paired["challenger"]["p50_ms"]
+    assert "in turn with the model compared" in own.detail and report.report["efficiency"]["latency_in_turn"]
+
+
+def test_with_a_champion_the_challenger_is_timed_once(fitted):
+    spec, gates, frame, pipeline, blob = fitted
+    alone, compared = SingleRowCounter(pipeline), SingleRowCounter(pipeline)
+    assess(alone, blob, frame, spec, gates, threshold=0.3)
+    assess(compared, blob, frame, spec, gates, champion=("7", pipeline, blob), threshold=0.3)
+    assert compared.single_rows == alone.single_rows > gates.efficiency.latency_rows  # edge cases, warm-up, timed
+
+
+def test_a_champion_that_cannot_score_blocks_promotion_and_says_why(fitted):
+    spec, gates, frame, pipeline, blob = fitted
+    report = assess(pipeline, blob, frame, spec, gates, champion=("7", Unservable(), b"old"), threshold=0.3)
+    results = {r.name: r for r in report.verdict.results}
+    assert np.isfinite(report.report["efficiency"]["p50_ms"]) and not report.report["efficiency"]["latency_in_turn"]
+    assert results["latency_p50_ms"].actual == report.report["efficiency"]["p50_ms"]  # timed alone instead
+    gate = results["champion_scored"]
+    assert not gate.passed and "champion run 7: KeyError" in gate.detail and "legacy_feature" in gate.detail
+    assert "registry promote" in gate.detail and not report.verdict.passed
+    assert not any(name.startswith(("significantly_better", "not_slower")) for name in results)  # nothing compared
+    assert report.report["champion"]["comparison"] is None
+    card = json.dumps([c.render() for c in cards.gates_card([r.to_dict() for r in report.verdict.results],
+                                                            report.verdict.summary(), report.report)])
+    assert "Champion (run 7) not compared" in card
 
 
 BASE = {"p50_ms": 1.0, "p99_ms": 2.0, "rows_per_s": 1e5, "size_mb": 1.0, "peak_memory_mb": 10.0,
