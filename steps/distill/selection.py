@@ -20,6 +20,7 @@ from steps.core.timing import best_seconds, call_seconds, percentiles
 from steps.data.table import part_of
 from steps.distill.onnx import parity_check, to_onnx
 from steps.gates.assess import assess
+from steps.gates.efficiency import single_rows
 from steps.gates.result import Verdict
 from steps.modeling import models
 from steps.modeling.onnx import OUTPUT, ExportError, OnnxScorer
@@ -99,7 +100,7 @@ def measure_runtimes(pipeline: Pipeline, onnx_bytes: bytes | None, quantized: by
     """
     batch = frame.iloc[:batch_rows]
     feats = batch[spec.features]
-    singles = [feats.iloc[[i % len(feats)]] for i in range(latency_rows)]
+    singles = single_rows(feats, latency_rows)
     calls: dict[str, tuple[Any, Any, list[Any], int]] = {
         "native": (pipeline.predict_proba, feats, singles, len(models.serialize(pipeline)))}
     for runtime, blob in (("onnx", onnx_bytes), ("quantized", quantized)):
