@@ -39,15 +39,49 @@ class Split:
     warnings: list[str] = field(default_factory=list)
     codes: np.ndarray | None = None
 
+    def stats(self, spec: DatasetConfig) -> dict[str, dict[str, Any]]:
+        """:func:`part_stats` of each part."""
+        return {name: part_stats(part[spec.target.name], part[spec.time_column] if spec.time_column else None)
+                for name, part in zip(PARTS, (self.train, self.validation, self.holdout), strict=True)}
+
     def summary(self, spec: DatasetConfig) -> dict[str, Any]:
         """Rows, positives and time range per part, the method, and any warning."""
-        out: dict[str, Any] = {}
-        for name, part in zip(PARTS, (self.train, self.validation, self.holdout), strict=True):
-            times = part[spec.time_column] if spec.time_column else None
-            out[name] = {"rows": len(part), "positives": int(part[spec.target.name].sum()),
-                         "time_min": time_label(times.min(), spec.time) if times is not None else None,
-                         "time_max": time_label(times.max(), spec.time) if times is not None else None}
-        return {**out, "method": self.method, "warnings": list(self.warnings)}
+        return summarize(self.stats(spec), self.method, self.warnings, spec)
+
+
+@dataclass(frozen=True)
+class Cut:
+    """The part of every row (``codes``, as in :class:`Split`), how the rows were cut, any warning, and each part's
+    rows, positives and time range (``stats``): a checked split without copies of its parts."""
+
+    codes: np.ndarray
+    method: str
+    warnings: list[str]
+    stats: dict[str, dict[str, Any]]
+
+    def summary(self, spec: DatasetConfig) -> dict[str, Any]:
+        """Rows, positives and time range per part, the method, and any warning (as :meth:`Split.summary`)."""
+        return summarize(self.stats, self.method, self.warnings, spec)
+
+
+def part_stats(target: pd.Series | np.ndarray, times: pd.Series | pd.api.extensions.ExtensionArray | None
+               ) -> dict[str, Any]:
+    """One part's rows, positives, whether it has both classes, and its first and last time (raw values)."""
+    y = np.asarray(target)
+    return {"rows": len(y), "positives": int(y.sum()), "both_classes": bool(len(y) and y.min() != y.max()),
+            "time_min": times.min() if times is not None else None,
+            "time_max": times.max() if times is not None else None}
+
+
+def summarize(stats: dict[str, dict[str, Any]], method: str, warnings: list[str],
+              spec: DatasetConfig) -> dict[str, Any]:
+    """The split summary (cards, notebooks): per part rows, positives and time range as labels; method; warnings."""
+    out: dict[str, Any] = {
+        name: {"rows": s["rows"], "positives": s["positives"],
+               "time_min": time_label(s["time_min"], spec.time) if spec.time_column else None,
+               "time_max": time_label(s["time_max"], spec.time) if spec.time_column else None}
+        for name, s in stats.items()}
+    return {**out, "method": method, "warnings": list(warnings)}
 
 
 def effective_split(spec: DatasetConfig, default: SplitSpec) -> tuple[SplitSpec, list[str]]:
@@ -70,12 +104,10 @@ def split_columns(spec: DatasetConfig, default: SplitSpec) -> list[str]:
     return list(dict.fromkeys(c for c in cols if c))
 
 
-def split_frame(frame: pd.DataFrame, spec: DatasetConfig, default: SplitSpec) -> Split:
-    """Cut ``frame`` (validated, sorted by time) with the split that applies; SplitError saying what to set.
-
-    ``frame`` needs only :func:`split_columns` (TrainFlow reads just those and keeps ``codes``); the parts hold
-    whatever columns it has.
-    """
+def cut(frame: pd.DataFrame, spec: DatasetConfig, default: SplitSpec) -> Cut:
+    """Each row's part of ``frame`` (validated, sorted by time) by the split that applies, checked (SplitError
+    saying what to set), without copying the parts: ``frame`` needs only :func:`split_columns` (what TrainFlow
+    reads), and the parts' statistics come from one mask at a time."""
     chosen, warnings = effective_split(spec, default)
     if chosen.method == "time":
         codes = time_codes(frame, spec, chosen)
@@ -83,9 +115,23 @@ def split_frame(frame: pd.DataFrame, spec: DatasetConfig, default: SplitSpec) ->
         codes = column_codes(frame, spec, chosen)
     else:
         codes = random_codes(frame, spec, chosen.holdout_fraction, chosen.validation_fraction, chosen.seed)
-    train, validation, holdout = (frame[codes == k].reset_index(drop=True) for k in range(3))
-    split = Split(train, validation, holdout, method=chosen.method, warnings=warnings, codes=codes)
-    check_split(split, spec)
+    target = frame[spec.target.name].to_numpy()  # arrays, not Series: a masked Series builds an index as large
+    times = frame[spec.time_column].array if spec.time_column else None
+    stats = {}
+    for k, name in enumerate(PARTS):
+        mask = codes == k
+        stats[name] = part_stats(target[mask], times[mask] if times is not None else None)
+    _raise(stat_problems(stats, chosen.method, spec), chosen.method)
+    return Cut(codes, chosen.method, warnings, stats)
+
+
+def split_frame(frame: pd.DataFrame, spec: DatasetConfig, default: SplitSpec) -> Split:
+    """:func:`cut`, then the parts as frames holding whatever columns ``frame`` has (ids checked disjoint when it
+    has them)."""
+    c = cut(frame, spec, default)
+    train, validation, holdout = (frame[c.codes == k].reset_index(drop=True) for k in range(3))
+    split = Split(train, validation, holdout, method=c.method, warnings=c.warnings, codes=c.codes)
+    _raise(id_problems(split, spec), split.method)
     return split
 
 
@@ -93,18 +139,17 @@ def time_codes(frame: pd.DataFrame, spec: DatasetConfig, split: SplitSpec) -> np
     """The oldest rows train, then validation, the most recent rows the hold-out; no time is shared by two parts."""
     assert spec.time_column is not None
     times = frame[spec.time_column]
-    distinct = times.nunique()
-    if distinct < 3:
-        values = ", ".join(str(time_label(v, spec.time)) for v in sorted(times.unique()))
+    first, last = times.min(), times.max()
+    if not ((times > first) & (times < last)).any():  # under 3 distinct values (no hash table of millions of times)
+        values = [str(time_label(v, spec.time)) for v in sorted(times.dropna().unique())]
         raise SplitError(f"split by time needs at least 3 distinct values of time column '{spec.time_column}'; it has "
-                         f"{distinct} ({values}). Set in the dataset config split: {{method: column, column: "
-                         f"{spec.time_column}, holdout_values: [<the latest value>]}} (validation is then cut from "
-                         "the rest), or split: {method: random}")
+                         f"{len(values)} ({', '.join(values)}). Set in the dataset config split: {{method: column, "
+                         f"column: {spec.time_column}, holdout_values: [<the latest value>]}} (validation is then cut "
+                         "from the rest), or split: {method: random}")
     cut_valid = times.quantile(1.0 - split.holdout_fraction - split.validation_fraction)
     cut_hold = times.quantile(1.0 - split.holdout_fraction)
     if cut_hold <= cut_valid:  # few distinct times: give the hold-out the latest one, validation the one before
-        ordered = np.sort(times.unique())
-        cut_valid, cut_hold = ordered[-2], ordered[-1]
+        cut_valid, cut_hold = times[times < last].max(), last
     return (times >= cut_valid).to_numpy().astype(np.int8) + (times >= cut_hold).to_numpy().astype(np.int8)
 
 
@@ -161,26 +206,40 @@ def random_codes(frame: pd.DataFrame, spec: DatasetConfig, holdout_fraction: flo
     return part
 
 
-def check_split(parts: Split, spec: DatasetConfig) -> None:
-    """Raise ValueError unless every part has rows of both classes, and time/id-disjointness holds where it should."""
-    problems = []
-    named = dict(zip(PARTS, (parts.train, parts.validation, parts.holdout), strict=True))
-    for name, part in named.items():
-        if part.empty or part[spec.target.name].nunique() < 2:
-            problems.append(f"the {name} part has {len(part)} rows and needs both classes")
-    if not problems and parts.method == "time" and spec.time_column:
-        t = spec.time_column
-        if parts.train[t].max() >= parts.validation[t].min():
+def stat_problems(stats: dict[str, dict[str, Any]], method: str, spec: DatasetConfig) -> list[str]:
+    """What makes a split unusable, from its parts' statistics: a part without both classes; parts of a time split
+    that overlap in time."""
+    problems = [f"the {name} part has {s['rows']} rows and needs both classes"
+                for name, s in stats.items() if not s["both_classes"]]
+    if not problems and method == "time" and spec.time_column:
+        if stats["train"]["time_max"] >= stats["validation"]["time_min"]:
             problems.append("train and validation overlap in time")
-        if parts.validation[t].max() >= parts.holdout[t].min():
+        if stats["validation"]["time_max"] >= stats["holdout"]["time_min"]:
             problems.append("validation and holdout overlap in time")
-    if not problems and spec.id and all(spec.id in p.columns for p in named.values()):
-        ids = [set(p[spec.id].dropna()) for p in named.values()]
-        shared = (ids[0] & ids[1]) | (ids[1] & ids[2]) | (ids[0] & ids[2])
-        if shared:
-            problems.append(f"{len(shared)} id(s) appear in more than one part (e.g. {sorted(map(str, shared))[0]!r})")
+    return problems
+
+
+def id_problems(parts: Split, spec: DatasetConfig) -> list[str]:
+    """Ids found in more than one part (when the parts have the id column)."""
+    named = (parts.train, parts.validation, parts.holdout)
+    if not spec.id or not all(spec.id in p.columns for p in named):
+        return []
+    ids = [set(p[spec.id].dropna()) for p in named]
+    shared = (ids[0] & ids[1]) | (ids[1] & ids[2]) | (ids[0] & ids[2])
+    if not shared:
+        return []
+    return [f"{len(shared)} id(s) appear in more than one part (e.g. {sorted(map(str, shared))[0]!r})"]
+
+
+def check_split(parts: Split, spec: DatasetConfig) -> None:
+    """SplitError unless every part has rows of both classes, and time/id-disjointness holds where it should."""
+    _raise(stat_problems(parts.stats(spec), parts.method, spec) or id_problems(parts, spec), parts.method)
+
+
+def _raise(problems: list[str], method: str) -> None:
+    """SplitError listing ``problems`` with what to try for ``method``; nothing when there are none."""
     if problems:
         hint = {"time": "fewer, larger parts (validation_fraction, holdout_fraction) or split method column/random",
                 "column": "other holdout_values/validation_values", "random": "larger fractions or more data"}
-        raise SplitError(f"{parts.method} split failed: " + "; ".join(problems) + f". Try {hint[parts.method]} in "
+        raise SplitError(f"{method} split failed: " + "; ".join(problems) + f". Try {hint[method]} in "
                          "the dataset config's split")

@@ -16,7 +16,7 @@ from steps.config import DatasetConfig, SplitSpec
 from steps.data import synth
 from steps.data.contract import DataValidationError, expected_columns, validate
 from steps.data.load import derive_columns, finish_lineage, load_table, parse_table
-from steps.data.split import PARTS, split_frame
+from steps.data.split import PARTS, cut, split_columns, split_frame
 
 Mutation = Callable[[pd.DataFrame], pd.DataFrame]
 
@@ -240,6 +240,29 @@ def test_temporal_split_keeps_equal_timestamps_together(clean_frame: pd.DataFram
     parts = split_frame(f, dataset_spec, SplitSpec())
     assert parts.train["event_time"].max() < parts.validation["event_time"].min()
     assert parts.validation["event_time"].max() < parts.holdout["event_time"].min()
+
+
+@pytest.mark.parametrize("split", [SplitSpec(), SplitSpec(method="random", holdout_fraction=0.2),
+                                   SplitSpec(method="column", column="region", holdout_values=["apac"])],
+                         ids=["time", "random", "column"])
+def test_cut_from_the_split_columns_alone_matches_the_split_of_the_whole_frame(
+        clean_frame: pd.DataFrame, dataset_spec: DatasetConfig, split: SplitSpec) -> None:
+    whole = split_frame(clean_frame, dataset_spec, split)
+    columns = split_columns(dataset_spec, split)
+    assert dataset_spec.id not in columns and len(columns) < len(clean_frame.columns)
+    parts = cut(clean_frame[columns], dataset_spec, split)
+    np.testing.assert_array_equal(parts.codes, whole.codes)
+    assert parts.summary(dataset_spec) == whole.summary(dataset_spec)
+    assert [s["rows"] for s in parts.stats.values()] == [len(whole.train), len(whole.validation), len(whole.holdout)]
+
+
+def test_a_time_split_whose_cut_points_coincide_holds_out_the_latest_time_and_validates_on_the_one_before(
+        dataset_spec: DatasetConfig) -> None:
+    days = pd.to_datetime(["2025-01-01", "2025-01-02", "2025-01-03"], utc=True)
+    frame = pd.DataFrame({"event_time": np.repeat(days, [10, 10, 80]), "is_fraud": np.tile([0, 1], 50)})
+    parts = cut(frame, dataset_spec, SplitSpec(validation_fraction=0.15, holdout_fraction=0.15))  # both cuts: day 3
+    assert np.bincount(parts.codes).tolist() == [10, 10, 80]
+    assert parts.summary(dataset_spec)["validation"]["time_min"].startswith("2025-01-02")
 
 
 # --------------------------------------------------------------------------------------------------- reading
