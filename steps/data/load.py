@@ -18,7 +18,7 @@ from steps.config.dataset import DatasetConfig
 from steps.core import storage
 from steps.core.errors import UserError
 from steps.core.project import PROJECT_ROOT
-from steps.data import content
+from steps.data import content, table
 from steps.data.contract import DataValidationError, time_label
 
 logger = logging.getLogger(__name__)
@@ -79,9 +79,11 @@ def parse_table(blob: bytes | Path, source: str) -> pd.DataFrame:
     try:
         if suffix in (".csv", ".gz") or source.endswith(".csv.gz"):
             return pd.read_csv(body, compression="infer" if suffix == ".csv" else "gzip")
-        return pd.read_parquet(body)
+        frame = pd.read_parquet(body, to_pandas_kwargs=table.TO_PANDAS)
     except Exception as err:
         raise DataValidationError(source, [f"file is not readable as {suffix or 'parquet'}: {err}"]) from err
+    table.release_arrow_memory()
+    return frame
 
 
 def dvc_md5(dvc_file: str | Path = "data.dvc", rev: str | None = None, repo: Path = PROJECT_ROOT) -> str | None:

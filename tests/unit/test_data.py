@@ -14,7 +14,7 @@ import pytest
 
 from steps.config import DatasetConfig, SplitSpec
 from steps.data import synth
-from steps.data.contract import DataValidationError, expected_columns, validate
+from steps.data.contract import DataValidationError, expected_columns, in_order, validate
 from steps.data.load import derive_columns, finish_lineage, load_table, parse_table
 from steps.data.split import PARTS, cut, split_columns, split_frame
 
@@ -198,6 +198,32 @@ def test_nullable_numeric_with_missing_and_out_of_range(raw_frame: pd.DataFrame,
     err = violations(f, dataset_spec)
     assert "column 'txn_count_1h': 1 value(s) above max 1000.0 at rows 7" in str(err)
     assert "column 'txn_count_1h': null rate" in str(err)
+
+
+TIMES = {"datetime_utc": pd.to_datetime(["2025-01-01", "2025-01-02", "2025-01-02", "2025-01-03"], utc=True),
+         "datetime": pd.to_datetime(["2025-01-01", "2025-01-02", "2025-01-02", "2025-01-03"]),
+         "period": pd.array([1, 2, 2, 3], dtype="int64")}
+IDS = {"int": pd.array([5, 7, 8, 1], dtype="int64"), "str": pd.array(["e", "g", "h", "a"], dtype="str"),
+       "object": np.array(["e", "g", "h", "a"], dtype=object)}
+
+
+@pytest.mark.parametrize("time", TIMES)
+@pytest.mark.parametrize("ids", IDS)
+@pytest.mark.parametrize("rows", [[0, 1, 2, 3], [0, 2, 1, 3], [1, 0, 2, 3], [3, 0, 1, 2], [0, 3]])
+def test_in_order_says_whether_a_stable_sort_by_time_then_id_would_move_a_row(time: str, ids: str,
+                                                                              rows: list[int]) -> None:
+    frame = pd.DataFrame({"t": TIMES[time], "id": IDS[ids]}).iloc[rows].reset_index(drop=True)
+    unmoved = frame.sort_values(["t", "id"], kind="stable").index.equals(frame.index)
+    assert in_order(frame, ["t", "id"]) == unmoved
+    assert in_order(frame, ["t"]) == frame.sort_values("t", kind="stable").index.equals(frame.index)
+
+
+def test_validation_keeps_data_already_in_order_as_it_is_and_sorts_the_rest(clean_frame: pd.DataFrame,
+                                                                            dataset_spec: DatasetConfig) -> None:
+    shuffled = clean_frame.sample(frac=1.0, random_state=3).reset_index(drop=True)
+    again = validate(shuffled, dataset_spec, "shuffled")
+    pd.testing.assert_frame_equal(again, clean_frame)
+    assert in_order(again, ["event_time", "transaction_id"]) and not in_order(shuffled, ["event_time"])
 
 
 # --------------------------------------------------------------------------------------------------- temporal split
