@@ -116,17 +116,19 @@ def split_ref(table: dict[str, Any], codes: np.ndarray, method: str, warnings: l
 
 def read_part(split: dict[str, Any], part: str, columns: list[str] | None = None) -> pd.DataFrame:
     """The rows of ``part`` (train, validation or holdout) in table order, ``columns`` only (None: all): only the
-    row groups that hold some of them are read."""
+    row groups that hold some of them are read, and only those holding other rows too are filtered (a copy of one
+    row group at a time, not of the whole part: a time split's parts are runs of whole row groups)."""
     ref, codes = split["table"], split["codes"]
     mask = codes == part_code(part)
     ends = np.cumsum(ref["row_groups"])
     starts = ends - np.asarray(ref["row_groups"])
     groups = [i for i, (a, b) in enumerate(zip(starts, ends, strict=True)) if mask[a:b].any()]
     pf = open_table(ref)
-    table = pf.read_row_groups(groups, columns=columns)
-    keep = np.concatenate([mask[starts[i]:ends[i]] for i in groups]) if groups else np.zeros(0, dtype=bool)
-    if not keep.all():
-        table = table.filter(pa.array(keep))
+    pieces = []
+    for i in groups:
+        piece, keep = pf.read_row_group(i, columns=columns), mask[starts[i]:ends[i]]
+        pieces.append(piece if keep.all() else piece.filter(pa.array(keep)))
+    table = pa.concat_tables(pieces) if pieces else pf.read_row_groups([], columns=columns)
     frame = _to_pandas(table)
     logger.info("read %s: %d rows x %d columns from %d of %d row groups of %s", part, len(frame),
                 len(frame.columns), len(groups), len(starts), ref["uri"])

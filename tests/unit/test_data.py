@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 
 from steps.config import DatasetConfig, SplitSpec
-from steps.data import synth
+from steps.data import synth, table
 from steps.data.contract import DataValidationError, expected_columns, in_order, validate
 from steps.data.load import derive_columns, finish_lineage, load_table, parse_table
 from steps.data.split import PARTS, cut, split_columns, split_frame
@@ -289,6 +289,20 @@ def test_a_time_split_whose_cut_points_coincide_holds_out_the_latest_time_and_va
     parts = cut(frame, dataset_spec, SplitSpec(validation_fraction=0.15, holdout_fraction=0.15))  # both cuts: day 3
     assert np.bincount(parts.codes).tolist() == [10, 10, 80]
     assert parts.summary(dataset_spec)["validation"]["time_min"].startswith("2025-01-02")
+
+
+@pytest.mark.parametrize("split", [SplitSpec(), SplitSpec(method="random")], ids=["time", "random"])
+def test_a_part_read_by_reference_is_the_part_cut_from_the_frame(
+        clean_frame: pd.DataFrame, dataset_spec: DatasetConfig, split: SplitSpec, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(table, "ROW_GROUP_ROWS", 300)  # many row groups: whole ones kept, boundary ones filtered
+    ref = table.write_table(clean_frame, str(tmp_path)).to_dict()
+    parts = split_frame(clean_frame, dataset_spec, split)
+    codes = table.split_ref(ref, parts.codes, parts.method, parts.warnings)
+    assert len(ref["row_groups"]) > 10
+    for name in PARTS:
+        pd.testing.assert_frame_equal(table.read_part(codes, name), getattr(parts, name))
+    assert list(table.read_part(codes, "holdout", ["is_fraud"]).columns) == ["is_fraud"]
 
 
 # --------------------------------------------------------------------------------------------------- reading
