@@ -123,11 +123,11 @@ def assess(model: Any, blob: bytes, holdout: pd.DataFrame, spec: DatasetConfig, 
         champ_proba, champ_failed, champ_report = _model_checks(champ_model, champ_blob, holdout, spec, cfg,
                                                                 threshold, alone=False, threads=threads,
                                                                 latency=theirs)
+        report["champion"] = {"run_id": run_id, "comparison": None, "performance": champ_report["performance"],
+                              "efficiency": champ_report["efficiency"]}  # timed in turn or not: latency_in_turn
         if not np.isfinite(champ_proba).all():  # its failure (the only result) says why
             results.append(unscored_gate(run_id, champ_failed[0].detail))
-            report["champion"] = {"run_id": run_id, "error": champ_failed[0].detail, "comparison": None,
-                                  "performance": {}, "efficiency": champ_report["efficiency"],
-                                  "paired_latency": {"challenger": mine or dict(UNTIMED), "champion": theirs}}
+            report["champion"].update(error=champ_failed[0].detail, performance={})
             return Assessment(Verdict(results), report, proba)
         from steps.gates.fairness import compare_disparities
 
@@ -139,8 +139,6 @@ def assess(model: Any, blob: bytes, holdout: pd.DataFrame, spec: DatasetConfig, 
                 y, proba, champ_proba, cfg, run_id, widening, (report["efficiency"]["p50_ms"], theirs["p50_ms"]),
                 cfg.efficiency.latency_rows if mine is not None else None)
         results += comparison
-        report["champion"] = {"run_id": run_id, "comparison": compared, "performance": champ_report["performance"],
-                              "efficiency": champ_report["efficiency"],
-                              "paired_latency": {"challenger": mine or dict(UNTIMED), "champion": theirs}}
+        report["champion"]["comparison"] = compared
         report["curves"]["champion"] = _curves(y, champ_proba, cfg)
     return Assessment(Verdict(results), report, proba)
