@@ -18,6 +18,7 @@ matplotlib.use("Agg")
 
 import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
+from matplotlib.font_manager import FontProperties  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
 from matplotlib.patches import Patch  # noqa: E402
 from matplotlib.ticker import FuncFormatter, LogLocator  # noqa: E402
@@ -87,8 +88,8 @@ def group_bars_figure(groups: list[dict[str, Any]], attribute: str) -> Figure:
     """
     metrics = ("selection_rate", "tpr", "fpr", "auc")
     labels = [str(g["group"]) for g in groups]
-    fig, axes = plt.subplots(1, len(metrics), figsize=(WIDTH, max(2.2, 0.9 + ROW * len(groups))), sharey=True,
-                             layout="constrained")
+    height = max(2.2, 0.9 + ROW * len(groups))
+    fig, axes = plt.subplots(1, len(metrics), figsize=(WIDTH, height), sharey=True)
     rows = np.arange(len(groups))
     for ax, metric in zip(axes, metrics, strict=True):
         values = [g.get(metric) for g in groups]
@@ -109,9 +110,19 @@ def group_bars_figure(groups: list[dict[str, Any]], attribute: str) -> Figure:
     axes[0].invert_yaxis()
     legend = [Patch(color="tab:blue", label="gated"),
               Patch(facecolor="tab:blue", alpha=0.45, hatch="////", label="not gated (too few rows or positives)")]
-    fig.legend(handles=legend, loc="outside upper right", fontsize=TICK, ncol=2, frameon=False)
-    fig.suptitle(f"by {attribute}", fontsize=TITLE, x=0.01, ha="left")
+    # margins from font metrics, not a layout engine (constrained layout drew each figure twice: ~0.2 s of the three
+    # such figures' ~0.45 s each in a judge at 1M rows); the title and legend share the top line
+    left = (_widest(fig, labels, TICK) + 0.2) / WIDTH
+    fig.subplots_adjust(left=left, right=0.99, bottom=0.4 / height, top=1 - 0.7 / height, wspace=0.1)
+    fig.legend(handles=legend, loc="upper right", bbox_to_anchor=(0.995, 1.0), fontsize=TICK, ncol=2, frameon=False)
+    fig.suptitle(f"by {attribute}", fontsize=TITLE, x=0.01, y=0.99, ha="left", va="top")
     return fig
+
+
+def _widest(fig: Figure, texts: list[str], size: float) -> float:
+    """Inches the widest of ``texts`` takes at ``size`` points (font metrics only, nothing drawn)."""
+    renderer, prop = fig.canvas.get_renderer(), FontProperties(size=size)
+    return max((renderer.get_text_width_height_descent(t, prop, ismath=False)[0] for t in texts), default=0.0) / fig.dpi
 
 
 def _chunks(items: list[str], most: int) -> list[list[str]]:
