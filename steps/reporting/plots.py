@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import itertools
 import math
-from typing import Any
+from typing import Any, cast
 
 import matplotlib
 import numpy as np
@@ -17,6 +17,7 @@ import numpy as np
 matplotlib.use("Agg")
 
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.backends.backend_agg import FigureCanvasAgg  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.font_manager import FontProperties  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
@@ -121,7 +122,7 @@ def group_bars_figure(groups: list[dict[str, Any]], attribute: str) -> Figure:
 
 def _widest(fig: Figure, texts: list[str], size: float) -> float:
     """Inches the widest of ``texts`` takes at ``size`` points (font metrics only, nothing drawn)."""
-    renderer, prop = fig.canvas.get_renderer(), FontProperties(size=size)
+    renderer, prop = cast(FigureCanvasAgg, fig.canvas).get_renderer(), FontProperties(size=size)  # Agg, above
     return max((renderer.get_text_width_height_descent(t, prop, ismath=False)[0] for t in texts), default=0.0) / fig.dpi
 
 
