@@ -75,7 +75,18 @@ def numeric_shares(values: np.ndarray, edges: np.ndarray | list[float]) -> np.nd
     values = values[~np.isnan(values)]
     counts = np.bincount(np.searchsorted(np.asarray(edges, dtype=float), values, side="right"),
                          minlength=len(edges) + 1)
-    return counts / counts.sum() if counts.sum() else np.full(len(edges) + 1, 1.0 / (len(edges) + 1))
+    return _bin_shares(counts)
+
+
+def sorted_shares(ordered: np.ndarray, edges: np.ndarray | list[float]) -> np.ndarray:
+    """:func:`numeric_shares` of values sorted ascending with no NaN: one binary search per edge, not per value."""
+    below = np.searchsorted(ordered, np.asarray(edges, dtype=float), side="left")  # values before each bin's end
+    return _bin_shares(np.diff(below, prepend=0, append=ordered.size))
+
+
+def _bin_shares(counts: np.ndarray) -> np.ndarray:
+    """Counts per bin as shares; equal shares when there are none."""
+    return counts / counts.sum() if counts.sum() else np.full(len(counts), 1.0 / len(counts))
 
 
 def categorical_shares(values: pd.Series, levels: list[str]) -> np.ndarray:

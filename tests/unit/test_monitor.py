@@ -7,16 +7,24 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
+from scipy import stats
 from scipy.spatial.distance import jensenshannon
 
 from steps.config import BaselineConfig, DriftConfig, FeedbackConfig, ReferenceConfig, StatisticThreshold
-from steps.modeling.reference import _categorical_reference, _numeric_reference, categorical_shares, numeric_shares
+from steps.modeling.reference import (
+    _categorical_reference,
+    _numeric_reference,
+    categorical_shares,
+    numeric_shares,
+    sorted_shares,
+)
 from steps.monitoring.baseline import judge, judge_all, period_signals
 from steps.monitoring.drift import (
     Measurement,
     _rate_measurement,
     feature_measurements,
     js_distance,
+    ks_test,
     psi,
     schema_changes,
     window_dates,
@@ -54,6 +62,37 @@ def test_js_distance(e, a, expected) -> None:
 def test_numeric_shares_ignore_nulls_and_sum_to_one() -> None:
     shares = numeric_shares(np.array([0.0, 1.0, 2.0, 3.0, np.nan]), [1.5])
     assert shares.tolist() == [0.5, 0.5]
+
+
+def _samples(kind: str, rng: np.random.Generator, m: int, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """A reference and a period sample: continuous, tied integers, disjoint ranges, one repeated value."""
+    if kind == "continuous":
+        return rng.normal(size=m), rng.normal(rng.normal(), 1.0, size=n)
+    if kind == "ties":
+        return rng.integers(0, 5, m).astype(float), rng.integers(0, 7, n).astype(float)
+    if kind == "period_above":
+        return rng.integers(0, 3, m).astype(float), rng.normal(5.0, 1.0, n)
+    if kind == "period_below":
+        return rng.normal(5.0, 1.0, m), rng.integers(0, 3, n).astype(float)
+    return np.full(m, 1.0), rng.integers(0, 3, n).astype(float)
+
+
+@pytest.mark.parametrize("kind", ["continuous", "ties", "period_above", "period_below", "constant_reference"])
+@pytest.mark.parametrize(("m", "n"), [(1, 1), (7, 3), (40, 900), (300, 5000)])
+def test_ks_test_returns_what_scipy_ks_2samp_returns(kind, m, n) -> None:
+    """Exactly (NaN p-values where scipy gives NaN: one value against one)."""
+    rng = np.random.default_rng(m * n)
+    for _ in range(20):
+        reference, values = _samples(kind, rng, m, n)
+        expected = stats.ks_2samp(reference, values, method="asymp")
+        np.testing.assert_array_equal(ks_test(reference, np.sort(values)), (expected.statistic, expected.pvalue))
+
+
+@pytest.mark.parametrize("edges", [[1.5], [0.0, 1.0, 1.0, 2.5], [-5.0], [10.0], [0.5, 1.5, 2.5, 3.5]])
+def test_sorted_shares_equal_numeric_shares(edges) -> None:
+    values = np.random.default_rng(len(edges)).integers(0, 4, 1000).astype(float)
+    assert sorted_shares(np.sort(values), edges).tolist() == numeric_shares(values, edges).tolist()
+    assert sorted_shares(np.array([]), edges).tolist() == numeric_shares(np.array([]), edges).tolist()
 
 
 def test_categorical_shares_pool_unseen_levels_into_other() -> None:
