@@ -351,3 +351,32 @@ def test_read_inputs_keeps_every_sampled_row_whatever_columns_it_reads(tmp_path,
     assert len(frame) == 30 and names == ["x"]
     if "row_key" in columns:  # a dataset without an id: keys as ScoreFlow wrote them
         assert frame["row_key"].str.startswith("day.parquet#").all() and frame["row_key"].is_unique
+
+
+def test_read_inputs_levels_come_back_as_categoricals_with_the_same_measurements(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from steps.monitoring.drift import read_inputs
+
+    rng = np.random.default_rng(4)
+    files = []
+    for i, n in enumerate((300, 170)):  # two files: their dictionaries differ
+        path = tmp_path / f"day{i}.parquet"
+        c = rng.choice(["a", "b", "c", "", None] if i == 0 else ["b", "d"], size=n).tolist()
+        pq.write_table(pa.table({"c": c, "x": rng.normal(size=n), "k": rng.integers(0, 3, n)}), path,
+                       row_group_size=64)
+        files.append({"path": str(path), "row_groups": [pq.ParquetFile(path).metadata.row_group(g).num_rows
+                                                        for g in range(pq.ParquetFile(path).num_row_groups)]})
+    manifest = {"partition": "dt=2026-01-05", "input": {"input": str(tmp_path), "files": files}}
+    plain, _ = read_inputs(manifest, ["c", "x", "k"], 200, seed=3)
+    coded, names = read_inputs(manifest, ["c", "x", "k"], 200, seed=3, levels=["c", "k", "absent"])
+    assert names == ["c", "k", "x"] and pd.api.types.is_integer_dtype(coded["k"])  # only strings are coded
+    pd.testing.assert_series_equal(coded["c"].astype(object), plain["c"].astype(object))
+    single, _ = read_inputs({**manifest, "input": {**manifest["input"], "files": files[:1]}}, ["c"], 200, seed=3,
+                            levels=["c"])
+    assert isinstance(single["c"].dtype, pd.CategoricalDtype)
+    cfg = ReferenceConfig()
+    profile = {"features": {"c": _categorical_reference(pd.Series(["a", "b", "c", None] * 10), cfg),
+                            "x": _numeric_reference(pd.Series(rng.normal(size=500)), cfg, rng)}}
+    assert feature_measurements(profile, coded) == feature_measurements(profile, plain)
