@@ -22,7 +22,7 @@ from steps.gates.review import review_gates
 
 logger = logging.getLogger(__name__)
 
-UNTIMED = {"p50_ms": float("nan"), "p99_ms": float("nan")}  # a single-row latency not measured
+UNTIMED: dict[str, Any] = {"p50_ms": float("nan"), "p99_ms": float("nan")}  # a single-row latency not measured
 
 
 @dataclass(frozen=True)
@@ -87,7 +87,7 @@ def _model_checks(model: Any, blob: bytes, holdout: pd.DataFrame, spec: DatasetC
 
 
 def _paired(model: Any, champ_model: Any, holdout: pd.DataFrame, spec: DatasetConfig,
-            cfg: GatesConfig) -> tuple[dict[str, float] | None, dict[str, float]]:
+            cfg: GatesConfig) -> tuple[dict[str, float] | None, dict[str, Any]]:
     """Single-row latencies of the challenger and the champion, the two called in turn on the same rows (a host
     that slows down does so for both), or (None, ``UNTIMED``) when either cannot score one row: the challenger is
     then timed alone by its own checks (whose failures say why) and the champion's latency stays unmeasured."""
@@ -98,7 +98,8 @@ def _paired(model: Any, champ_model: Any, holdout: pd.DataFrame, spec: DatasetCo
                                           cfg.efficiency)
     except Exception as err:  # noqa: BLE001 - a model that cannot score is a gate result, not a crash
         logger.warning("gates: latencies not timed in turn (%s: %s)", type(err).__name__, str(err)[:200])
-        return None, dict(UNTIMED)
+        return None, {**UNTIMED, "error": f"single-row calls of the two models in turn failed: "
+                                          f"{type(err).__name__}: {err}"[:300]}
     return mine, theirs
 
 
@@ -137,7 +138,7 @@ def assess(model: Any, blob: bytes, holdout: pd.DataFrame, spec: DatasetConfig, 
                                            cfg.bootstrap.confidence)
             comparison, compared = champion_gates(
                 y, proba, champ_proba, cfg, run_id, widening, (report["efficiency"]["p50_ms"], theirs["p50_ms"]),
-                cfg.efficiency.latency_rows if mine is not None else None)
+                cfg.efficiency.latency_rows if mine is not None else None, theirs.get("error"))
         results += comparison
         report["champion"]["comparison"] = compared
         report["curves"]["champion"] = _curves(y, champ_proba, cfg)

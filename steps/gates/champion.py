@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from steps.config.gates import GatesConfig
@@ -11,8 +12,8 @@ from steps.modeling.metrics import delong, paired_bootstrap
 
 def champion_gates(y: Any, p_challenger: Any, p_champion: Any, cfg: GatesConfig, champion_run: str,
                    fairness: list[dict[str, Any]],
-                   latency_p50: tuple[float, float], latency_calls: int | None = None
-                   ) -> tuple[list[GateResult], dict[str, Any]]:
+                   latency_p50: tuple[float, float], latency_calls: int | None = None,
+                   latency_error: str | None = None) -> tuple[list[GateResult], dict[str, Any]]:
     """Challenger versus champion on the same hold-out: significance, fairness and latency non-inferiority.
 
     Args:
@@ -23,6 +24,8 @@ def champion_gates(y: Any, p_challenger: Any, p_champion: Any, cfg: GatesConfig,
             calls on a shared machine is too noisy to compare two models).
         latency_calls: how many single-row calls each model made, in turn with the other's
             (``efficiency.paired_latency``), for the detail; None: measured apart.
+        latency_error: why the latencies could not be timed in turn (the champion's is then NaN, and the latency
+            comparison fails saying so: as with a champion that cannot score, a person decides).
     """
     c = cfg.champion
     if c.method == "delong":
@@ -51,6 +54,11 @@ def champion_gates(y: Any, p_challenger: Any, p_champion: Any, cfg: GatesConfig,
         results.append(GateResult("champion", "not_slower[p50_ms]", "p50_ms", "off (latency_tolerance: null)",
                                   latency_p50[0], True, detail=f"champion {latency_p50[1]:.3f} ms{how}",
                                   gated=False))
+    elif not math.isfinite(latency_p50[1]):
+        results.append(GateResult("champion", "not_slower[p50_ms]", "p50_ms", "both models timed on single rows",
+                                  latency_p50[0], False, detail=f"not compared: {latency_error or 'not measured'}; "
+                                  "promote by hand (`python -m steps.registry promote RUN_ID --force --reason ...`) "
+                                  "if the challenger should replace the champion"))
     else:
         limit = latency_p50[1] * (1 + c.latency_tolerance)
         results.append(GateResult("champion", "not_slower[p50_ms]", "p50_ms", f"<= {limit:.3f} (champion "

@@ -3,8 +3,8 @@
 ``predict`` is any callable from a raw DataFrame to one score per row (a scikit-learn pipeline wrapper, an ONNX
 session wrapper); the numbers describe that callable, so measure the runtime that will serve. Limit threads once
 around :func:`measure` (``threadpool_limits``) rather than inside ``predict``: entering the limit costs a few
-milliseconds per call, which the single-row latency would count. Exceptions raised by ``predict`` propagate: a
-model that cannot score is stopped earlier, by the robustness gates.
+milliseconds per call, which the single-row latency would count. A model that cannot score a batch is stopped
+before (the hold-out scoring gate); one that fails on a single row gets NaN latencies whose gates fail and say why.
 
 """
 
@@ -47,8 +47,8 @@ def measure(predict: Predict, rows: pd.DataFrame, model_bytes: bytes, cfg: Effic
         rows: representative raw rows (e.g. the hold-out); single-row calls reuse them in order when short.
         model_bytes: the serialized model as stored (its size is gated).
         cfg: how many rows to time and the bounds.
-        latency: ``p50_ms`` and ``p99_ms`` already measured (:func:`paired_latency`): no single-row calls are made
-            (``latency_in_turn`` says so).
+        latency: ``p50_ms`` and ``p99_ms`` already measured (:func:`paired_latency`; ``latency_in_turn`` says so),
+            or NaN when they could not be (a model that fails on one row): no single-row calls are made.
 
     Returns:
         ``p50_ms``, ``p99_ms``, ``rows_per_s``, ``size_mb``, ``peak_memory_mb``, the row counts used, how the
@@ -59,19 +59,26 @@ def measure(predict: Predict, rows: pd.DataFrame, model_bytes: bytes, cfg: Effic
     batch = rows.iloc[:cfg.batch_rows]
     seconds = best_seconds(predict, batch, clock=cfg.clock)
     out = {
-        **(latency or percentiles(call_seconds(predict, single_rows(rows, cfg.latency_rows), clock=cfg.clock), 1e3,
-                                  "ms")),
+        **(latency or _single_row_latency(predict, rows, cfg)),
         "rows_per_s": float(len(batch) / seconds) if seconds > 0 else float("inf"),
         "size_mb": len(model_bytes) / 1e6,
         "peak_memory_mb": peak_traced_mb(predict, batch),
         "latency_rows": int(cfg.latency_rows),
-        "latency_in_turn": latency is not None,
+        "latency_in_turn": latency is not None and bool(np.isfinite(latency["p50_ms"])),
         "batch_rows": int(len(batch)),
         "clock": cfg.clock,
     }
     logger.info("efficiency: p50 %.2f ms, p99 %.2f ms, %.0f rows/s, %.2f MB, peak %.1f MB", out["p50_ms"],
                 out["p99_ms"], out["rows_per_s"], out["size_mb"], out["peak_memory_mb"])
     return out
+
+
+def _single_row_latency(predict: Predict, rows: pd.DataFrame, cfg: EfficiencyGates) -> dict[str, Any]:
+    """``p50_ms`` and ``p99_ms`` of ``cfg.latency_rows`` single-row calls; NaN and the ``error`` when a call fails."""
+    try:
+        return percentiles(call_seconds(predict, single_rows(rows, cfg.latency_rows), clock=cfg.clock), 1e3, "ms")
+    except Exception as err:  # noqa: BLE001 - a model that fails on one row fails its latency gates, saying why
+        return {"p50_ms": float("nan"), "p99_ms": float("nan"), "error": f"{type(err).__name__}: {err}"[:300]}
 
 
 def single_rows(rows: pd.DataFrame, count: int) -> list[pd.DataFrame]:
@@ -92,6 +99,8 @@ def efficiency_gates(measured: dict[str, Any], cfg: EfficiencyGates) -> list[Gat
     clock = {"cpu": "CPU time", "wall": "wall time"}[measured.get("clock", "wall")]
     turns = ", in turn with the model compared" if measured.get("latency_in_turn") else ""
     single = f"{measured['latency_rows']} single-row calls after {WARMUP_CALLS} warm-up calls{turns}, {clock}"
+    if measured.get("error"):
+        single = f"not measured: a single-row call failed ({measured['error']})"
     batch = f"batch of {measured['batch_rows']} rows, best of {BATCH_REPEATS}, {clock}"
     return [
         check(SUITE, "latency_p50_ms", "single-row latency p50 (ms)", Threshold(max=cfg.max_p50_ms),

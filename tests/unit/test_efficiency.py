@@ -181,6 +181,15 @@ class Unservable:
         raise KeyError("column 'legacy_feature' not in the frame")
 
 
+class BatchOnly(SingleRowCounter):
+    """A champion that scores batches but raises on a single row."""
+
+    def predict_proba(self, frame: pd.DataFrame) -> np.ndarray:
+        if len(frame) == 1:
+            raise ValueError("needs at least 2 rows")
+        return self.pipeline.predict_proba(frame)
+
+
 @pytest.fixture(scope="module")
 def fitted() -> tuple[DatasetConfig, GatesConfig, pd.DataFrame, Any, bytes]:
     spec = load_file(DatasetConfig, ROOT / "config" / "dataset.yaml")
@@ -226,6 +235,30 @@ def test_a_champion_that_cannot_score_blocks_promotion_and_says_why(fitted):
     card = json.dumps([c.render() for c in cards.gates_card([r.to_dict() for r in report.verdict.results],
                                                             report.verdict.summary(), report.report)])
     assert "Champion (run 7) not compared" in card
+
+
+def test_a_champion_without_single_row_latency_is_not_reported_as_timed_in_turn(fitted):
+    spec, gates, frame, pipeline, blob = fitted
+    report = assess(pipeline, blob, frame, spec, gates, champion=("7", BatchOnly(pipeline), blob), threshold=0.3)
+    mine, theirs = report.report["efficiency"], report.report["champion"]["efficiency"]
+    assert np.isfinite(mine["p50_ms"]) and not mine["latency_in_turn"]  # the challenger timed alone
+    assert np.isnan(theirs["p50_ms"]) and not theirs["latency_in_turn"] and np.isfinite(theirs["rows_per_s"])
+    gate = next(r for r in report.verdict.results if r.name == "not_slower[p50_ms]")
+    assert not gate.passed and "not compared: single-row calls of the two models in turn failed: ValueError: " \
+        "needs at least 2 rows" in gate.detail and "--force" in gate.detail and not report.verdict.passed
+    card = json.dumps([c.render() for c in cards.gates_card([r.to_dict() for r in report.verdict.results],
+                                                            report.verdict.summary(), report.report)])
+    assert "not compared: single-row calls of the two models in turn failed" in card
+
+
+def test_a_model_that_fails_on_one_row_fails_its_latency_gates_instead_of_crashing(fitted):
+    spec, gates, frame, pipeline, blob = fitted
+    report = assess(BatchOnly(pipeline), blob, frame, spec, gates, threshold=0.3)
+    results = {r.name: r for r in report.verdict.results}
+    for name in ("latency_p50_ms", "latency_p99_ms"):
+        assert not results[name].passed and np.isnan(results[name].actual)
+        assert results[name].detail == "not measured: a single-row call failed (ValueError: needs at least 2 rows)"
+    assert results["throughput_rows_per_s"].passed and not report.verdict.passed
 
 
 BASE = {"p50_ms": 1.0, "p99_ms": 2.0, "rows_per_s": 1e5, "size_mb": 1.0, "peak_memory_mb": 10.0,
