@@ -4,7 +4,8 @@ A *period* is one ScoreFlow partition date. Each statistic of a period (PSI, Jen
 null-rate change, decision/review-rate change) is judged against its own trailing history (robust z-score or
 percentile), or against a static threshold while that history is short. The statistics come from scipy:
 ``scipy.special.rel_entr`` (PSI is the symmetrised relative entropy), ``scipy.spatial.distance.jensenshannon``,
-``scipy.stats.ks_2samp`` and ``scipy.stats.median_abs_deviation``.
+``scipy.stats.kstwo`` (the KS p-value; the statistic from one sort of the period's values, equal to what
+``scipy.stats.ks_2samp`` returns) and ``scipy.stats.median_abs_deviation``.
 """
 
 from steps import lazy_submodules
