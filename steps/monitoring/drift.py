@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 from collections.abc import Iterator, Sequence
@@ -189,11 +190,14 @@ def window_dates(end: str, days: int) -> list[str]:
     return [(last - timedelta(days=i)).isoformat() for i in range(days - 1, -1, -1)]
 
 
+@functools.lru_cache(maxsize=4)
 def sample_rows(total: int, limit: int, seed: int) -> np.ndarray:
-    """Sorted row numbers of a uniform sample of ``min(limit, total)`` of ``total`` rows, without replacement."""
-    if total <= limit:
-        return np.arange(total)
-    return np.sort(np.random.default_rng(seed).choice(total, size=limit, replace=False))
+    """Sorted row numbers of a uniform sample of ``min(limit, total)`` of ``total`` rows, without replacement
+    (read-only, and drawn once for a period's inputs and its predictions: ~20 ms for 200k of 1M rows)."""
+    rows = np.arange(total) if total <= limit else np.sort(
+        np.random.default_rng(seed).choice(total, size=limit, replace=False))
+    rows.flags.writeable = False
+    return rows
 
 
 def _row_groups(pf: pq.ParquetFile) -> list[int]:
