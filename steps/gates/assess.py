@@ -15,14 +15,12 @@ from steps.config.dataset import DatasetConfig
 from steps.config.gates import GatesConfig
 from steps.core.progress import timed
 from steps.gates.champion import champion_gates, unscored_gate
-from steps.gates.efficiency import efficiency_gates, measure, paired_latency
+from steps.gates.efficiency import efficiency_gates, measure, paired_latency, unmeasured
 from steps.gates.performance import _curves, performance_gates
 from steps.gates.result import GateResult, Verdict
 from steps.gates.review import review_gates
 
 logger = logging.getLogger(__name__)
-
-UNTIMED: dict[str, Any] = {"p50_ms": float("nan"), "p99_ms": float("nan")}  # a single-row latency not measured
 
 
 @dataclass(frozen=True)
@@ -64,7 +62,7 @@ def _model_checks(model: Any, blob: bytes, holdout: pd.DataFrame, spec: DatasetC
         failed = GateResult("robustness", "holdout_scoring", "scores every hold-out row", "no error, all finite",
                             None, False, detail=f"{type(err).__name__}: {err}"[:500])
         return np.full(len(y), np.nan), [failed], {"performance": {}, "fairness": {}, "robustness": {},
-                                                   "efficiency": {"p50_ms": float("nan"), "p99_ms": float("nan")}}
+                                                   "efficiency": unmeasured()}
     with timed(logger, "gates: performance"):
         perf, perf_report = performance_gates(y, proba, cfg)
     fair: list[GateResult] = []
@@ -89,8 +87,8 @@ def _model_checks(model: Any, blob: bytes, holdout: pd.DataFrame, spec: DatasetC
 def _paired(model: Any, champ_model: Any, holdout: pd.DataFrame, spec: DatasetConfig,
             cfg: GatesConfig) -> tuple[dict[str, float] | None, dict[str, Any]]:
     """Single-row latencies of the challenger and the champion, the two called in turn on the same rows (a host
-    that slows down does so for both), or (None, ``UNTIMED``) when either cannot score one row: the challenger is
-    then timed alone by its own checks (whose failures say why) and the champion's latency stays unmeasured."""
+    that slows down does so for both), or (None, ``unmeasured(why)``) when either cannot score one row: the challenger
+    is then timed alone by its own checks (whose failures say why) and the champion's latency stays unmeasured."""
     try:
         with timed(logger, "gates: single-row latency of the challenger and the champion, in turn"), \
                 threadpool_limits(limits=1):
@@ -98,8 +96,7 @@ def _paired(model: Any, champ_model: Any, holdout: pd.DataFrame, spec: DatasetCo
                                           cfg.efficiency)
     except Exception as err:  # noqa: BLE001 - a model that cannot score is a gate result, not a crash
         logger.warning("gates: latencies not timed in turn (%s: %s)", type(err).__name__, str(err)[:200])
-        return None, {**UNTIMED, "error": f"single-row calls of the two models in turn failed: "
-                                          f"{type(err).__name__}: {err}"[:300]}
+        return None, unmeasured(f"single-row calls of the two models in turn failed: {type(err).__name__}: {err}")
     return mine, theirs
 
 
@@ -115,7 +112,7 @@ def assess(model: Any, blob: bytes, holdout: pd.DataFrame, spec: DatasetConfig, 
     scored on them).
     """
     y = holdout[spec.target.name].to_numpy()
-    mine, theirs = _paired(model, champion[1], holdout, spec, cfg) if champion is not None else (None, UNTIMED)
+    mine, theirs = _paired(model, champion[1], holdout, spec, cfg) if champion is not None else (None, unmeasured())
     proba, results, report = _model_checks(model, blob, holdout, spec, cfg, threshold, threads=threads,
                                            latency=mine)
     report["curves"] = {"challenger": _curves(y, proba, cfg)}

@@ -78,7 +78,12 @@ def _single_row_latency(predict: Predict, rows: pd.DataFrame, cfg: EfficiencyGat
     try:
         return percentiles(call_seconds(predict, single_rows(rows, cfg.latency_rows), clock=cfg.clock), 1e3, "ms")
     except Exception as err:  # noqa: BLE001 - a model that fails on one row fails its latency gates, saying why
-        return {"p50_ms": float("nan"), "p99_ms": float("nan"), "error": f"{type(err).__name__}: {err}"[:300]}
+        return unmeasured(f"{type(err).__name__}: {err}")
+
+
+def unmeasured(error: str | None = None) -> dict[str, Any]:
+    """Single-row latencies that were not measured: NaN ``p50_ms`` and ``p99_ms``, and the ``error`` when known."""
+    return {"p50_ms": float("nan"), "p99_ms": float("nan"), **({"error": error[:300]} if error else {})}
 
 
 def single_rows(rows: pd.DataFrame, count: int) -> list[pd.DataFrame]:

@@ -16,7 +16,7 @@ from steps.config import CandidateConfig, DatasetConfig, EfficiencyGates, GatesC
 from steps.core.decision import in_band
 from steps.data import synth
 from steps.gates.assess import assess
-from steps.gates.efficiency import efficiency_gates, measure, paired_latency
+from steps.gates.efficiency import efficiency_gates, measure, paired_latency, unmeasured
 from steps.gates.review import review_gates
 from steps.modeling import models
 from steps.reporting import cards
@@ -150,6 +150,17 @@ def test_paired_latency_times_both_models_on_the_same_rows(rows):
 def test_empty_rows_are_an_error():
     with pytest.raises(ValueError, match="at least one row"):
         measure(fast, pd.DataFrame(), b"x", CFG)
+
+
+@pytest.mark.parametrize(("error", "kept"), [(None, None), ("", None), ("ValueError: bad row", "ValueError: bad row"),
+                                             ("x" * 500, "x" * 300)])
+def test_unmeasured_latencies_are_nan_and_keep_why(error, kept):
+    out = unmeasured(error)
+    assert np.isnan(out["p50_ms"]) and np.isnan(out["p99_ms"])
+    assert out.get("error") == kept
+    gates = {g.name: g for g in efficiency_gates({**measure(fast, pd.DataFrame({"a": [1]}), b"", CFG), **out}, CFG)}
+    assert not gates["latency_p50_ms"].passed and not gates["latency_p99_ms"].passed
+    assert ("not measured" in gates["latency_p50_ms"].detail) == (kept is not None)
 
 
 def test_a_fitted_pipeline_is_measured(rows):
