@@ -1,6 +1,6 @@
 """The data contract: the one place that decides what a valid table and a valid row are, and how values are coerced,
 for training (``validate``: a whole table, every violation at once) and scoring (``check_schema`` on a file's
-footer, ``coerce_batch`` and ``row_violations`` per record batch) alike.
+footer, ``coerce_batch``, ``row_violations`` and ``numbers_batch`` per record batch) alike.
 
 Coercions, the same on both sides:
 
@@ -354,7 +354,11 @@ def in_order(frame: pd.DataFrame, keys: list[str]) -> bool:
 
 # --------------------------------------------------------------------------------------------------- scoring rows
 def _numeric_type(t: pa.DataType) -> bool:
-    return pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_decimal(t) or pa.types.is_null(t)
+    """Numbers, or what training reads as numbers: numeric strings (checked per row) and booleans."""
+    if pa.types.is_dictionary(t):
+        t = t.value_type
+    return (pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_decimal(t) or pa.types.is_null(t)
+            or pa.types.is_boolean(t) or pa.types.is_string(t) or pa.types.is_large_string(t))
 
 
 def _label_type(t: pa.DataType) -> bool:
@@ -368,7 +372,7 @@ def check_schema(schema: pa.Schema, spec: DatasetConfig, source: str) -> None:
     """Raise :class:`SchemaMismatch` naming ``source`` and every missing or wrongly typed column."""
     names = set(schema.names)
     missing = [c for c in required_columns(spec) if c not in names]
-    wrong = [f"{c} ({schema.field(c).type}, expected numbers)" for c in spec.numeric
+    wrong = [f"{c} ({schema.field(c).type}, expected numbers or numeric strings)" for c in spec.numeric
              if c in names and not _numeric_type(schema.field(c).type)]
     wrong += [f"{c} ({schema.field(c).type}, expected strings or integer codes)" for c in spec.categorical
               if c in names and not _label_type(schema.field(c).type)]
@@ -384,6 +388,16 @@ def coerce_batch(frame: pd.DataFrame, spec: DatasetConfig) -> pd.DataFrame:
         col = frame[name]
         if pd.api.types.is_numeric_dtype(col) or pd.api.types.is_bool_dtype(col):
             frame[name] = label_values(col) if not fractional(col).any() else col.astype("object")
+    return frame
+
+
+def numbers_batch(frame: pd.DataFrame, spec: DatasetConfig) -> pd.DataFrame:
+    """A record batch's numeric features as numbers, as training reads them (numeric strings and booleans parsed;
+    anything else NaN): call it after :func:`row_violations`, which quotes the values that are not numbers."""
+    for name in spec.numeric:
+        col = frame[name]
+        if not pd.api.types.is_numeric_dtype(col) or pd.api.types.is_bool_dtype(col):
+            frame[name] = numeric_values(col)[0]
     return frame
 
 

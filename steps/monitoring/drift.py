@@ -21,7 +21,7 @@ from scipy.spatial.distance import jensenshannon
 from steps.config.dataset import ROW_KEY, DatasetConfig
 from steps.core.decision import in_band
 from steps.core.storage import join_uri
-from steps.data.contract import ScoreInputError, row_key_prefix
+from steps.data.contract import ScoreInputError, numeric_values, row_key_prefix
 from steps.modeling.reference import categorical_shares, sorted_shares
 from steps.scoring.partition import partition_uri, read_manifest
 from steps.scoring.plan import open_parquet
@@ -175,12 +175,16 @@ def score_measurements(profile: dict[str, Any], preds: pd.DataFrame, threshold: 
 
 
 def schema_changes(profile: dict[str, Any], schema_names: list[str], frame: pd.DataFrame) -> list[str]:
-    """Profiled features that are missing from the input, or whose kind changed (numeric <-> text)."""
+    """Profiled features that are missing from the input, or whose kind changed: a numeric feature holding values
+    that are not numbers (numeric strings are numbers, as training and scoring read them)."""
     problems = [f"missing column {name}" for name in profile["features"] if name not in schema_names]
     for name, ref in profile["features"].items():
-        if name in frame.columns and ref["kind"] == "numeric" and not (
-                pd.api.types.is_numeric_dtype(frame[name]) or frame[name].isna().all()):
-            problems.append(f"column {name} is {frame[name].dtype}, expected numeric")
+        if name in frame.columns and ref["kind"] == "numeric" and not pd.api.types.is_numeric_dtype(frame[name]):
+            not_numbers = numeric_values(frame[name])[1]
+            if not_numbers.any():
+                examples = ", ".join(repr(v) for v in frame[name][not_numbers].drop_duplicates().head(3))
+                problems.append(f"column {name} is {frame[name].dtype} with values that are not numbers "
+                                f"({examples}), expected numeric")
     return problems
 
 

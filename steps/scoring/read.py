@@ -18,6 +18,7 @@ from steps.data.contract import (
     ScoreInputError,
     check_schema,
     coerce_batch,
+    numbers_batch,
     required_columns,
     row_key_prefix,
     row_keys,
@@ -87,6 +88,7 @@ def read_shard(job: ShardJob, clock: dict[str, float]) -> Iterator[Batch]:
                                       f"({type(err).__name__}: {err})") from err
             frame = coerce_batch(arrow.to_pandas(split_blocks=True), spec)  # numbers without nulls: zero-copy
             reasons = row_violations(frame, spec)
+            frame = numbers_batch(frame, spec)  # after the reasons, which quote what is not a number
             valid = reasons.isna().to_numpy()
             clock["read_validate_s"] += time.perf_counter() - started
             yield Batch(piece.path, arrow, frame, valid, reasons, first_row, prefix)

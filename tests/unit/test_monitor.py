@@ -133,6 +133,20 @@ def test_schema_changes_name_the_missing_and_retyped_columns() -> None:
     assert problems[1].startswith("column x is ") and problems[1].endswith(", expected numeric")
 
 
+@pytest.mark.parametrize(("values", "flagged"), [
+    (["1.5", "2", None], None),  # numeric strings are numbers, as training and scoring read them
+    ([None, None, None], None),
+    ([True, False, True], None),
+    (["1", "x", "x"], "'x'"),
+    (["", "3", "n/a"], "'', 'n/a'"),
+])
+def test_a_numeric_column_is_retyped_only_when_it_holds_values_that_are_not_numbers(values, flagged) -> None:
+    profile = _profile(np.random.default_rng(2))
+    problems = schema_changes(profile, ["x", "c"], pd.DataFrame({"x": pd.Series(values, dtype=object), "c": "a"}))
+    assert problems == ([] if flagged is None else
+                        [f"column x is object with values that are not numbers ({flagged}), expected numeric"])
+
+
 def _history(values: list[float], start: str = "2026-01-01") -> list[tuple[str, float]]:
     days = window_dates(pd.Timestamp(start).date().isoformat(), 1)
     first = pd.Timestamp(days[0])

@@ -50,6 +50,7 @@ from steps.scoring.plan import (
     plan_run,
     plan_shards,
 )
+from steps.scoring.read import read_shard
 from steps.scoring.resolve import ScoreModelError
 from steps.scoring.runtime import NativeScorer, check_explainable
 from steps.scoring.shard import (
@@ -155,12 +156,12 @@ def test_corrupt_file_and_schema_mismatch_name_the_file_and_columns(tmp_path, ra
     bad.write_bytes(b"definitely not parquet")
     with pytest.raises(ScoreInputError, match=f"{bad}: not a readable Parquet file"):
         inspect_inputs([str(bad)], dataset_spec)
-    wrong = _write(raw_frame.drop(columns=["amount", "country"]).assign(hour=raw_frame["hour"].astype(str)),
+    wrong = _write(raw_frame.drop(columns=["amount", "country"]).assign(hour=[b"\x00"] * len(raw_frame)),
                    tmp_path / "wrong.parquet")
     with pytest.raises(SchemaMismatch) as err:
         inspect_inputs([str(wrong)], dataset_spec)
     assert str(wrong) in str(err.value) and "['amount', 'country']" in str(err.value)
-    assert "hour (large_string, expected numbers)" in str(err.value)
+    assert "hour (binary, expected numbers or numeric strings)" in str(err.value)
 
 
 # --------------------------------------------------------------------------------------------------- validation
@@ -247,6 +248,27 @@ def test_a_shard_streams_scores_and_quarantines(planned, lgbm, dataset_spec, tai
     assert quarantined["reason"].str.len().gt(0).all() and set(quarantined["source"]) == {planned.files[0].path}
     assert record["part"]["path"] == f"dt={DAY}/part-00000-of-00002.parquet"
     assert record["quarantine_part"]["path"] == f"_quarantine/dt={DAY}/part-00000-of-00002.parquet"
+
+
+def test_numbers_given_as_strings_or_booleans_score_as_training_reads_them(tmp_path, lgbm, dataset_spec, tainted):
+    texts = tainted.assign(amount=tainted["amount"].astype(str), hour=tainted["hour"].astype(str),
+                           is_foreign=tainted["is_foreign"].astype(bool))
+    texts.loc[5, "amount"] = "12,50"
+    plan = plan_run(str(_write(texts, tmp_path / "in" / "t.parquet", row_group_rows=400)), str(tmp_path / "out"),
+                    DAY, dataset_spec, shard_rows=800)
+    frames = [b.frame for b in read_shard(_job(dataset_spec, plan, 0), {"read_validate_s": 0.0})]
+    assert {str(f[c].dtype) for f in frames for c in ("amount", "hour", "is_foreign")} == {"float64"}
+    valid = tainted.iloc[:800].drop(index=[3, 5, 10, 11, 700])
+    for scorer in (NativeScorer(lgbm[0], dataset_spec.features), OnnxScorer(to_onnx(lgbm[0], dataset_spec))):
+        job = _job(dataset_spec, plan, 0)
+        record = score_shard(job, scorer)
+        assert record["reasons"] == {"amount below min 0": 1, "channel unknown category": 1, "amount is infinite": 1,
+                                     "hour above max 23": 1, "amount is not a number": 1}
+        quarantined = pq.read_table(job.quarantine_part_uri).to_pandas().set_index("transaction_id")["reason"]
+        assert quarantined[tainted.loc[5, "transaction_id"]] == "amount is not a number (got '12,50')"
+        out = pq.read_table(job.part_uri).to_pandas()
+        assert out["transaction_id"].tolist() == valid["transaction_id"].tolist()
+        np.testing.assert_allclose(out["score"], scorer.predict(valid), rtol=0, atol=1e-12)
 
 
 def test_overlapped_io_writes_the_same_part(planned, lgbm, dataset_spec, tmp_path):
