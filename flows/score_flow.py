@@ -10,8 +10,9 @@ validation under <output>/_quarantine/dt=YYYY-MM-DD/. See steps/scoring/ for the
 """
 
 from base import ProjectFlow, config_option, main
-from metaflow import Parameter, config_expr, current, schedule, step
+from metaflow import Parameter, card, config_expr, current, schedule, step
 
+from steps.reporting import cards
 from steps.scoring import claims, faults, partition, prepare, runtime, shard
 
 
@@ -66,6 +67,7 @@ class ScoreFlow(ProjectFlow):
         self.shard_result = shard.score_shard(job, model, shadow, explain, guard, cfg.threads)
         self.next(self.join)
 
+    @card(type="blank", id="scoring")
     @step
     def join(self, inputs):
         """Check every shard's counts, gate the quarantine rate, remove stale parts, write the manifest last."""
@@ -80,6 +82,8 @@ class ScoreFlow(ProjectFlow):
                                                    tuple(faults.fault_plan(self.typed("score").fault_injection)),
                                                    current.retry_count)
         self.totals, self.shadow_report = self.manifest["totals"], self.manifest["shadow"]
+        location = partition.partition_uri(self.plan["output_root"], self.plan["date"])
+        current.card["scoring"].extend(cards.score_card(self.manifest, location))
         self.next(self.end)
 
     @step
@@ -87,6 +91,7 @@ class ScoreFlow(ProjectFlow):
         """Say where the partition is and what went into it."""
         for line in partition.summary_lines(self.manifest, self.plan["output_root"]):
             print(line)
+        print(f"Card: python flows/score_flow.py card view {current.run_id}/join")
 
 if __name__ == "__main__":
     main(ScoreFlow)

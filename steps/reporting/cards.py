@@ -2,7 +2,8 @@
 
 Each card opens with what happened in one line (a coloured banner), then the evidence: tables sized to fit a
 1400 px window without sideways scrolling (long text goes below a table, never into a column), and figures sized by
-``steps.reporting.plots`` so their text is shown at its own size.
+``steps.reporting.plots`` so their text is shown at its own size. The functions that draw figures import
+``plots`` (Matplotlib: ~0.5-0.75 s and ~19 MiB) when called, so a card without figures (ScoreFlow's) never loads it.
 """
 
 from __future__ import annotations
@@ -14,14 +15,6 @@ from metaflow.cards import Image, Markdown, Table
 
 from steps.config.distill import DistillConfig
 from steps.reporting.checks import banner, check_components, fmt, interval_text, lead_in
-from steps.reporting.plots import (
-    auc_interval_figure,
-    drift_heatmap_figure,
-    drift_heatmap_figures,
-    performance_figure,
-    quality_cost_figure,
-    roc_pr_figure,
-)
 
 METRIC_COLUMNS = ("roc_auc", "average_precision", "log_loss", "brier")
 PERFORMANCE_DAYS = 14  # newest labelled days in the MonitorFlow card's AUC table
@@ -34,6 +27,8 @@ def _fmt(value: Any) -> str:
 def training_card(summaries: list[dict[str, Any]], curves: dict[str, Any], chosen: str, metric: str,
                   lineage: dict[str, Any], split: dict[str, Any]) -> list[Any]:
     """Components for the TrainFlow card: the chosen model, a metrics table, curves, split and lineage."""
+    from steps.reporting.plots import roc_pr_figure
+
     header = ["candidate", "type", *METRIC_COLUMNS, "fit s", "size KiB", "sha256"]
     rows = [[s["name"] + (" (chosen)" if s["name"] == chosen else ""), s["type"],
              *[_fmt(s["metrics"][m]) for m in METRIC_COLUMNS], _fmt(s["fit_seconds"]),
@@ -132,6 +127,8 @@ def _retraining_line(decision: dict[str, Any], retraining: dict[str, Any] | None
 def _performance_section(performance: list[dict[str, Any]], reference_auc: float | None,
                          attributes: list[str]) -> list[Any]:
     """Realized AUC per labelled day with its interval (figure and the newest days as a table), then per group."""
+    from steps.reporting.plots import auc_interval_figure, performance_figure
+
     rows = [[p["period"], fmt(p.get("rows")), fmt(p.get("positives")), fmt(p.get("roc_auc")),
              interval_text(p.get("auc_interval")),
              f"{p['roc_auc'] - reference_auc:+.4f}" if p.get("roc_auc") is not None and reference_auc is not None
@@ -154,6 +151,8 @@ def monitor_card(state: dict[str, Any], events: list[dict[str, Any]], active: li
                  decision: dict[str, Any], retraining: dict[str, Any] | None, attributes: list[str],
                  reference_auc: float | None) -> list[Any]:
     """Components for the MonitorFlow card: alerts, retraining, drift over time, performance over time per group."""
+    from steps.reporting.plots import drift_heatmap_figure, drift_heatmap_figures
+
     periods = state["periods"][-60:]
     signal_names = sorted({name for p in periods for name in p["signals"]})
     signal_rows = [[p["period"], p["rows"], *[("BREACH" if p["signals"][n]["breach"] else "ok")
@@ -215,6 +214,8 @@ def _candidate_rows(table: list[dict[str, Any]], chosen: str | None) -> list[lis
 def distill_card(table: list[dict[str, Any]], teacher: dict[str, Any], chosen: str | None,
                  cfg: DistillConfig, gate_results: list[dict[str, Any]] | None) -> list[Any]:
     """The DistillFlow card: who serves, candidate table, quality-vs-cost plot, gate results."""
+    from steps.reporting.plots import quality_cost_figure
+
     points = [{"name": "teacher", "kind": "teacher", "runtime": rt, "auc_ratio": 1.0,
                "cost_us_per_row": m["cost_us_per_row"]} for rt, m in teacher["runtimes"].items()]
     for r in table:
@@ -243,4 +244,73 @@ def distill_card(table: list[dict[str, Any]], teacher: dict[str, Any], chosen: s
     if gate_results:
         out += [Markdown("## Gates (teacher as champion; significance replaced by the quality floor)"),
                 *check_components(gate_results)]
+    return out
+
+
+def _quarantine_reasons(shards: list[dict[str, Any]]) -> list[tuple[str, int]]:
+    """Quarantine reasons over every shard, most frequent first (a row breaking several rules counts for each)."""
+    counts: dict[str, int] = {}
+    for record in shards:
+        for reason, rows in record.get("reasons", {}).items():
+            counts[reason] = counts.get(reason, 0) + int(rows)
+    return sorted(counts.items(), key=lambda item: (-item[1], item[0]))
+
+
+def _forced_text(forced: dict[str, Any] | None) -> str:
+    """Who forced a model that is not through its gates (or not of this flow or dataset), why, and which rules."""
+    if not forced:
+        return "no"
+    broken = "; ".join(f"{role}: {', '.join(rules)}" for role, rules in forced.get("overrides", {}).items())
+    return f"by {forced.get('by', '?')}: {forced.get('reason', '')} (rules broken: {broken or '-'})"
+
+
+def _shard_rows(shards: list[dict[str, Any]]) -> list[list[Any]]:
+    """One row per shard: attempt, counts and where its time went."""
+    rows = []
+    for r in shards:
+        t = r.get("timings", {})
+        rate = round(r["rows_in"] / t["total_s"]) if t.get("total_s") else None
+        rows.append([str(r["shard"]), str(r["attempt"]), fmt(r["rows_in"]), fmt(r["rows_out"]),
+                     fmt(r["rows_quarantined"]), *(fmt(t.get(k)) for k in ("read_validate_s", "predict_s",
+                                                                            "write_s", "total_s")), fmt(rate)])
+    return rows
+
+
+def score_card(manifest: dict[str, Any], location: str) -> list[Any]:
+    """The ScoreFlow card: the partition written (``location``), the model that scored it, why rows were
+    quarantined, and each shard's counts and time."""
+    t, model, shadow = manifest["totals"], manifest["model"], manifest.get("shadow")
+    limit = manifest["max_quarantine_rate"]
+    tone = "warn" if t["rows_quarantined"] or manifest.get("forced") else "good"
+    band = manifest.get("review_band")
+    reasons = _quarantine_reasons(manifest["shards"])
+    out: list[Any] = [
+        Markdown("# ScoreFlow"),
+        banner(tone, f"{manifest['partition']} written:",
+               f"{t['rows_out']:,} of {t['rows_in']:,} rows scored, {t['rows_quarantined']:,} quarantined "
+               f"({t['quarantine_rate']:.2%}; the run fails above {limit:.2%}); manifest written last: readers "
+               f"trust the partition from then on. {location}"),
+        lead_in("The model that scored it, and its decision rule.", "mf-wrap-last"),
+        Table([["model", f"{model['name']} ({model['run']}, sha256 {model['fingerprint'][:12]})"],
+               ["runtime", str(manifest.get("runtime", "-"))],
+               ["decision", f"score ≥ {manifest['decision_threshold']:g} ({manifest.get('decision_source', '-')})"],
+               ["review band", f"[{band[0]:g}, {band[1]:g}]" if band else "-"],
+               ["forced", _forced_text(manifest.get("forced"))]],
+              headers=["", ""]),
+    ]
+    if shadow and "agreement_rate" in shadow:
+        out += [lead_in("Shadow model (scored beside it, not used for decisions)."),
+                Table([[str(shadow["run"]), f"{shadow['agreement_rate']:.2%}", fmt(shadow["mean_abs_diff"])]],
+                      headers=["shadow run", "decisions agree", "mean |score diff|"])]
+    if reasons:
+        out += [lead_in(f"Quarantined rows by reason (the rows and their reasons are under <code>_quarantine/"
+                        f"{html.escape(manifest['partition'])}/</code>).", "mf-wrap-last"),
+                Table([[fmt(n), f"{n / max(t['rows_in'], 1):.3%}", reason] for reason, n in reasons],
+                      headers=["rows", "of input", "reason"])]
+    files = manifest["input"]["files"]
+    out += [lead_in(f"{len(files)} input file(s), {fmt(manifest['input']['rows'])} rows, in "
+                    f"{len(manifest['shards'])} shard(s); seconds per shard (a retried shard shows its last attempt)."),
+            Table(_shard_rows(manifest["shards"]),
+                  headers=["shard", "attempt", "rows in", "scored", "quarantined", "read + validate s", "predict s",
+                           "write s", "total s", "rows/s"])]
     return out

@@ -30,7 +30,7 @@ logger = logging.getLogger(__name__)
 
 # flow -> (step, card) of each card it renders
 CARDS = {"TrainFlow": (("join", "training"), ("judge", "gates")), "DistillFlow": (("join", "distill"),),
-         "ScoreFlow": (), "MonitorFlow": (("end", "monitor"),)}
+         "ScoreFlow": (("join", "scoring"),), "MonitorFlow": (("end", "monitor"),)}
 
 
 def _cards_of(run: Any, cards: tuple[tuple[str, str], ...], out: Path) -> list[str]:

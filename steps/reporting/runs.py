@@ -3,7 +3,7 @@
 For notebooks and the command line (the flows never import this module)::
 
     python -m steps.reporting.runs TrainFlow [--run-id ID] [--card-out out/train_card.html]
-    python -m steps.reporting.runs ScoreFlow | DistillFlow | MonitorFlow [--run-id ID]
+    python -m steps.reporting.runs ScoreFlow | DistillFlow | MonitorFlow [--run-id ID] [--card-out PATH]
 
 Notebook 01 reads one training run; notebook 02 reads a challenger's gates (the ``gates`` task's artifacts), the
 champion it was compared with and the registry of its ``@project`` branch.
@@ -390,7 +390,7 @@ def monitor_lines(run: Run) -> list[str]:
 
 SUMMARIES = {"TrainFlow": train_lines, "ScoreFlow": score_lines, "DistillFlow": distill_lines,
              "MonitorFlow": monitor_lines}
-CARD_STEPS = {"TrainFlow": "join", "DistillFlow": "join", "MonitorFlow": "end"}  # the flow's main card
+CARD_STEPS = {"TrainFlow": "join", "ScoreFlow": "join", "DistillFlow": "join", "MonitorFlow": "end"}  # main card
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -400,7 +400,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("flow", choices=sorted(SUMMARIES), help="the flow whose run to show")
     parser.add_argument("--run-id", default=None, help="run id (default: the latest successful run)")
     parser.add_argument("--card-out", type=Path, default=None, help="write the run's card as HTML here (TrainFlow: "
-                        "the training card of join; DistillFlow: join; MonitorFlow: end; default: none)")
+                        "the training card of join; ScoreFlow and DistillFlow: join; MonitorFlow: end; default: none)")
     parser.add_argument("--gates-card-out", type=Path, default=None, help="TrainFlow only: write the gates card "
                         "(judge step) as HTML here (default: none)")
     args = parser.parse_args(argv)

@@ -20,9 +20,22 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 from metaflow import Runner
-from support import FORCE_TINY, FlowResult, assert_user_error, logs, run_cli, score_configs as configs_for, score_flow
+from support import (
+    FORCE_TINY,
+    SCREENSHOTS,
+    FlowResult,
+    assert_user_error,
+    card_text,
+    chromium,
+    logs,
+    render_card,
+    run_cli,
+    score_configs as configs_for,
+    score_flow,
+)
 
 from steps.modeling import models
+from steps.reporting.runs import card_html
 from steps.scoring.faults import FAULT_ENV
 from steps.scoring.partition import read_manifest, read_partition
 from steps.scoring.shard import SPOT_NOTICE_ENV
@@ -107,13 +120,32 @@ def test_partition_holds_every_valid_row_exactly_once(main_run, tainted):
     assert [p["path"] for p in main_run.manifest["parts"]] == parts
 
 
-def test_runs_cli_shows_the_partition_and_its_totals(main_run, workspace, train_run):
+def test_runs_cli_shows_the_partition_and_its_totals(main_run, workspace, train_run, tmp_path):
     run = main_run.result.run
-    proc = run_cli(workspace, "steps.reporting.runs", "ScoreFlow", "--run-id", run.id)
+    card = tmp_path / "score.html"
+    proc = run_cli(workspace, "steps.reporting.runs", "ScoreFlow", "--run-id", run.id, "--card-out", str(card))
     assert proc.returncode == 0, proc.stderr
+    assert f"join card: {card.resolve()}" in proc.stdout and f"dt={D_MAIN} written:" in card_text(card.read_text())
     assert f"run: {run.pathspec}\n" in proc.stdout and f"model: {train_run.pathspec} (" in proc.stdout
     assert f"/out-main/dt={D_MAIN}/ from " in proc.stdout
     assert "totals: 6000 rows in, 5995 scored, 5 quarantined (0.0833%) in 3 shards" in proc.stdout
+
+
+def test_the_card_says_what_was_written_and_why_rows_were_quarantined(main_run, train_run):
+    text = card_text(card_html(main_run.result.run, step="join", card_id="scoring"))
+    assert f"dt={D_MAIN} written:" in text and "5,995 of 6,000 rows scored, 5 quarantined (0.08%" in text
+    assert f"sha256 {train_run.data.model_fingerprint[:12]}" in text
+    for reason in ("amount below min 0", "channel unknown category", "amount is null", "hour above max 23"):
+        assert reason in text
+    assert "carrier_pigeon" not in text  # reasons are counted without their values (those are in the files)
+
+
+@pytest.mark.skipif(chromium() is None, reason="chromium is not installed (apt-get install chromium)")
+def test_the_card_fits_a_laptop_window(main_run, tmp_path):
+    measured = render_card(card_html(main_run.result.run, step="join", card_id="scoring"), "score", tmp_path)
+    assert measured["scrollWidth"] <= measured["viewport"] == 1400
+    assert [t for t in measured["tables"] if t["scrollWidth"] > t["clientWidth"] + 1] == []
+    assert (SCREENSHOTS / "score.png").stat().st_size > 10_000
 
 
 def test_invalid_rows_are_quarantined_with_a_reason(main_run, scratch, tainted):

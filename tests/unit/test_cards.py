@@ -173,3 +173,61 @@ def test_quality_cost_names_models_in_a_legend_not_beside_the_points() -> None:
     legend = [t.get_text() for t in ax.get_legend().get_texts()]
     assert {"teacher", "lgbm_small", "mlp", "linear", "native", "onnx", "quantized"} <= set(legend)
     assert "quality floor 0.985" in legend and any(t.startswith("cost ceiling") for t in legend)
+
+
+def manifest(quarantined: dict[int, dict[str, int]], shadow: dict[str, Any] | None = None) -> dict[str, Any]:
+    """A ScoreFlow manifest of two 1,000-row shards, with ``quarantined`` reasons per shard."""
+    shards = [{"shard": i, "attempt": i, "rows_in": 1000, "rows_out": 1000 - sum(quarantined.get(i, {}).values()),
+               "rows_quarantined": sum(quarantined.get(i, {}).values()), "reasons": quarantined.get(i, {}),
+               "timings": {"read_validate_s": 0.1, "predict_s": 0.3, "write_s": 0.05, "total_s": 0.5}}
+              for i in range(2)]
+    out = sum(s["rows_out"] for s in shards)
+    return {"partition": "dt=2026-01-15", "max_quarantine_rate": 0.01, "forced": None, "runtime": "onnx",
+            "decision_threshold": 0.3, "decision_source": "model (fixed)", "review_band": [0.4, 0.6],
+            "model": {"name": "lightgbm", "run": "TrainFlow/12", "fingerprint": "ab" * 32},
+            "input": {"files": [{"path": "a.parquet"}], "rows": 2000}, "shadow": shadow, "shards": shards,
+            "totals": {"rows_in": 2000, "rows_out": out, "rows_quarantined": 2000 - out,
+                       "quarantine_rate": (2000 - out) / 2000}}
+
+
+def test_score_card_says_what_was_written_by_which_model_and_why_rows_were_quarantined() -> None:
+    card = cards.score_card(manifest({0: {"amount is null": 2, "hour above max 23": 1}, 1: {"hour above max 23": 3}}),
+                            "/out/dt=2026-01-15/")
+    text = text_of(card)
+    assert "dt=2026-01-15 written:" in text and "1,994 of 2,000 rows scored, 6 quarantined (0.30%" in text
+    assert "the run fails above 1.00%" in text and "/out/dt=2026-01-15/" in text
+    assert "#b26a00" in text  # quarantined rows: the warning tone, not the all-clear
+    assert "lightgbm (TrainFlow/12, sha256 abababababab)" in text and "score ≥ 0.3 (model (fixed))" in text
+    tables = {tuple(t["columns"]): t["data"] for t in (c.render() for c in card) if t["type"] == "table"}
+    reasons = tables[("rows", "of input", "reason")]
+    assert [r[2] for r in reasons] == ["hour above max 23", "amount is null"]  # most frequent first, shards summed
+    assert [r[0] for r in reasons] == ["4", "2"]
+    shards = {"data": next(rows for columns, rows in tables.items() if columns[0] == "shard")}
+    assert shards["data"][1][:5] == ["1", "1", "1,000", "997", "3"] and shards["data"][1][-1] == "2,000"
+    assert "Shadow model" not in text
+    assert ["forced", "no"] in tables[("", "")]
+
+
+def test_score_card_says_who_forced_a_model_and_which_rules_it_broke() -> None:
+    forced = {"reason": "hotfix", "by": "ana", "overrides": {"model": ["failed its gates"]}}
+    text = text_of(cards.score_card({**manifest({}), "forced": forced}, "/out/dt=2026-01-15/"))
+    assert "by ana: hotfix (rules broken: model: failed its gates)" in text and "#b26a00" in text
+
+
+def test_score_card_of_a_clean_partition_with_a_shadow() -> None:
+    shadow = {"run": "TrainFlow/13", "agreement_rate": 0.995, "mean_abs_diff": 0.0123}
+    text = text_of(cards.score_card(manifest({}, shadow), "s3://b/p/dt=2026-01-15/"))
+    assert "2,000 of 2,000 rows scored, 0 quarantined" in text and "#1e7e34" in text
+    assert "Quarantined rows by reason" not in text
+    assert "Shadow model" in text and "TrainFlow/13" in text and "99.50%" in text
+
+
+def test_a_card_without_figures_leaves_matplotlib_unloaded() -> None:
+    import subprocess
+    import sys
+
+    data = json.dumps(manifest({}))
+    code = (f"import json, sys; from steps.reporting import cards; cards.score_card(json.loads({data!r}), 'x'); "
+            "print('matplotlib' in sys.modules)")
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          check=True).stdout.strip() == "False"
