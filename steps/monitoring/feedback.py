@@ -20,28 +20,67 @@ from steps.scoring.plan import list_inputs, open_parquet
 logger = logging.getLogger(__name__)
 
 
+SOURCE, ROW = "_source", "_row"  # where each label came from: its file and row (for errors about its id)
+
+
 def read_labels(location: str, id_column: str, cfg: FeedbackConfig) -> pd.DataFrame:
-    """Every label file under ``location`` (id, label, label time); empty when there are none yet.
+    """Every label file under ``location`` (id, label, label time, and each row's file and row number); empty when
+    there are none yet. A missing label is not a label yet (the row is left out).
 
     Raises:
-        ScoreInputError: a file lacks a required column (named with the file).
+        ScoreInputError: a file lacks a required column, or holds labels other than 0/1 (named with the file, rows
+            and values).
     """
     try:
         files = list_inputs(location)
     except ScoreInputError:
         logger.info("no labels at %s yet", location)
-        return pd.DataFrame(columns=[id_column, cfg.label_column, cfg.label_time_column])
+        return pd.DataFrame(columns=[id_column, cfg.label_column, cfg.label_time_column, SOURCE, ROW])
     frames = []
     for path in files:
         table = open_parquet(path).read()
         missing = [c for c in (id_column, cfg.label_column) if c not in table.column_names]
         if missing:
             raise ScoreInputError(f"{path}: label file lacks column(s) {missing}")
-        frames.append(table.to_pandas())
+        frame = table.to_pandas()
+        where = {SOURCE: pd.Categorical.from_codes(np.zeros(len(frame), np.int8), [path]), ROW: np.arange(len(frame))}
+        frames.append(_binary_labels(frame.assign(**where), cfg.label_column, path))
     labels = pd.concat(frames, ignore_index=True)
     if cfg.label_time_column in labels.columns:  # a corrected label supersedes the earlier one
         labels = labels.sort_values(cfg.label_time_column, kind="stable")
     return labels.drop_duplicates(id_column, keep="last")
+
+
+def _binary_labels(frame: pd.DataFrame, label: str, path: str) -> pd.DataFrame:
+    """``frame``'s labelled rows with 0/1 (or boolean) labels as integers; an error naming the rows otherwise."""
+    values = frame[label]
+    known = values.notna()
+    numbers = pd.to_numeric(values.where(known).astype("object"), errors="coerce")
+    bad = known & ~numbers.isin([0, 1])
+    if bad.any():
+        rows = np.flatnonzero(bad.to_numpy())
+        examples = ", ".join(repr(v) for v in values[bad].drop_duplicates().head(3))
+        raise ScoreInputError(f"{path}: label column {label!r} holds values other than 0/1 ({examples}) at "
+                              f"{len(rows)} row(s), first {rows[:5].tolist()}")
+    return frame[known].assign(**{label: numbers[known].astype("int64")})
+
+
+def as_prediction_ids(labels: pd.DataFrame, id_column: str, ids: pd.Series) -> pd.Series:
+    """The labels' ids in the type of the predictions' ``ids`` (integer ids written as text or whole floats are
+    the same ids); an error naming the label file and row of an id that cannot be one."""
+    theirs = labels[id_column]
+    if theirs.dtype == ids.dtype:
+        return theirs
+    if not pd.api.types.is_integer_dtype(ids):
+        return theirs.astype(ids.dtype)  # text ids (or row keys): compared as text
+    numbers = pd.to_numeric(theirs.astype("object"), errors="coerce")
+    bad = (numbers.isna() | (numbers % 1 != 0)).to_numpy()
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        value = theirs.iloc[i].item() if isinstance(theirs.iloc[i], np.generic) else theirs.iloc[i]
+        raise ScoreInputError(f"{labels[SOURCE].iloc[i]}: row {labels[ROW].iloc[i]}: {id_column} {value!r} is not an "
+                              f"id of the predictions (they are {ids.dtype}); {int(bad.sum())} label id(s) like it")
+    return numbers.astype(ids.dtype)
 
 
 def _group_metrics(frame: pd.DataFrame, label: str) -> dict[str, Any]:
@@ -69,7 +108,9 @@ def realized_performance(day: str, predictions_root: str, labels: pd.DataFrame, 
     if manifest is None or labels.empty:
         return None
     preds = read_partition(predictions_root, day).select([spec.id_column, "score", "decision"]).to_pandas()
-    joined = preds.merge(labels[[spec.id_column, cfg.label_column]], on=spec.id_column, how="inner")
+    mine = labels[[cfg.label_column]].assign(**{spec.id_column: as_prediction_ids(labels, spec.id_column,
+                                                                                   preds[spec.id_column])})
+    joined = preds.merge(mine, on=spec.id_column, how="inner")
     if joined.empty:
         return None
     if previous and previous.get("fingerprint") == _label_fingerprint(joined, cfg.label_column, manifest):

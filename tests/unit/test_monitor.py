@@ -11,6 +11,7 @@ from scipy import stats
 from scipy.spatial.distance import jensenshannon
 
 from steps.config import BaselineConfig, DriftConfig, FeedbackConfig, ReferenceConfig, StatisticThreshold
+from steps.data.contract import ScoreInputError
 from steps.modeling.reference import (
     _categorical_reference,
     _numeric_reference,
@@ -29,7 +30,7 @@ from steps.monitoring.drift import (
     schema_changes,
     window_dates,
 )
-from steps.monitoring.feedback import concept_signals
+from steps.monitoring.feedback import as_prediction_ids, concept_signals, read_labels
 from steps.monitoring.state import false_alarm_rate, rules_before, window_signals
 
 LIMIT = StatisticThreshold(static=0.2, floor=0.1)
@@ -394,3 +395,52 @@ def test_read_inputs_levels_come_back_as_categoricals_with_the_same_measurements
     profile = {"features": {"c": _categorical_reference(pd.Series(["a", "b", "c", None] * 10), cfg),
                             "x": _numeric_reference(pd.Series(rng.normal(size=500)), cfg, rng)}}
     assert feature_measurements(profile, coded) == feature_measurements(profile, plain)
+
+
+# --------------------------------------------------------------------------------------------------- late labels
+def _labels(tmp_path, **columns) -> str:
+    folder = tmp_path / "labels" / "dt=2026-01-01"
+    folder.mkdir(parents=True)
+    pd.DataFrame(columns).to_parquet(folder / "labels.parquet")
+    return str(folder / "labels.parquet")
+
+
+@pytest.mark.parametrize("values", [[1, 0, None, 1], [True, False, None, True], [1.0, 0.0, np.nan, 1.0]])
+def test_labels_are_0_1_and_a_missing_one_is_not_a_label_yet(tmp_path, values) -> None:
+    _labels(tmp_path, transaction_id=[1, 2, 3, 4], label=values)
+    labels = read_labels(str(tmp_path / "labels"), "transaction_id", FeedbackConfig())
+    assert labels["transaction_id"].tolist() == [1, 2, 4] and labels["label"].tolist() == [1, 0, 1]
+    assert str(labels["label"].dtype) == "int64" and labels["_row"].tolist() == [0, 1, 3]
+
+
+def test_labels_other_than_0_1_name_the_file_rows_and_values(tmp_path) -> None:
+    path = _labels(tmp_path, transaction_id=[1, 2, 3, 4], label=["1", "yes", "0", "no"])
+    with pytest.raises(ScoreInputError) as err:
+        read_labels(str(tmp_path / "labels"), "transaction_id", FeedbackConfig())
+    assert str(err.value) == (f"{path}: label column 'label' holds values other than 0/1 ('yes', 'no') at 2 row(s), "
+                              "first [1, 3]")
+
+
+@pytest.mark.parametrize(("written", "predicted", "expected"), [
+    ([3, 1], [1, 2, 3], [3, 1]),
+    (["3", "1"], [1, 2, 3], [3, 1]),  # integer ids written as text
+    ([3.0, 1.0], [1, 2, 3], [3, 1]),
+    ([3, 1], ["a#1", "3"], ["3", "1"]),  # text ids (row keys): compared as text
+])
+def test_label_ids_take_the_predictions_type(tmp_path, written, predicted, expected) -> None:
+    _labels(tmp_path, transaction_id=written, label=[1, 0])
+    labels = read_labels(str(tmp_path / "labels"), "transaction_id", FeedbackConfig())
+    ids = pd.Series(predicted)
+    out = as_prediction_ids(labels, "transaction_id", ids)
+    assert out.tolist() == expected and out.dtype == ids.dtype
+
+
+@pytest.mark.parametrize("bad", ["abc", 2.5])
+def test_a_label_id_that_cannot_be_a_prediction_id_names_its_file_and_row(tmp_path, bad) -> None:
+    path = _labels(tmp_path, transaction_id=pd.Series(["7", str(bad)] if isinstance(bad, str) else [7.0, bad]),
+                   label=[1, 0])
+    labels = read_labels(str(tmp_path / "labels"), "transaction_id", FeedbackConfig())
+    with pytest.raises(ScoreInputError) as err:
+        as_prediction_ids(labels, "transaction_id", pd.Series([7, 8]))
+    assert str(err.value) == (f"{path}: row 1: transaction_id {bad!r} is not an id of the predictions (they are "
+                              "int64); 1 label id(s) like it")
