@@ -66,6 +66,9 @@ def read_source(source: str, data_rev: str | None = None, repo: str | Path | Non
             raise DataSourceError(f"data object not found: {source}")
         return body
     path = Path(source)
+    if path.is_dir():
+        raise DataSourceError(f"{path.resolve()} is a folder: the data is one Parquet file (its bytes are hashed for "
+                              "lineage); combine the parts into one file, or track the file with DVC")
     if not path.is_file():
         raise DataSourceError(f"data file not found: {path.resolve()}")
     return path.read_bytes()

@@ -377,6 +377,11 @@ def test_load_missing_file_names_it(tmp_path: Path, dataset_spec: DatasetConfig)
         load_table(str(missing), dataset_spec)
 
 
+def test_load_of_a_folder_says_the_data_is_one_file(tmp_path: Path, dataset_spec: DatasetConfig) -> None:
+    with pytest.raises(FileNotFoundError, match=f"{tmp_path} is a folder: the data is one Parquet file"):
+        load_table(str(tmp_path), dataset_spec)
+
+
 @pytest.mark.parametrize("source", ["/abs/data.parquet", "s3://bucket/data.parquet"])
 def test_data_rev_needs_a_repository_path(dataset_spec: DatasetConfig, source: str) -> None:
     with pytest.raises(ValueError, match="--data-rev needs a path inside the DVC repository"):
