@@ -38,8 +38,11 @@ def discover() -> list[str]:
 FALLBACK_COVERS: dict[str, tuple[str, ...]] = {
     "synth": ("steps/data/synth.py",),
     "train": ("flows/base.py", "flows/train_flow.py", "steps/core", "steps/config", "steps/data", "steps/modeling",
-              "steps/gates", "steps/registry", "steps/reporting", "config/dataset.yaml", "config/train.yaml",
-              "config/gates.yaml", "config/profiles/local.yaml", "benchmarks/served.py"),
+              "steps/gates", "steps/registry", "config/dataset.yaml", "config/train.yaml", "config/gates.yaml",
+              "config/profiles/local.yaml", "benchmarks/served.py",
+              # the cards TrainFlow draws; the rest of steps/reporting reads runs afterwards (CLI, notebooks)
+              "steps/reporting/__init__.py", "steps/reporting/cards.py", "steps/reporting/checks.py",
+              "steps/reporting/plots.py"),
     "monitor": ("steps/core", "steps/config", "steps/data", "steps/modeling", "steps/monitoring", "steps/scoring",
                 "steps/ops/scenario.py", "config/dataset.yaml", "config/train.yaml", "config/monitor.yaml",
                 "config/score.yaml"),

@@ -1,0 +1,158 @@
+"""Review the monitor (notebook 04): a MonitorFlow run, why it alerted, each signal's history, labels, retraining.
+
+Read-only. The run's own window comes from its artifacts (``periods``: every measurement judged against its moving
+baseline; ``events``, ``decision``, ``retraining``); the longer history (every stored period, realized performance
+on late labels, the events of earlier runs) from the monitor's state root (``roots["state"]``) as it is now, which
+later runs extend.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+import pandas as pd
+from metaflow import Run
+
+from steps.core.storage import join_uri, list_files, read_bytes
+from steps.monitoring.state import load_state
+from steps.registry.registry import run_data
+from steps.reporting.runs import latest_run
+
+logger = logging.getLogger(__name__)
+
+MEASUREMENT_COLUMNS = ["period", "signal", "subject", "statistic", "value", "baseline", "threshold", "method",
+                       "p_value", "breach"]
+
+
+def monitor_run(run_id: str | None = None) -> Run:
+    """The MonitorFlow run ``run_id``, or the latest successful one (current namespace first, then global)."""
+    return latest_run("MonitorFlow", run_id)
+
+
+def overview(run: Run) -> pd.Series:
+    """The run in a few rows: window, model judged, active alerts, events by tier, retraining, where the state is."""
+    data = run_data(run)
+    tiers = pd.Series([e["tier"] for e in data.events], dtype=object).value_counts()
+    return pd.Series({
+        "run": run.pathspec,
+        "window": f"{data.window[0]} to {data.window[-1]} ({len(data.window)} dates)",
+        "model judged": data.champion["run"],
+        "reference AUC": data.champion.get("reference_auc"),
+        "active alerts": ", ".join(f"{a['tier']} {a['rule']} (since {a['since']})" for a in data.active_alerts)
+                         or "none",
+        "events": ", ".join(f"{n} {tier}" for tier, n in tiers.items()) or "none",
+        "retraining": f"{data.decision['strategy']}: {data.decision['reason']}",
+        "state": data.state_uri,
+    }, name="value")
+
+
+def history(run: Run) -> dict[str, Any]:
+    """The monitor's state as stored now under the run's state root (every kept period, performance, rules)."""
+    return load_state(run_data(run).roots["state"])
+
+
+def signal_table(periods: list[dict[str, Any]]) -> pd.DataFrame:
+    """One row per period, one column per signal: ``BREACH: <what>``, ``ok``, or empty when not judged."""
+    rows = {p["period"]: {"rows": p["rows"], **{name: (f"BREACH: {s['detail']}" if s["detail"] else "BREACH")
+                                                  if s["breach"] else "ok" for name, s in p["signals"].items()}}
+            for p in periods}
+    return pd.DataFrame.from_dict(rows, orient="index").rename_axis("period").fillna("")
+
+
+def measurements(periods: list[dict[str, Any]], signal: str | None = None) -> pd.DataFrame:
+    """Every judged measurement of ``periods`` (of ``signal`` only, when given), one row each."""
+    rows = [{"period": p["period"], **m} for p in periods for m in p.get("measurements", [])
+            if signal is None or m["signal"] == signal]
+    return pd.DataFrame(rows, columns=MEASUREMENT_COLUMNS)
+
+
+def breaches(periods: list[dict[str, Any]]) -> pd.DataFrame:
+    """The measurements that breached, newest period first and the furthest over its threshold first: why it
+    alerted. ``x threshold``: the value over the threshold it was judged by."""
+    found = measurements(periods)
+    found = found[found["breach"].astype(bool)].copy()
+    found["x threshold"] = found["value"] / found["threshold"]
+    return found.sort_values(["period", "x threshold"], ascending=[False, False]).reset_index(drop=True)
+
+
+def series(periods: list[dict[str, Any]], subject: str, statistic: str = "psi",
+           signal: str = "feature_drift") -> pd.DataFrame:
+    """One statistic of one subject over the periods (value, its moving baseline and threshold, breach); KeyError
+    naming the subjects that have it when ``subject`` has none."""
+    found = measurements(periods, signal)
+    found = found[found["statistic"] == statistic]
+    mine = found[found["subject"] == subject]
+    if mine.empty:
+        raise KeyError(f"no {signal} {statistic} of {subject!r}; subjects with one: "
+                       f"{', '.join(sorted(found['subject'].unique())) or 'none'}")
+    return mine.set_index("period")[["value", "baseline", "threshold", "method", "breach"]]
+
+
+def plot_series(frame: pd.DataFrame, title: str) -> Any:
+    """The statistic per period against its threshold and baseline, breaches marked."""
+    from steps.reporting.plots import plt
+
+    fig, ax = plt.subplots(figsize=(9, 3.2))
+    days = list(frame.index)
+    ax.plot(days, frame["value"], marker="o", label="value")
+    ax.plot(days, frame["threshold"], linestyle="--", drawstyle="steps-mid", color="tab:red", label="threshold")
+    ax.plot(days, frame["baseline"], linestyle="none", marker="x", color="tab:gray", label="moving baseline")
+    hits = frame[frame["breach"].astype(bool)]
+    ax.scatter(list(hits.index), hits["value"], s=90, facecolors="none", edgecolors="tab:red", label="breach")
+    ax.set_title(title)
+    ax.tick_params(axis="x", rotation=45)
+    ax.legend(loc="upper left", fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def performance(state: dict[str, Any], reference_auc: float | None = None) -> pd.DataFrame:
+    """Realized performance per labelled period: rows, positives, AUC and its interval, against the reference."""
+    rows = [{"period": p["period"], "labelled rows": p.get("rows"), "positives": p.get("positives"),
+             "AUC": p.get("roc_auc"), "AUC low": (p.get("auc_interval") or [None, None])[0],
+             "AUC high": (p.get("auc_interval") or [None, None])[1], "precision": p.get("precision"),
+             "recall": p.get("recall")} for p in state["performance"]]
+    frame = pd.DataFrame(rows, columns=["period", "labelled rows", "positives", "AUC", "AUC low", "AUC high",
+                                        "precision", "recall"]).set_index("period")
+    if reference_auc is not None:
+        frame["vs reference"] = frame["AUC"] - reference_auc
+    return frame
+
+
+def group_performance(state: dict[str, Any], attribute: str, metric: str = "roc_auc") -> pd.DataFrame:
+    """``metric`` per labelled period (rows) and level of ``attribute`` (columns)."""
+    rows = {p["period"]: {level: g.get(metric) for level, g in p.get("groups", {}).get(attribute, {}).items()}
+            for p in state["performance"]}
+    return pd.DataFrame.from_dict(rows, orient="index").rename_axis("period")
+
+
+def event_history(run: Run, state: dict[str, Any]) -> pd.DataFrame:
+    """Every event stored for the periods ``state`` keeps, by every run (``<state root>/events/dt=<period>/``),
+    oldest period first."""
+    root = join_uri(run_data(run).roots["state"], "events")
+    rows = []
+    for period in sorted({p["period"] for p in state["periods"]}):
+        folder = join_uri(root, f"dt={period}")
+        rows += [json.loads(body) for name in list_files(folder)
+                 if (body := read_bytes(join_uri(folder, name))) is not None]
+    frame = pd.DataFrame(rows, columns=["period", "tier", "rule", "kind", "detail", "run"])
+    return frame.sort_values(["period", "run"], kind="stable").reset_index(drop=True)
+
+
+def retraining(run: Run) -> pd.Series:
+    """What the retraining strategy decided and, when a run was started, which, how it ended and whether promoted."""
+    data = run_data(run)
+    record = data.retraining or {}
+    return pd.Series({
+        "strategy": data.decision["strategy"],
+        "fired": data.decision["fire"],
+        "reason": data.decision["reason"],
+        "signals": ", ".join(data.decision.get("signals", [])) or "none",
+        "cooldown until": data.decision.get("cooldown_until") or "-",
+        "run started": record.get("run") or "-",
+        "status": record.get("status", "-"),
+        "gates passed": record.get("gates_passed", "-"),
+        "promoted": record.get("promoted", "-"),
+    }, name="value")
