@@ -20,6 +20,7 @@ from scipy.spatial.distance import jensenshannon
 
 from steps.config.dataset import ROW_KEY, DatasetConfig
 from steps.core.decision import in_band
+from steps.core.errors import UserError
 from steps.core.storage import join_uri
 from steps.data.contract import ScoreInputError, numeric_values, row_key_prefix
 from steps.modeling.reference import categorical_shares, sorted_shares
@@ -189,7 +190,9 @@ def schema_changes(profile: dict[str, Any], schema_names: list[str], frame: pd.D
 
 
 def window_dates(end: str, days: int) -> list[str]:
-    """The ``days`` dates ending at ``end`` (inclusive), oldest first."""
+    """The ``days`` dates ending at ``end`` (inclusive), oldest first; UserError for fewer than one."""
+    if days < 1:
+        raise UserError(f"--days must be at least 1 (dates in the window, ending at --date), got {days}")
     last = date.fromisoformat(end)
     return [(last - timedelta(days=i)).isoformat() for i in range(days - 1, -1, -1)]
 

@@ -7,6 +7,7 @@ from typing import Any
 
 from steps.config.dataset import DatasetConfig
 from steps.config.train import ReferenceConfig
+from steps.core.errors import UserError
 from steps.data.table import part_of
 from steps.modeling.reference import build_reference
 from steps.registry.registry import run_data
@@ -24,6 +25,20 @@ def scoring_model(days: list[str], predictions_root: str) -> str | None:
     return None
 
 
+def _model_run(pathspec: str) -> Any:
+    """The run ``pathspec`` names (``TrainFlow/<id>`` or ``DistillFlow/<id>``); UserError naming it otherwise."""
+    from metaflow import Run, get_metadata
+    from metaflow.exception import MetaflowNotFound
+
+    flow, _, run_id = pathspec.partition("/")
+    if flow not in ("TrainFlow", "DistillFlow") or not run_id or "/" in run_id:
+        raise UserError(f"model run {pathspec!r}: expected TrainFlow/<run id> or DistillFlow/<run id>")
+    try:
+        return Run(pathspec)
+    except MetaflowNotFound:
+        raise UserError(f"model run {pathspec} not found (metadata {get_metadata()})") from None
+
+
 def model_reference(model_run: str | None, branch: str, project: str, spec: DatasetConfig) -> dict[str, Any]:
     """The monitored model's run, reference profile, reference AUC and training time (Metaflow Client).
 
@@ -34,18 +49,19 @@ def model_reference(model_run: str | None, branch: str, project: str, spec: Data
     Runs trained before profiles existed get one built from their hold-out and verified model.
 
     Raises:
-        RuntimeError: no model run given and no champion on the branch.
+        UserError: the model run is not a TrainFlow or DistillFlow run that exists; or none is given and the branch
+            has no champion.
     """
-    from metaflow import Run
-
     from steps.registry.registry import Registry, global_namespace, load_model, started_at
 
     with global_namespace():
-        run = Run(model_run) if model_run else Registry("TrainFlow", branch, project, dataset=spec.name).champion()
+        run = _model_run(model_run) if model_run else Registry("TrainFlow", branch, project,
+                                                               dataset=spec.name).champion()
         if run is None:
-            raise RuntimeError(f"no champion of dataset {spec.name!r} for TrainFlow on branch {branch} of project "
-                               f"{project} and no scored partition names a model: nothing to monitor")
-        teacher = Run(f"TrainFlow/{run_data(run).teacher_run_id}") if run.path_components[0] == "DistillFlow" else run
+            raise UserError(f"no champion of dataset {spec.name!r} for TrainFlow on branch {branch} of project "
+                            f"{project} and no scored partition names a model: nothing to monitor")
+        student = run.path_components[0] == "DistillFlow"
+        teacher = _model_run(f"TrainFlow/{run_data(run).teacher_run_id}") if student else run
         source = run if "reference_profile" in run_data(run) else teacher  # a student's own scores when it has them
         if "reference_profile" in run_data(source):
             profile = run_data(source).reference_profile

@@ -10,7 +10,7 @@ import json
 
 import pytest
 from metaflow import Run, namespace
-from support import card_text, run_cli
+from support import card_text, run_cli, run_flow
 
 from steps.monitoring.state import load_state
 from steps.reporting.runs import card_html
@@ -117,3 +117,18 @@ def test_runs_cli_shows_the_window_and_the_alerts(monitor_drift, workspace) -> N
     assert f"window: {window[0]} to {window[-1]} ({len(window)} dates)" in proc.stdout
     assert "active alerts: " in proc.stdout and "critical scoring_failed" in proc.stdout
     assert f"state: {run.data.state_uri}" in proc.stdout
+
+
+@pytest.mark.parametrize(("params", "message"), [
+    ({"days": -3}, "--days must be at least 1 (dates in the window, ending at --date), got -3"),
+    ({"model_run": "TrainFlow/123"}, "model run TrainFlow/123 not found"),
+    ({"model_run": "ScoreFlow/123"}, "model run 'ScoreFlow/123': expected TrainFlow/<run id> or DistillFlow/<run id>"),
+])
+def test_bad_input_stops_at_start_with_its_message_without_a_retry(root, workspace, monitor_configs, production,
+                                                                    monitor_drift, params, message) -> None:
+    before = production["state"].joinpath("state.json").read_bytes()
+    result = run_flow(root, workspace, "monitor_flow.py", monitor_configs, date=DRIFT_DAY, **params)
+    assert result.status == "failed"
+    out = result.stdout + result.stderr
+    assert message in out and "This failed task will not be retried" in out and "Internal error" not in out
+    assert production["state"].joinpath("state.json").read_bytes() == before  # nothing written

@@ -11,6 +11,7 @@ from scipy import stats
 from scipy.spatial.distance import jensenshannon
 
 from steps.config import BaselineConfig, DriftConfig, FeedbackConfig, ReferenceConfig, StatisticThreshold
+from steps.core.errors import UserError
 from steps.data.contract import ScoreInputError
 from steps.modeling.reference import (
     _categorical_reference,
@@ -273,6 +274,21 @@ def test_rerun_restores_the_rule_states_before_the_window() -> None:
 
 def test_window_dates() -> None:
     assert window_dates("2026-03-01", 3) == ["2026-02-27", "2026-02-28", "2026-03-01"]
+
+
+@pytest.mark.parametrize("days", [0, -3])
+def test_window_dates_of_fewer_than_one_date_name_the_value(days: int) -> None:
+    with pytest.raises(UserError, match=f"--days must be at least 1 \\(dates in the window, ending at --date\\), "
+                                        f"got {days}$"):
+        window_dates("2026-03-01", days)
+
+
+@pytest.mark.parametrize("pathspec", ["123", "ScoreFlow/123", "TrainFlow/", "TrainFlow/123/start", "/123"])
+def test_a_model_run_that_is_not_a_model_runs_pathspec_is_refused(pathspec: str) -> None:
+    from steps.monitoring.model import _model_run
+
+    with pytest.raises(UserError, match="expected TrainFlow/<run id> or DistillFlow/<run id>"):
+        _model_run(pathspec)
 
 
 def test_false_alarm_rate() -> None:
