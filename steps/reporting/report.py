@@ -1,4 +1,5 @@
-"""Where the lifecycle's results live: the champion's TrainFlow cards, the other flows' latest runs, their outputs.
+"""Where the lifecycle's results live: the champion's TrainFlow cards, the other flows' latest runs, their outputs,
+and the notebook that reads each run.
 
 The cards are written as HTML.
 
@@ -31,6 +32,10 @@ logger = logging.getLogger(__name__)
 # flow -> (step, card) of each card it renders
 CARDS = {"TrainFlow": (("join", "training"), ("judge", "gates")), "DistillFlow": (("join", "distill"),),
          "ScoreFlow": (("join", "scoring"),), "MonitorFlow": (("end", "monitor"),)}
+# flow -> the notebook that reads one of its runs, and the variable that names the run (`make notebooks` opens them)
+NOTEBOOKS = {"TrainFlow": ("01-inspect-training-run.ipynb", "TRAIN_RUN_ID"),
+             "ScoreFlow": ("03-audit-scored-partition.ipynb", "SCORE_RUN_ID"),
+             "MonitorFlow": ("04-review-monitoring.ipynb", "MONITOR_RUN_ID")}
 
 
 def _cards_of(run: Any, cards: tuple[tuple[str, str], ...], out: Path) -> list[str]:
@@ -88,6 +93,9 @@ def report(out: Path, branch: str | None = None, dataset: str | None = None) -> 
         lines.append(f"{flow}: {which} {run.pathspec} (started {started_at(run):%Y-%m-%d %H:%M})")
         lines += [f"  {line}" for line in _cards_of(run, cards, out)]
         lines += [f"  {line}" for line in _outputs(run)]
+        if flow in NOTEBOOKS:
+            notebook, variable = NOTEBOOKS[flow]
+            lines.append(f"  notebook: notebooks/{notebook} ({variable}={run.id})")
     return lines
 
 

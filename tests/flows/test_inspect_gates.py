@@ -176,6 +176,7 @@ def test_report_writes_the_champions_cards_and_names_their_run(runs, tmp_path) -
     champion = Registry("TrainFlow", BRANCH).champion()
     lines = report(tmp_path, branch=BRANCH)
     assert f"TrainFlow: champion {champion.pathspec} (started " in "\n".join(lines)
+    assert f"  notebook: notebooks/01-inspect-training-run.ipynb (TRAIN_RUN_ID={champion.id})" in lines
     for step, card in (("join", "training"), ("judge", "gates")):
         path = (tmp_path / f"trainflow_{step}_card.html").resolve()
         assert f"  {card} card: {path} (from {champion.pathspec}, step {step})" in lines

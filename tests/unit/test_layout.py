@@ -169,3 +169,13 @@ def _sets_package_policy(path: Path) -> bool:
 def test_only_the_steps_package_itself_sets_the_package_policy():
     setters = [str(p.relative_to(ROOT)) for p in MODULES if _sets_package_policy(p)]
     assert setters == ["steps/__init__.py"]  # a lazy submodule reports it absent without loading (steps/__init__.py)
+
+
+@pytest.mark.parametrize("flow", ["TrainFlow", "ScoreFlow", "MonitorFlow"])
+def test_the_notebook_the_report_points_at_reads_the_run_it_names(flow: str) -> None:
+    from steps.reporting.report import NOTEBOOKS
+
+    notebook, variable = NOTEBOOKS[flow]
+    code = "".join(cell["source"] if isinstance(cell["source"], str) else "".join(cell["source"])
+                   for cell in json.loads((ROOT / "notebooks" / notebook).read_text())["cells"])
+    assert f'os.environ.get("{variable}")' in code and f"`${variable}`" in code
