@@ -24,7 +24,7 @@ from steps.core.errors import UserError
 from steps.core.storage import join_uri
 from steps.data.contract import ScoreInputError, numeric_values, row_key_prefix
 from steps.modeling.reference import categorical_shares, sorted_shares
-from steps.scoring.partition import partition_uri, read_manifest
+from steps.scoring.partition import MANIFEST, partition_uri, read_manifest
 from steps.scoring.plan import open_parquet
 
 logger = logging.getLogger(__name__)
@@ -300,12 +300,15 @@ def read_predictions(predictions_root: str, manifest: dict[str, Any], columns: l
 
 def measure_period(day: str, predictions_root: str, profile: dict[str, Any], spec: DatasetConfig, limit: int,
                    seed: int) -> dict[str, Any]:
-    """Unjudged drift measurements of one partition date (``scored`` False when it has no manifest), on a uniform
+    """Unjudged drift measurements of one partition date (``scored`` False, and ``missing`` naming the partition,
+    when it has no manifest), on a uniform
     sample of at most ``limit`` input rows and ``limit`` predictions, streamed (flat memory at any day size)."""
     manifest = read_manifest(predictions_root, day)
     if manifest is None:
-        logger.warning("%s has no manifest: counted as a scoring failure", partition_uri(predictions_root, day))
-        return {"period": day, "scored": False, "rows": 0, "measurements": [], "schema": [], "model": None}
+        missing = f"no trusted partition: {partition_uri(predictions_root, day)} has no {MANIFEST}"
+        logger.warning("%s: counted as a scoring failure", missing)
+        return {"period": day, "scored": False, "rows": 0, "measurements": [], "schema": [], "model": None,
+                "missing": missing}
     categorical = [name for name, ref in profile["features"].items() if ref["kind"] != "numeric"]
     frame, names = read_inputs(manifest, list(profile["features"]), limit, seed, levels=categorical)
     preds = read_predictions(predictions_root, manifest, ["score", "decision", "review"], limit, seed)

@@ -48,10 +48,13 @@ def test_covariate_drift_is_detected_in_the_first_run_that_sees_it(monitor_drift
     assert f"drift_detected-{DRIFT_DAY}-fired" in ids
 
 
-def test_a_day_without_a_trusted_partition_is_a_critical_scoring_failure(monitor_drift) -> None:
+def test_a_day_without_a_trusted_partition_is_a_critical_scoring_failure(monitor_drift, production) -> None:
     result, _ = monitor_drift
     events = {e["id"]: e for e in result.run.data.events}
-    assert events["scoring_failed-2026-01-09-fired"]["tier"] == "critical"
+    failed = events["scoring_failed-2026-01-09-fired"]
+    assert failed["tier"] == "critical"
+    where = production["predictions"] / "dt=2026-01-09"
+    assert failed["detail"].startswith(f"no trusted partition: {where} has no _manifest.json (")  # (streak)
     assert "scoring_failed" in {a["rule"] for a in result.run.data.active_alerts}
 
 

@@ -234,6 +234,9 @@ def test_period_signals_roll_up_features() -> None:
 def test_small_periods_are_not_judged_and_unscored_ones_are_failures() -> None:
     assert "feature_drift" not in period_signals([_judged("feature_drift", "a", True)], [], 10, DriftConfig())
     assert period_signals([], [], 0, DriftConfig(), scored=False)["scoring_failed"]["breach"] is True
+    missing = "no trusted partition: out/predictions/dt=2026-01-09 has no _manifest.json"
+    assert period_signals([], [], 0, DriftConfig(), scored=False, missing=missing) == {
+        "scoring_failed": {"breach": True, "value": 1.0, "detail": missing}}
 
 
 def _perf(day: str, auc: float, upper: float, positives: int = 50) -> dict:
