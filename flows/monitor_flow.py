@@ -95,9 +95,12 @@ class MonitorFlow(ProjectFlow):
     @card(type="blank", id="monitor")
     @step
     def end(self):
-        """Send and store the events, then save the state (last, so a failed run changes nothing); render the card."""
+        """Send and store the events, then save the state (last, so a failed run changes nothing); render the card.
+
+        Nothing is sent or written when another run saved the state since ``start`` loaded it."""
         cfg = self.typed("monitor")
         run = f"{current.flow_name}/{current.run_id}"
+        state.check_unchanged(self.roots["state"], self.state, run)
         events = [alerts.Event(**e) for e in self.events]
         alerts.log_events(events)
         self.event_uris = alerts.store_events(events, self.roots["state"], run)

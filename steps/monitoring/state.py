@@ -6,6 +6,7 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
+from steps.core.errors import UserError
 from steps.core.storage import join_uri, put_bytes, read_bytes
 
 
@@ -98,6 +99,25 @@ def summary(periods: list[dict[str, Any]], events: list[dict[str, Any]], active:
         f" -> {retraining['run']} {retraining['status']}" if retraining else ""))
     lines.append(f"state: {state_uri}")
     return "\n".join(lines)
+
+
+class StateChanged(UserError):
+    """Another run saved the monitor's state after this run loaded it."""
+
+
+def check_unchanged(root: str, loaded: dict[str, Any], run: str) -> None:
+    """StateChanged unless the stored state is still the one ``run`` loaded (or ``run`` saved it: a retried end).
+
+    A run that saved its state over a newer one would undo that run's periods, alert states and delivered events
+    (two runs at once, or a run resumed after a later one).
+    """
+    stored = load_state(root)
+    last = stored.get("last_run") or {}
+    if stored == loaded or last.get("run") == run:
+        return
+    raise StateChanged(f"{join_uri(root, STATE)} changed since {run} loaded it: {last.get('run')} saved it at "
+                       f"{last.get('at')}. Saving this run's state would undo that run's periods and alerts, so "
+                       "nothing was written (no event, no webhook, no state); run the window again.")
 
 
 def save_state(root: str, state: dict[str, Any]) -> str:

@@ -135,3 +135,20 @@ def test_bad_input_stops_at_start_with_its_message_without_a_retry(root, workspa
     out = result.stdout + result.stderr
     assert message in out and "This failed task will not be retried" in out and "Internal error" not in out
     assert production["state"].joinpath("state.json").read_bytes() == before  # nothing written
+
+
+def test_a_run_resumed_after_a_later_one_saved_the_state_writes_nothing(root, workspace, monitor_stable,
+                                                                          monitor_drift, production, hook_env) -> None:
+    from metaflow import Runner
+
+    state_file = production["state"] / "state.json"
+    before, posted = state_file.read_bytes(), len(hook_env.received)
+    with Runner(str(root / "flows" / "monitor_flow.py"), show_output=False, cwd=str(workspace)) as runner, \
+            runner.resume(origin_run_id=monitor_stable.run.id, step_to_rerun="end") as resumed:
+        assert resumed.status == "failed"
+        out = resumed.stdout + resumed.stderr
+    assert f"{state_file} changed since MonitorFlow/" in out
+    assert f"{monitor_drift[0].run.pathspec} saved it at " in out and "nothing was written" in out
+    assert "will not be retried" in out and "Internal error" not in out
+    assert state_file.read_bytes() == before  # the drift run's history and alert states stand
+    assert len(hook_env.received) == posted  # no event sent

@@ -463,3 +463,19 @@ def test_a_label_id_that_cannot_be_a_prediction_id_names_its_file_and_row(tmp_pa
         as_prediction_ids(labels, "transaction_id", pd.Series([7, 8]))
     assert str(err.value) == (f"{path}: row 1: transaction_id {bad!r} is not an id of the predictions (they are "
                               "int64); 1 label id(s) like it")
+
+
+def test_the_state_is_saved_only_over_the_one_the_run_loaded(tmp_path) -> None:
+    from steps.monitoring.state import StateChanged, check_unchanged, empty_state, load_state, save_state
+
+    root = str(tmp_path)
+    check_unchanged(root, empty_state(), "MonitorFlow/1")  # nothing stored yet, nothing stored now
+    mine = {**empty_state(), "last_run": {"run": "MonitorFlow/1", "at": "2026-01-02T05:00:00+00:00"}}
+    save_state(root, mine)
+    loaded = load_state(root)
+    check_unchanged(root, loaded, "MonitorFlow/2")  # unchanged since run 2 loaded it
+    save_state(root, {**loaded, "last_run": {"run": "MonitorFlow/3", "at": "2026-01-03T05:00:00+00:00"}})
+    with pytest.raises(StateChanged, match=r"state.json changed since MonitorFlow/2 loaded it: MonitorFlow/3 saved "
+                                           r"it at 2026-01-03T05:00:00\+00:00\. .*nothing was written"):
+        check_unchanged(root, loaded, "MonitorFlow/2")
+    check_unchanged(root, loaded, "MonitorFlow/3")  # its own save (a retried end step)
