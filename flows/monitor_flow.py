@@ -42,7 +42,7 @@ class MonitorFlow(ProjectFlow):
         self.roots = {"predictions": storage.absolute(self.predictions or cfg.predictions_root),
                       "labels": storage.absolute(self.labels or cfg.feedback.labels),
                       "state": storage.absolute(cfg.state_root)}
-        self.window = drift.window_dates(plan.partition_date(self.date or None), self.days or cfg.window_days)
+        self.window = drift.window_dates(plan.partition_date(self.date or None), drift.window_length(cfg, self.days))
         model_run = self.model_run or model.scoring_model(self.window, self.roots["predictions"])
         self.champion = model.model_reference(model_run, current.branch_name, current.project_name,
                                               self.typed("dataset"))
@@ -82,8 +82,10 @@ class MonitorFlow(ProjectFlow):
 
     @step
     def launch_retraining(self):
-        """Start TrainFlow when the strategy fired (its gates still decide); record which run it started."""
+        """Start TrainFlow when the strategy fired (its gates still decide); record which run it started. Nothing is
+        started when another run saved the monitor's state since ``start`` loaded it."""
         cfg = self.typed("monitor")
+        state.check_unchanged(self.roots["state"], self.state, f"{current.flow_name}/{current.run_id}")
         inherited = {name: getattr(self, name).to_dict() for name in ("dataset", "gates", "profile")}
         self.retraining = retrain.launch(retrain.with_data(cfg.retrain, self.retrain_data),
                                          retrain.Decision.from_dict(self.decision), current.branch_name, inherited)
@@ -105,6 +107,7 @@ class MonitorFlow(ProjectFlow):
         alerts.log_events(events)
         self.event_uris = alerts.store_events(events, self.roots["state"], run)
         self.delivered = alerts.notify(events, cfg.alerts.webhook, run, set(self.state["delivered"]))
+        state.check_unchanged(self.roots["state"], self.state, run)  # again: the webhook may have taken a while
         self.state_uri = state.save_state(self.roots["state"], state.finished_state(
             self.state, self.periods, self.snapshots, self.rule_states, self.performance, self.retraining,
             self.delivered, run, cfg.keep_periods))

@@ -18,7 +18,7 @@ from typing import Any
 import urllib3
 
 from steps.config.monitor import AlertRule, WebhookConfig
-from steps.core.storage import join_uri, put_bytes
+from steps.core.storage import join_uri, list_files, put_bytes, read_bytes
 
 logger = logging.getLogger(__name__)
 
@@ -149,6 +149,16 @@ def store_events(events: list[Event], state_root: str, run: str) -> list[str]:
         put_bytes(uri, json.dumps({**e.to_dict(), "run": run}, sort_keys=True).encode())
         uris.append(uri)
     return uris
+
+
+def read_events(state_root: str, periods: list[str]) -> list[dict[str, Any]]:
+    """The events ``store_events`` wrote for ``periods`` (by any run), period by period."""
+    found = []
+    for period in periods:
+        folder = join_uri(state_root, "events", f"dt={period}")
+        found += [json.loads(body) for name in list_files(folder) if name.endswith(".json")
+                  and (body := read_bytes(join_uri(folder, name))) is not None]
+    return found
 
 
 def webhook_url(cfg: WebhookConfig) -> str | None:

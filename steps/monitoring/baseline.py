@@ -69,12 +69,11 @@ def judge_all(measurements: list[Measurement], series: dict[str, list[tuple[str,
 
 
 def period_signals(measurements: list[Measurement], schema: list[str], rows: int, drift: DriftConfig,
-                   scored: bool = True, missing: str = "") -> dict[str, dict[str, Any]]:
-    """Roll a period's judged measurements up into one breach flag per signal (the alert rules' input); an unscored
-    period breaches ``scoring_failed`` only, ``missing`` (which partition has no manifest) as its detail."""
-    if not scored:
-        return {"scoring_failed": {"breach": True, "value": 1.0,
-                                   "detail": missing or "no trusted partition (no manifest)"}}
+                   missing: str | None = None) -> dict[str, dict[str, Any]]:
+    """Roll a period's judged measurements up into one breach flag per signal (the alert rules' input); a period
+    without a trusted partition (``missing``: which, and why) breaches ``scoring_failed`` only."""
+    if missing is not None:
+        return {"scoring_failed": {"breach": True, "value": 1.0, "detail": missing}}
     signals: dict[str, dict[str, Any]] = {
         "scoring_failed": {"breach": False, "value": 0.0, "detail": ""},
         "schema_change": {"breach": bool(schema), "value": float(len(schema)), "detail": "; ".join(schema)},
@@ -112,7 +111,8 @@ def judge_periods(raw: list[dict[str, Any]], history: list[dict[str, Any]], drif
         series = series_from(known)
         ms = judge_all([Measurement(**m) for m in p["measurements"]], series, p["period"], drift, baseline)
         done = {**p, "measurements": [m.to_dict() for m in ms],
-                "signals": period_signals(ms, p["schema"], p["rows"], drift, p["scored"], p.get("missing", ""))}
+                "signals": period_signals(ms, p["schema"], p["rows"], drift,
+                                          None if p["scored"] else p.get("missing", "no trusted partition"))}
         judged.append(done)
         known.append(done)
     return judged

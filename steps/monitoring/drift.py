@@ -18,9 +18,10 @@ import pyarrow.parquet as pq
 from scipy import special, stats
 from scipy.spatial.distance import jensenshannon
 
+from steps.config.base import validate
 from steps.config.dataset import ROW_KEY, DatasetConfig
+from steps.config.monitor import MonitorConfig
 from steps.core.decision import in_band
-from steps.core.errors import UserError
 from steps.core.storage import join_uri
 from steps.data.contract import ScoreInputError, numeric_values, row_key_prefix
 from steps.modeling.reference import categorical_shares, sorted_shares
@@ -189,10 +190,16 @@ def schema_changes(profile: dict[str, Any], schema_names: list[str], frame: pd.D
     return problems
 
 
+def window_length(cfg: MonitorConfig, days: int) -> int:
+    """``--days`` (0: the config's ``window_days``) held to the bounds of ``window_days`` itself (ConfigError naming
+    ``--days`` and the bound otherwise)."""
+    if not days:
+        return cfg.window_days
+    return validate(MonitorConfig, {**cfg.model_dump(), "window_days": days}, "--days").window_days
+
+
 def window_dates(end: str, days: int) -> list[str]:
-    """The ``days`` dates ending at ``end`` (inclusive), oldest first; UserError for fewer than one."""
-    if days < 1:
-        raise UserError(f"--days must be at least 1 (dates in the window, ending at --date), got {days}")
+    """The ``days`` dates ending at ``end`` (inclusive), oldest first."""
     last = date.fromisoformat(end)
     return [(last - timedelta(days=i)).isoformat() for i in range(days - 1, -1, -1)]
 

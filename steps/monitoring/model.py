@@ -26,7 +26,10 @@ def scoring_model(days: list[str], predictions_root: str) -> str | None:
 
 
 def _model_run(pathspec: str) -> Any:
-    """The run ``pathspec`` names (``TrainFlow/<id>`` or ``DistillFlow/<id>``); UserError naming it otherwise."""
+    """The run ``pathspec`` names (``TrainFlow/<id>`` or ``DistillFlow/<id>``); UserError naming it otherwise.
+
+    Any project branch: a monitor may judge partitions scored by another branch's model (``Registry.run`` checks it).
+    """
     from metaflow import Run, get_metadata
     from metaflow.exception import MetaflowNotFound
 
@@ -37,6 +40,14 @@ def _model_run(pathspec: str) -> Any:
         return Run(pathspec)
     except MetaflowNotFound:
         raise UserError(f"model run {pathspec} not found (metadata {get_metadata()})") from None
+
+
+def _teacher(student: Any) -> Any:
+    """The TrainFlow run a DistillFlow ``student`` run distilled; UserError naming both when it is gone."""
+    try:
+        return _model_run(f"TrainFlow/{run_data(student).teacher_run_id}")
+    except UserError as err:
+        raise UserError(f"the teacher of {student.pathspec}: {err}") from None
 
 
 def model_reference(model_run: str | None, branch: str, project: str, spec: DatasetConfig) -> dict[str, Any]:
@@ -60,8 +71,7 @@ def model_reference(model_run: str | None, branch: str, project: str, spec: Data
         if run is None:
             raise UserError(f"no champion of dataset {spec.name!r} for TrainFlow on branch {branch} of project "
                             f"{project} and no scored partition names a model: nothing to monitor")
-        student = run.path_components[0] == "DistillFlow"
-        teacher = _model_run(f"TrainFlow/{run_data(run).teacher_run_id}") if student else run
+        teacher = _teacher(run) if run.path_components[0] == "DistillFlow" else run
         source = run if "reference_profile" in run_data(run) else teacher  # a student's own scores when it has them
         if "reference_profile" in run_data(source):
             profile = run_data(source).reference_profile

@@ -108,16 +108,17 @@ class StateChanged(UserError):
 def check_unchanged(root: str, loaded: dict[str, Any], run: str) -> None:
     """StateChanged unless the stored state is still the one ``run`` loaded (or ``run`` saved it: a retried end).
 
-    A run that saved its state over a newer one would undo that run's periods, alert states and delivered events
-    (two runs at once, or a run resumed after a later one).
+    A run that saved its state over a newer one would undo that run's periods, alert states, retraining record and
+    delivered events (an old run resumed after a newer one, or two runs at the same time). A check, then a write:
+    two runs whose last check and write interleave within moments are not caught.
     """
     stored = load_state(root)
     last = stored.get("last_run") or {}
     if stored == loaded or last.get("run") == run:
         return
-    raise StateChanged(f"{join_uri(root, STATE)} changed since {run} loaded it: {last.get('run')} saved it at "
-                       f"{last.get('at')}. Saving this run's state would undo that run's periods and alerts, so "
-                       "nothing was written (no event, no webhook, no state); run the window again.")
+    how = f"{last['run']} saved it at {last.get('at')}" if last.get("run") else "it was removed or replaced"
+    raise StateChanged(f"{join_uri(root, STATE)} changed since {run} loaded it: {how}. Saving this run's state "
+                       "would undo that run's periods and alerts, so this run stops here; run the window again.")
 
 
 def save_state(root: str, state: dict[str, Any]) -> str:

@@ -8,17 +8,16 @@ later runs extend.
 
 from __future__ import annotations
 
-import json
 import logging
 from typing import Any
 
 import pandas as pd
 from metaflow import Run
 
-from steps.core.storage import join_uri, list_files, read_bytes
+from steps.monitoring.alerts import read_events
 from steps.monitoring.state import load_state
 from steps.registry.registry import run_data
-from steps.reporting.runs import latest_run
+from steps.reporting.runs import latest_run, monitor_lines
 
 logger = logging.getLogger(__name__)
 
@@ -32,20 +31,11 @@ def monitor_run(run_id: str | None = None) -> Run:
 
 
 def overview(run: Run) -> pd.Series:
-    """The run in a few rows: window, model judged, active alerts, events by tier, retraining, where the state is."""
-    data = run_data(run)
-    tiers = pd.Series([e["tier"] for e in data.events], dtype=object).value_counts()
-    return pd.Series({
-        "run": run.pathspec,
-        "window": f"{data.window[0]} to {data.window[-1]} ({len(data.window)} dates)",
-        "model judged": data.champion["run"],
-        "reference AUC": data.champion.get("reference_auc"),
-        "active alerts": ", ".join(f"{a['tier']} {a['rule']} (since {a['since']})" for a in data.active_alerts)
-                         or "none",
-        "events": ", ".join(f"{n} {tier}" for tier, n in tiers.items()) or "none",
-        "retraining": f"{data.decision['strategy']}: {data.decision['reason']}",
-        "state": data.state_uri,
-    }, name="value")
+    """The run in a few rows: window, model judged and its reference AUC, active alerts, events by tier, retraining,
+    where the state is (the lines ``python -m steps.reporting.runs MonitorFlow`` prints)."""
+    rows = dict(line.split(": ", 1) for line in monitor_lines(run))
+    return pd.Series({"run": run.pathspec, **rows, "reference AUC": run_data(run).champion.get("reference_auc")},
+                     name="value")
 
 
 def history(run: Run) -> dict[str, Any]:
@@ -69,12 +59,30 @@ def measurements(periods: list[dict[str, Any]], signal: str | None = None) -> pd
 
 
 def breaches(periods: list[dict[str, Any]]) -> pd.DataFrame:
-    """The measurements that breached, newest period first and the furthest over its threshold first: why it
-    alerted. ``x threshold``: the value over the threshold it was judged by."""
+    """The measurements that breached, newest period first, then the furthest over its threshold (``x threshold``:
+    the value over the threshold it was judged by): why the newest alert fired, first."""
     found = measurements(periods)
     found = found[found["breach"].astype(bool)].copy()
     found["x threshold"] = found["value"] / found["threshold"]
     return found.sort_values(["period", "x threshold"], ascending=[False, False]).reset_index(drop=True)
+
+
+def pick_series(found: pd.DataFrame, periods: list[dict[str, Any]], signal: str | None = None,
+                subject: str | None = None, statistic: str | None = None) -> tuple[str, str, str]:
+    """(signal, subject, statistic) to follow: those given, else the first row of ``found`` (``breaches``), else the
+    first feature's PSI; KeyError when no period measured anything."""
+    top = found.iloc[0] if len(found) else None
+    signal = signal or (str(top["signal"]) if top is not None else "feature_drift")
+    statistic = statistic or (str(top["statistic"]) if top is not None else "psi")
+    if not subject and top is not None:
+        subject = str(top["subject"])
+    if not subject:
+        measured = measurements(periods, signal)
+        measured = measured[measured["statistic"] == statistic]
+        if measured.empty:
+            raise KeyError(f"no period measured {signal} {statistic}: nothing to follow (were any dates scored?)")
+        subject = str(sorted(measured["subject"].unique())[0])
+    return signal, subject, statistic
 
 
 def series(periods: list[dict[str, Any]], subject: str, statistic: str = "psi",
@@ -129,15 +137,10 @@ def group_performance(state: dict[str, Any], attribute: str, metric: str = "roc_
 
 
 def event_history(run: Run, state: dict[str, Any]) -> pd.DataFrame:
-    """Every event stored for the periods ``state`` keeps, by every run (``<state root>/events/dt=<period>/``),
-    oldest period first."""
-    root = join_uri(run_data(run).roots["state"], "events")
-    rows = []
-    for period in sorted({p["period"] for p in state["periods"]}):
-        folder = join_uri(root, f"dt={period}")
-        rows += [json.loads(body) for name in list_files(folder)
-                 if (body := read_bytes(join_uri(folder, name))) is not None]
-    frame = pd.DataFrame(rows, columns=["period", "tier", "rule", "kind", "detail", "run"])
+    """Every event stored for the periods ``state`` keeps, by every run, oldest period first."""
+    periods = sorted({p["period"] for p in state["periods"]})
+    frame = pd.DataFrame(read_events(run_data(run).roots["state"], periods),
+                         columns=["period", "tier", "rule", "kind", "detail", "run"])
     return frame.sort_values(["period", "run"], kind="stable").reset_index(drop=True)
 
 

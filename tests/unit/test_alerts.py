@@ -69,6 +69,17 @@ def test_store_events_writes_one_json_object_per_event(tmp_path) -> None:
     assert body["rule"] == "drift" and body["run"] == "MonitorFlow/1" and body["tier"] == "warning"
 
 
+def test_read_events_gives_back_what_store_events_wrote_for_the_periods_asked(tmp_path) -> None:
+    first = alerts.Event("drift-2026-01-03-fired", "fired", "drift", "warning", "2026-01-03", 2.0, "a, b")
+    second = alerts.Event("drift-2026-01-05-resolved", "resolved", "drift", "warning", "2026-01-05", 0.0, "")
+    alerts.store_events([first], str(tmp_path), "MonitorFlow/1")
+    alerts.store_events([second], str(tmp_path), "MonitorFlow/2")
+    (tmp_path / "events" / "dt=2026-01-03" / ".DS_Store").write_text("not an event")
+    found = alerts.read_events(str(tmp_path), ["2026-01-03", "2026-01-04", "2026-01-05"])
+    assert [(e["id"], e["run"]) for e in found] == [(first.id, "MonitorFlow/1"), (second.id, "MonitorFlow/2")]
+    assert alerts.read_events(str(tmp_path), ["2026-01-05"]) == found[1:]
+
+
 def test_slack_payload_has_text_and_one_attachment_per_event() -> None:
     events = [alerts.Event("a", "fired", "drift", "critical", "2026-01-01", 1.0, "amount")]
     payload = alerts.slack_payload(events, "MonitorFlow/1")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -233,9 +234,8 @@ def test_period_signals_roll_up_features() -> None:
 
 def test_small_periods_are_not_judged_and_unscored_ones_are_failures() -> None:
     assert "feature_drift" not in period_signals([_judged("feature_drift", "a", True)], [], 10, DriftConfig())
-    assert period_signals([], [], 0, DriftConfig(), scored=False)["scoring_failed"]["breach"] is True
     missing = "no trusted partition: out/predictions/dt=2026-01-09 has no _manifest.json"
-    assert period_signals([], [], 0, DriftConfig(), scored=False, missing=missing) == {
+    assert period_signals([], [], 0, DriftConfig(), missing=missing) == {
         "scoring_failed": {"breach": True, "value": 1.0, "detail": missing}}
 
 
@@ -279,11 +279,24 @@ def test_window_dates() -> None:
     assert window_dates("2026-03-01", 3) == ["2026-02-27", "2026-02-28", "2026-03-01"]
 
 
-@pytest.mark.parametrize("days", [0, -3])
-def test_window_dates_of_fewer_than_one_date_name_the_value(days: int) -> None:
-    with pytest.raises(UserError, match=f"--days must be at least 1 \\(dates in the window, ending at --date\\), "
-                                        f"got {days}$"):
-        window_dates("2026-03-01", days)
+@pytest.mark.parametrize(("days", "expected"), [
+    (0, 1), (7, 7), (366, 366),
+    (-3, "invalid configuration in --days:\n  - window_days: Input should be greater than or equal to 1"),
+    (367, "invalid configuration in --days:\n  - window_days: Input should be less than or equal to 366"),
+])
+def test_window_length_holds_days_to_the_configs_own_bounds(days: int, expected: int | str) -> None:
+    from steps.config import MonitorConfig, load_file
+    from steps.config.base import ConfigError
+    from steps.monitoring.drift import window_length
+
+    cfg = load_file(MonitorConfig, Path(__file__).resolve().parents[2] / "config" / "monitor.yaml")
+    assert cfg.window_days == 1
+    if isinstance(expected, int):
+        assert window_length(cfg, days) == expected
+    else:
+        with pytest.raises(ConfigError) as err:
+            window_length(cfg, days)
+        assert str(err.value) == expected
 
 
 @pytest.mark.parametrize("pathspec", ["123", "ScoreFlow/123", "TrainFlow/", "TrainFlow/123/start", "/123"])
@@ -476,6 +489,9 @@ def test_the_state_is_saved_only_over_the_one_the_run_loaded(tmp_path) -> None:
     check_unchanged(root, loaded, "MonitorFlow/2")  # unchanged since run 2 loaded it
     save_state(root, {**loaded, "last_run": {"run": "MonitorFlow/3", "at": "2026-01-03T05:00:00+00:00"}})
     with pytest.raises(StateChanged, match=r"state.json changed since MonitorFlow/2 loaded it: MonitorFlow/3 saved "
-                                           r"it at 2026-01-03T05:00:00\+00:00\. .*nothing was written"):
+                                           r"it at 2026-01-03T05:00:00\+00:00\. .*this run stops here"):
         check_unchanged(root, loaded, "MonitorFlow/2")
     check_unchanged(root, loaded, "MonitorFlow/3")  # its own save (a retried end step)
+    (tmp_path / "state.json").unlink()
+    with pytest.raises(StateChanged, match="changed since MonitorFlow/2 loaded it: it was removed or replaced"):
+        check_unchanged(root, loaded, "MonitorFlow/2")

@@ -104,3 +104,49 @@ def test_group_performance_one_column_per_level_missing_where_a_level_had_no_lab
     assert sorted(frame.columns) == ["apac", "europe"]
     assert frame.loc["2026-01-01", "apac"] == 0.88 and pd.isna(frame.loc["2026-01-02", "apac"])
     assert watch.group_performance(STATE, "country").empty
+
+
+@pytest.mark.parametrize(("given", "expected"), [
+    ({}, ("feature_drift", "amount", "psi")),  # the newest period's furthest breach
+    ({"subject": "hour"}, ("feature_drift", "hour", "psi")),
+    ({"signal": "prediction_drift", "subject": "score", "statistic": "ks"}, ("prediction_drift", "score", "ks")),
+])
+def test_pick_series_takes_what_is_given_else_the_first_breach(given: dict[str, str],
+                                                               expected: tuple[str, str, str]) -> None:
+    assert watch.pick_series(watch.breaches(PERIODS), PERIODS, **given) == expected
+
+
+def test_pick_series_of_a_quiet_window_follows_the_first_feature_and_says_when_nothing_was_measured() -> None:
+    assert watch.pick_series(watch.breaches(PERIODS[:1]), PERIODS[:1]) == ("feature_drift", "amount", "psi")
+    with pytest.raises(KeyError, match="no period measured feature_drift psi: nothing to follow"):
+        watch.pick_series(watch.breaches(PERIODS[3:]), PERIODS[3:])
+
+
+def _run(retraining: dict[str, Any] | None) -> Any:
+    from types import SimpleNamespace
+
+    data = SimpleNamespace(
+        window=["2026-01-07", "2026-01-08"], champion={"run": "TrainFlow/1", "reference_auc": 0.91},
+        active_alerts=[{"tier": "warning", "rule": "feature_drift", "since": "2026-01-08"}],
+        events=[{"tier": "warning"}, {"tier": "info"}, {"tier": "info"}], state_uri="out/monitor/state.json",
+        decision={"strategy": "hybrid", "fire": retraining is not None, "reason": "feature_drift breached",
+                  "signals": ["feature_drift"], "cooldown_until": None},
+        retraining=retraining)
+    return SimpleNamespace(pathspec="MonitorFlow/9", data=data)
+
+
+def test_overview_is_the_runs_cli_summary_with_the_reference_auc() -> None:
+    shown = watch.overview(_run(None))
+    assert shown["run"] == "MonitorFlow/9" and shown["window"] == "2026-01-07 to 2026-01-08 (2 dates)"
+    assert shown["active alerts"] == "warning feature_drift (since 2026-01-08)"
+    assert shown["events"] == "2 info, 1 warning" and shown["reference AUC"] == 0.91
+    assert shown["retraining"] == "hybrid: feature_drift breached" and shown["state"] == "out/monitor/state.json"
+
+
+@pytest.mark.parametrize("record", [None, {"run": "TrainFlow/5", "status": "successful", "gates_passed": False,
+                                           "promoted": False}])
+def test_retraining_says_what_was_decided_and_started(record: dict[str, Any] | None) -> None:
+    shown = watch.retraining(_run(record))
+    assert shown["fired"] == (record is not None) and shown["signals"] == "feature_drift"
+    assert shown["run started"] == (record["run"] if record else "-")
+    assert shown["promoted"] == (record["promoted"] if record else "-")
