@@ -6,80 +6,25 @@ Only the ``worse`` run's own gates are asserted on: other tests may move the cha
 
 from __future__ import annotations
 
-import json
-import sys
-from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
 
 import nbformat
 import pytest
-from nbclient import NotebookClient
-
-from test_notebooks import body_rows, data, kernel_dir, text  # noqa: F401  (kernel_dir: the shared kernelspec)
+from notebook_cells import ROOT, assert_ran_on_the_venv_kernel_in, body_rows, data, execute, images, table, text
 
 pytestmark = pytest.mark.xdist_group("gates")  # gates_scenario's six TrainFlow runs are made once, on one worker
 
-ROOT = Path(__file__).resolve().parents[2]
 NOTEBOOK = ROOT / "notebooks" / "02-compare-champion-challenger.ipynb"
 BRANCH = "test.gates"
 FIGURE_CELLS = ("curves", "group-bars")
-PROBE = "import json, os, sys\nprint(json.dumps({'prefix': sys.prefix, 'cwd': os.getcwd(), " \
-        "'steps': sys.modules['steps'].__file__}))"
-
-
-class _Table(HTMLParser):
-    """The header rows and body rows of the first table in some HTML, as lists of cell texts."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.head: list[list[str]] = []
-        self.body: list[list[str]] = []
-        self._tables, self._part, self._cell = 0, "", None
-
-    def handle_starttag(self, tag: str, attrs: Any) -> None:
-        self._tables += tag == "table"
-        if self._tables != 1:
-            return
-        if tag in ("thead", "tbody"):
-            self._part = tag
-        elif tag == "tr":
-            (self.head if self._part == "thead" else self.body).append([])
-        elif tag in ("th", "td"):
-            self._cell = ""
-
-    def handle_data(self, chunk: str) -> None:
-        if self._cell is not None:
-            self._cell += chunk
-
-    def handle_endtag(self, tag: str) -> None:
-        if tag in ("th", "td") and self._cell is not None and self._tables == 1:
-            (self.head if self._part == "thead" else self.body)[-1].append(self._cell.strip())
-            self._cell = None
-
-
-def table(html: str) -> list[dict[str, str]]:
-    """The body rows of the first table pandas rendered in ``html`` as {column: cell}; the index is under ``""``."""
-    parser = _Table()
-    parser.feed(html)
-    header = parser.head[0]  # pandas: ["", columns...]; a named index adds a second header row
-    return [dict(zip(header, row)) for row in parser.body]
 
 
 @pytest.fixture(scope="module")
-def executed(gates_scenario, workspace: Path, kernel_dir: Path) -> dict[str, Any]:  # noqa: F811
+def executed(gates_scenario, workspace: Path, kernel_dir: Path) -> dict[str, Any]:
     """Notebook 02 executed in the workspace on the ``worse`` challenger; its code cells by id."""
-    nb = nbformat.read(NOTEBOOK, as_version=4)
-    nb.cells.append(nbformat.v4.new_code_cell(PROBE, id="probe"))
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("JUPYTER_PATH", str(kernel_dir))
-        mp.setenv("CHALLENGER_RUN_ID", gates_scenario["worse"].id)
-        mp.setenv("REGISTRY_BRANCH", BRANCH)
-        mp.setenv("PROJECT_ROOT", str(ROOT))
-        NotebookClient(nb, kernel_name="python3", timeout=180, startup_timeout=120,
-                       resources={"metadata": {"path": str(workspace)}}).execute()
-    nbformat.write(nb, workspace / f"{NOTEBOOK.stem}.executed.ipynb")  # for a look after a failure
-    return {cell.id: cell for cell in nb.cells if cell.cell_type == "code"}
+    return execute(NOTEBOOK, workspace, kernel_dir, {"CHALLENGER_RUN_ID": gates_scenario["worse"].id,
+                                                     "REGISTRY_BRANCH": BRANCH})
 
 
 @pytest.fixture(scope="module")
@@ -88,26 +33,14 @@ def worse(gates_scenario) -> Any:
     return gates_scenario["worse"]["judge"].task.data
 
 
-def test_committed_without_outputs_with_ids_and_tags() -> None:
-    nb = nbformat.read(NOTEBOOK, as_version=4)
-    nbformat.validate(nb)
-    ids = [cell.id for cell in nb.cells]
-    assert len(set(ids)) == len(ids)
-    for cell in nb.cells:
-        if cell.cell_type == "code":
-            assert cell.outputs == [] and cell.execution_count is None, f"cell {cell.id} has outputs"
-            assert cell.metadata.get("tags") == [cell.id], f"cell {cell.id} is not tagged with its id"
-    last = nb.cells[-1]
+def test_ends_with_how_to_promote_or_roll_back() -> None:
+    last = nbformat.read(NOTEBOOK, as_version=4).cells[-1]
     assert last.cell_type == "markdown" and "promote" in last.source and "--force --reason" in last.source
     assert "rollback" in last.source and "python -m steps.registry" in last.source
 
 
 def test_runs_on_the_venv_kernel_in_the_workspace(executed, workspace: Path) -> None:
-    probe = json.loads(text(executed["probe"]))
-    assert Path(probe["prefix"]) == Path(sys.prefix)
-    assert Path(probe["cwd"]).resolve() == workspace.resolve()
-    assert Path(probe["steps"]).resolve().parent == (ROOT / "steps").resolve()
-    assert f"local@{workspace.resolve()}" in text(executed["setup"])
+    assert_ran_on_the_venv_kernel_in(executed, workspace)
 
 
 def test_reads_the_requested_challenger(executed, gates_scenario) -> None:
@@ -156,7 +89,7 @@ def test_gate_table_has_one_row_per_gate_result(executed, worse) -> None:
 
 
 def test_figures_are_displayed(executed, worse) -> None:
-    counts = {cell: sum("image/png" in o.get("data", {}) for o in executed[cell].outputs) for cell in FIGURE_CELLS}
+    counts = {cell: images(executed[cell]) for cell in FIGURE_CELLS}
     assert counts == {"curves": 1, "group-bars": len(worse.gate_report["fairness"])}
 
 

@@ -2,27 +2,19 @@
 
 from __future__ import annotations
 
-import json
-import sys
 from pathlib import Path
 from typing import Any
 
-import nbformat
 import pandas as pd
 import pytest
 import yaml
-from nbclient import NotebookClient
+from notebook_cells import ROOT, assert_ran_on_the_venv_kernel_in, data, execute, images, table, text
 
 from steps.scoring.partition import read_manifest
 from support import FORCE_TINY, run_flow
-from test_notebook_02 import table
-from test_notebooks import data, kernel_dir, text  # noqa: F401  (kernel_dir: the shared kernelspec)
 
-ROOT = Path(__file__).resolve().parents[2]
 NOTEBOOK = ROOT / "notebooks" / "03-audit-scored-partition.ipynb"
 DAY = "2026-03-01"
-PROBE = "import json, os, sys\nprint(json.dumps({'prefix': sys.prefix, 'cwd': os.getcwd(), " \
-        "'steps': sys.modules['steps'].__file__}))"
 
 
 @pytest.fixture(scope="module")
@@ -44,34 +36,13 @@ def score_run(root, workspace, config_paths, tiny_data, train_run, tmp_path_fact
 
 
 @pytest.fixture(scope="module")
-def executed(score_run, workspace: Path, kernel_dir: Path) -> dict[str, Any]:  # noqa: F811
+def executed(score_run, workspace: Path, kernel_dir: Path) -> dict[str, Any]:
     """Notebook 03 executed in the workspace on ``score_run``; its code cells by id."""
-    nb = nbformat.read(NOTEBOOK, as_version=4)
-    nb.cells.append(nbformat.v4.new_code_cell(PROBE, id="probe"))
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("JUPYTER_PATH", str(kernel_dir))
-        mp.setenv("SCORE_RUN_ID", score_run.id)
-        mp.setenv("PROJECT_ROOT", str(ROOT))
-        NotebookClient(nb, kernel_name="python3", timeout=180, startup_timeout=120,
-                       resources={"metadata": {"path": str(workspace)}}).execute()
-    nbformat.write(nb, workspace / f"{NOTEBOOK.stem}.executed.ipynb")  # for a look after a failure
-    return {cell.id: cell for cell in nb.cells if cell.cell_type == "code"}
-
-
-def test_committed_without_outputs() -> None:
-    nb = nbformat.read(NOTEBOOK, as_version=4)
-    nbformat.validate(nb)
-    for cell in nb.cells:
-        if cell.cell_type == "code":
-            assert cell.outputs == [] and cell.execution_count is None, f"cell {cell.id} has outputs"
-            assert cell.metadata.get("tags") == [cell.id], f"cell {cell.id} is not tagged with its id"
+    return execute(NOTEBOOK, workspace, kernel_dir, {"SCORE_RUN_ID": score_run.id})
 
 
 def test_runs_on_the_venv_kernel_in_the_workspace(executed, workspace: Path) -> None:
-    probe = json.loads(text(executed["probe"]))
-    assert Path(probe["prefix"]) == Path(sys.prefix)
-    assert Path(probe["cwd"]).resolve() == workspace.resolve()
-    assert Path(probe["steps"]).resolve().parent == (ROOT / "steps").resolve()
+    assert_ran_on_the_venv_kernel_in(executed, workspace)
 
 
 def test_reads_the_requested_run_and_its_partition(executed, score_run) -> None:
@@ -99,7 +70,7 @@ def test_score_distribution_review_rate_and_reasons(executed, score_run) -> None
     manifest = read_manifest(*(score_run.data.plan[k] for k in ("output_root", "date")))
     bins = table(data(executed["scores"], "text/html"))
     assert len(bins) == 10 and sum(int(r["rows"]) for r in bins) == 5998
-    assert sum("image/png" in o.get("data", {}) for o in executed["score-plot"].outputs) == 1
+    assert images(executed["score-plot"]) == 1
     review = {row[""]: row["value"] for row in table(data(executed["review"], "text/html"))}
     assert review["rows"] == "5998" and review["review flags match the band"] == "True"
     assert 0.0 <= float(review["review rate"]) <= 1.0

@@ -2,25 +2,17 @@
 
 from __future__ import annotations
 
-import json
-import sys
 from pathlib import Path
 from typing import Any
 
-import nbformat
 import pytest
-from nbclient import NotebookClient
+from notebook_cells import ROOT, assert_ran_on_the_venv_kernel_in, data, execute, images, table, text
 
 from steps.monitoring.state import load_state
-from test_notebook_02 import table
-from test_notebooks import data, kernel_dir, text  # noqa: F401  (kernel_dir: the shared kernelspec)
 
 pytestmark = pytest.mark.xdist_group("monitor")  # the monitor's runs are made once, on one worker
 
-ROOT = Path(__file__).resolve().parents[2]
 NOTEBOOK = ROOT / "notebooks" / "04-review-monitoring.ipynb"
-PROBE = "import json, os, sys\nprint(json.dumps({'prefix': sys.prefix, 'cwd': os.getcwd(), " \
-        "'steps': sys.modules['steps'].__file__}))"
 
 
 @pytest.fixture(scope="module")
@@ -30,40 +22,14 @@ def drift_run(monitor_drift) -> Any:
 
 
 @pytest.fixture(scope="module")
-def executed(drift_run, workspace: Path, kernel_dir: Path) -> dict[str, Any]:  # noqa: F811
+def executed(drift_run, workspace: Path, kernel_dir: Path) -> dict[str, Any]:
     """Notebook 04 executed in the workspace on ``drift_run``; its code cells by id."""
-    nb = nbformat.read(NOTEBOOK, as_version=4)
-    nb.cells.append(nbformat.v4.new_code_cell(PROBE, id="probe"))
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("JUPYTER_PATH", str(kernel_dir))
-        mp.setenv("MONITOR_RUN_ID", drift_run.id)
-        mp.setenv("PROJECT_ROOT", str(ROOT))
-        for name in ("SUBJECT", "STATISTIC", "SIGNAL"):
-            mp.delenv(name, raising=False)
-        NotebookClient(nb, kernel_name="python3", timeout=180, startup_timeout=120,
-                       resources={"metadata": {"path": str(workspace)}}).execute()
-    nbformat.write(nb, workspace / f"{NOTEBOOK.stem}.executed.ipynb")  # for a look after a failure
-    return {cell.id: cell for cell in nb.cells if cell.cell_type == "code"}
-
-
-def _images(cell: Any) -> int:
-    return sum("image/png" in o.get("data", {}) for o in cell.outputs)
-
-
-def test_committed_without_outputs() -> None:
-    nb = nbformat.read(NOTEBOOK, as_version=4)
-    nbformat.validate(nb)
-    for cell in nb.cells:
-        if cell.cell_type == "code":
-            assert cell.outputs == [] and cell.execution_count is None, f"cell {cell.id} has outputs"
-            assert cell.metadata.get("tags") == [cell.id], f"cell {cell.id} is not tagged with its id"
+    return execute(NOTEBOOK, workspace, kernel_dir,  # the signal followed: the notebook's default
+                   {"MONITOR_RUN_ID": drift_run.id, "SUBJECT": "", "STATISTIC": "", "SIGNAL": ""})
 
 
 def test_runs_on_the_venv_kernel_in_the_workspace(executed, workspace: Path) -> None:
-    probe = json.loads(text(executed["probe"]))
-    assert Path(probe["prefix"]) == Path(sys.prefix)
-    assert Path(probe["cwd"]).resolve() == workspace.resolve()
-    assert Path(probe["steps"]).resolve().parent == (ROOT / "steps").resolve()
+    assert_ran_on_the_venv_kernel_in(executed, workspace)
 
 
 def test_overview_names_the_run_its_window_and_model(executed, drift_run, train_run) -> None:
@@ -104,7 +70,7 @@ def test_the_furthest_breach_is_followed_over_the_stored_history(executed, drift
     assert sorted(rows) == sorted(values) and len(rows) >= 8  # six stable days, then the two drifted ones
     assert all(float(rows[day]["value"]) == pytest.approx(v, abs=1e-6) for day, v in values.items())  # 6 decimals
     assert rows[top["period"]]["breach"] == "True"
-    assert _images(executed["series-plot"]) == 1 and _images(executed["heatmap"]) >= 1
+    assert images(executed["series-plot"]) == 1 and images(executed["heatmap"]) >= 1
 
 
 def test_realized_performance_per_period_and_group(executed, drift_run) -> None:
@@ -115,7 +81,7 @@ def test_realized_performance_per_period_and_group(executed, drift_run) -> None:
     for p in state["performance"]:
         assert float(rows[p["period"]]["AUC"]) == pytest.approx(p["roc_auc"], abs=1e-6)
         assert float(rows[p["period"]]["vs reference"]) == pytest.approx(p["roc_auc"] - reference, abs=1e-6)
-    assert _images(executed["performance-plot"]) == 1
+    assert images(executed["performance-plot"]) == 1
     sensitive = list(drift_run.data.dataset["sensitive"])
     assert [line for line in text(executed["groups"]).splitlines()] == [f"AUC by {a}" for a in sensitive]
     tables = [o.data["text/html"] for o in executed["groups"].outputs if o.output_type == "display_data"]

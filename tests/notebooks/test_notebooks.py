@@ -3,100 +3,44 @@
 from __future__ import annotations
 
 import json
-import sys
-from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
 
 import nbformat
 import pytest
-from nbclient import NotebookClient
+from notebook_cells import NOTEBOOKS, ROOT, assert_ran_on_the_venv_kernel_in, body_rows, data, execute, text
 
 from steps.reporting import runs
 
-ROOT = Path(__file__).resolve().parents[2]
 NOTEBOOK = ROOT / "notebooks" / "01-inspect-training-run.ipynb"
-PROBE = "import json, os, sys\nprint(json.dumps({'prefix': sys.prefix, 'cwd': os.getcwd(), " \
-        "'steps': sys.modules['steps'].__file__}))"
-
-
-class _TableRows(HTMLParser):
-    """Counts the body rows of the HTML tables pandas renders."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.in_body, self.rows = False, 0
-
-    def handle_starttag(self, tag: str, attrs: Any) -> None:
-        self.in_body = self.in_body or tag == "tbody"
-        self.rows += tag == "tr" and self.in_body
-
-    def handle_endtag(self, tag: str) -> None:
-        self.in_body = self.in_body and tag != "tbody"
-
-
-def body_rows(html: str) -> int:
-    """Body rows of the tables in ``html``."""
-    parser = _TableRows()
-    parser.feed(html)
-    return parser.rows
-
-
-@pytest.fixture(scope="session")
-def kernel_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A Jupyter data dir whose ``python3`` kernelspec starts this interpreter (the venv's python).
-
-    Put first on JUPYTER_PATH, it wins over any user or system ``python3`` kernelspec.
-    """
-    data = tmp_path_factory.mktemp("jupyter")
-    spec = data / "kernels" / "python3"
-    spec.mkdir(parents=True)
-    (spec / "kernel.json").write_text(json.dumps({
-        "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
-        "display_name": "Python 3 (project venv)", "language": "python",
-    }))
-    return data
 
 
 @pytest.fixture(scope="module")
 def executed(train_run, workspace: Path, kernel_dir: Path) -> dict[str, Any]:
     """The inspection notebook executed in the workspace on ``train_run``; its code cells by id."""
-    nb = nbformat.read(NOTEBOOK, as_version=4)
-    nb.cells.append(nbformat.v4.new_code_cell(PROBE, id="probe"))
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("JUPYTER_PATH", str(kernel_dir))
-        mp.setenv("TRAIN_RUN_ID", train_run.id)
-        mp.setenv("PROJECT_ROOT", str(ROOT))
-        NotebookClient(nb, kernel_name="python3", timeout=180, startup_timeout=120,
-                       resources={"metadata": {"path": str(workspace)}}).execute()
-    nbformat.write(nb, workspace / f"{NOTEBOOK.stem}.executed.ipynb")  # for a look after a failure
-    return {cell.id: cell for cell in nb.cells if cell.cell_type == "code"}
+    return execute(NOTEBOOK, workspace, kernel_dir, {"TRAIN_RUN_ID": train_run.id})
 
 
-def text(cell: Any) -> str:
-    """A cell's stdout."""
-    return "".join(o.get("text", "") for o in cell.outputs if o.output_type == "stream" and o.name == "stdout")
-
-
-def data(cell: Any, mime: str) -> str:
-    """A cell's rich output of type ``mime`` (execute results and displays together)."""
-    return "".join(o.data.get(mime, "") for o in cell.outputs if o.output_type in ("execute_result", "display_data"))
-
-
-def test_committed_without_outputs() -> None:
-    nb = nbformat.read(NOTEBOOK, as_version=4)
+@pytest.mark.parametrize("notebook", NOTEBOOKS, ids=lambda p: p.stem)
+def test_committed_without_outputs_each_code_cell_tagged_with_its_id(notebook: Path) -> None:
+    nb = nbformat.read(notebook, as_version=4)
     nbformat.validate(nb)
+    ids = [cell.id for cell in nb.cells]
+    assert len(set(ids)) == len(ids)
     for cell in nb.cells:
         if cell.cell_type == "code":
             assert cell.outputs == [] and cell.execution_count is None, f"cell {cell.id} has outputs"
+            assert cell.metadata.get("tags") == [cell.id], f"cell {cell.id} is not tagged with its id"
+
+
+def test_every_notebook_is_executed_by_a_test() -> None:
+    tested = {path.stem for path in NOTEBOOKS if any(path.name in module.read_text()
+                                                      for module in Path(__file__).parent.glob("test_*.py"))}
+    assert tested == {path.stem for path in NOTEBOOKS} and len(tested) == 4
 
 
 def test_runs_on_the_venv_kernel_in_the_workspace(executed, workspace: Path) -> None:
-    probe = json.loads(text(executed["probe"]))
-    assert Path(probe["prefix"]) == Path(sys.prefix)
-    assert Path(probe["cwd"]).resolve() == workspace.resolve()
-    assert Path(probe["steps"]).resolve().parent == (ROOT / "steps").resolve()
-    assert f"local@{workspace.resolve()}" in text(executed["setup"])
+    assert_ran_on_the_venv_kernel_in(executed, workspace)
 
 
 def test_reads_the_requested_run_and_when_it_started(executed, train_run) -> None:
