@@ -8,7 +8,6 @@ later runs extend.
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
 import pandas as pd
@@ -18,8 +17,6 @@ from steps.monitoring.alerts import read_events
 from steps.monitoring.state import load_state
 from steps.registry.registry import run_data
 from steps.reporting.runs import latest_run, monitor_lines
-
-logger = logging.getLogger(__name__)
 
 MEASUREMENT_COLUMNS = ["period", "signal", "subject", "statistic", "value", "baseline", "threshold", "method",
                        "p_value", "breach"]
@@ -58,6 +55,12 @@ def measurements(periods: list[dict[str, Any]], signal: str | None = None) -> pd
     return pd.DataFrame(rows, columns=MEASUREMENT_COLUMNS)
 
 
+def _statistic(periods: list[dict[str, Any]], signal: str, statistic: str) -> pd.DataFrame:
+    """The measurements of one statistic of one signal, every subject."""
+    found = measurements(periods, signal)
+    return found[found["statistic"] == statistic]
+
+
 def breaches(periods: list[dict[str, Any]]) -> pd.DataFrame:
     """The measurements that breached, newest period first, then the furthest over its threshold (``x threshold``:
     the value over the threshold it was judged by): why the newest alert fired, first."""
@@ -77,8 +80,7 @@ def pick_series(found: pd.DataFrame, periods: list[dict[str, Any]], signal: str 
     if not subject and top is not None:
         subject = str(top["subject"])
     if not subject:
-        measured = measurements(periods, signal)
-        measured = measured[measured["statistic"] == statistic]
+        measured = _statistic(periods, signal, statistic)
         if measured.empty:
             raise KeyError(f"no period measured {signal} {statistic}: nothing to follow (were any dates scored?)")
         subject = str(sorted(measured["subject"].unique())[0])
@@ -89,8 +91,7 @@ def series(periods: list[dict[str, Any]], subject: str, statistic: str = "psi",
            signal: str = "feature_drift") -> pd.DataFrame:
     """One statistic of one subject over the periods (value, its moving baseline and threshold, breach); KeyError
     naming the subjects that have it when ``subject`` has none."""
-    found = measurements(periods, signal)
-    found = found[found["statistic"] == statistic]
+    found = _statistic(periods, signal, statistic)
     mine = found[found["subject"] == subject]
     if mine.empty:
         raise KeyError(f"no {signal} {statistic} of {subject!r}; subjects with one: "
