@@ -107,10 +107,9 @@ class MonitorFlow(ProjectFlow):
         alerts.log_events(events)
         self.event_uris = alerts.store_events(events, self.roots["state"], run)
         self.delivered = alerts.notify(events, cfg.alerts.webhook, run, set(self.state["delivered"]))
-        state.check_unchanged(self.roots["state"], self.state, run)  # again: the webhook may have taken a while
-        self.state_uri = state.save_state(self.roots["state"], state.finished_state(
+        self.state_uri = state.save_state(self.roots["state"], state.finished_state(  # over the loaded state only
             self.state, self.periods, self.snapshots, self.rule_states, self.performance, self.retraining,
-            self.delivered, run, cfg.keep_periods))
+            self.delivered, run, cfg.keep_periods), self.state, run)
         self.active_alerts = alerts.active(self.rule_states, cfg.alerts.rules)
         current.card["monitor"].extend(cards.monitor_card(
             state.load_state(self.roots["state"]), self.events, self.active_alerts, self.decision, self.retraining,

@@ -5,12 +5,14 @@ One boto3 client and one pyarrow S3 filesystem per endpoint. The endpoint is ``M
 (the registry reads Metaflow's configuration) passes ``endpoint``.
 
 Writes are atomic: locally a temporary file in the same folder, fsync, then a rename (``put_bytes``) or a hard link
-that fails when the name exists (``put_new``); on S3 one PUT, conditional with ``If-None-Match: *`` for ``put_new``.
+that fails when the name exists (``put_new``); on S3 one PUT, conditional with ``If-None-Match: *`` for ``put_new``
+and with ``If-Match: <ETag>`` for ``replace_if`` (a compare-and-swap; locally under a lock file).
 """
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import hashlib
 import os
 import shutil
@@ -134,6 +136,62 @@ def read_bytes(uri: str, endpoint: Any = DEFAULT) -> bytes | None:
     return path.read_bytes() if path.is_file() else None
 
 
+def read_version(uri: str, endpoint: Any = DEFAULT) -> tuple[bytes, str] | None:
+    """The bytes of a file or object and the version :func:`replace_if` compares (S3: its ETag; locally: the sha256
+    of the bytes), or None when it does not exist."""
+    if is_s3(uri):
+        bucket, key = split_s3(uri)
+        client = s3_client(endpoint)
+        try:
+            found = client.get_object(Bucket=bucket, Key=key)
+        except client.exceptions.NoSuchKey:
+            return None
+        return found["Body"].read(), found["ETag"]
+    body = read_bytes(uri)
+    return None if body is None else (body, hashlib.sha256(body).hexdigest())
+
+
+class WriteConflict(RuntimeError):
+    """A conditional write found the file or object changed since the version it was given was read."""
+
+
+def _precondition_failed(err: Any) -> bool:
+    """True when an S3 ClientError is a failed ``If-Match`` / ``If-None-Match`` (or a conflicting conditional PUT)."""
+    return err.response.get("Error", {}).get("Code") in ("PreconditionFailed", "ConditionalRequestConflict")
+
+
+def replace_if(uri: str, body: bytes, version: str | None, endpoint: Any = DEFAULT) -> None:
+    """Write ``body`` atomically only while ``uri`` still holds ``version`` (:func:`read_version`; None: only while
+    nothing is there); WriteConflict otherwise, and nothing is written.
+
+    On S3 one PUT with ``If-Match: <ETag>`` (``If-None-Match: *`` for None): S3 compares and writes at once, so a
+    writer that saved in between, even a moment before, is never overwritten. Locally the comparison and the rename
+    happen under an exclusive ``flock`` on ``.<name>.lock`` beside the file, which every ``replace_if`` of it takes.
+    """
+    if is_s3(uri):
+        bucket, key = split_s3(uri)
+        client = s3_client(endpoint)
+        condition = {"IfMatch": version} if version is not None else {"IfNoneMatch": "*"}
+        try:
+            client.put_object(Bucket=bucket, Key=key, Body=body, **condition)
+        except client.exceptions.ClientError as err:  # If-Match on a removed object: NoSuchKey
+            if _precondition_failed(err) or err.response.get("Error", {}).get("Code") == "NoSuchKey":
+                raise WriteConflict(f"{uri} changed since version {version} was read") from err
+            raise
+        return
+    path = Path(uri)
+    tmp = _write_temporary(path, body)
+    try:
+        with open(path.with_name(f".{path.name}.lock"), "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+            now = read_version(uri)
+            if (now[1] if now is not None else None) != version:
+                raise WriteConflict(f"{uri} changed since version {version} was read")
+            os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
 def _write_temporary(path: Path, body: bytes | Path) -> Path:
     """``body`` (bytes, or a local file copied in chunks) in a new temporary file beside ``path``, flushed to disk."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -174,7 +232,7 @@ def put_new(uri: str, body: bytes | Path, endpoint: Any = DEFAULT) -> None:
             try:
                 client.put_object(Bucket=bucket, Key=key, Body=payload, IfNoneMatch="*")
             except client.exceptions.ClientError as err:
-                if err.response.get("Error", {}).get("Code") in ("PreconditionFailed", "ConditionalRequestConflict"):
+                if _precondition_failed(err):
                     raise FileExistsError(f"{uri} already exists") from err
                 raise
         return

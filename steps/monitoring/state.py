@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from steps.core.errors import UserError
-from steps.core.storage import join_uri, put_bytes, read_bytes
+from steps.core.storage import WriteConflict, join_uri, read_version, replace_if
 
 
 def with_signals(periods: list[dict[str, Any]], extra: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
@@ -45,10 +45,15 @@ def empty_state() -> dict[str, Any]:
             "last_run": None}
 
 
+def _stored(root: str) -> tuple[dict[str, Any], str | None]:
+    """The stored state and its version (``storage.read_version``; None and an empty state when there is none)."""
+    found = read_version(join_uri(root, STATE))
+    return (json.loads(found[0]), found[1]) if found is not None else (empty_state(), None)
+
+
 def load_state(root: str) -> dict[str, Any]:
     """``<root>/state.json`` (history, alert states, last retraining), or an empty state."""
-    body = read_bytes(join_uri(root, STATE))
-    return json.loads(body) if body is not None else empty_state()
+    return _stored(root)[0]
 
 
 def rules_before(state: dict[str, Any], first_period: str) -> dict[str, dict[str, Any]]:
@@ -105,24 +110,34 @@ class StateChanged(UserError):
     """Another run saved the monitor's state after this run loaded it."""
 
 
-def check_unchanged(root: str, loaded: dict[str, Any], run: str) -> None:
-    """StateChanged unless the stored state is still the one ``run`` loaded (or ``run`` saved it: a retried end).
+def check_unchanged(root: str, loaded: dict[str, Any], run: str) -> str | None:
+    """StateChanged unless the stored state is still the one ``run`` loaded (or ``run`` saved it: a retried end);
+    returns the stored state's version, for :func:`save_state`'s conditional write.
 
     A run that saved its state over a newer one would undo that run's periods, alert states, retraining record and
-    delivered events (an old run resumed after a newer one, or two runs at the same time). A check, then a write:
-    two runs whose last check and write interleave within moments are not caught.
+    delivered events (an old run resumed after a newer one, or two runs at the same time).
     """
-    stored = load_state(root)
+    stored, version = _stored(root)
     last = stored.get("last_run") or {}
     if stored == loaded or last.get("run") == run:
-        return
+        return version
     how = f"{last['run']} saved it at {last.get('at')}" if last.get("run") else "it was removed or replaced"
     raise StateChanged(f"{join_uri(root, STATE)} changed since {run} loaded it: {how}. Saving this run's state "
                        "would undo that run's periods and alerts, so this run stops here; run the window again.")
 
 
-def save_state(root: str, state: dict[str, Any]) -> str:
-    """Write ``<root>/state.json`` atomically; returns its URI."""
+def save_state(root: str, state: dict[str, Any], loaded: dict[str, Any], run: str) -> str:
+    """Write ``<root>/state.json`` atomically, only over the state ``run`` loaded (:func:`check_unchanged`); returns
+    its URI.
+
+    A compare-and-swap (``storage.replace_if``: S3's ``If-Match``, a lock file locally): a run that saved between
+    the check and this write, even a moment before, makes this one fail with StateChanged instead of being undone.
+    """
     uri = join_uri(root, STATE)
-    put_bytes(uri, json.dumps(state, sort_keys=True, default=str).encode())
+    version = check_unchanged(root, loaded, run)
+    try:
+        replace_if(uri, json.dumps(state, sort_keys=True, default=str).encode(), version)
+    except WriteConflict:
+        check_unchanged(root, loaded, run)  # names the run that saved in between
+        raise StateChanged(f"{uri} changed while {run} saved it; this run stops here; run the window again.") from None
     return uri

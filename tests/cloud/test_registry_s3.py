@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import boto3
 import pytest
 
@@ -40,3 +42,44 @@ def test_put_new_is_a_conditional_create_on_the_local_s3_server(s3_endpoint, buc
         root = f"s3://{bucket}/claims-test"
         seqs = [claim_date(root, "2026-01-01", f"ScoreFlow/{i}").seq for i in range(3)]
         assert seqs == [1, 2, 3] and holder(root, "2026-01-01")["run"] == "ScoreFlow/2"
+
+
+def test_replace_if_is_a_compare_and_swap_on_the_local_s3_server(s3_endpoint, bucket):
+    """The monitor's state relies on If-Match: a writer holding an older ETag never overwrites a newer object."""
+    from steps.core import storage
+
+    uri = f"s3://{bucket}/conditional/state.json"
+    storage.replace_if(uri, b"first", None, s3_endpoint)  # created: nothing was there
+    with pytest.raises(storage.WriteConflict):
+        storage.replace_if(uri, b"again", None, s3_endpoint)
+    body, first = storage.read_version(uri, s3_endpoint)
+    assert body == b"first"
+    storage.replace_if(uri, b"second", first, s3_endpoint)  # the version just read
+    with pytest.raises(storage.WriteConflict, match="changed since version"):
+        storage.replace_if(uri, b"stale", first, s3_endpoint)  # that version is gone
+    assert storage.read_bytes(uri, s3_endpoint) == b"second"
+    storage.delete(uri, s3_endpoint)
+    with pytest.raises(storage.WriteConflict):
+        storage.replace_if(uri, b"removed", first, s3_endpoint)
+    assert storage.read_bytes(uri, s3_endpoint) is None
+
+
+def test_the_monitor_state_on_s3_is_never_saved_over_a_newer_one(s3_endpoint, bucket, monkeypatch):
+    from steps.monitoring import state as states
+
+    root, loaded = f"s3://{bucket}/monitor-state", states.empty_state()
+    theirs = {**loaded, "last_run": {"run": "MonitorFlow/9", "at": "2026-01-03T05:00:00+00:00"}}
+    real = states.replace_if
+
+    def another_run_saves_first(uri: str, body: bytes, version: str | None) -> None:
+        real(uri, json.dumps(theirs).encode(), version)  # after this run's check, before its write
+        real(uri, body, version)
+
+    monkeypatch.setattr(states, "replace_if", another_run_saves_first)
+    with pytest.raises(states.StateChanged, match="changed since MonitorFlow/2 loaded it: MonitorFlow/9 saved it"):
+        states.save_state(root, {**loaded, "last_run": {"run": "MonitorFlow/2"}}, loaded, "MonitorFlow/2")
+    monkeypatch.undo()
+    assert states.load_state(root) == theirs
+    mine = {**theirs, "last_run": {"run": "MonitorFlow/10"}}
+    assert states.save_state(root, mine, theirs, "MonitorFlow/10") == f"{root}/state.json"
+    assert states.load_state(root) == mine

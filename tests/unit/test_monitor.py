@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 from pathlib import Path
 
@@ -482,16 +484,42 @@ def test_the_state_is_saved_only_over_the_one_the_run_loaded(tmp_path) -> None:
     from steps.monitoring.state import StateChanged, check_unchanged, empty_state, load_state, save_state
 
     root = str(tmp_path)
-    check_unchanged(root, empty_state(), "MonitorFlow/1")  # nothing stored yet, nothing stored now
+    assert check_unchanged(root, empty_state(), "MonitorFlow/1") is None  # nothing stored yet, nothing stored now
     mine = {**empty_state(), "last_run": {"run": "MonitorFlow/1", "at": "2026-01-02T05:00:00+00:00"}}
-    save_state(root, mine)
+    save_state(root, mine, empty_state(), "MonitorFlow/1")
     loaded = load_state(root)
-    check_unchanged(root, loaded, "MonitorFlow/2")  # unchanged since run 2 loaded it
-    save_state(root, {**loaded, "last_run": {"run": "MonitorFlow/3", "at": "2026-01-03T05:00:00+00:00"}})
+    assert loaded == mine
+    assert check_unchanged(root, loaded, "MonitorFlow/2") == hashlib.sha256(
+        (tmp_path / "state.json").read_bytes()).hexdigest()  # unchanged since run 2 loaded it: its version
+    save_state(root, {**loaded, "last_run": {"run": "MonitorFlow/3", "at": "2026-01-03T05:00:00+00:00"}}, loaded,
+               "MonitorFlow/3")
     with pytest.raises(StateChanged, match=r"state.json changed since MonitorFlow/2 loaded it: MonitorFlow/3 saved "
                                            r"it at 2026-01-03T05:00:00\+00:00\. .*this run stops here"):
         check_unchanged(root, loaded, "MonitorFlow/2")
+    stored = (tmp_path / "state.json").read_bytes()
+    with pytest.raises(StateChanged, match="MonitorFlow/3 saved it"):
+        save_state(root, {**loaded, "last_run": {"run": "MonitorFlow/2"}}, loaded, "MonitorFlow/2")
+    assert (tmp_path / "state.json").read_bytes() == stored  # nothing written
     check_unchanged(root, loaded, "MonitorFlow/3")  # its own save (a retried end step)
     (tmp_path / "state.json").unlink()
     with pytest.raises(StateChanged, match="changed since MonitorFlow/2 loaded it: it was removed or replaced"):
         check_unchanged(root, loaded, "MonitorFlow/2")
+
+
+def test_a_save_in_the_moment_between_the_check_and_the_write_is_not_undone(tmp_path, monkeypatch) -> None:
+    """The check and the write are one compare-and-swap: another run saving just after the check still wins."""
+    from steps.monitoring import state as states
+
+    root, loaded = str(tmp_path), states.empty_state()
+    theirs = {**loaded, "last_run": {"run": "MonitorFlow/9", "at": "2026-01-03T05:00:00+00:00"}}
+    real = states.replace_if
+
+    def another_run_saves_first(uri: str, body: bytes, version: str | None) -> None:
+        real(uri, json.dumps(theirs).encode(), version)  # another run saves after this run's check, before its write
+        real(uri, body, version)
+
+    monkeypatch.setattr(states, "replace_if", another_run_saves_first)
+    with pytest.raises(states.StateChanged, match="changed since MonitorFlow/2 loaded it: MonitorFlow/9 saved it"):
+        states.save_state(root, {**loaded, "last_run": {"run": "MonitorFlow/2"}}, loaded, "MonitorFlow/2")
+    monkeypatch.undo()
+    assert states.load_state(root) == theirs
