@@ -25,7 +25,7 @@ from steps.core.decision import in_band
 from steps.core.storage import join_uri
 from steps.data.contract import ScoreInputError, numeric_values, row_key_prefix
 from steps.modeling.reference import categorical_shares, sorted_shares
-from steps.scoring.partition import MANIFEST, partition_uri, read_manifest
+from steps.scoring.partition import read_manifest, untrusted
 from steps.scoring.plan import open_parquet
 
 logger = logging.getLogger(__name__)
@@ -312,7 +312,7 @@ def measure_period(day: str, predictions_root: str, profile: dict[str, Any], spe
     sample of at most ``limit`` input rows and ``limit`` predictions, streamed (flat memory at any day size)."""
     manifest = read_manifest(predictions_root, day)
     if manifest is None:
-        missing = f"no trusted partition: {partition_uri(predictions_root, day)} has no {MANIFEST}"
+        missing = f"no trusted partition: {untrusted(predictions_root, day)}"
         logger.warning("%s: counted as a scoring failure", missing)
         return {"period": day, "scored": False, "rows": 0, "measurements": [], "schema": [], "model": None,
                 "missing": missing}

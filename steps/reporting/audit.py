@@ -21,7 +21,7 @@ from steps.core.storage import join_uri, list_files, read_bytes
 from steps.data.contract import ScoreInputError
 from steps.registry.registry import run_data
 from steps.reporting.runs import latest_run
-from steps.scoring.partition import MANIFEST, partition_uri, read_manifest
+from steps.scoring.partition import MANIFEST, quarantine_reasons as reasons_of, read_manifest, untrusted
 
 
 def score_run(run_id: str | None = None) -> Run:
@@ -40,7 +40,7 @@ def manifest(run: Run) -> dict[str, Any]:
     root, day = partition_of(run)
     found = read_manifest(root, day)
     if found is None:
-        raise ScoreInputError(f"{partition_uri(root, day)} has no {MANIFEST}: not trusted")
+        raise ScoreInputError(f"{untrusted(root, day)}: not trusted")
     return found
 
 
@@ -134,12 +134,7 @@ def review_summary(frame: pd.DataFrame, found: dict[str, Any]) -> pd.Series:
 
 def quarantine_reasons(found: dict[str, Any]) -> pd.DataFrame:
     """Quarantined rows per rule, over every shard."""
-    counts: dict[str, int] = {}
-    for r in found["shards"]:
-        for label, n in r["reasons"].items():
-            counts[label] = counts.get(label, 0) + n
-    frame = pd.DataFrame(sorted(counts.items(), key=lambda kv: -kv[1]), columns=["reason", "rows"])
-    return frame.set_index("reason")
+    return pd.DataFrame(reasons_of(found["shards"]), columns=["reason", "rows"]).set_index("reason")
 
 
 def plot_scores(frame: pd.DataFrame, found: dict[str, Any]) -> Any:

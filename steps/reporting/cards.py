@@ -247,15 +247,6 @@ def distill_card(table: list[dict[str, Any]], teacher: dict[str, Any], chosen: s
     return out
 
 
-def _quarantine_reasons(shards: list[dict[str, Any]]) -> list[tuple[str, int]]:
-    """Quarantine reasons over every shard, most frequent first (a row breaking several rules counts for each)."""
-    counts: dict[str, int] = {}
-    for record in shards:
-        for reason, rows in record.get("reasons", {}).items():
-            counts[reason] = counts.get(reason, 0) + int(rows)
-    return sorted(counts.items(), key=lambda item: (-item[1], item[0]))
-
-
 def _forced_text(forced: dict[str, Any] | None) -> str:
     """Who forced a model that is not through its gates (or not of this flow or dataset), why, and which rules."""
     if not forced:
@@ -279,11 +270,13 @@ def _shard_rows(shards: list[dict[str, Any]]) -> list[list[Any]]:
 def score_card(manifest: dict[str, Any], location: str) -> list[Any]:
     """The ScoreFlow card: the partition written (``location``), the model that scored it, why rows were
     quarantined, and each shard's counts and time."""
+    from steps.scoring.partition import quarantine_reasons  # here: TrainFlow's cards never load the scoring stage
+
     t, model, shadow = manifest["totals"], manifest["model"], manifest.get("shadow")
     limit = manifest["max_quarantine_rate"]
     tone = "warn" if t["rows_quarantined"] or manifest.get("forced") else "good"
     band = manifest.get("review_band")
-    reasons = _quarantine_reasons(manifest["shards"])
+    reasons = quarantine_reasons(manifest["shards"])
     out: list[Any] = [
         Markdown("# ScoreFlow"),
         banner(tone, f"{manifest['partition']} written:",

@@ -90,13 +90,10 @@ def finish_partition(output_root: str, day: str, records: list[dict[str, Any]], 
     rate = totals["quarantine_rate"]
     where = partition_uri(output_root, day)
     if rate > max_quarantine_rate:
-        reasons: Counter[str] = Counter()
-        for r in records:
-            reasons.update(r["reasons"])
         raise QuarantineLimitExceeded(
             f"{totals['rows_quarantined']} of {totals['rows_in']} rows failed validation (rate {rate:.4f} > "
             f"max_quarantine_rate {max_quarantine_rate}); {where} gets no manifest and stays untrusted; rows and "
-            f"reasons in {quarantine_uri(output_root, day)}; top reasons: {dict(reasons.most_common(5))}")
+            f"reasons in {quarantine_uri(output_root, day)}; top reasons: {dict(quarantine_reasons(records)[:5])}")
     if claim is not None:
         check_claim(claim)
     parts = [r["part"] for r in records]
@@ -135,6 +132,20 @@ def _plant(faults: tuple[FaultInjection, ...], at: str, attempt: int, claim: Cla
             plant(f, f"join attempt {attempt} at {at}", still_allowed=lambda: check_claim(claim) if claim else None)
 
 
+def quarantine_reasons(records: list[dict[str, Any]]) -> list[tuple[str, int]]:
+    """Quarantined rows per reason over every shard's record, most first (a row breaking several rules counts for
+    each)."""
+    counts: Counter[str] = Counter()
+    for record in records:
+        counts.update({reason: int(rows) for reason, rows in record.get("reasons", {}).items()})
+    return sorted(counts.items(), key=lambda item: (-item[1], item[0]))
+
+
+def untrusted(output_root: str, day: str) -> str:
+    """Why a date's predictions are not read: its partition has no manifest (missing, being rewritten, or failed)."""
+    return f"{partition_uri(output_root, day)} has no {MANIFEST}"
+
+
 def _totals(records: list[dict[str, Any]]) -> dict[str, Any]:
     """Rows in, out and quarantined over every shard, and the quarantine rate; RuntimeError when a shard is missing
     or its counts do not add up."""
@@ -170,7 +181,7 @@ def read_partition(output_root: str, day: str, verify: bool = False) -> pa.Table
     """
     manifest = read_manifest(output_root, day)
     if manifest is None:
-        raise ScoreInputError(f"{partition_uri(output_root, day)} has no {MANIFEST}: not a trusted partition")
+        raise ScoreInputError(f"{untrusted(output_root, day)}: not a trusted partition")
     tables = []
     for part in manifest["parts"]:
         uri = join_uri(output_root, part["path"])

@@ -381,8 +381,21 @@ def test_too_many_quarantined_rows_leave_the_partition_untrusted(planned, lgbm, 
     with pytest.raises(QuarantineLimitExceeded, match=r"5 of 1200 rows failed validation"):
         finish_partition(planned.output_root, DAY, records, {}, max_quarantine_rate=0.001)
     assert read_manifest(planned.output_root, DAY) is None
-    with pytest.raises(ScoreInputError, match="not a trusted partition"):
+    with pytest.raises(ScoreInputError, match=f"^{partition_uri(planned.output_root, DAY)} has no {MANIFEST}: not a "
+                                              "trusted partition$"):
         read_partition(planned.output_root, DAY)
+
+
+@pytest.mark.parametrize(("reasons", "expected"), [
+    ([{"amount: above max": 3}, {"amount: above max": 2, "country: unknown": 5}],
+     [("amount: above max", 5), ("country: unknown", 5)]),  # ties by name
+    ([{"b": 1}, {}, {"a": 4, "b": 2}], [("a", 4), ("b", 3)]),
+    ([{}, {}], []),
+])
+def test_quarantine_reasons_sum_every_shard_most_first(reasons, expected):
+    from steps.scoring.partition import quarantine_reasons
+
+    assert quarantine_reasons([{"shard": i, "reasons": r} for i, r in enumerate(reasons)]) == expected
 
 
 def test_a_rerun_retracts_the_old_manifest_first(planned, lgbm, dataset_spec):
