@@ -29,7 +29,7 @@ def champion_gates(y: Any, p_challenger: Any, p_champion: Any, cfg: GatesConfig,
     """
     c = cfg.champion
     if c.method == "delong":
-        comparison = delong(y, p_champion, p_challenger)
+        comparison = delong(y, p_champion, p_challenger, cfg.bootstrap.confidence)
     else:
         comparison = paired_bootstrap(y, p_champion, p_challenger, cfg.primary_metric,
                                       max(cfg.bootstrap.samples, 500), cfg.bootstrap.confidence,

@@ -205,8 +205,9 @@ def _midrank_auc_components(pos: np.ndarray, neg: np.ndarray) -> tuple[float, np
     return float(v10.mean()), v10, v01
 
 
-def delong(y: np.ndarray, p_champion: np.ndarray, p_challenger: np.ndarray) -> Comparison:
-    """DeLong's test for two correlated ROC AUCs (one-sided: the challenger's AUC is higher)."""
+def delong(y: np.ndarray, p_champion: np.ndarray, p_challenger: np.ndarray, confidence: float = 0.95) -> Comparison:
+    """DeLong's test for two correlated ROC AUCs (one-sided: the challenger's AUC is higher), with the two-sided
+    ``confidence`` interval of the difference (as the paired bootstrap's)."""
     from scipy import stats
 
     y = np.asarray(y).astype(bool)
@@ -223,6 +224,6 @@ def delong(y: np.ndarray, p_champion: np.ndarray, p_challenger: np.ndarray) -> C
     else:
         z = diff / np.sqrt(var)
         p_value = float(stats.norm.sf(z))
-        half = float(stats.norm.ppf(0.975) * np.sqrt(var))
+        half = float(stats.norm.ppf(0.5 + confidence / 2) * np.sqrt(var))
     return Comparison(metric="roc_auc", champion=float(aucs[0]), challenger=float(aucs[1]), difference=diff,
                       low=diff - half, high=diff + half, p_value=p_value, method="delong")

@@ -61,6 +61,20 @@ def test_min_effect_blocks_a_significant_but_tiny_gain():
     assert not comparison.significant(alpha=0.05, min_effect=0.002)
 
 
+@pytest.mark.parametrize("confidence", [0.8, 0.9, 0.99])
+def test_the_two_tests_give_intervals_at_the_configured_confidence(confidence):
+    rng = np.random.default_rng(6)
+    y = (rng.uniform(size=6000) < 0.05).astype(int)
+    shared = rng.normal(size=6000)
+    champion, challenger = shared + rng.normal(size=6000) + y, shared + rng.normal(size=6000) + 1.15 * y
+    boot = metrics.paired_bootstrap(y, champion, challenger, samples=2000, confidence=confidence)
+    analytic = metrics.delong(y, champion, challenger, confidence=confidence)
+    assert (analytic.high - analytic.low) / (metrics.delong(y, champion, challenger).high
+                                             - metrics.delong(y, champion, challenger).low) == pytest.approx(
+        stats.norm.ppf(0.5 + confidence / 2) / stats.norm.ppf(0.975))
+    assert (boot.high - boot.low) == pytest.approx(analytic.high - analytic.low, rel=0.25)
+
+
 @pytest.mark.parametrize("gap", [0.0, 0.15, 0.4])
 def test_paired_bootstrap_agrees_with_delong(gap):
     rng = np.random.default_rng(6)
