@@ -265,3 +265,20 @@ def test_paired_auc_differences_agree_with_the_generic_bootstrap(decimals):
     assert np.std(fast) == pytest.approx(np.std(generic), rel=0.1)
     assert np.quantile(fast, [0.025, 0.975]) == pytest.approx(np.quantile(generic, [0.025, 0.975]),
                                                              abs=0.2 * np.std(generic))
+
+
+def test_resamples_run_blas_on_one_thread():
+    """Small products on several BLAS threads only wait on each other (5-15x slower on a busy 2-core box)."""
+    from threadpoolctl import threadpool_info
+
+    seen = []
+
+    def probe(s):
+        seen.append({i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"})
+        return resampling.roc_auc(s)
+
+    y, p = _holdout(False)
+    ranked = resampling.rank(y, p)
+    resampling.distributions({"auc": probe}, ranked, 5, seed=0)
+    resampling.paired_differences(probe, ranked, resampling.rank(y, p[::-1].copy()), 5, seed=0)
+    assert seen and all(threads == {1} for threads in seen)
