@@ -27,7 +27,7 @@ class MonitorFlow(ProjectFlow):
     gates = config_option("gates", "Promotion thresholds a retraining is judged by (inherited by the TrainFlow run)")
 
     date = Parameter("date", default="", help="Last partition date of the window, YYYY-MM-DD (default: today UTC).")
-    days = Parameter("days", default=0, type=int, help="Dates in the window (default: monitor.window_days).")
+    days = Parameter("days", default=0, type=int, help="Dates in the window, 1-366 (default: 0, monitor.window_days).")
     predictions = Parameter("predictions", default="", help="ScoreFlow output root (default: predictions_root).")
     labels = Parameter("labels", default="", help="Late labels location (default: feedback.labels).")
     retrain_data = Parameter("retrain-data", default="", help="Data of a retraining run (default: "
@@ -39,7 +39,8 @@ class MonitorFlow(ProjectFlow):
     def start(self):
         """Resolve the window, the monitored model's reference profile and the monitor's stored state."""
         cfg = self.typed("monitor")
-        self.roots = {"predictions": storage.absolute(self.predictions or cfg.predictions_root),
+        predictions = drift.predictions_folder(storage.absolute(self.predictions or cfg.predictions_root))
+        self.roots = {"predictions": predictions,
                       "labels": storage.absolute(self.labels or cfg.feedback.labels),
                       "state": storage.absolute(cfg.state_root)}
         self.window = drift.window_dates(plan.partition_date(self.date or None), drift.window_length(cfg, self.days))
@@ -56,7 +57,7 @@ class MonitorFlow(ProjectFlow):
         raw = [drift.measure_period(day, self.roots["predictions"], self.champion["profile"], spec,
                                     cfg.max_rows_per_period, cfg.seed) for day in self.window]
         self.periods = baseline.judge_periods(raw, self.state["periods"], cfg.drift, cfg.baseline)
-        labels = feedback.read_labels(self.roots["labels"], spec.id_column, cfg.feedback)
+        labels = feedback.read_labels(self.roots["labels"], spec.id_column, cfg.feedback, self.window[-1])
         self.performance = feedback.feedback_window(self.window[-1], self.roots["predictions"], labels, spec,
                                                     cfg.feedback, self.state["performance"])
         self.concept = feedback.concept_signals(feedback.merge_performance(self.state["performance"],
@@ -69,8 +70,9 @@ class MonitorFlow(ProjectFlow):
         """Advance the alert rules over the window (dedup, hysteresis) and apply the retraining strategy."""
         cfg = self.typed("monitor")
         periods = state.with_signals(self.periods, self.concept)
+        self.replayed = state.periods_after(self.state, self.window[-1])  # a backfill: later periods replayed
         self.rule_states, events, self.snapshots = alerts.evaluate(
-            cfg.alerts.rules, state.rules_before(self.state, self.window[0]), periods)
+            cfg.alerts.rules, state.rules_before(self.state, self.window[0]), periods + self.replayed)
         last_run = (self.state.get("last_run") or {}).get("at")
         notices = model.registry_notices(current.branch_name, current.project_name, last_run,
                                          dataset=self.typed("dataset").name)
@@ -109,7 +111,7 @@ class MonitorFlow(ProjectFlow):
         self.delivered = alerts.notify(events, cfg.alerts.webhook, run, set(self.state["delivered"]))
         self.state_uri = state.save_state(self.roots["state"], state.finished_state(  # over the loaded state only
             self.state, self.periods, self.snapshots, self.rule_states, self.performance, self.retraining,
-            self.delivered, run, cfg.keep_periods), self.state, run)
+            self.delivered, run, cfg.keep_periods, self.replayed), self.state, run)
         self.active_alerts = alerts.active(self.rule_states, cfg.alerts.rules)
         current.card["monitor"].extend(cards.monitor_card(
             state.load_state(self.roots["state"]), self.events, self.active_alerts, self.decision, self.retraining,

@@ -9,7 +9,7 @@ from base import ProjectFlow, config_option, main
 from metaflow import Parameter, card, current, step
 
 from steps.core import decision
-from steps.data import content, contract, load, split, table
+from steps.data import content, load, split, table
 from steps.gates import assess
 from steps.modeling import metrics, models, reference, training
 from steps.registry import registry
@@ -38,8 +38,7 @@ class TrainFlow(ProjectFlow):
         if not self.data_rev:  # a DVC path is relative to its repository; anything else follows the profile's roots
             source = self.typed("profile").locate(source)
         frame, lineage = load.load_table(source, spec, self.data_rev or None, self.data_repo or None,
-                                         content.data_remote(self.typed("profile").data_remote))
-        frame = contract.validate(frame, spec, lineage.source)
+                                         content.data_remote(self.typed("profile").data_remote))  # validated
         self.lineage = load.finish_lineage(lineage, frame, spec).to_dict()
         self.data_ref = table.write_table(frame, table.tables_root(self.datastore_root())).to_dict()
         self.feature_schema = training.feature_schema(spec)

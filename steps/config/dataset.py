@@ -78,7 +78,7 @@ class TimeSpec(Strict):
 
     column: str
     unit: TimeUnit = "timestamp"
-    format: str | None = Field(None, description="strptime format of string timestamps (default: inferred)")
+    format: str | None = Field(None, description="strptime format of string timestamps (default: ISO 8601 only)")
 
 
 class SplitSpec(Strict):

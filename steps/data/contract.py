@@ -117,7 +117,7 @@ def coerce_time(values: pd.Series, time: TimeSpec) -> tuple[pd.Series, list[str]
         if pd.api.types.is_datetime64_any_dtype(values):
             out = values.dt.tz_localize("UTC") if values.dt.tz is None else values.dt.tz_convert("UTC")
         else:
-            out = pd.to_datetime(values, utc=True, errors="coerce", format=time.format or "mixed")
+            out = pd.to_datetime(values, utc=True, errors="coerce", format=time.format or "ISO8601")
         if unit == "date":
             out = out.dt.normalize()
     elif unit in ("year", "period"):
@@ -141,8 +141,13 @@ def coerce_time(values: pd.Series, time: TimeSpec) -> tuple[pd.Series, list[str]
         number = pd.to_numeric(values, errors="coerce")
         out = pd.to_datetime(number, unit="s" if unit == "unix_seconds" else "ms", utc=True, errors="coerce")
     empty = out.isna()
+    unread = empty & values.notna()
+    iso = unit in ("timestamp", "date") and time.format is None and not pd.api.types.is_datetime64_any_dtype(values)
     problems = [f"time column '{name}': {int(empty.sum())} empty or unparseable value(s) at rows {_rows(empty)}"
-                + (f" (e.g. {_examples(values[empty & values.notna()])})" if (empty & values.notna()).any() else "")
+                + (f" (e.g. {_examples(values[unread])})" if unread.any() else "")
+                + ("; without time.format only ISO 8601 is read (YYYY-MM-DD[ HH:MM[:SS][+HH:MM]]): give the strptime "
+                   f"format, e.g. time: {{column: {name}, format: '%d/%m/%Y %H:%M'}}, since 02/01/2025 can be 2 "
+                   "January or 1 February" if iso and unread.any() else "")
                 ] if empty.any() else []
     return out, problems
 

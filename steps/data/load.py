@@ -19,7 +19,7 @@ from steps.core import storage
 from steps.core.errors import UserError
 from steps.core.project import PROJECT_ROOT
 from steps.data import content, table
-from steps.data.contract import DataValidationError, time_label
+from steps.data.contract import DataValidationError, time_label, validate
 
 logger = logging.getLogger(__name__)
 
@@ -61,7 +61,10 @@ def read_source(source: str, data_rev: str | None = None, repo: str | Path | Non
         except Exception as err:  # dvc raises many types; the message must name path and revision
             raise DataSourceError(f"cannot read DVC-tracked {source} at revision {data_rev}: {err}") from err
     if storage.is_s3(source):
-        body = storage.read_bytes(source)
+        try:
+            body = storage.read_bytes(source)
+        except Exception as err:  # botocore: no credentials, access denied, no such bucket, endpoint unreachable
+            raise DataSourceError(f"cannot read {source}: {type(err).__name__}: {err}") from None
         if body is None:
             raise DataSourceError(f"data object not found: {source}")
         return body
@@ -125,7 +128,9 @@ def git_state(repo: Path = PROJECT_ROOT) -> tuple[str | None, bool | None]:
 
 def load_table(source: str, spec: DatasetConfig, data_rev: str | None = None,
                repo: str | Path | None = None, remote: str | None = None) -> tuple[pd.DataFrame, Lineage]:
-    """Read ``source`` (or the DVC-tracked file at ``data_rev`` of ``repo``), derive target and id, record lineage.
+    """Read ``source`` (or the DVC-tracked file at ``data_rev`` of ``repo``), derive the target, validate it
+    (``contract.validate``: DataValidationError naming the file), and only then store its bytes in ``remote`` (a
+    rejected file never lands there) and record lineage.
 
     Args:
         source: a local path or s3:// URL; with ``data_rev``, a path inside the DVC repository.
@@ -137,22 +142,22 @@ def load_table(source: str, spec: DatasetConfig, data_rev: str | None = None,
     if data_rev is not None and source.startswith(("s3://", "/")):
         raise UserError(f"--data-rev needs a path inside the DVC repository, got {source}")
     repo_path = Path(repo) if repo else PROJECT_ROOT
+    label = source if data_rev is None else f"{source}@{data_rev}"
     local = data_rev is None and not storage.is_s3(source) and Path(source).is_file()
     if local:  # hashed in chunks and parsed in place: the file's bytes are never held whole
         path = Path(source)
         digest, size = storage.sha256_file(path), path.stat().st_size
-        frame = parse_table(path, source)
+        frame = validate(derive_columns(parse_table(path, source), spec), spec, label)
         stored = content.store(path, remote)
     else:
         blob = read_source(source, data_rev, repo_path)
         digest, size = hashlib.sha256(blob).hexdigest(), len(blob)
-        frame = parse_table(blob, source)
+        frame = validate(derive_columns(parse_table(blob, source), spec), spec, label)
         stored = content.store(blob, remote)
         del blob
-    frame = derive_columns(frame, spec)
     revision, dirty = git_state()  # the code revision; the data version is data_rev + dvc_md5
     lineage = Lineage(
-        source=source if data_rev is None else f"{source}@{data_rev}",
+        source=label,
         sha256=digest,
         size_bytes=size,
         rows=len(frame),

@@ -8,6 +8,7 @@ import math
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
 from datetime import date, timedelta
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -22,7 +23,8 @@ from steps.config.base import validate
 from steps.config.dataset import ROW_KEY, DatasetConfig
 from steps.config.monitor import MonitorConfig
 from steps.core.decision import in_band
-from steps.core.storage import join_uri
+from steps.core.errors import UserError
+from steps.core.storage import is_s3, join_uri
 from steps.data.contract import ScoreInputError, numeric_values, row_key_prefix
 from steps.modeling.reference import categorical_shares, sorted_shares
 from steps.scoring.partition import read_manifest, untrusted
@@ -196,6 +198,14 @@ def window_length(cfg: MonitorConfig, days: int) -> int:
     if not days:
         return cfg.window_days
     return validate(MonitorConfig, {**cfg.model_dump(), "window_days": days}, "--days").window_days
+
+
+def predictions_folder(root: str) -> str:
+    """``root`` (ScoreFlow's output, a folder of ``dt=`` partitions); UserError when it is a file, a mistyped
+    ``--predictions`` (a folder not there yet is not an error: each date then alerts that it has no partition)."""
+    if not is_s3(root) and Path(root).is_file():
+        raise UserError(f"--predictions {root} is a file: give ScoreFlow's output folder (its dt=<date> partitions)")
+    return root
 
 
 def window_dates(end: str, days: int) -> list[str]:

@@ -23,9 +23,11 @@ logger = logging.getLogger(__name__)
 SOURCE, ROW = "_source", "_row"  # where each label came from: its file and row (for errors about its id)
 
 
-def read_labels(location: str, id_column: str, cfg: FeedbackConfig) -> pd.DataFrame:
+def read_labels(location: str, id_column: str, cfg: FeedbackConfig, as_of: str | None = None) -> pd.DataFrame:
     """Every label file under ``location`` (id, label, label time, and each row's file and row number); empty when
-    there are none yet. A missing label is not a label yet (the row is left out).
+    there are none yet. A missing label is not a label yet (the row is left out). ``as_of`` (a date): only labels
+    whose label time is on or before it (UTC), so a rerun or backfill of a date sees what had arrived by then, not
+    labels from its future (a label without a time counts as arrived).
 
     Raises:
         ScoreInputError: a file lacks a required column, or holds labels other than 0/1 (named with the file, rows
@@ -47,6 +49,10 @@ def read_labels(location: str, id_column: str, cfg: FeedbackConfig) -> pd.DataFr
         frames.append(_binary_labels(frame.assign(**where), cfg.label_column, path))
     labels = pd.concat(frames, ignore_index=True)
     if cfg.label_time_column in labels.columns:  # a corrected label supersedes the earlier one
+        if as_of is not None:
+            arrived = pd.to_datetime(labels[cfg.label_time_column], utc=True, errors="coerce", format="ISO8601")
+            cutoff = pd.Timestamp(as_of, tz="UTC") + pd.Timedelta(days=1)
+            labels = labels[~(arrived >= cutoff)]  # NaT (no time) counts as arrived
         labels = labels.sort_values(cfg.label_time_column, kind="stable")
     return labels.drop_duplicates(id_column, keep="last")
 

@@ -64,6 +64,13 @@ def rules_before(state: dict[str, Any], first_period: str) -> dict[str, dict[str
     return {} if any(p["period"] >= first_period for p in state["periods"]) else state.get("rules", {})
 
 
+def periods_after(state: dict[str, Any], last_period: str) -> list[dict[str, Any]]:
+    """The stored periods newer than ``last_period``. A run of an earlier window (a backfill) replays their stored
+    signals through the alert rules after its own periods, so the rule states it saves are those after the newest
+    period, not rewound to the window's end (an alert that fired later would be cleared without a word)."""
+    return [p for p in state["periods"] if p["period"] > last_period]
+
+
 def updated_state(state: dict[str, Any], judged: list[dict[str, Any]], snapshots: list[dict[str, Any]],
                   rules: dict[str, Any], performance: list[dict[str, Any]], keep: int) -> dict[str, Any]:
     """The state with the window's periods (and their rule snapshots) replacing any earlier copies."""
@@ -79,9 +86,13 @@ def updated_state(state: dict[str, Any], judged: list[dict[str, Any]], snapshots
 
 def finished_state(state: dict[str, Any], judged: list[dict[str, Any]], snapshots: list[dict[str, Any]],
                    rules: dict[str, Any], performance: list[dict[str, Any]], retraining: dict[str, Any] | None,
-                   delivered: list[str], run: str, keep: int) -> dict[str, Any]:
-    """The state to save at the end of a run: history, rule states, retraining record, delivered event ids."""
-    new = updated_state(state, judged, snapshots, rules, performance, keep)
+                   delivered: list[str], run: str, keep: int,
+                   replayed: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """The state to save at the end of a run: history, rule states, retraining record, delivered event ids.
+
+    ``snapshots``: the rule states after each of ``judged`` and then of ``replayed`` (:func:`periods_after`).
+    """
+    new = updated_state(state, [*judged, *(replayed or [])], snapshots, rules, performance, keep)
     now = datetime.now(UTC).isoformat(timespec="seconds")
     if retraining is not None and retraining.get("run"):
         new["retrain"] = {**retraining, "at": now}
@@ -100,8 +111,9 @@ def summary(periods: list[dict[str, Any]], events: list[dict[str, Any]], active:
         lines.append(f"{p['period']}: {p['rows']} rows; " + ("breached: " + "; ".join(hits) if hits else "clean"))
     lines += [f"event: {e['tier']} {e['rule']} {e['kind']} ({e['period']})" for e in events]
     lines.append("active alerts: " + (", ".join(f"{a['rule']} ({a['tier']})" for a in active) or "none"))
-    lines.append(f"retraining: {decision['reason']}" + (
-        f" -> {retraining['run']} {retraining['status']}" if retraining else ""))
+    started = f" -> {retraining['run']} {retraining['status']}" if retraining and retraining.get("run") else (
+        f" ({retraining['status']})" if retraining else "")
+    lines.append(f"retraining: {decision['reason']}{started}")
     lines.append(f"state: {state_uri}")
     return "\n".join(lines)
 

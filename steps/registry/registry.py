@@ -77,6 +77,7 @@ from steps.registry.store import (
     event_store,
     fault_after_event,
     run_datastore,
+    run_id_of,
 )
 
 logger = logging.getLogger(__name__)
@@ -195,7 +196,7 @@ class Registry:
     def run(self, run: Run | str, any_dataset: bool = False) -> Run:
         """A fresh ``Run`` for a run id, pathspec or Run, checked to belong to this project branch (and, unless
         ``any_dataset``, to this registry's dataset)."""
-        run_id = run.id if isinstance(run, Run) else str(run).split("/")[-1]
+        run_id = run.id if isinstance(run, Run) else run_id_of(str(run), self.flow)
         with global_namespace():
             try:
                 found = Run(f"{self.flow}/{run_id}")

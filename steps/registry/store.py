@@ -23,6 +23,17 @@ class RegistryError(UserError):
     """A registry operation was refused or cannot be carried out."""
 
 
+def run_id_of(given: str, flow: str) -> str:
+    """The run id in ``given`` (``123`` or ``<flow>/123``); RegistryError naming it for anything else (another
+    flow's run, a step or task path, nothing)."""
+    parts = given.strip().split("/")
+    if len(parts) == 1 and parts[0]:
+        return parts[0]
+    if len(parts) == 2 and parts[0] == flow and parts[1]:
+        return parts[1]
+    raise RegistryError(f"{given!r} is not a {flow} run: give its id (e.g. 1796226278058349) or {flow}/<id>")
+
+
 class EventExists(RegistryError):
     """An audit event of that name (sequence number) already exists: another change landed first."""
 

@@ -21,7 +21,7 @@ PERFORMANCE_DAYS = 14  # newest labelled days in the MonitorFlow card's AUC tabl
 
 
 def _fmt(value: Any) -> str:
-    return f"{value:.4f}" if isinstance(value, float) else str(value)
+    return f"{value:.4f}" if isinstance(value, float) else "-" if value is None else str(value)
 
 
 def training_card(summaries: list[dict[str, Any]], curves: dict[str, Any], chosen: str, metric: str,

@@ -127,10 +127,12 @@ def test_runs_cli_shows_the_window_and_the_alerts(monitor_drift, workspace) -> N
     ({"model_run": "TrainFlow/123"}, ("model run TrainFlow/123 not found",)),
     ({"model_run": "ScoreFlow/123"},
      ("model run 'ScoreFlow/123': expected TrainFlow/<run id> or DistillFlow/<run id>",)),
+    ({"predictions": "<a file>"}, ("state.json is a file: give ScoreFlow's output folder (its dt=<date> partitions)",)),
 ])
 def test_bad_input_stops_at_start_with_its_message_without_a_retry(root, workspace, monitor_configs, production,
                                                                     monitor_drift, params, message) -> None:
     before = production["state"].joinpath("state.json").read_bytes()
+    params = {k: str(production["state"] / "state.json") if v == "<a file>" else v for k, v in params.items()}
     result = run_flow(root, workspace, "monitor_flow.py", monitor_configs, date=DRIFT_DAY, **params)
     assert result.status == "failed"
     out = result.stdout + result.stderr

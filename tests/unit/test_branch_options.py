@@ -15,3 +15,4 @@ from steps.registry.registry import branch_options, project_branch
 ])
 def test_options_give_back_the_branch(branch, production, options):
     assert branch_options(project_branch(branch, production, user="alice")) == options
+

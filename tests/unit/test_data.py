@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import io
+import re
 from collections.abc import Callable
 from pathlib import Path
 
@@ -161,6 +162,25 @@ def test_each_violation_names_column_row_and_value(raw_frame: pd.DataFrame, data
     err = violations(mutate(raw_frame), dataset_spec)
     assert len(err.violations) == count, err.violations
     assert [f for f in fragments if f not in str(err)] == []
+
+
+def test_day_first_date_strings_are_refused_without_a_format_and_read_with_one(raw_frame: pd.DataFrame,
+                                                                              dataset_spec: DatasetConfig) -> None:
+    """'02/01/2025' is 2 January or 1 February: without time.format only ISO 8601 is read (pandas' per-value guess
+    read days up to 12 month-first and the others day-first, silently mixing the dates)."""
+    times = pd.to_datetime(raw_frame["event_time"], utc=True)
+    day_first = raw_frame.assign(event_time=times.dt.strftime("%d/%m/%Y %H:%M:%S"))
+    err = violations(day_first, dataset_spec)
+    assert len(err.violations) == 1
+    assert err.violations[0].startswith(f"time column 'event_time': {len(raw_frame)} empty or unparseable value(s) "
+                                        "at rows 0, 1, 2, 3, 4 ... (e.g. ")
+    assert "without time.format only ISO 8601 is read" in str(err) and "format: '%d/%m/%Y %H:%M'" in str(err)
+    day_first_format = dataset_spec.time.model_copy(update={"format": "%d/%m/%Y %H:%M:%S"})
+    spec = dataset_spec.model_copy(update={"time": day_first_format})
+    validated = validate(day_first, spec, "in/test.parquet")
+    assert validated["event_time"].tolist() == times.dt.floor("s").tolist()
+    assert validate(raw_frame.assign(event_time=times.dt.strftime("%Y-%m-%dT%H:%M:%S%z")), dataset_spec,
+                    "in/iso.parquet")["event_time"].tolist() == times.dt.floor("s").tolist()
 
 
 @pytest.mark.parametrize("mutate", [
@@ -449,3 +469,29 @@ def test_derive_columns_when_the_source_column_is_missing() -> None:
     assert "is_delayed" not in out.columns and len(out) == 5
     err = violations(out, derived_spec())
     assert "missing columns: ['arr_delay']" in str(err)
+
+
+def test_an_s3_source_without_credentials_is_a_data_source_error_naming_it(monkeypatch, tmp_path) -> None:
+    from steps.data.load import DataSourceError, read_source
+
+    for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"):
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    monkeypatch.setenv("METAFLOW_S3_ENDPOINT_URL", "http://127.0.0.1:9/no-credentials-test")  # a client of its own
+    with pytest.raises(DataSourceError, match=r"^cannot read s3://my-bucket/x.parquet: NoCredentialsError: Unable "
+                                              "to locate credentials$"):
+        read_source("s3://my-bucket/x.parquet")
+
+
+def test_only_a_valid_file_is_stored_in_the_data_remote(files: dict[str, Path], dataset_spec: DatasetConfig,
+                                                        tmp_path: Path) -> None:
+    remote = tmp_path / "remote"
+    bad = tmp_path / "bad.parquet"
+    pd.read_parquet(files["parquet"]).drop(columns=["country"]).to_parquet(bad)
+    with pytest.raises(DataValidationError, match=rf"(?s){re.escape(str(bad))}: 1 validation error.*missing columns"):
+        load_table(str(bad), dataset_spec, remote=str(remote))
+    assert not remote.exists() or not any(p.is_file() for p in remote.rglob("*"))  # nothing stored
+    _, lineage = load_table(str(files["parquet"]), dataset_spec, remote=str(remote))
+    assert Path(lineage.extra["content"]["object"]).read_bytes() == files["parquet"].read_bytes()

@@ -447,6 +447,22 @@ def test_labels_are_0_1_and_a_missing_one_is_not_a_label_yet(tmp_path, values) -
     assert str(labels["label"].dtype) == "int64" and labels["_row"].tolist() == [0, 1, 3]
 
 
+@pytest.mark.parametrize(("as_of", "ids", "labels"), [
+    (None, [2, 3, 1, 4], [0, 0, 1, 1]),         # everything, the correction of id 1 included
+    ("2026-01-06", [1, 2, 4], [0, 0, 1]),       # label times up to the end of that day (UTC); no time: arrived
+    ("2026-01-07", [2, 3, 1, 4], [0, 0, 1, 1]),
+    ("2026-01-04", [4], [1]),
+])
+def test_labels_are_read_as_they_stood_at_a_date(tmp_path, as_of, ids, labels) -> None:
+    """A backfill of 2026-01-06 must not see labels that arrived after it (its results would change with the day it
+    runs); the correction of id 1 on 01-07 supersedes its 01-05 label from then on."""
+    _labels(tmp_path, transaction_id=[1, 2, 3, 4, 1], label=[0, 0, 0, 1, 1],
+            label_time=["2026-01-05T10:00:00Z", "2026-01-06T23:59:59Z", "2026-01-07T00:00:00Z", None,
+                        "2026-01-07T08:00:00Z"])
+    got = read_labels(str(tmp_path / "labels"), "transaction_id", FeedbackConfig(), as_of)
+    assert got["transaction_id"].tolist() == ids and got["label"].tolist() == labels
+
+
 def test_labels_other_than_0_1_name_the_file_rows_and_values(tmp_path) -> None:
     path = _labels(tmp_path, transaction_id=[1, 2, 3, 4], label=["1", "yes", "0", "no"])
     with pytest.raises(ScoreInputError) as err:
@@ -523,3 +539,42 @@ def test_a_save_in_the_moment_between_the_check_and_the_write_is_not_undone(tmp_
         states.save_state(root, {**loaded, "last_run": {"run": "MonitorFlow/2"}}, loaded, "MonitorFlow/2")
     monkeypatch.undo()
     assert states.load_state(root) == theirs
+
+
+def _period(day: str, failed: bool) -> dict:
+    return {"period": day, "scored": not failed, "rows": 0 if failed else 100, "measurements": [], "model": None,
+            "signals": {"scoring_failed": {"breach": failed, "value": float(failed), "detail": ""}}}
+
+
+def test_a_backfill_replays_the_later_periods_so_a_later_alert_stays_active() -> None:
+    """Rerunning 01-05 after 01-07 fired a critical alert must not clear it (it was rewound to 01-05's states)."""
+    from steps.config.monitor import AlertRule
+    from steps.monitoring import alerts
+    from steps.monitoring.state import empty_state, finished_state, periods_after
+
+    rules = [AlertRule(name="scoring_failed", tier="critical", signal="scoring_failed")]
+    history = [_period("2026-01-05", False), _period("2026-01-06", False), _period("2026-01-07", True)]
+    states, _, snapshots = alerts.evaluate(rules, {}, history)
+    saved = finished_state(empty_state(), history, snapshots, states, [], None, [], "MonitorFlow/1", 90)
+    assert [a["rule"] for a in alerts.active(saved["rules"], rules)] == ["scoring_failed"]
+
+    window = [_period("2026-01-05", False)]  # the backfill
+    replayed = periods_after(saved, "2026-01-05")
+    assert [p["period"] for p in replayed] == ["2026-01-06", "2026-01-07"]
+    states, events, snapshots = alerts.evaluate(rules, rules_before(saved, "2026-01-05"), window + replayed)
+    again = finished_state(saved, window, snapshots, states, [], None, [], "MonitorFlow/2", 90, replayed)
+    assert [a["rule"] for a in alerts.active(again["rules"], rules)] == ["scoring_failed"]  # still firing
+    assert [p["period"] for p in again["periods"]] == ["2026-01-05", "2026-01-06", "2026-01-07"]
+    assert again["periods"][-1]["rules_after"] == saved["periods"][-1]["rules_after"]
+    assert [(e.rule, e.period) for e in events] == [("scoring_failed", "2026-01-07")]  # the same id: not sent twice
+    assert periods_after(saved, "2026-01-07") == []  # the usual run: nothing to replay
+
+
+def test_the_summary_says_why_no_retraining_started_without_a_none() -> None:
+    from steps.monitoring.state import summary
+
+    record = {"run": None, "status": "not started (launcher none)"}
+    text = summary([], [], [], {"reason": "drift in feature_drift"}, record, "out/state.json")
+    assert "retraining: drift in feature_drift (not started (launcher none))" in text and "None" not in text
+    started = summary([], [], [], {"reason": "scheduled"}, {"run": "TrainFlow/7", "status": "running"}, "s")
+    assert "retraining: scheduled -> TrainFlow/7 running" in started
