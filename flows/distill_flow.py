@@ -68,7 +68,9 @@ class DistillFlow(ProjectFlow):
         self.student = {**ev, "fingerprint": models.fingerprint(self.student_blob), "fit": fit_info,
                         "quantization": onnx.explain_quantization(quant),
                         "onnx_fingerprint": models.fingerprint(self.student_onnx)}
-        print(f"{student.name}: AUC {ev['auc']:.4f}, parity {ev['parity']}")
+        print(f"{student.name}: AUC {ev['auc']:.4f}; parity " + "; ".join(
+            f"{runtime} max |diff| {p['max_abs_diff']:.2e}, {p['decision_flips']} decision flip(s)"
+            + ("" if p.get("passed", True) else " (failed)") for runtime, p in ev["parity"].items()))
         self.next(self.join)
 
     @card(type="blank", id="distill")
@@ -103,8 +105,8 @@ class DistillFlow(ProjectFlow):
                                                          dataset=self.typed("dataset").name)
         outcome = ("now serving" if self.registry_event else
                    "not serving: " + ", ".join(self.gate_summary["failed"]))
-        print(f"student {self.model_name or '-'} of teacher TrainFlow/{self.teacher_run_id} in {current.pathspec}: "
-              f"{outcome}")
+        student = f"student {self.model_name}" if self.model_name else "no student chosen"
+        print(f"{student} (teacher TrainFlow/{self.teacher_run_id}) in {current.pathspec}: {outcome}")
         print(f"Card: python flows/distill_flow.py card view {current.run_id}/join")
 
 

@@ -50,11 +50,14 @@ def list_inputs(location: str) -> list[str]:
         from pyarrow import fs
 
         filesystem, path = arrow_s3(), location[len("s3://"):].rstrip("/")
-        info = filesystem.get_file_info(path)
-        if info.type == fs.FileType.File:
-            return [location]
-        found = [] if info.type == fs.FileType.NotFound else filesystem.get_file_info(
-            fs.FileSelector(path, recursive=True))
+        try:
+            info = filesystem.get_file_info(path)
+            if info.type == fs.FileType.File:
+                return [location]
+            found = [] if info.type == fs.FileType.NotFound else filesystem.get_file_info(
+                fs.FileSelector(path, recursive=True))
+        except OSError as err:  # no credentials, access denied, an unreachable endpoint: pyarrow raises OSError
+            raise ScoreInputError(f"cannot list {location}: {err}") from None
         files = sorted(f"s3://{f.path}" for f in found if f.type == fs.FileType.File and f.path.endswith(".parquet")
                        and _visible(f.path[len(path):]))
     else:

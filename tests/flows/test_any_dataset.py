@@ -71,7 +71,7 @@ def setup(root: Path, config_paths: dict[str, Path], tmp_path_factory) -> dict[s
         day.to_parquet(folder / "day.parquet", index=False)
         (folder / "labels").mkdir()
         pd.DataFrame({"row_key": [f"day.parquet#{i}" for i in range(len(day))], "label": label.to_numpy(),
-                      "label_time": pd.Timestamp("2026-01-06", tz="UTC")}).to_parquet(folder / "labels" / "l.parquet")
+                      "label_time": pd.Timestamp(f"{DAY}T18:00", tz="UTC")}).to_parquet(folder / "labels" / "l.parquet")
         monitor = {"predictions_root": str(folder / "predictions"), "state_root": str(folder / "monitor"),
                    "feedback": {"labels": str(folder / "labels"), "min_positives": 10},
                    "alerts": {"rules": [{"name": "scoring_failed", "tier": "critical", "signal": "scoring_failed"},
