@@ -270,3 +270,26 @@ def render_card(html: str, name: str, directory: Path, width: int = 1400) -> dic
     _browse(page, f"--window-size={width},{height}", "--virtual-time-budget=15000",
             f"--screenshot={SCREENSHOTS / f'{name}.png'}")
     return measured
+
+
+def assert_a_save_between_check_and_write_loses(root: str, monkeypatch: Any) -> dict[str, Any]:
+    """MonitorFlow/9 saves the state at ``root`` just after MonitorFlow/2's check, before its write: /2's save must
+    fail with StateChanged naming /9, and /9's state stay. Returns /9's state."""
+    import pytest
+
+    from steps.monitoring import state as states
+
+    loaded = states.empty_state()
+    theirs = {**loaded, "last_run": {"run": "MonitorFlow/9", "at": "2026-01-03T05:00:00+00:00"}}
+    real = states.replace_if
+
+    def another_run_saves_first(uri: str, body: bytes, version: str | None) -> None:
+        real(uri, json.dumps(theirs).encode(), version)  # after this run's check, before its write
+        real(uri, body, version)
+
+    with monkeypatch.context() as patched:
+        patched.setattr(states, "replace_if", another_run_saves_first)
+        with pytest.raises(states.StateChanged, match="changed since MonitorFlow/2 loaded it: MonitorFlow/9 saved"):
+            states.save_state(root, {**loaded, "last_run": {"run": "MonitorFlow/2"}}, loaded, "MonitorFlow/2")
+    assert states.load_state(root) == theirs
+    return theirs

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import json
-
 import boto3
 import pytest
+from support import assert_a_save_between_check_and_write_loses
 
 from steps.registry import store as stores
 
@@ -67,19 +66,8 @@ def test_replace_if_is_a_compare_and_swap_on_the_local_s3_server(s3_endpoint, bu
 def test_the_monitor_state_on_s3_is_never_saved_over_a_newer_one(s3_endpoint, bucket, monkeypatch):
     from steps.monitoring import state as states
 
-    root, loaded = f"s3://{bucket}/monitor-state", states.empty_state()
-    theirs = {**loaded, "last_run": {"run": "MonitorFlow/9", "at": "2026-01-03T05:00:00+00:00"}}
-    real = states.replace_if
-
-    def another_run_saves_first(uri: str, body: bytes, version: str | None) -> None:
-        real(uri, json.dumps(theirs).encode(), version)  # after this run's check, before its write
-        real(uri, body, version)
-
-    monkeypatch.setattr(states, "replace_if", another_run_saves_first)
-    with pytest.raises(states.StateChanged, match="changed since MonitorFlow/2 loaded it: MonitorFlow/9 saved it"):
-        states.save_state(root, {**loaded, "last_run": {"run": "MonitorFlow/2"}}, loaded, "MonitorFlow/2")
-    monkeypatch.undo()
-    assert states.load_state(root) == theirs
+    root = f"s3://{bucket}/monitor-state"
+    theirs = assert_a_save_between_check_and_write_loses(root, monkeypatch)
     mine = {**theirs, "last_run": {"run": "MonitorFlow/10"}}
     assert states.save_state(root, mine, theirs, "MonitorFlow/10") == f"{root}/state.json"
     assert states.load_state(root) == mine

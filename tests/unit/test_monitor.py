@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import json
 import math
 from pathlib import Path
 
@@ -12,6 +11,7 @@ import pandas as pd
 import pytest
 from scipy import stats
 from scipy.spatial.distance import jensenshannon
+from support import assert_a_save_between_check_and_write_loses
 
 from steps.config import BaselineConfig, DriftConfig, FeedbackConfig, ReferenceConfig, StatisticThreshold
 from steps.core.errors import UserError
@@ -524,21 +524,7 @@ def test_the_state_is_saved_only_over_the_one_the_run_loaded(tmp_path) -> None:
 
 def test_a_save_in_the_moment_between_the_check_and_the_write_is_not_undone(tmp_path, monkeypatch) -> None:
     """The check and the write are one compare-and-swap: another run saving just after the check still wins."""
-    from steps.monitoring import state as states
-
-    root, loaded = str(tmp_path), states.empty_state()
-    theirs = {**loaded, "last_run": {"run": "MonitorFlow/9", "at": "2026-01-03T05:00:00+00:00"}}
-    real = states.replace_if
-
-    def another_run_saves_first(uri: str, body: bytes, version: str | None) -> None:
-        real(uri, json.dumps(theirs).encode(), version)  # another run saves after this run's check, before its write
-        real(uri, body, version)
-
-    monkeypatch.setattr(states, "replace_if", another_run_saves_first)
-    with pytest.raises(states.StateChanged, match="changed since MonitorFlow/2 loaded it: MonitorFlow/9 saved it"):
-        states.save_state(root, {**loaded, "last_run": {"run": "MonitorFlow/2"}}, loaded, "MonitorFlow/2")
-    monkeypatch.undo()
-    assert states.load_state(root) == theirs
+    assert_a_save_between_check_and_write_loses(str(tmp_path), monkeypatch)
 
 
 def _period(day: str, failed: bool) -> dict:
