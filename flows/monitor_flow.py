@@ -43,7 +43,8 @@ class MonitorFlow(ProjectFlow):
         self.roots = {"predictions": predictions,
                       "labels": storage.absolute(self.labels or cfg.feedback.labels),
                       "state": storage.absolute(cfg.state_root)}
-        self.window = drift.window_dates(plan.partition_date(self.date or None), drift.window_length(cfg, self.days))
+        self.window = drift.window_dates(drift.not_future(plan.partition_date(self.date or None)),
+                                         drift.window_length(cfg, self.days))
         model_run = self.model_run or model.scoring_model(self.window, self.roots["predictions"])
         self.champion = model.model_reference(model_run, current.branch_name, current.project_name,
                                               self.typed("dataset"))

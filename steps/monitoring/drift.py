@@ -7,7 +7,7 @@ import logging
 import math
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -206,6 +206,17 @@ def predictions_folder(root: str) -> str:
     if not is_s3(root) and Path(root).is_file():
         raise UserError(f"--predictions {root} is a file: give ScoreFlow's output folder (its dt=<date> partitions)")
     return root
+
+
+def not_future(end: str, today: date | None = None) -> str:
+    """``end`` (``--date``), or UserError when it is after tomorrow (UTC; a day of slack for time zones ahead): a
+    period that has not happened has no predictions, and once stored it would stay the newest of the history, which
+    every later run replays (:func:`steps.monitoring.state.periods_after`)."""
+    today = today or datetime.now(UTC).date()
+    if date.fromisoformat(end) > today + timedelta(days=1):
+        raise UserError(f"--date {end} is in the future (today is {today.isoformat()} UTC): give a date that has "
+                        "happened")
+    return end
 
 
 def window_dates(end: str, days: int) -> list[str]:

@@ -564,3 +564,20 @@ def test_the_summary_says_why_no_retraining_started_without_a_none() -> None:
     assert "retraining: drift in feature_drift (not started (launcher none))" in text and "None" not in text
     started = summary([], [], [], {"reason": "scheduled"}, {"run": "TrainFlow/7", "status": "running"}, "s")
     assert "retraining: scheduled -> TrainFlow/7 running" in started
+
+
+@pytest.mark.parametrize(("end", "refused"), [("2026-12-02", False), ("2026-12-03", False), ("2026-12-04", True),
+                                              ("2030-01-01", True), ("2026-01-06", False)])
+def test_a_date_in_the_future_is_refused(end, refused) -> None:
+    """A stray future period would stay the newest of the history, replayed by every later run."""
+    from datetime import date
+
+    from steps.core.errors import UserError
+    from steps.monitoring.drift import not_future
+
+    today = date(2026, 12, 2)
+    if refused:
+        with pytest.raises(UserError, match=rf"^--date {end} is in the future \(today is 2026-12-02 UTC\)"):
+            not_future(end, today)
+    else:
+        assert not_future(end, today) == end
