@@ -28,13 +28,17 @@ def test_registry_covers_every_configurable_type() -> None:
 @pytest.mark.parametrize("type_", TYPES)
 def test_scoring_on_threads_gives_each_row_the_score_of_one_call(fitted: dict[str, Pipeline], split: Split,
                                                                 dataset_spec: DatasetConfig, type_: str,
-                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+                                                                monkeypatch: pytest.MonkeyPatch,
+                                                                request: pytest.FixtureRequest) -> None:
     one = models.predict_proba(fitted[type_], split.validation, dataset_spec)
     monkeypatch.setattr(models, "PARALLEL_MIN_ROWS", 10)  # the fixture is small: chunk it anyway
     estimator = fitted[type_][-1]
     n_jobs = estimator.get_params().get("n_jobs")
     if n_jobs is not None:  # a model trained on several threads predicts each chunk on one, then gets them back
-        monkeypatch.setattr(estimator, "n_jobs", 2)
+        # through set_params, as the code reads it: LightGBM's get_params prefers what set_params stored over the
+        # attribute (a ScoreFlow test's NativeScorer sets n_jobs on this shared fixture)
+        estimator.set_params(n_jobs=2)
+        request.addfinalizer(lambda: estimator.set_params(n_jobs=n_jobs))
     for threads in (2, 3):
         np.testing.assert_array_equal(models.predict_proba(fitted[type_], split.validation, dataset_spec, threads),
                                       one)
