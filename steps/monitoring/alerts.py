@@ -161,6 +161,13 @@ def read_events(state_root: str, periods: list[str]) -> list[dict[str, Any]]:
     return found
 
 
+def unraised(events: list[Event], state_root: str, replayed: list[str]) -> list[Event]:
+    """``events`` less those of the ``replayed`` periods already stored: a backfill re-derives the later periods'
+    transitions, and only one that came out differently is raised (and stored, and sent) again."""
+    stored = {e["id"] for e in read_events(state_root, replayed)}
+    return [e for e in events if e.period not in replayed or e.id not in stored]
+
+
 def webhook_url(cfg: WebhookConfig) -> str | None:
     """The configured URL, else the one in ``cfg.url_env``; None when neither is set."""
     return cfg.url or os.environ.get(cfg.url_env) or None

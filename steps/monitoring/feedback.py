@@ -15,7 +15,7 @@ from steps.data.contract import ScoreInputError
 from steps.modeling.metrics import bootstrap_ci
 from steps.monitoring.drift import read_inputs, window_dates
 from steps.scoring.partition import read_manifest, read_partition
-from steps.scoring.plan import list_inputs, open_parquet
+from steps.scoring.plan import InputsUnreadable, list_inputs, open_parquet
 
 logger = logging.getLogger(__name__)
 
@@ -23,11 +23,9 @@ logger = logging.getLogger(__name__)
 SOURCE, ROW = "_source", "_row"  # where each label came from: its file and row (for errors about its id)
 
 
-def read_labels(location: str, id_column: str, cfg: FeedbackConfig, as_of: str | None = None) -> pd.DataFrame:
+def read_labels(location: str, id_column: str, cfg: FeedbackConfig) -> pd.DataFrame:
     """Every label file under ``location`` (id, label, label time, and each row's file and row number); empty when
-    there are none yet. A missing label is not a label yet (the row is left out). ``as_of`` (a date): only labels
-    whose label time is on or before it (UTC), so a rerun or backfill of a date sees what had arrived by then, not
-    labels from its future (a label without a time counts as arrived).
+    there are none yet. A missing label is not a label yet (the row is left out).
 
     Raises:
         ScoreInputError: a file lacks a required column, or holds labels other than 0/1 (named with the file, rows
@@ -35,6 +33,8 @@ def read_labels(location: str, id_column: str, cfg: FeedbackConfig, as_of: str |
     """
     try:
         files = list_inputs(location)
+    except InputsUnreadable:
+        raise  # no credentials or no endpoint is not "no labels yet"
     except ScoreInputError:
         logger.info("no labels at %s yet", location)
         return pd.DataFrame(columns=[id_column, cfg.label_column, cfg.label_time_column, SOURCE, ROW])
@@ -49,10 +49,6 @@ def read_labels(location: str, id_column: str, cfg: FeedbackConfig, as_of: str |
         frames.append(_binary_labels(frame.assign(**where), cfg.label_column, path))
     labels = pd.concat(frames, ignore_index=True)
     if cfg.label_time_column in labels.columns:  # a corrected label supersedes the earlier one
-        if as_of is not None:
-            arrived = pd.to_datetime(labels[cfg.label_time_column], utc=True, errors="coerce", format="ISO8601")
-            cutoff = pd.Timestamp(as_of, tz="UTC") + pd.Timedelta(days=1)
-            labels = labels[~(arrived >= cutoff)]  # NaT (no time) counts as arrived
         labels = labels.sort_values(cfg.label_time_column, kind="stable")
     return labels.drop_duplicates(id_column, keep="last")
 

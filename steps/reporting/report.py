@@ -111,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--retrained-run", action="store_true", help="only print the id of the TrainFlow run the "
                         "latest MonitorFlow run started (default: off)")
     args = parser.parse_args(argv)
-    if args.out.exists() and not args.out.is_dir():
+    if not args.retrained_run and args.out.exists() and not args.out.is_dir():
         parser.error(f"--out {args.out} is a file, not a folder (the cards are written into it)")
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     say = console(__name__)

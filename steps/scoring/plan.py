@@ -40,11 +40,16 @@ def _visible(relative: str) -> bool:
     return not any(part.startswith((".", "_")) for part in relative.split("/") if part)
 
 
+class InputsUnreadable(ScoreInputError):
+    """The input location could not be listed (no credentials, access denied, no endpoint): not "nothing there"."""
+
+
 def list_inputs(location: str) -> list[str]:
     """The Parquet files of ``location``: a file, or every ``*.parquet`` below a folder / s3 prefix, sorted.
 
     Raises:
         ScoreInputError: nothing to read there (a missing path, or a folder without Parquet files).
+        InputsUnreadable: an S3 location that could not be listed.
     """
     if is_s3(location):
         from pyarrow import fs
@@ -57,7 +62,7 @@ def list_inputs(location: str) -> list[str]:
             found = [] if info.type == fs.FileType.NotFound else filesystem.get_file_info(
                 fs.FileSelector(path, recursive=True))
         except OSError as err:  # no credentials, access denied, an unreachable endpoint: pyarrow raises OSError
-            raise ScoreInputError(f"cannot list {location}: {err}") from None
+            raise InputsUnreadable(f"cannot list {location}: {err}") from None
         files = sorted(f"s3://{f.path}" for f in found if f.type == fs.FileType.File and f.path.endswith(".parquet")
                        and _visible(f.path[len(path):]))
     else:

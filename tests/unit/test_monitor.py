@@ -447,22 +447,6 @@ def test_labels_are_0_1_and_a_missing_one_is_not_a_label_yet(tmp_path, values) -
     assert str(labels["label"].dtype) == "int64" and labels["_row"].tolist() == [0, 1, 3]
 
 
-@pytest.mark.parametrize(("as_of", "ids", "labels"), [
-    (None, [2, 3, 1, 4], [0, 0, 1, 1]),         # everything, the correction of id 1 included
-    ("2026-01-06", [1, 2, 4], [0, 0, 1]),       # label times up to the end of that day (UTC); no time: arrived
-    ("2026-01-07", [2, 3, 1, 4], [0, 0, 1, 1]),
-    ("2026-01-04", [4], [1]),
-])
-def test_labels_are_read_as_they_stood_at_a_date(tmp_path, as_of, ids, labels) -> None:
-    """A backfill of 2026-01-06 must not see labels that arrived after it (its results would change with the day it
-    runs); the correction of id 1 on 01-07 supersedes its 01-05 label from then on."""
-    _labels(tmp_path, transaction_id=[1, 2, 3, 4, 1], label=[0, 0, 0, 1, 1],
-            label_time=["2026-01-05T10:00:00Z", "2026-01-06T23:59:59Z", "2026-01-07T00:00:00Z", None,
-                        "2026-01-07T08:00:00Z"])
-    got = read_labels(str(tmp_path / "labels"), "transaction_id", FeedbackConfig(), as_of)
-    assert got["transaction_id"].tolist() == ids and got["label"].tolist() == labels
-
-
 def test_labels_other_than_0_1_name_the_file_rows_and_values(tmp_path) -> None:
     path = _labels(tmp_path, transaction_id=[1, 2, 3, 4], label=["1", "yes", "0", "no"])
     with pytest.raises(ScoreInputError) as err:
@@ -532,28 +516,44 @@ def _period(day: str, failed: bool) -> dict:
             "signals": {"scoring_failed": {"breach": failed, "value": float(failed), "detail": ""}}}
 
 
-def test_a_backfill_replays_the_later_periods_so_a_later_alert_stays_active() -> None:
-    """Rerunning 01-05 after 01-07 fired a critical alert must not clear it (it was rewound to 01-05's states)."""
+def test_a_backfill_replays_the_later_periods_so_a_later_alert_stays_active(tmp_path) -> None:
+    """Rerunning 01-05 after 01-07 fired two critical alerts must not clear them (they were rewound to 01-05's
+    states), nor raise 01-07's events again; the run-level concept signal is stored on its run's newest period."""
     from steps.config.monitor import AlertRule
     from steps.monitoring import alerts
-    from steps.monitoring.state import empty_state, finished_state, periods_after
+    from steps.monitoring.state import empty_state, finished_state, periods_after, with_signals
 
-    rules = [AlertRule(name="scoring_failed", tier="critical", signal="scoring_failed")]
-    history = [_period("2026-01-05", False), _period("2026-01-06", False), _period("2026-01-07", True)]
-    states, _, snapshots = alerts.evaluate(rules, {}, history)
+    rules = [AlertRule(name="scoring_failed", tier="critical", signal="scoring_failed"),
+             AlertRule(name="concept_drift", tier="critical", signal="concept_drift")]
+    concept = {"concept_drift": {"breach": True, "value": 3.0, "detail": "3 degraded days"}}
+    history = with_signals([_period("2026-01-05", False), _period("2026-01-06", False), _period("2026-01-07", True)],
+                           concept)  # what decide stores
+    states, events, snapshots = alerts.evaluate(rules, {}, history)
+    alerts.store_events(events, str(tmp_path), "MonitorFlow/1")
     saved = finished_state(empty_state(), history, snapshots, states, [], None, [], "MonitorFlow/1", 90)
-    assert [a["rule"] for a in alerts.active(saved["rules"], rules)] == ["scoring_failed"]
+    assert [a["rule"] for a in alerts.active(saved["rules"], rules)] == ["concept_drift", "scoring_failed"]
 
-    window = [_period("2026-01-05", False)]  # the backfill
+    window = with_signals([_period("2026-01-05", False)], {})  # the backfill: no concept signal of its own
     replayed = periods_after(saved, "2026-01-05")
     assert [p["period"] for p in replayed] == ["2026-01-06", "2026-01-07"]
     states, events, snapshots = alerts.evaluate(rules, rules_before(saved, "2026-01-05"), window + replayed)
     again = finished_state(saved, window, snapshots, states, [], None, [], "MonitorFlow/2", 90, replayed)
-    assert [a["rule"] for a in alerts.active(again["rules"], rules)] == ["scoring_failed"]  # still firing
+    assert [a["rule"] for a in alerts.active(again["rules"], rules)] == ["concept_drift", "scoring_failed"]
     assert [p["period"] for p in again["periods"]] == ["2026-01-05", "2026-01-06", "2026-01-07"]
     assert again["periods"][-1]["rules_after"] == saved["periods"][-1]["rules_after"]
-    assert [(e.rule, e.period) for e in events] == [("scoring_failed", "2026-01-07")]  # the same id: not sent twice
+    assert sorted((e.rule, e.period) for e in events) == [("concept_drift", "2026-01-07"),
+                                                          ("scoring_failed", "2026-01-07")]
+    assert alerts.unraised(events, str(tmp_path), ["2026-01-06", "2026-01-07"]) == []  # stored: not raised again
     assert periods_after(saved, "2026-01-07") == []  # the usual run: nothing to replay
+
+
+def test_a_label_location_that_cannot_be_listed_is_an_error_not_no_labels_yet(monkeypatch) -> None:
+    from steps.scoring.plan import InputsUnreadable
+
+    monkeypatch.setenv("METAFLOW_S3_ENDPOINT_URL", "http://127.0.0.1:9")  # nothing listens there
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    with pytest.raises(InputsUnreadable, match=r"^cannot list s3://my-bucket/labels/"):
+        read_labels("s3://my-bucket/labels/", "transaction_id", FeedbackConfig())
 
 
 def test_the_summary_says_why_no_retraining_started_without_a_none() -> None:

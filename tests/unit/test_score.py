@@ -609,9 +609,9 @@ def test_a_notice_at_metaflows_own_path_mid_shard_stops_it_and_keeps_nothing(pla
 
 def test_an_unreachable_s3_input_is_a_score_input_error_naming_it(monkeypatch):
     """No credentials, access denied or no endpoint: a clear error at plan time, not an internal error retried."""
-    from steps.scoring.plan import list_inputs
+    from steps.scoring.plan import InputsUnreadable, list_inputs
 
     monkeypatch.setenv("METAFLOW_S3_ENDPOINT_URL", "http://127.0.0.1:9")  # nothing listens there
     monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
-    with pytest.raises(ScoreInputError, match=r"^cannot list s3://my-bucket/in/: .*127\.0\.0\.1:9"):
+    with pytest.raises(InputsUnreadable, match=r"^cannot list s3://my-bucket/in/: .*127\.0\.0\.1:9"):
         list_inputs("s3://my-bucket/in/")
