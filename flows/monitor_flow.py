@@ -70,16 +70,16 @@ class MonitorFlow(ProjectFlow):
     def decide(self):
         """Advance the alert rules over the window (dedup, hysteresis) and apply the retraining strategy."""
         cfg = self.typed("monitor")
-        self.periods = state.with_signals(self.periods, self.concept)  # stored with them: a backfill replays them
+        periods = state.with_signals(self.periods, self.concept)
         self.replayed = state.periods_after(self.state, self.window[-1])  # a backfill: later periods replayed
         self.rule_states, events, self.snapshots = alerts.evaluate(
-            cfg.alerts.rules, state.rules_before(self.state, self.window[0]), self.periods + self.replayed)
+            cfg.alerts.rules, state.rules_before(self.state, self.window[0]), periods + self.replayed)
         events = alerts.unraised(events, self.roots["state"], [p["period"] for p in self.replayed])
         last_run = (self.state.get("last_run") or {}).get("at")
         notices = model.registry_notices(current.branch_name, current.project_name, last_run,
                                          dataset=self.typed("dataset").name)
         self.events = [e.to_dict() for e in events + alerts.notice_events(notices, self.window[-1])]
-        self.decision = retrain.decide(cfg.retrain, state.window_signals(self.periods), self.state["retrain"],
+        self.decision = retrain.decide(cfg.retrain, state.window_signals(periods), self.state["retrain"],
                                        datetime.now(UTC),
                                        datetime.fromisoformat(self.champion["trained_at"])).to_dict()
         self.next(self.launch_retraining)

@@ -517,32 +517,28 @@ def _period(day: str, failed: bool) -> dict:
 
 
 def test_a_backfill_replays_the_later_periods_so_a_later_alert_stays_active(tmp_path) -> None:
-    """Rerunning 01-05 after 01-07 fired two critical alerts must not clear them (they were rewound to 01-05's
-    states), nor raise 01-07's events again; the run-level concept signal is stored on its run's newest period."""
+    """Rerunning 01-05 after 01-07 fired a critical alert must not clear it (it was rewound to 01-05's states), nor
+    raise 01-07's event again."""
     from steps.config.monitor import AlertRule
     from steps.monitoring import alerts
-    from steps.monitoring.state import empty_state, finished_state, periods_after, with_signals
+    from steps.monitoring.state import empty_state, finished_state, periods_after
 
-    rules = [AlertRule(name="scoring_failed", tier="critical", signal="scoring_failed"),
-             AlertRule(name="concept_drift", tier="critical", signal="concept_drift")]
-    concept = {"concept_drift": {"breach": True, "value": 3.0, "detail": "3 degraded days"}}
-    history = with_signals([_period("2026-01-05", False), _period("2026-01-06", False), _period("2026-01-07", True)],
-                           concept)  # what decide stores
+    rules = [AlertRule(name="scoring_failed", tier="critical", signal="scoring_failed")]
+    history = [_period("2026-01-05", False), _period("2026-01-06", False), _period("2026-01-07", True)]
     states, events, snapshots = alerts.evaluate(rules, {}, history)
     alerts.store_events(events, str(tmp_path), "MonitorFlow/1")
     saved = finished_state(empty_state(), history, snapshots, states, [], None, [], "MonitorFlow/1", 90)
-    assert [a["rule"] for a in alerts.active(saved["rules"], rules)] == ["concept_drift", "scoring_failed"]
+    assert [a["rule"] for a in alerts.active(saved["rules"], rules)] == ["scoring_failed"]
 
-    window = with_signals([_period("2026-01-05", False)], {})  # the backfill: no concept signal of its own
+    window = [_period("2026-01-05", False)]  # the backfill
     replayed = periods_after(saved, "2026-01-05")
     assert [p["period"] for p in replayed] == ["2026-01-06", "2026-01-07"]
     states, events, snapshots = alerts.evaluate(rules, rules_before(saved, "2026-01-05"), window + replayed)
     again = finished_state(saved, window, snapshots, states, [], None, [], "MonitorFlow/2", 90, replayed)
-    assert [a["rule"] for a in alerts.active(again["rules"], rules)] == ["concept_drift", "scoring_failed"]
+    assert [a["rule"] for a in alerts.active(again["rules"], rules)] == ["scoring_failed"]  # still firing
     assert [p["period"] for p in again["periods"]] == ["2026-01-05", "2026-01-06", "2026-01-07"]
     assert again["periods"][-1]["rules_after"] == saved["periods"][-1]["rules_after"]
-    assert sorted((e.rule, e.period) for e in events) == [("concept_drift", "2026-01-07"),
-                                                          ("scoring_failed", "2026-01-07")]
+    assert [(e.rule, e.period) for e in events] == [("scoring_failed", "2026-01-07")]
     assert alerts.unraised(events, str(tmp_path), ["2026-01-06", "2026-01-07"]) == []  # stored: not raised again
     assert periods_after(saved, "2026-01-07") == []  # the usual run: nothing to replay
 
