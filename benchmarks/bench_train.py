@@ -111,8 +111,9 @@ def _step_rows(run: Any) -> dict[str, dict[str, Any]]:
 def judge_with_champion(ws: str, env: dict[str, str], run: Any) -> float | None:
     """Seconds of the judge step when a champion exists, as in every run after a dataset's first: ``run`` (just
     promoted) resumed at ``judge``, so the same model is judged again and compared with itself as the champion
-    (the comparison costs what it costs between two models of that size: both scored, both timed, the paired
-    bootstraps). None when ``run`` was not promoted. The resume takes the configs of the run it resumes."""
+    (the comparison costs what it costs between two models of that size: both scored, both timed, DeLong's test,
+    the paired bootstraps of the disparities). None when ``run`` was not promoted. The resume takes the configs of
+    the run it resumes."""
     from metaflow import Runner
 
     if not run.data.gates_passed:
@@ -249,8 +250,8 @@ def _notes(tables: dict[str, list[dict[str, Any]]]) -> list[str]:
         "step seconds: first task created to last task finished (Metaflow Client); foreach tasks overlap. "
         "judge_champion_s: the judge task when a champion exists, as in every run after a dataset's first (the run, "
         "promoted, resumed at judge: its model judged again and compared with itself as the champion, which costs "
-        "what a comparison of two models of that size costs: both score the hold-out, both are timed, the paired "
-        "bootstraps); the other columns are the first run's (no champion).",
+        "what a comparison of two models of that size costs: both score the hold-out, both are timed, DeLong's test "
+        "of the AUCs, the paired bootstraps of the disparities); the other columns are the first run's (no champion).",
         "Peak RSS: each task process's VmHWM at exit (includes ~250-300 MiB of imports: pandas, pyarrow, "
         "scikit-learn, LightGBM, Metaflow: imports_mib, a process that only imports them); growth_ratio: "
         "(peak - imports_mib) / arrow_mib_used. arrow_mib_used: the in-memory Arrow size of the columns the step reads "
@@ -261,8 +262,8 @@ def _notes(tables: dict[str, list[dict[str, Any]]]) -> list[str]:
         "metadata, and the validated table stored once under _tables/ by content); a second run on the same data "
         "adds no table.",
         "Candidates: config/train.yaml's LightGBM and logistic regression (threads: 1 each, in parallel), plus its "
-        f"random forest up to {FOREST_ROWS:,} rows; default gates (200 bootstrap resamples; 500 for the champion's "
-        "paired comparison).",
+        f"random forest up to {FOREST_ROWS:,} rows; default gates (200 bootstrap resamples; the champion "
+        "comparison's primary metric by DeLong's test, champion.method: auto).",
     ]
     return notes
 

@@ -96,9 +96,13 @@ class ReviewGates(Strict):
 
 
 class ChampionGates(Strict):
-    """When a champion exists: the challenger must be significantly better and not worse elsewhere."""
+    """When a champion exists: the challenger must be significantly better and not worse elsewhere.
 
-    method: Literal["paired_bootstrap", "delong"] = "paired_bootstrap"
+    ``method``: the significance test of the primary metric. ``auto`` is DeLong's test for ``roc_auc`` (exact in one
+    pass, the same verdict on every rerun) and the paired bootstrap for any other metric.
+    """
+
+    method: Literal["auto", "paired_bootstrap", "delong"] = "auto"
     alpha: float = Field(0.05, gt=0.0, lt=0.5)
     min_effect: float = Field(0.002, ge=0.0)
     fairness_tolerance: float = Field(0.02, ge=0.0, description="allowed increase of each fairness disparity")
@@ -145,6 +149,19 @@ class GatesConfig(Strict):
     efficiency: EfficiencyGates = EfficiencyGates()
     review: ReviewGates = ReviewGates()
     champion: ChampionGates = ChampionGates()
+
+    @model_validator(mode="after")
+    def _test_fits_metric(self) -> GatesConfig:
+        if self.champion.method == "delong" and self.primary_metric != "roc_auc":
+            raise ValueError(f"champion.method: delong tests ROC AUCs, but primary_metric is {self.primary_metric}: "
+                             "use auto or paired_bootstrap")
+        return self
+
+    def champion_test(self) -> Literal["paired_bootstrap", "delong"]:
+        """The significance test the champion comparison runs (``champion.method``, ``auto`` resolved)."""
+        if self.champion.method == "auto":
+            return "delong" if self.primary_metric == "roc_auc" else "paired_bootstrap"
+        return self.champion.method
 
 
 def parse_gates(text: str) -> dict[str, Any]:

@@ -28,7 +28,7 @@ def champion_gates(y: Any, p_challenger: Any, p_champion: Any, cfg: GatesConfig,
             comparison fails saying so: as with a champion that cannot score, a person decides).
     """
     c = cfg.champion
-    if c.method == "delong":
+    if cfg.champion_test() == "delong":
         comparison = delong(y, p_champion, p_challenger, cfg.bootstrap.confidence)
     else:
         comparison = paired_bootstrap(y, p_champion, p_challenger, cfg.primary_metric,

@@ -52,6 +52,9 @@ def resolve_model(model_run: str | None, branch: str, project: str, spec: Datase
 
     dataset = spec.name if spec is not None else None
     named_flow, _, run_id = (model_run or "").rpartition("/")
+    if model_run and ("/" in named_flow or not run_id):  # a step or task path would be looked up as a flow
+        raise ScoreModelError(f"--model-run {model_run!r} is not a run: give its id (e.g. 1796226278058349) or "
+                              f"{flow}/<id>")
     reg = Registry(flow=named_flow or flow, branch=branch, project=project, dataset=dataset)
     try:
         run = reg.run(run_id, any_dataset=bool(force)) if model_run else reg.champion()

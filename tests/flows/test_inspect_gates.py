@@ -83,7 +83,7 @@ def test_comparison_of_a_challenger_with_its_champion(runs) -> None:
     row = table.iloc[0]
     assert row["champion_run_id"] == runs["good"].id and row["metric"] == "roc_auc"
     assert row["difference"] < 0 and row["low"] <= row["difference"] <= row["high"]
-    assert row["challenger"] < row["champion"] and 0 <= row["p_value"] <= 1 and row["method"] == "paired_bootstrap"
+    assert row["challenger"] < row["champion"] and 0 <= row["p_value"] <= 1 and row["method"] == "delong"
     assert row["gate"] == SIGNIFICANCE and not row["passed"]
 
 

@@ -67,7 +67,7 @@ def test_comparison_with_the_champion_it_was_compared_with(executed, gates_scena
     assert row["champion_run_id"] == good and row["metric"] == "roc_auc"
     assert row["gate"] == "champion/significantly_better[roc_auc]" and row["passed"] == "False"
     assert float(row["difference"]) < 0 and float(row["low"]) <= float(row["difference"]) <= float(row["high"])
-    assert 0 <= float(row["p_value"]) <= 1 and row["method"] == "paired_bootstrap"
+    assert 0 <= float(row["p_value"]) <= 1 and row["method"] == "delong"
     champion_gates = table(data(executed["champion-gates"], "text/html"))
     assert {r["suite"] for r in champion_gates} == {"champion"}
     assert {"significantly_better[roc_auc]", "not_slower[p50_ms]"} <= {r["name"] for r in champion_gates}

@@ -80,13 +80,36 @@ def test_performance_gates_on_both_sides(cfg, signal, passes):
     assert set(report) == {*cfg.performance.thresholds, "base_rate"}  # only what is gated is computed
 
 
+@pytest.mark.parametrize("method,test", [("auto", "delong"), ("delong", "delong"),
+                                         ("paired_bootstrap", "paired_bootstrap")])
 @pytest.mark.parametrize("champion_signal,challenger_signal,significant", [(0.5, 1.5, True), (1.0, 1.0, False)])
-def test_champion_gate_significance_on_both_sides(cfg, champion_signal, challenger_signal, significant):
+def test_champion_gate_significance_on_both_sides(cfg, method, test, champion_signal, challenger_signal,
+                                                  significant):
     y, p_champ = _data(champion_signal, seed=1)
     _, p_chal = _data(challenger_signal, seed=1) if champion_signal != challenger_signal else (y, p_champ.copy())
-    results, comparison = champion_gates(y, p_chal, p_champ, cfg, "42", [], (1.0, 1.0))
+    chosen = cfg.model_copy(update={"champion": cfg.champion.model_copy(update={"method": method})})
+    results, comparison = champion_gates(y, p_chal, p_champ, chosen, "42", [], (1.0, 1.0))
     assert results[0].name == "significantly_better[roc_auc]" and results[0].passed is significant
-    assert "run 42" in results[0].detail and comparison["method"] == "paired_bootstrap"
+    assert "run 42" in results[0].detail and comparison["method"] == test and f"({test})" in results[0].threshold
+
+
+@pytest.mark.parametrize("metric,method,test", [
+    ("roc_auc", "auto", "delong"),
+    ("average_precision", "auto", "paired_bootstrap"),  # DeLong's test is for AUCs only
+    ("average_precision", "paired_bootstrap", "paired_bootstrap"),
+    ("roc_auc", "paired_bootstrap", "paired_bootstrap"),
+])
+def test_champion_test_follows_the_primary_metric(metric, method, test):
+    gates = GatesConfig.model_validate({"primary_metric": metric, "champion": {"method": method},
+                                        "performance": {"thresholds": {"roc_auc": {"min": 0.5}}}})
+    assert gates.champion_test() == test
+
+
+def test_delong_on_another_primary_metric_is_refused():
+    with pytest.raises(ValueError, match="champion.method: delong tests ROC AUCs, but primary_metric is "
+                                         "average_precision: use auto or paired_bootstrap"):
+        GatesConfig.model_validate({"primary_metric": "average_precision", "champion": {"method": "delong"},
+                                    "performance": {"thresholds": {"roc_auc": {"min": 0.5}}}})
 
 
 @pytest.mark.parametrize("low,passes", [(0.01, True), (0.03, False)])

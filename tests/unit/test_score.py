@@ -615,3 +615,11 @@ def test_an_unreachable_s3_input_is_a_score_input_error_naming_it(monkeypatch):
     monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
     with pytest.raises(InputsUnreadable, match=r"^cannot list s3://my-bucket/in/: .*127\.0\.0\.1:9"):
         list_inputs("s3://my-bucket/in/")
+
+
+@pytest.mark.parametrize("given", ["TrainFlow/1796226278058349/end", "TrainFlow/1/end/2", "TrainFlow/", "/"])
+def test_a_model_run_that_is_not_a_run_is_refused_naming_it(given):
+    from steps.scoring.resolve import resolve_model
+
+    with pytest.raises(ScoreModelError, match=f"--model-run '{given}' is not a run: give its id"):
+        resolve_model(given, "main", "tabular", None)
