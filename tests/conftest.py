@@ -23,6 +23,7 @@ from support import (  # noqa: E402
     GATES_BRANCH,
     SPLIT,
     LocalWebhook,
+    quick_gates,
     run_flow,
     train_config,
 )
@@ -139,6 +140,18 @@ def tiny_configs(tmp_path_factory: pytest.TempPathFactory, config_paths: dict[st
     train = tmp_path_factory.mktemp("config") / "train.yaml"
     train.write_text(yaml.safe_dump(TINY_TRAIN))
     return {**config_paths, "train": train}
+
+
+@pytest.fixture(scope="session")
+def quick_configs(tmp_path_factory: pytest.TempPathFactory, config_paths: dict[str, Path]) -> dict[str, Path]:
+    """For runs whose model and verdict are not what a test is about: one LightGBM candidate of the tiny train config,
+    the shipped gates on small samples (``quick_gates``)."""
+    directory = tmp_path_factory.mktemp("quick-config")
+    train = {**TINY_TRAIN, "candidates": [c for c in TINY_TRAIN["candidates"] if c["type"] == "lightgbm"]}
+    (directory / "train.yaml").write_text(yaml.safe_dump(train))
+    gates = quick_gates(yaml.safe_load(config_paths["gates"].read_text()))
+    (directory / "gates.yaml").write_text(yaml.safe_dump(gates))
+    return {**config_paths, "train": directory / "train.yaml", "gates": directory / "gates.yaml"}
 
 
 @pytest.fixture(scope="session")

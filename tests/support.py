@@ -83,6 +83,15 @@ MODELS = {  # planted models, one candidate per run
 }
 
 
+def quick_gates(gates: dict[str, Any]) -> dict[str, Any]:
+    """``gates`` (a gates config as a dict) with every suite still on, measured on the smallest samples the schema
+    allows: for runs whose verdict is not what the test is about (lineage, the registry, another dataset)."""
+    gates["bootstrap"]["samples"] = 20
+    gates["robustness"]["sample_rows"] = 200
+    gates["efficiency"] |= {"latency_rows": 10, "batch_rows": 500}
+    return gates
+
+
 # DistillFlow of the gates branch (session fixture ``distill_runs``): students of the planted ``good`` teacher.
 DISTILL_STUDENTS = [
     {"name": "lgbm_small", "type": "lightgbm", "params": {"n_estimators": 30, "num_leaves": 7}},

@@ -52,7 +52,7 @@ def _commit_version(repo: Path, spec: synth.SynthSpec, tag: str) -> bytes:
     return (repo / "data" / "transactions.parquet").read_bytes()
 
 
-def test_train_flow_loads_an_old_data_version_from_the_remote(root, workspace, tiny_configs, tmp_path):
+def test_train_flow_loads_an_old_data_version_from_the_remote(root, workspace, quick_configs, tmp_path):
     repo, remote = tmp_path / "datarepo", tmp_path / "remote"
     repo.mkdir()
     sh("git", "init", "--quiet", cwd=repo)
@@ -66,7 +66,7 @@ def test_train_flow_loads_an_old_data_version_from_the_remote(root, workspace, t
     shutil.rmtree(repo / "data")
 
     assert read_source("data/transactions.parquet", "v2", repo) == v2
-    result = run_flow(root, workspace, "train_flow.py", tiny_configs, data_rev="v1", data_repo=str(repo))
+    result = run_flow(root, workspace, "train_flow.py", quick_configs, data_rev="v1", data_repo=str(repo))
     assert result.status == "successful", result.stdout[-3000:]
     lineage = result.run.data.lineage
     v1_md5 = yaml.safe_load(sh("git", "show", "v1:data.dvc", cwd=repo))["outs"][0]["md5"]

@@ -18,9 +18,9 @@ def flights(tmp_path_factory):
     return path, frame
 
 
-def test_train_flow_trains_on_nyc_flights_with_only_a_dataset_config(root, workspace, tiny_configs, flights):
+def test_train_flow_trains_on_nyc_flights_with_only_a_dataset_config(root, workspace, quick_configs, flights):
     path, frame = flights
-    configs = {**tiny_configs, "dataset": root / "config" / "datasets" / "nycflights13.yaml"}
+    configs = {**quick_configs, "dataset": root / "config" / "datasets" / "nycflights13.yaml"}
     result = run_flow(root, workspace, "train_flow.py", configs, data=str(path))
     assert result.status == "successful", result.stdout[-3000:]
     run = result.run
