@@ -84,8 +84,8 @@ MODELS = {  # planted models, one candidate per run
 
 
 def quick_gates(gates: dict[str, Any]) -> dict[str, Any]:
-    """``gates`` (a gates config as a dict) with every suite still on, measured on the smallest samples the schema
-    allows: for runs whose verdict is not what the test is about (lineage, the registry, another dataset)."""
+    """``gates`` (a gates config as a dict) with every suite still on, measured on small samples: for runs whose
+    verdict is not what the test is about (lineage, the registry, another dataset)."""
     gates["bootstrap"]["samples"] = 20
     gates["robustness"]["sample_rows"] = 200
     gates["efficiency"] |= {"latency_rows": 10, "batch_rows": 500}
