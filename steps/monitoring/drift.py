@@ -6,6 +6,7 @@ import functools
 import logging
 import math
 from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -20,7 +21,7 @@ from scipy import special, stats
 from scipy.spatial.distance import jensenshannon
 
 from steps.config.base import validate
-from steps.config.dataset import ROW_KEY, DatasetConfig
+from steps.config.dataset import ROW_KEY, DatasetConfig, category_label
 from steps.config.monitor import MonitorConfig
 from steps.core.decision import in_band
 from steps.core.errors import UserError
@@ -77,7 +78,7 @@ class Measurement:
 
 
 def homogeneity_p(ref: dict[str, Any], shares: np.ndarray, count: int) -> float | None:
-    """Chi-square test that the period's binned counts and the reference's come from one distribution (scipy).
+    """Chi-square test that the period's binned counts and the reference's come from one distribution.
 
     None when the reference does not record its row count (profiles from before it did).
     """
@@ -87,7 +88,22 @@ def homogeneity_p(ref: dict[str, Any], shares: np.ndarray, count: int) -> float 
     table = table[:, table.sum(axis=0) > 0]
     if table.shape[1] < 2:
         return 1.0
-    return float(stats.chi2_contingency(table).pvalue)
+    return chi2_p(table)
+
+
+def chi2_p(table: np.ndarray) -> float:
+    """The p-value ``scipy.stats.chi2_contingency(table).pvalue`` gives (Yates' correction at one degree of freedom)
+    for a table whose row and column sums are all positive, without scipy's per-call overhead (~1.5 ms a test,
+    two dozen tests a period)."""
+    observed = np.asarray(table, float)
+    expected = np.outer(observed.sum(axis=1), observed.sum(axis=0)) / observed.sum()
+    dof = (observed.shape[0] - 1) * (observed.shape[1] - 1)
+    if dof == 0:
+        return 1.0
+    if dof == 1:  # Yates: each cell moved up to 0.5 towards its expected count
+        diff = expected - observed
+        observed = observed + np.sign(diff) * np.minimum(0.5, np.abs(diff))
+    return float(special.chdtrc(dof, np.sum((observed - expected) ** 2 / expected)))
 
 
 def _numeric_measurements(signal: str, name: str, ref: dict[str, Any], values: pd.Series,
@@ -125,9 +141,23 @@ def ks_test(reference: np.ndarray, ordered: np.ndarray) -> tuple[float, float]:
     return d, float(np.clip(stats.kstwo.sf(d, np.round(m * n / (m + n))), 0, 1))
 
 
+def level_shares(values: pd.Series, levels: list[str]) -> tuple[np.ndarray, int]:
+    """:func:`~steps.modeling.reference.categorical_shares` of ``values`` and their non-null count; a pandas
+    categorical (how :func:`read_inputs` returns levels) is counted from its codes (~1 ms, not ~6 ms, for 200k rows)."""
+    if not isinstance(values.dtype, pd.CategoricalDtype):
+        return categorical_shares(values, levels), int(values.notna().sum())
+    codes = values.cat.codes.to_numpy()
+    counts = np.bincount(codes[codes >= 0], minlength=len(values.cat.categories))
+    per_label = pd.Series(counts, index=[category_label(c) for c in values.cat.categories]).groupby(level=0).sum()
+    known = np.array([per_label.get(level, 0) for level in levels], dtype=float)
+    total = int(counts.sum())
+    shares = np.append(known, total - known.sum())
+    return (shares / total if total else np.full(len(levels) + 1, 1.0 / (len(levels) + 1))), total
+
+
 def _categorical_measurements(name: str, ref: dict[str, Any], values: pd.Series) -> list[Measurement]:
-    shares = categorical_shares(values, ref["levels"])
-    p_value = homogeneity_p(ref, shares, int(values.notna().sum()))
+    shares, count = level_shares(values, ref["levels"])
+    p_value = homogeneity_p(ref, shares, count)
     return [Measurement("feature_drift", name, "psi", psi(ref["shares"], shares), p_value),
             Measurement("feature_drift", name, "js", js_distance(ref["shares"], shares), p_value)]
 
@@ -157,8 +187,7 @@ def _rate_measurement(signal: str, hits: np.ndarray, reference_hits: np.ndarray)
     k, n = int(hits.sum()), int(hits.size)
     k_ref, n_ref = int(reference_hits.sum()), int(reference_hits.size)
     table = np.array([[k, n - k], [k_ref, n_ref - k_ref]])
-    p_value = 1.0 if (table.sum(axis=0) == 0).any() or (table.sum(axis=1) == 0).any() else float(
-        stats.chi2_contingency(table).pvalue)
+    p_value = 1.0 if (table.sum(axis=0) == 0).any() or (table.sum(axis=1) == 0).any() else chi2_p(table)
     return Measurement(signal, "score", "rate_change", _rate_change(k / max(n, 1), k_ref / max(n_ref, 1)), p_value)
 
 
@@ -338,9 +367,11 @@ def measure_period(day: str, predictions_root: str, profile: dict[str, Any], spe
         return {"period": day, "scored": False, "rows": 0, "measurements": [], "schema": [], "model": None,
                 "missing": missing}
     categorical = [name for name, ref in profile["features"].items() if ref["kind"] != "numeric"]
-    frame, names = read_inputs(manifest, list(profile["features"]), limit, seed, levels=categorical)
-    preds = read_predictions(predictions_root, manifest, ["score", "decision", "review"], limit, seed)
-    found = feature_measurements(profile, frame)
+    with ThreadPoolExecutor(max_workers=1) as pool:  # the predictions are read while the inputs are measured
+        later = pool.submit(read_predictions, predictions_root, manifest, ["score", "decision", "review"], limit, seed)
+        frame, names = read_inputs(manifest, list(profile["features"]), limit, seed, levels=categorical)
+        found = feature_measurements(profile, frame)
+        preds = later.result()
     found += score_measurements(profile, preds, float(manifest["decision_threshold"]),
                                 tuple(manifest["review_band"]))
     logger.info("%s: %d input rows, %d predictions measured", day, len(frame), len(preds))

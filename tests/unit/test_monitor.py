@@ -27,9 +27,11 @@ from steps.monitoring.baseline import judge, judge_all, period_signals
 from steps.monitoring.drift import (
     Measurement,
     _rate_measurement,
+    chi2_p,
     feature_measurements,
     js_distance,
     ks_test,
+    level_shares,
     psi,
     schema_changes,
     window_dates,
@@ -103,6 +105,30 @@ def test_sorted_shares_equal_numeric_shares(edges) -> None:
 def test_categorical_shares_pool_unseen_levels_into_other() -> None:
     shares = categorical_shares(pd.Series(["a", "b", "zzz", None]), ["a", "b"])
     assert shares.tolist() == pytest.approx([1 / 3, 1 / 3, 1 / 3])
+
+
+@pytest.mark.parametrize("shape", [(2, 2), (2, 3), (2, 11), (3, 4)])
+@pytest.mark.parametrize("scale", [3, 40, 5000])
+def test_chi2_p_is_what_scipy_chi2_contingency_returns(shape, scale) -> None:
+    """Yates' correction at one degree of freedom included; fractional counts too (shares times a row count)."""
+    rng = np.random.default_rng(shape[1] * scale)
+    for _ in range(20):
+        table = rng.random(shape) * scale + 0.5
+        assert chi2_p(table) == pytest.approx(stats.chi2_contingency(table).pvalue, rel=1e-12, abs=1e-300)
+
+
+@pytest.mark.parametrize("values", [["a", "b", "zzz", None, "b"], [1.0, 2.0, 2.0, None, 7.0], ["x", None],
+                                    [None, None]])
+@pytest.mark.parametrize("levels", [["a", "b"], ["1", "2", "b"], []])
+def test_level_shares_of_a_categorical_equal_categorical_shares(values, levels) -> None:
+    """Counting a pandas categorical from its codes gives the shares and count of the plain path (unused and
+    integral-float categories included)."""
+    plain = pd.Series(values, dtype=object)
+    coded = pd.Series(pd.Categorical(values, categories=sorted({v for v in values if v is not None} | {"unused"},
+                                                               key=str)))
+    shares, count = level_shares(coded, levels)
+    np.testing.assert_allclose(shares, categorical_shares(plain, levels), rtol=1e-15)
+    assert count == level_shares(plain, levels)[1] == plain.notna().sum()
 
 
 def _profile(rng: np.random.Generator) -> dict:
