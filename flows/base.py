@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from metaflow import Config, FlowMutator, FlowSpec, project, user_step_decorator
+from metaflow.cards import BlankCard
 from metaflow.exception import METAFLOW_EXIT_DISALLOW_RETRY, MetaflowException
 from metaflow.user_configs.config_parameters import ConfigValue
 
@@ -34,6 +35,11 @@ from steps.config import (
 from steps.core.errors import UserError
 from steps.core.project import PROJECT
 
+# Every card of these flows is a report rendered once, when its task ends (no step calls current.card.refresh()).
+# BlankCard says it is runtime-updatable, so after the render Metaflow starts a second `card create --mode refresh`
+# process per card step (~1.6 s on a 2-core box: it imports the flow file) that only writes live-update data for
+# `card server`. Saying it is not skips that process; the card itself is the same HTML.
+BlankCard.RUNTIME_UPDATABLE = False
 USER_ERRORS: list[str] = []  # user errors raised in this process: the task exits without a retry
 
 

@@ -86,6 +86,13 @@ def test_training_card_has_metrics_and_curves(train_run):
     assert train_run.data.lineage["sha256"] in text
 
 
+def test_cards_are_rendered_once_without_a_live_update_process(train_run, workspace):
+    """Each card step writes its HTML and no runtime data: no ``card create --mode refresh`` process ran after it."""
+    cards = workspace / ".metaflow" / "mf.cards" / "TrainFlow" / "runs" / train_run.id / "steps"
+    assert sorted(p.parent.parent.parent.parent.name for p in cards.glob("*/tasks/*/cards/*.html")) == ["join", "judge"]
+    assert list(cards.glob("*/tasks/*/runtime/*")) == []
+
+
 def _broken(tiny_data: Path, tmp_path: Path) -> Path:
     frame = pd.read_parquet(tiny_data)
     frame.loc[3, "amount"] = -50.0
