@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import atexit
 import os
 import random
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -37,6 +39,7 @@ from steps.data.split import split_frame
 from steps.scoring.resolve import resolve_model
 from steps.scoring.shard import score_in_process
 
+atexit.register(shutil.rmtree, os.environ["MLOPS_DATA_REMOTE"], ignore_errors=True)  # each process removes its own
 ROOT = Path(__file__).resolve().parents[1]
 FIRST_GROUP = "gates"  # the longest group (six TrainFlow runs, then DistillFlow): started first
 
