@@ -143,14 +143,17 @@ def ks_test(reference: np.ndarray, ordered: np.ndarray) -> tuple[float, float]:
 
 def level_shares(values: pd.Series, levels: list[str]) -> tuple[np.ndarray, int]:
     """:func:`~steps.modeling.reference.categorical_shares` of ``values`` and their non-null count; a pandas
-    categorical (how :func:`read_inputs` returns levels) is counted from its codes (~1 ms, not ~6 ms, for 200k rows)."""
+    categorical (how :func:`read_inputs` returns levels) is counted from its codes, not factorized row by row."""
     if not isinstance(values.dtype, pd.CategoricalDtype):
         return categorical_shares(values, levels), int(values.notna().sum())
-    codes = values.cat.codes.to_numpy()
+    codes = values.array.codes
     counts = np.bincount(codes[codes >= 0], minlength=len(values.cat.categories))
-    per_label = pd.Series(counts, index=[category_label(c) for c in values.cat.categories]).groupby(level=0).sum()
+    per_label: dict[str, int] = {}
+    for category, n in zip(values.cat.categories, counts.tolist(), strict=True):
+        label = category_label(category)
+        per_label[label] = per_label.get(label, 0) + n
     known = np.array([per_label.get(level, 0) for level in levels], dtype=float)
-    total = int(counts.sum())
+    total = sum(per_label.values())
     shares = np.append(known, total - known.sum())
     return (shares / total if total else np.full(len(levels) + 1, 1.0 / (len(levels) + 1))), total
 
