@@ -85,16 +85,23 @@ def label_values(values: pd.Series) -> pd.api.extensions.ExtensionArray:
 
 
 def label_counts(values: pd.Series) -> pd.Series:
-    """Rows per label of :func:`label_values` (missing values not counted), most frequent first; each distinct value
-    is labelled once and no per-row string is built."""
+    """Rows per label of :func:`label_values` (missing values and unused categories not counted), most frequent
+    first (ties: as first seen, or in category order); each distinct value is labelled once, no per-row string."""
     codes, labels = _coded_labels(values)
-    counts = pd.Series(np.bincount(codes[codes >= 0], minlength=len(labels)), index=labels, dtype=np.int64)
-    return counts.groupby(level=0, sort=False).sum().sort_values(ascending=False, kind="stable")
+    per_code = np.bincount(codes + 1, minlength=len(labels) + 1)[1:]  # code -1 (missing) counted apart, dropped
+    counts = pd.Series(per_code, index=pd.Index(labels, dtype=object), dtype=np.int64)
+    if len(set(labels)) < len(labels):  # values with one label (1 and 1.0): summed
+        counts = counts.groupby(level=0, sort=False).sum()
+    return counts[counts > 0].sort_values(ascending=False, kind="stable")
 
 
 def _coded_labels(values: pd.Series) -> tuple[np.ndarray, list[str]]:
-    """Each row's code (-1: missing) and each distinct value's label."""
-    codes, uniques = pd.factorize(values, use_na_sentinel=True)
+    """Each row's code (-1: missing) and each distinct value's label; a pandas categorical (how the monitor reads
+    dictionary-encoded columns) keeps its own codes, so no row is hashed again."""
+    if isinstance(values.dtype, pd.CategoricalDtype):
+        codes, uniques = np.asarray(values.array.codes, dtype=np.int64), values.cat.categories
+    else:
+        codes, uniques = pd.factorize(values, use_na_sentinel=True)
     return codes, [category_label(u.item() if isinstance(u, np.generic) else u) for u in uniques]
 
 

@@ -21,7 +21,7 @@ from scipy import special, stats
 from scipy.spatial.distance import jensenshannon
 
 from steps.config.base import validate
-from steps.config.dataset import ROW_KEY, DatasetConfig, category_label
+from steps.config.dataset import ROW_KEY, DatasetConfig
 from steps.config.monitor import MonitorConfig
 from steps.core.decision import in_band
 from steps.core.errors import UserError
@@ -141,26 +141,9 @@ def ks_test(reference: np.ndarray, ordered: np.ndarray) -> tuple[float, float]:
     return d, float(np.clip(stats.kstwo.sf(d, np.round(m * n / (m + n))), 0, 1))
 
 
-def level_shares(values: pd.Series, levels: list[str]) -> tuple[np.ndarray, int]:
-    """:func:`~steps.modeling.reference.categorical_shares` of ``values`` and their non-null count; a pandas
-    categorical (how :func:`read_inputs` returns levels) is counted from its codes, not factorized row by row."""
-    if not isinstance(values.dtype, pd.CategoricalDtype):
-        return categorical_shares(values, levels), int(values.notna().sum())
-    codes = values.array.codes
-    counts = np.bincount(codes[codes >= 0], minlength=len(values.cat.categories))
-    per_label: dict[str, int] = {}
-    for category, n in zip(values.cat.categories, counts.tolist(), strict=True):
-        label = category_label(category)
-        per_label[label] = per_label.get(label, 0) + n
-    known = np.array([per_label.get(level, 0) for level in levels], dtype=float)
-    total = sum(per_label.values())
-    shares = np.append(known, total - known.sum())
-    return (shares / total if total else np.full(len(levels) + 1, 1.0 / (len(levels) + 1))), total
-
-
 def _categorical_measurements(name: str, ref: dict[str, Any], values: pd.Series) -> list[Measurement]:
-    shares, count = level_shares(values, ref["levels"])
-    p_value = homogeneity_p(ref, shares, count)
+    shares = categorical_shares(values, ref["levels"])
+    p_value = homogeneity_p(ref, shares, int(values.notna().sum()))
     return [Measurement("feature_drift", name, "psi", psi(ref["shares"], shares), p_value),
             Measurement("feature_drift", name, "js", js_distance(ref["shares"], shares), p_value)]
 

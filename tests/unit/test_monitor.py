@@ -15,7 +15,7 @@ from support import assert_a_save_between_check_and_write_loses
 
 from steps.config import BaselineConfig, DriftConfig, FeedbackConfig, ReferenceConfig, StatisticThreshold
 from steps.core.errors import UserError
-from steps.data.contract import ScoreInputError
+from steps.data.contract import ScoreInputError, label_counts, label_values
 from steps.modeling.reference import (
     _categorical_reference,
     _numeric_reference,
@@ -31,7 +31,6 @@ from steps.monitoring.drift import (
     feature_measurements,
     js_distance,
     ks_test,
-    level_shares,
     psi,
     schema_changes,
     window_dates,
@@ -120,15 +119,15 @@ def test_chi2_p_is_what_scipy_chi2_contingency_returns(shape, scale) -> None:
 @pytest.mark.parametrize("values", [["a", "b", "zzz", None, "b"], [1.0, 2.0, 2.0, None, 7.0], ["x", None],
                                     [None, None]])
 @pytest.mark.parametrize("levels", [["a", "b"], ["1", "2", "b"], []])
-def test_level_shares_of_a_categorical_equal_categorical_shares(values, levels) -> None:
-    """Counting a pandas categorical from its codes gives the shares and count of the plain path (unused and
-    integral-float categories included)."""
+def test_a_categorical_is_counted_from_its_codes_as_its_plain_values_are(values, levels) -> None:
+    """How the monitor reads levels (pandas categoricals, counted from their codes) gives the labels, counts and
+    shares of the plain values (unused and integral-float categories included)."""
     plain = pd.Series(values, dtype=object)
     coded = pd.Series(pd.Categorical(values, categories=sorted({v for v in values if v is not None} | {"unused"},
                                                                key=str)))
-    shares, count = level_shares(coded, levels)
-    np.testing.assert_allclose(shares, categorical_shares(plain, levels), rtol=1e-15)
-    assert count == level_shares(plain, levels)[1] == plain.notna().sum()
+    np.testing.assert_allclose(categorical_shares(coded, levels), categorical_shares(plain, levels), rtol=1e-15)
+    assert label_counts(coded).sort_index().to_dict() == label_counts(plain).sort_index().to_dict()
+    assert label_values(coded).tolist() == label_values(plain).tolist()
 
 
 def _profile(rng: np.random.Generator) -> dict:
