@@ -42,7 +42,7 @@ FALLBACK_COVERS: dict[str, tuple[str, ...]] = {
               "config/profiles/local.yaml", "benchmarks/served.py",
               # the cards TrainFlow draws; the rest of steps/reporting reads runs afterwards (CLI, notebooks)
               "steps/reporting/__init__.py", "steps/reporting/cards.py", "steps/reporting/checks.py",
-              "steps/reporting/plots.py"),
+              "steps/reporting/charts.py"),
     "monitor": ("steps/core", "steps/config", "steps/data", "steps/modeling", "steps/monitoring", "steps/scoring",
                 "steps/ops/scenario.py", "config/dataset.yaml", "config/train.yaml", "config/monitor.yaml",
                 "config/score.yaml"),

@@ -12,10 +12,10 @@ Submodules load lazily (``importlib.util.LazyLoader``, the pattern of Scientific
 ``from steps.modeling import training`` binds a module object whose code runs on first attribute access. Metaflow
 starts a fresh process per task, per card and per CLI command, and every one of them imports the flow file; with lazy
 submodules each process pays only for what its step uses (a TrainFlow ``start`` does not load scikit-learn,
-LightGBM, SciPy or Matplotlib). A lazy module answers its name and file and Metaflow's ``METAFLOW_PACKAGE_POLICY``
+LightGBM or SciPy). A lazy module answers its name and file and Metaflow's ``METAFLOW_PACKAGE_POLICY``
 without running its code: a run's runtime process reads the name and the policy of every module in ``sys.modules`` to
 build the code package, and a plain ``LazyLoader`` module would load there, before the first task starts (~3.5 s of
-SciPy, Matplotlib and pandas for TrainFlow). Any other attribute (``__spec__`` too, which ``importlib.reload`` reads)
+SciPy and pandas for TrainFlow). Any other attribute (``__spec__`` too, which ``importlib.reload`` reads)
 loads the module, by LazyLoader's own class.
 """
 

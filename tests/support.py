@@ -68,6 +68,16 @@ def card_text(html: str) -> str:
     return "\n".join(base64.b64decode(b).decode("utf-8") for b in blobs)
 
 
+def card_components(html: str) -> list[dict[str, Any]]:
+    """Every component of a rendered card (pages and sections opened), in order."""
+    from steps.reporting.runs import card_data
+
+    def walk(component: dict[str, Any]) -> list[dict[str, Any]]:
+        return [component] + [c for child in component.get("contents", []) for c in walk(child)]
+
+    return [c for top in card_data(html)["components"] for c in walk(top)]
+
+
 
 GATES_BRANCH = "gates"  # the @project branch of the planted-regression runs (test.gates)
 SPLIT = {"validation_fraction": 0.2, "holdout_fraction": 0.2}
@@ -244,6 +254,10 @@ window.addEventListener("load", function () { setTimeout(function () {
       return {scrollWidth: t.scrollWidth, clientWidth: t.clientWidth}; }),
     images: Array.from(document.querySelectorAll("img")).map(function (i) {
       return {shown: i.getBoundingClientRect().width, natural: i.naturalWidth}; }),
+    charts: Array.from(document.querySelectorAll(".vega-embed")).map(function (e) {
+      var drawn = e.querySelector("svg, canvas"), box = drawn ? drawn.getBoundingClientRect() : {width: 0, height: 0};
+      return {label: e.getAttribute("aria-label"), width: box.width, height: box.height,
+              room: e.parentElement.clientWidth, marks: e.querySelectorAll(".role-mark > *").length}; }),
     text: (document.querySelector("main") || body).innerText
   });
   body.appendChild(out);

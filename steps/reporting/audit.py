@@ -20,6 +20,8 @@ from steps.core.decision import in_band
 from steps.core.storage import join_uri, list_files, read_bytes
 from steps.data.contract import ScoreInputError
 from steps.registry.registry import run_data
+from steps.reporting import charts
+from steps.reporting.charts import Chart
 from steps.reporting.runs import latest_run
 from steps.scoring.partition import MANIFEST, quarantine_reasons as reasons_of, read_manifest, untrusted
 
@@ -137,19 +139,7 @@ def quarantine_reasons(found: dict[str, Any]) -> pd.DataFrame:
     return pd.DataFrame(reasons_of(found["shards"]), columns=["reason", "rows"]).set_index("reason")
 
 
-def plot_scores(frame: pd.DataFrame, found: dict[str, Any]) -> Any:
-    """Histogram of scores with the decision threshold and the review band marked."""
-    from steps.reporting.plots import plt
-
-    fig, ax = plt.subplots(figsize=(7, 3))
-    ax.hist(frame["score"], bins=50, range=(0, 1), color="#4c72b0")
-    ax.set_yscale("log")
+def plot_scores(frame: pd.DataFrame, found: dict[str, Any]) -> Chart:
+    """Histogram of scores with the decision threshold and the review band marked (a Vega-Lite chart)."""
     low, high = found["review_band"]
-    ax.axvspan(low, high, color="orange", alpha=0.2, label=f"review band [{low}, {high}]")
-    ax.axvline(found["decision_threshold"], color="red", linestyle="--",
-               label=f"decision threshold {found['decision_threshold']}")
-    ax.set_xlabel("score")
-    ax.set_ylabel("rows (log)")
-    ax.legend(loc="upper right")
-    fig.tight_layout()
-    return fig
+    return charts.score_histogram(frame["score"].to_numpy(dtype=float), (low, high), found["decision_threshold"])

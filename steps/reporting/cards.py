@@ -1,9 +1,9 @@
 """Card components of every flow (Metaflow card components built from plain data).
 
 Each card opens with what happened in one line (a coloured banner), then the evidence: tables sized to fit a
-1400 px window without sideways scrolling (long text goes below a table, never into a column), and figures sized by
-``steps.reporting.plots`` so their text is shown at its own size. The functions that draw figures import
-``plots`` (Matplotlib: ~0.5-0.75 s and ~19 MiB) when called, so a card without figures (ScoreFlow's) never loads it.
+1400 px window without sideways scrolling (long text goes below a table, never into a column), and Vega-Lite charts
+from ``steps.reporting.charts`` that the card's browser draws (hover a point for its values): no figure is drawn
+in the step.
 """
 
 from __future__ import annotations
@@ -11,9 +11,10 @@ from __future__ import annotations
 import html
 from typing import Any
 
-from metaflow.cards import Image, Markdown, Table
+from metaflow.cards import Markdown, Table, VegaChart
 
 from steps.config.distill import DistillConfig
+from steps.reporting import charts
 from steps.reporting.checks import banner, check_components, fmt, interval_text, lead_in
 
 METRIC_COLUMNS = ("roc_auc", "average_precision", "log_loss", "brier")
@@ -27,8 +28,6 @@ def _fmt(value: Any) -> str:
 def training_card(summaries: list[dict[str, Any]], curves: dict[str, Any], chosen: str, metric: str,
                   lineage: dict[str, Any], split: dict[str, Any]) -> list[Any]:
     """Components for the TrainFlow card: the chosen model, a metrics table, curves, split and lineage."""
-    from steps.reporting.plots import roc_pr_figure
-
     header = ["candidate", "type", *METRIC_COLUMNS, "fit s", "size KiB", "sha256"]
     rows = [[s["name"] + (" (chosen)" if s["name"] == chosen else ""), s["type"],
              *[_fmt(s["metrics"][m]) for m in METRIC_COLUMNS], _fmt(s["fit_seconds"]),
@@ -42,7 +41,7 @@ def training_card(summaries: list[dict[str, Any]], curves: dict[str, Any], chose
         lead_in(f"Validation metrics of every candidate; the chosen one has the best <code>{html.escape(metric)}"
                 "</code>."),
         Table(rows, headers=header),
-        Image.from_matplotlib(roc_pr_figure(curves)),
+        VegaChart(charts.roc_pr(curves)),
         Markdown(f"## Split: by {split.get('method', 'time')}{warnings}"),
         Table(split_rows, headers=["part", "rows", "positives", "from", "to"]),
         Markdown("## Lineage"),
@@ -86,8 +85,6 @@ def _efficiency_section(efficiency: dict[str, Any], champion: dict[str, Any] | N
 
 def gates_card(results: list[dict[str, Any]], summary: dict[str, Any], report: dict[str, Any]) -> list[Any]:
     """Components for the gates card: the verdict, every check, ROC/calibration plots, groups, champion."""
-    from steps.reporting.plots import group_bars_figure, roc_calibration_figure
-
     champion = report.get("champion")
     out: list[Any] = [
         Markdown("# Promotion gates"),
@@ -96,11 +93,11 @@ def gates_card(results: list[dict[str, Any]], summary: dict[str, Any], report: d
                  "`champion` tag here only when every gated check passed."),
         *check_components(results),
         Markdown("## Hold-out curves"),
-        Image.from_matplotlib(roc_calibration_figure(report["curves"])),
+        VegaChart(charts.roc_calibration(report["curves"])),
         *_champion_section(champion),
     ]
     for attribute, groups in report["fairness"].items():
-        out += [Markdown(f"## Fairness by {attribute}"), Image.from_matplotlib(group_bars_figure(groups, attribute))]
+        out += [Markdown(f"## Fairness by {attribute}"), VegaChart(charts.group_bars(groups, attribute))]
     return out + _efficiency_section(report["efficiency"], champion)
 
 
@@ -127,8 +124,6 @@ def _retraining_line(decision: dict[str, Any], retraining: dict[str, Any] | None
 def _performance_section(performance: list[dict[str, Any]], reference_auc: float | None,
                          attributes: list[str]) -> list[Any]:
     """Realized AUC per labelled day with its interval (figure and the newest days as a table), then per group."""
-    from steps.reporting.plots import auc_interval_figure, performance_figure
-
     rows = [[p["period"], fmt(p.get("rows")), fmt(p.get("positives")), fmt(p.get("roc_auc")),
              interval_text(p.get("auc_interval")),
              f"{p['roc_auc'] - reference_auc:+.4f}" if p.get("roc_auc") is not None and reference_auc is not None
@@ -136,14 +131,14 @@ def _performance_section(performance: list[dict[str, Any]], reference_auc: float
             for p in performance[-PERFORMANCE_DAYS:][::-1]]
     out: list[Any] = [
         Markdown("## Realized performance on late labels"),
-        Image.from_matplotlib(auc_interval_figure(performance, reference_auc)),
+        VegaChart(charts.auc_interval(performance, reference_auc)),
         Markdown(f"Newest {min(len(performance), PERFORMANCE_DAYS)} labelled days, newest first"
                  + (f"; reference AUC {reference_auc:.4f} (the model's hold-out)." if reference_auc else ".")),
         Table(rows, headers=["period", "labelled rows", "positives", "AUC", "interval", "vs reference", "precision",
                              "recall"]),
     ]
     if attributes:
-        out.append(Image.from_matplotlib(performance_figure(performance, reference_auc, attributes)))
+        out.append(VegaChart(charts.auc_by_group(performance, reference_auc, attributes)))
     return out
 
 
@@ -151,8 +146,6 @@ def monitor_card(state: dict[str, Any], events: list[dict[str, Any]], active: li
                  decision: dict[str, Any], retraining: dict[str, Any] | None, attributes: list[str],
                  reference_auc: float | None) -> list[Any]:
     """Components for the MonitorFlow card: alerts, retraining, drift over time, performance over time per group."""
-    from steps.reporting.plots import drift_heatmap_figure, drift_heatmap_figures
-
     periods = state["periods"][-60:]
     signal_names = sorted({name for p in periods for name in p["signals"]})
     signal_rows = [[p["period"], p["rows"], *[("BREACH" if p["signals"][n]["breach"] else "ok")
@@ -170,8 +163,8 @@ def monitor_card(state: dict[str, Any], events: list[dict[str, Any]], active: li
         Markdown("## Signals per period (newest 20)"),
         Table(signal_rows, headers=["period", "rows", *signal_names]),
         Markdown("## Feature drift over time"),
-        *[Image.from_matplotlib(f) for f in drift_heatmap_figures(periods, "feature_drift", "psi")],
-        Image.from_matplotlib(drift_heatmap_figure(periods, "prediction_drift", "ks")),
+        VegaChart(charts.drift_heatmap(periods, "feature_drift", "psi")),
+        VegaChart(charts.drift_heatmap(periods, "prediction_drift", "ks")),
     ]
     if state["performance"]:
         parts += _performance_section(state["performance"][-60:], reference_auc, attributes)
@@ -214,8 +207,6 @@ def _candidate_rows(table: list[dict[str, Any]], chosen: str | None) -> list[lis
 def distill_card(table: list[dict[str, Any]], teacher: dict[str, Any], chosen: str | None,
                  cfg: DistillConfig, gate_results: list[dict[str, Any]] | None) -> list[Any]:
     """The DistillFlow card: who serves, candidate table, quality-vs-cost plot, gate results."""
-    from steps.reporting.plots import quality_cost_figure
-
     points = [{"name": "teacher", "kind": "teacher", "runtime": rt, "auc_ratio": 1.0,
                "cost_us_per_row": m["cost_us_per_row"]} for rt, m in teacher["runtimes"].items()]
     for r in table:
@@ -238,9 +229,8 @@ def distill_card(table: list[dict[str, Any]], teacher: dict[str, Any], chosen: s
                           "int8 us/row", "onnx parity", "selection"]),
            *([Markdown(f'<div style="text-align:left">Not eligible:<ul>{"".join(reasons)}</ul></div>')]
              if reasons else []),
-           Image.from_matplotlib(quality_cost_figure(points, cfg.min_auc_ratio,
-                                                     ceiling * cfg.max_cost_ratio if ceiling else None,
-                                                     cfg.cost_runtime))]
+           VegaChart(charts.quality_cost(points, cfg.min_auc_ratio, ceiling * cfg.max_cost_ratio if ceiling else None,
+                                         cfg.cost_runtime))]
     if gate_results:
         out += [Markdown("## Gates (teacher as champion; significance replaced by the quality floor)"),
                 *check_components(gate_results)]

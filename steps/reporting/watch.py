@@ -16,6 +16,8 @@ from metaflow import Run
 from steps.monitoring.alerts import read_events
 from steps.monitoring.state import load_state
 from steps.registry.registry import run_data
+from steps.reporting import charts
+from steps.reporting.charts import Chart
 from steps.reporting.runs import latest_run, monitor_lines
 
 MEASUREMENT_COLUMNS = ["period", "signal", "subject", "statistic", "value", "baseline", "threshold", "method",
@@ -99,22 +101,16 @@ def series(periods: list[dict[str, Any]], subject: str, statistic: str = "psi",
     return mine.set_index("period")[["value", "baseline", "threshold", "method", "breach"]]
 
 
-def plot_series(frame: pd.DataFrame, title: str) -> Any:
-    """The statistic per period against its threshold and baseline, breaches marked."""
-    from steps.reporting.plots import plt
+def plot_series(frame: pd.DataFrame, title: str) -> Chart:
+    """The statistic per period against its threshold and baseline, breaches circled (a Vega-Lite chart)."""
+    rows = [{"period": str(period), **{k: _plain(r[k]) for k in ("value", "baseline", "threshold")},
+             "breach": bool(r["breach"])} for period, r in frame.iterrows()]
+    return charts.series(rows, title)
 
-    fig, ax = plt.subplots(figsize=(9, 3.2))
-    days = list(frame.index)
-    ax.plot(days, frame["value"], marker="o", label="value")
-    ax.plot(days, frame["threshold"], linestyle="--", drawstyle="steps-mid", color="tab:red", label="threshold")
-    ax.plot(days, frame["baseline"], linestyle="none", marker="x", color="tab:gray", label="moving baseline")
-    hits = frame[frame["breach"].astype(bool)]
-    ax.scatter(list(hits.index), hits["value"], s=90, facecolors="none", edgecolors="tab:red", label="breach")
-    ax.set_title(title)
-    ax.tick_params(axis="x", rotation=45)
-    ax.legend(loc="upper left", fontsize=8)
-    fig.tight_layout()
-    return fig
+
+def _plain(value: Any) -> float | None:
+    """A float for JSON, None for a missing value."""
+    return None if value is None or pd.isna(value) else float(value)
 
 
 def performance(state: dict[str, Any], reference_auc: float | None = None) -> pd.DataFrame:

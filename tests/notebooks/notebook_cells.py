@@ -13,6 +13,8 @@ import nbformat
 import pytest
 from nbclient import NotebookClient
 
+from steps.reporting.charts import MIMETYPE
+
 ROOT = Path(__file__).resolve().parents[2]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
 PROBE = "import json, os, sys\nprint(json.dumps({'prefix': sys.prefix, 'cwd': os.getcwd(), " \
@@ -54,9 +56,9 @@ def data(cell: Any, mime: str) -> str:
     return "".join(o.data.get(mime, "") for o in cell.outputs if o.output_type in ("execute_result", "display_data"))
 
 
-def images(cell: Any) -> int:
-    """How many PNG figures a cell shows."""
-    return sum("image/png" in o.get("data", {}) for o in cell.outputs)
+def charts(cell: Any) -> list[dict[str, Any]]:
+    """The Vega-Lite charts a cell shows (displayed, or its value), as the notebook's renderer receives them."""
+    return [o["data"][MIMETYPE] for o in cell.outputs if MIMETYPE in o.get("data", {})]
 
 
 class _TableRows(HTMLParser):

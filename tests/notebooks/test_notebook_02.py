@@ -11,7 +11,7 @@ from typing import Any
 
 import nbformat
 import pytest
-from notebook_cells import ROOT, assert_ran_on_the_venv_kernel_in, body_rows, data, execute, images, table, text
+from notebook_cells import ROOT, assert_ran_on_the_venv_kernel_in, body_rows, data, charts, execute, table, text
 
 pytestmark = pytest.mark.xdist_group("gates")  # gates_scenario's six TrainFlow runs are made once, on one worker
 
@@ -88,9 +88,12 @@ def test_gate_table_has_one_row_per_gate_result(executed, worse) -> None:
     assert "NaN" not in {r["actual"] for r in rows}
 
 
-def test_figures_are_displayed(executed, worse) -> None:
-    counts = {cell: images(executed[cell]) for cell in FIGURE_CELLS}
+def test_charts_are_displayed(executed, worse) -> None:
+    counts = {cell: len(charts(executed[cell])) for cell in FIGURE_CELLS}
     assert counts == {"curves": 1, "group-bars": len(worse.gate_report["fairness"])}
+    assert [c["title"] for c in charts(executed["group-bars"])] == [f"by {a}" for a in worse.gate_report["fairness"]]
+    roc = charts(executed["curves"])[0]["hconcat"][0]["data"]["values"]
+    assert {r["model"] for r in roc} == set(worse.gate_report["curves"])  # the challenger, and the champion it met
 
 
 def test_group_table(executed, worse) -> None:

@@ -8,7 +8,7 @@ from typing import Any
 import pandas as pd
 import pytest
 import yaml
-from notebook_cells import ROOT, assert_ran_on_the_venv_kernel_in, data, execute, images, table, text
+from notebook_cells import ROOT, assert_ran_on_the_venv_kernel_in, charts, data, execute, table, text
 
 from steps.scoring.partition import read_manifest
 from support import FORCE_TINY, run_flow
@@ -70,7 +70,8 @@ def test_score_distribution_review_rate_and_reasons(executed, score_run) -> None
     manifest = read_manifest(*(score_run.data.plan[k] for k in ("output_root", "date")))
     bins = table(data(executed["scores"], "text/html"))
     assert len(bins) == 10 and sum(int(r["rows"]) for r in bins) == 5998
-    assert images(executed["score-plot"]) == 1
+    (plot,) = charts(executed["score-plot"])
+    assert sum(r["rows"] for r in plot["data"]["values"]) == 5998  # every scored row in one of its bins
     review = {row[""]: row["value"] for row in table(data(executed["review"], "text/html"))}
     assert review["rows"] == "5998" and review["review flags match the band"] == "True"
     assert 0.0 <= float(review["review rate"]) <= 1.0

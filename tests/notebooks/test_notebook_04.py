@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from notebook_cells import ROOT, assert_ran_on_the_venv_kernel_in, data, execute, images, table, text
+from notebook_cells import ROOT, assert_ran_on_the_venv_kernel_in, charts, data, execute, table, text
 
 from steps.monitoring.state import load_state
 
@@ -70,7 +70,11 @@ def test_the_furthest_breach_is_followed_over_the_stored_history(executed, drift
     assert sorted(rows) == sorted(values) and len(rows) >= 8  # six stable days, then the two drifted ones
     assert all(float(rows[day]["value"]) == pytest.approx(v, abs=1e-6) for day, v in values.items())  # 6 decimals
     assert rows[top["period"]]["breach"] == "True"
-    assert images(executed["series-plot"]) == 1 and images(executed["heatmap"]) >= 1
+    (plot,) = charts(executed["series-plot"])
+    assert {r["period"]: r["y"] for r in plot["data"]["values"] if r["line"] == "value"} == pytest.approx(values)
+    (heatmap,) = charts(executed["heatmap"])
+    assert {r["period"] for r in heatmap["data"]["values"]} == {
+        p["period"] for p in state["periods"] if any(m["signal"] == "feature_drift" for m in p["measurements"])}
 
 
 def test_realized_performance_per_period_and_group(executed, drift_run) -> None:
@@ -81,7 +85,9 @@ def test_realized_performance_per_period_and_group(executed, drift_run) -> None:
     for p in state["performance"]:
         assert float(rows[p["period"]]["AUC"]) == pytest.approx(p["roc_auc"], abs=1e-6)
         assert float(rows[p["period"]]["vs reference"]) == pytest.approx(p["roc_auc"] - reference, abs=1e-6)
-    assert images(executed["performance-plot"]) == 1
+    (plot,) = charts(executed["performance-plot"])
+    assert [r["period"] for r in plot["data"]["values"]] == [p["period"] for p in state["performance"]
+                                                             if p["roc_auc"] is not None]
     sensitive = list(drift_run.data.dataset["sensitive"])
     assert [line for line in text(executed["groups"]).splitlines()] == [f"AUC by {a}" for a in sensitive]
     tables = [o.data["text/html"] for o in executed["groups"].outputs if o.output_type == "display_data"]

@@ -1,6 +1,6 @@
-"""What the cards say and how their figures are laid out, from plain data (no flow run): the verdict banners,
-reported-only checks apart from the gated ones, the note on an estimate outside its interval, and figure text that
-fits (labels that do not overlap, sizes that a card shows without shrinking)."""
+"""What the cards say and what their charts hold, from plain data (no flow run): the verdict banners, reported-only
+checks apart from the gated ones, the note on an estimate outside its interval, and Vega-Lite charts that are valid
+against the schema, JSON a browser parses (no NaN), and lay out every group or feature on its own row."""
 
 from __future__ import annotations
 
@@ -9,10 +9,9 @@ from typing import Any
 
 import numpy as np
 import pytest
-from matplotlib.figure import Figure
 
 from steps.config.distill import DistillConfig
-from steps.reporting import cards, checks, plots
+from steps.reporting import cards, charts, checks
 
 
 def result(name: str, actual: float | None, passed: bool = True, gated: bool = True, suite: str = "performance",
@@ -122,57 +121,111 @@ def test_monitor_card_shows_the_daily_auc_with_its_interval() -> None:
     assert "No run started: not started (launcher none)." in text and "Started `None`" not in text
 
 
-def _overlaps(fig: Figure, labels: list[Any]) -> list[tuple[str, str]]:
-    """Pairs of visible tick labels whose drawn boxes intersect."""
-    renderer = fig.canvas.get_renderer()
-    boxes = [(t.get_text(), t.get_window_extent(renderer)) for t in labels if t.get_visible() and t.get_text()]
-    return [(a, b) for i, (a, box_a) in enumerate(boxes) for b, box_b in boxes[i + 1:] if box_a.overlaps(box_b)]
+def layers(chart: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every layer of a chart, through concatenations and facets."""
+    found = []
+    for part in chart.get("hconcat", [chart.get("spec", chart)]):
+        found += part.get("layer", [part])
+    return found
 
 
-def _fits(fig: Figure) -> None:
-    """Shown by a card at its own size: at most WIDTH x MAX_HEIGHT inches (100 dpi)."""
-    width, height = fig.get_size_inches()
-    assert width <= plots.WIDTH + 1e-9 and height <= plots.MAX_HEIGHT + 1e-9
+def data(chart: dict[str, Any]) -> list[dict[str, Any]]:
+    """The rows of a chart's main data."""
+    return chart["data"]["values"]
 
 
 @pytest.mark.parametrize("groups", [5, 25])
-def test_group_bars_name_every_group_once_without_overlap(groups: int) -> None:
-    fig = plots.group_bars_figure(_report(groups)["fairness"]["a×b"], "a×b")
-    fig.canvas.draw()
-    _fits(fig)
-    labels = fig.axes[0].get_yticklabels()
-    assert [t.get_text() for t in labels] == [g["group"] for g in _report(groups)["fairness"]["a×b"]]
-    assert all(t.get_fontsize() >= plots.TICK for t in labels)
-    assert _overlaps(fig, labels) == []
-    assert "n/a" in {t.get_text() for ax in fig.axes for t in ax.texts}  # a group without an AUC is not a zero
+def test_group_bars_give_every_group_one_row_and_write_na_for_a_missing_value(groups: int) -> None:
+    report = _report(groups)["fairness"]["a×b"]
+    chart = charts.group_bars(report, "a×b")
+    bars, missing = layers(chart)
+    assert bars["encoding"]["y"]["sort"] == [g["group"] for g in report]  # in the report's order, each once
+    assert chart["spec"]["height"] == {"step": charts.ROW}  # the chart grows with the groups: labels never collide
+    assert len(data(chart)) == groups * len(charts.GROUP_METRICS)
+    faded = {r["group"] for r in data(chart) if r["gated"] == charts.NOT_GATED}
+    assert faded == {g["group"] for g in report if not g["gated"]}
+    assert [(r["group"], r["metric"]) for r in data(chart) if r["value"] is None] == [(report[3]["group"], "auc")]
+    assert missing["mark"]["text"] == "n/a" and missing["transform"] == [{"filter": "datum.value === null"}]
 
 
-def test_drift_heat_maps_split_many_features_into_readable_figures() -> None:
+def test_drift_heat_map_has_one_row_per_feature_and_outlines_breaches() -> None:
     days = [f"2026-02-{d:02d}" for d in range(1, 29)]
     periods = [{"period": d, "measurements": [{"signal": "feature_drift", "statistic": "psi", "subject": f"feature_{k}",
-                                               "value": float(np.sin(k + j)) ** 2, "breach": False}
+                                               "value": float(np.sin(k + j)) ** 2, "breach": (k + j) % 9 == 0}
                                               for k in range(40)]} for j, d in enumerate(days)]
-    figures = plots.drift_heatmap_figures(periods)
-    assert len(figures) == 2 and sum(len(f.axes[0].get_yticks()) for f in figures) == 40
-    for fig in figures:
-        fig.canvas.draw()
-        _fits(fig)
-        ax = fig.axes[0]
-        for labels in (ax.get_yticklabels(), ax.get_xticklabels()):
-            assert all(t.get_fontsize() >= plots.TICK for t in labels) and _overlaps(fig, labels) == []
+    chart = charts.drift_heatmap(periods)
+    cells, outlines = layers(chart)
+    assert len(cells["encoding"]["y"]["sort"]) == 40 and chart["height"] == {"step": charts.ROW}
+    assert cells["encoding"]["x"]["sort"] == days and len(cells["encoding"]["x"]["axis"]["values"]) <= 16
+    assert len(data(chart)) == 40 * 28
+    assert sum(r["breach"] for r in data(chart)) == sum((k + j) % 9 == 0 for k in range(40) for j in range(28))
+    assert outlines["transform"] == [{"filter": "datum.breach"}] and outlines["mark"]["stroke"] == charts.RED
 
 
-def test_quality_cost_names_models_in_a_legend_not_beside_the_points() -> None:
+def test_quality_cost_names_models_and_runtimes_in_legends_and_the_rule_in_the_subtitle() -> None:
     points = [{"name": name, "runtime": rt, "auc_ratio": 1.0 - 0.001 * i, "cost_us_per_row": 1.2 + 0.001 * i}
               for i, (name, rt) in enumerate([(n, r) for n in ("teacher", "lgbm_small", "mlp", "linear")
                                               for r in ("native", "onnx", "quantized")])]
-    fig = plots.quality_cost_figure(points, 0.985, 0.2)
-    _fits(fig)
-    ax = fig.axes[0]
-    assert len(ax.texts) == 0  # nothing written next to the points, so nothing to overlap
-    legend = [t.get_text() for t in ax.get_legend().get_texts()]
-    assert {"teacher", "lgbm_small", "mlp", "linear", "native", "onnx", "quantized"} <= set(legend)
-    assert "quality floor 0.985" in legend and any(t.startswith("cost ceiling") for t in legend)
+    chart = charts.quality_cost(points, 0.985, 0.2)
+    marks = [layer["mark"]["type"] for layer in layers(chart)]
+    assert marks == ["point", "rule", "rule"]  # nothing written next to the points, so nothing to overlap
+    color = layers(chart)[0]["encoding"]["color"]["scale"]
+    assert color["domain"] == ["teacher", "lgbm_small", "mlp", "linear"] and color["range"][0] == charts.RED
+    assert charts.RED not in color["range"][1:]  # red is the teacher's alone
+    assert layers(chart)[0]["encoding"]["shape"]["scale"]["domain"] == ["native", "onnx", "quantized"]
+    assert chart["title"]["subtitle"] == "dashed: quality floor 0.985; dash-dot: cost ceiling 0.2 µs (onnx)"
+
+
+def _every_chart() -> dict[str, dict[str, Any]]:
+    """One of each chart, on small data with the awkward values real runs have (no AUC, no interval, NaN)."""
+    report = _report(7)
+    curves = {"challenger": {**report["curves"]["challenger"], "pr": {"recall": [0.0, 1.0], "precision": [1.0, 0.1]}}}
+    days = [f"2026-01-{d:02d}" for d in range(1, 9)]
+    perf = [{"period": d, "rows": 900, "positives": 9, "roc_auc": None if i == 2 else 0.8,
+             "auc_interval": [0.7, 0.9] if i % 2 else None, "groups": {"region": {"apac": {"roc_auc": 0.8},
+                                                                                   "emea": {"roc_auc": None}}}}
+            for i, d in enumerate(days)]
+    periods = [{"period": d, "measurements": [{"signal": "feature_drift", "statistic": "psi", "subject": "amount",
+                                               "value": float("nan") if i == 0 else 0.1, "breach": i == 3}]}
+               for i, d in enumerate(days)]
+    points = [{"name": "teacher", "runtime": "native", "auc_ratio": 1.0, "cost_us_per_row": 3.0},
+              {"name": "mlp", "runtime": "onnx", "auc_ratio": 0.99, "cost_us_per_row": 0.4}]
+    rows = [{"period": d, "value": 0.1 * i, "baseline": None if i == 0 else 0.05, "threshold": 0.2, "breach": i > 5}
+            for i, d in enumerate(days)]
+    return {"roc_pr": charts.roc_pr(curves), "roc_calibration": charts.roc_calibration(report["curves"]),
+            "group_bars": charts.group_bars(report["fairness"]["a×b"] + [{"group": "nan", "auc": float("nan")}], "a"),
+            "drift_heatmap": charts.drift_heatmap(periods), "auc_interval": charts.auc_interval(perf, 0.82),
+            "auc_by_group": charts.auc_by_group(perf, None, ["region"]),
+            "quality_cost": charts.quality_cost(points, 0.98, 1.5), "series": charts.series(rows, "psi of amount"),
+            "score_histogram": charts.score_histogram(np.linspace(0, 1, 500), (0.4, 0.6), 0.3)}
+
+
+@pytest.fixture(scope="module")
+def vega_lite() -> Any:
+    """A validator of the Vega-Lite schema the cards' bundle renders (v6), as altair ships it."""
+    from importlib.resources import files
+
+    import jsonschema
+
+    schema = json.loads((files("altair") / "vegalite/v6/schema/vega-lite-schema.json").read_text(encoding="utf-8"))
+    return jsonschema.validators.validator_for(schema)(schema)
+
+
+@pytest.mark.parametrize("name", sorted(_every_chart()))
+def test_every_chart_is_valid_vega_lite_and_plain_json(name: str, vega_lite: Any) -> None:
+    import jsonschema
+
+    chart = _every_chart()[name]
+    error = jsonschema.exceptions.best_match(vega_lite.iter_errors(chart))
+    assert error is None, f"{name}: {error.message} at {list(error.absolute_path)}"
+    json.dumps(chart, allow_nan=False)  # a NaN is not JSON: the card's JSON.parse would fail and show nothing
+    assert chart["$schema"] == charts.SCHEMA and chart["description"]
+
+
+def test_a_chart_is_shown_by_a_notebook_as_vega_lite() -> None:
+    chart = _every_chart()["series"]
+    bundle = chart._repr_mimebundle_()
+    assert bundle[charts.MIMETYPE] == dict(chart) and bundle["text/plain"] == "<chart: psi of amount>"
 
 
 def manifest(quarantined: dict[int, dict[str, int]], shadow: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -220,14 +273,3 @@ def test_score_card_of_a_clean_partition_with_a_shadow() -> None:
     assert "2,000 of 2,000 rows scored, 0 quarantined" in text and "#1e7e34" in text
     assert "Quarantined rows by reason" not in text
     assert "Shadow model" in text and "TrainFlow/13" in text and "99.50%" in text
-
-
-def test_a_card_without_figures_leaves_matplotlib_unloaded() -> None:
-    import subprocess
-    import sys
-
-    data = json.dumps(manifest({}))
-    code = (f"import json, sys; from steps.reporting import cards; cards.score_card(json.loads({data!r}), 'x'); "
-            "print('matplotlib' in sys.modules)")
-    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          check=True).stdout.strip() == "False"
