@@ -21,7 +21,6 @@ from steps.core.storage import join_uri, list_files, read_bytes
 from steps.data.contract import ScoreInputError
 from steps.registry.registry import run_data
 from steps.reporting import charts
-from steps.reporting.charts import Chart
 from steps.reporting.runs import latest_run
 from steps.scoring.partition import MANIFEST, quarantine_reasons as reasons_of, read_manifest, untrusted
 
@@ -139,7 +138,7 @@ def quarantine_reasons(found: dict[str, Any]) -> pd.DataFrame:
     return pd.DataFrame(reasons_of(found["shards"]), columns=["reason", "rows"]).set_index("reason")
 
 
-def plot_scores(frame: pd.DataFrame, found: dict[str, Any]) -> Chart:
+def plot_scores(frame: pd.DataFrame, found: dict[str, Any]) -> charts.Chart:
     """Histogram of scores with the decision threshold and the review band marked (a Vega-Lite chart)."""
     low, high = found["review_band"]
     return charts.score_histogram(frame["score"].to_numpy(dtype=float), (low, high), found["decision_threshold"])

@@ -17,7 +17,6 @@ from steps.monitoring.alerts import read_events
 from steps.monitoring.state import load_state
 from steps.registry.registry import run_data
 from steps.reporting import charts
-from steps.reporting.charts import Chart
 from steps.reporting.runs import latest_run, monitor_lines
 
 MEASUREMENT_COLUMNS = ["period", "signal", "subject", "statistic", "value", "baseline", "threshold", "method",
@@ -101,14 +100,14 @@ def series(periods: list[dict[str, Any]], subject: str, statistic: str = "psi",
     return mine.set_index("period")[["value", "baseline", "threshold", "method", "breach"]]
 
 
-def plot_series(frame: pd.DataFrame, title: str) -> Chart:
+def plot_series(frame: pd.DataFrame, title: str) -> charts.Chart:
     """The statistic per period against its threshold and baseline, breaches circled (a Vega-Lite chart)."""
-    rows = [{"period": str(period), **{k: _plain(r[k]) for k in ("value", "baseline", "threshold")},
+    rows = [{"period": str(period), **{k: _number(r[k]) for k in ("value", "baseline", "threshold")},
              "breach": bool(r["breach"])} for period, r in frame.iterrows()]
     return charts.series(rows, title)
 
 
-def _plain(value: Any) -> float | None:
+def _number(value: Any) -> float | None:
     """A float for JSON, None for a missing value."""
     return None if value is None or pd.isna(value) else float(value)
 
