@@ -138,8 +138,8 @@ def group_bars(groups: list[dict[str, Any]], attribute: str) -> Chart:
     bars = {"mark": {"type": "bar", "color": BLUE}, "encoding": {
         "y": y, "x": _q("shown", None, axis={"tickCount": 4, "format": "~g", "labelOverlap": "greedy",
                                              "labelSeparation": 6}),
-        "opacity": _n("gated", None, scale={"domain": [GATED, NOT_GATED], "range": [1.0, 0.4]},
-                      legend={"orient": "top"}),
+        "opacity": {"field": "gated", "type": "ordinal", "title": None, "legend": {"orient": "top"},
+                    "scale": {"domain": [GATED, NOT_GATED], "range": [1.0, 0.4]}},  # ordinal: sorted by the domain
         "tooltip": tooltip}}
     missing = {"transform": [{"filter": "datum.value === null"}],
                "mark": {"type": "text", "align": "left", "dx": 3, "color": GREY, "text": "n/a"},
