@@ -118,4 +118,4 @@ def table(html: str) -> list[dict[str, str]]:
     parser = _Table()
     parser.feed(html)
     header = parser.head[0]  # pandas: ["", columns...]; a named index adds a second header row
-    return [dict(zip(header, row)) for row in parser.body]
+    return [dict(zip(header, row, strict=False)) for row in parser.body]  # lengths unchecked, as before

@@ -11,13 +11,13 @@ from typing import Any
 
 import nbformat
 import pytest
-from notebook_cells import ROOT, assert_ran_on_the_venv_kernel_in, body_rows, data, charts, execute, table, text
+from notebook_cells import ROOT, assert_ran_on_the_venv_kernel_in, body_rows, charts, data, execute, table, text
 
 pytestmark = pytest.mark.xdist_group("gates")  # gates_scenario's six TrainFlow runs are made once, on one worker
 
 NOTEBOOK = ROOT / "notebooks" / "02-compare-champion-challenger.ipynb"
 BRANCH = "test.gates"
-FIGURE_CELLS = ("curves", "group-bars")
+CHART_CELLS = ("curves", "group-bars")
 
 
 @pytest.fixture(scope="module")
@@ -81,7 +81,8 @@ def test_gate_table_has_one_row_per_gate_result(executed, worse) -> None:
     assert body_rows(html) == len(worse.gate_results) > 20
     rows = table(html)
     assert [(r["suite"], r["name"]) for r in rows] == [(g["suite"], g["name"]) for g in worse.gate_results]
-    assert {"result", "threshold", "actual", "low", "high", "detail", "gated"} <= set(rows[0]) and "passed" not in rows[0]
+    assert {"result", "threshold", "actual", "low", "high", "detail", "gated"} <= set(rows[0])
+    assert "passed" not in rows[0]
     expected = ["not gated" if not g["gated"] else "PASS" if g["passed"] else "FAIL" for g in worse.gate_results]
     assert [r["result"] for r in rows] == expected and "not gated" in expected  # the intersection slices
     assert all(r["actual"] == "-" for r, g in zip(rows, worse.gate_results, strict=True) if g["actual"] is None)
@@ -89,7 +90,7 @@ def test_gate_table_has_one_row_per_gate_result(executed, worse) -> None:
 
 
 def test_charts_are_displayed(executed, worse) -> None:
-    counts = {cell: len(charts(executed[cell])) for cell in FIGURE_CELLS}
+    counts = {cell: len(charts(executed[cell])) for cell in CHART_CELLS}
     assert counts == {"curves": 1, "group-bars": len(worse.gate_report["fairness"])}
     assert [c["title"] for c in charts(executed["group-bars"])] == [f"by {a}" for a in worse.gate_report["fairness"]]
     roc = charts(executed["curves"])[0]["hconcat"][0]["data"]["values"]

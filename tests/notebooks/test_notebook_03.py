@@ -9,9 +9,9 @@ import pandas as pd
 import pytest
 import yaml
 from notebook_cells import ROOT, assert_ran_on_the_venv_kernel_in, charts, data, execute, table, text
+from support import FORCE_TINY, run_flow
 
 from steps.scoring.partition import read_manifest
-from support import FORCE_TINY, run_flow
 
 NOTEBOOK = ROOT / "notebooks" / "03-audit-scored-partition.ipynb"
 DAY = "2026-03-01"
