@@ -157,21 +157,26 @@ def drift_subjects(periods: list[dict[str, Any]], signal: str, statistic: str) -
                    if m["signal"] == signal and m["statistic"] == statistic})
 
 
-def _day_axis(days: list[str], most: int = 16) -> dict[str, Any]:
-    """An ordinal axis of dates: at most ``most`` labels, slanted when there are many."""
+def _days(days: list[str], most: int = 16) -> dict[str, Any]:
+    """The x channel of one column per period, in order: at most ``most`` date labels, slanted when there are many."""
     step = max(1, math.ceil(len(days) / most))
-    return {"values": days[::step], "labelAngle": -45 if len(days) > 7 else 0, "title": None}
+    axis = {"values": days[::step], "labelAngle": -45 if len(days) > 7 else 0, "title": None}
+    return _n("period", None, sort=days, scale={"domain": days}, axis=axis)
 
 
-def drift_heatmap(periods: list[dict[str, Any]], signal: str = "feature_drift", statistic: str = "psi",
-                  title: str = "") -> Chart:
+def _reference(value: float) -> dict[str, Any]:
+    """A dotted grey horizontal rule at ``value`` (the reference AUC)."""
+    return {"mark": {"type": "rule", "strokeDash": [2, 3], "color": GREY}, "encoding": {"y": {"datum": value}}}
+
+
+def drift_heatmap(periods: list[dict[str, Any]], signal: str = "feature_drift", statistic: str = "psi") -> Chart:
     """One row per subject, one column per period: the statistic's value, breaches outlined in red."""
     days = [p["period"] for p in periods]
     rows = [{"period": p["period"], "subject": m["subject"], "value": m["value"], "baseline": m.get("baseline"),
              "threshold": m.get("threshold"), "breach": bool(m["breach"])}
             for p in periods for m in p.get("measurements", [])
             if m["signal"] == signal and m["statistic"] == statistic]
-    x = _n("period", None, sort=days, scale={"domain": days}, axis=_day_axis(days))
+    x = _days(days)
     y = _n("subject", None, sort=drift_subjects(periods, signal, statistic))
     tooltip = [_n("subject"), _n("period"), _q("value", statistic, format=".4f"), _q("baseline", format=".4f"),
                _q("threshold", format=".4f"), _n("breach")]
@@ -181,7 +186,7 @@ def drift_heatmap(periods: list[dict[str, Any]], signal: str = "feature_drift", 
                 "mark": {"type": "rect", "filled": False, "stroke": RED, "strokeWidth": 2},
                 "encoding": {"x": x, "y": y, "tooltip": tooltip}}
     return chart(f"{signal} {statistic} per period",
-                 title=title or f"{signal}: {statistic} per period (red outline: breached its baseline)",
+                 title=f"{signal}: {statistic} per period (red outline: breached its baseline)",
                  data={"values": rows}, width=WIDTH - 300, height={"step": ROW}, layer=[cells, breaches])
 
 
@@ -196,7 +201,7 @@ def auc_interval(performance: list[dict[str, Any]], reference_auc: float | None)
              "positives": p.get("positives"), "judged": JUDGED if p.get("auc_interval") else UNJUDGED}
             for p in performance if p.get("roc_auc") is not None]
     lowest = min([r["low"] if r["low"] is not None else r["auc"] for r in rows] + [0.4])
-    x = _n("period", None, sort=days, scale={"domain": days}, axis=_day_axis(days))
+    x = _days(days)
     y_scale = {"domain": [math.floor(lowest * 20) / 20, 1.0]}
     tooltip = [_n("period"), _q("auc", "AUC", format=".4f"), _q("low", format=".4f"), _q("high", format=".4f"),
                _q("rows", format=","), _q("positives", format=",")]
@@ -209,8 +214,7 @@ def auc_interval(performance: list[dict[str, Any]], reference_auc: float | None)
                        legend={"orient": "bottom", "direction": "horizontal"})}}]
     subtitle: list[str] = []
     if reference_auc is not None:
-        layers.append({"mark": {"type": "rule", "strokeDash": [2, 3], "color": GREY},
-                       "encoding": {"y": {"datum": reference_auc}}})
+        layers.append(_reference(reference_auc))
         subtitle = [f"dotted: reference AUC {reference_auc:.3f} (the model's hold-out)"]
     return chart("realized AUC per day", title={"text": "Realized AUC per day (late labels)", "subtitle": subtitle},
                  data={"values": rows}, width=WIDTH - 250, height=260, layer=layers)
@@ -231,11 +235,10 @@ def auc_by_group(performance: list[dict[str, Any]], reference_auc: float | None,
                     if p.get("roc_auc") is not None]
         y = _q("auc", "ROC AUC", scale={"domain": [0.4, 1.0], "clamp": True})
         layers: list[dict[str, Any]] = [{"mark": {"type": "line", "point": {"size": 20}, "tooltip": True}, "encoding": {
-            "x": _n("period", None, sort=days, scale={"domain": days}, axis=_day_axis(days, most=8)), "y": y,
+            "x": _days(days, most=8), "y": y,
             "color": _n("group", attr), "tooltip": [_n("group", attr), _n("period"), _q("auc", "AUC", format=".4f")]}}]
         if reference_auc is not None:
-            layers.append({"mark": {"type": "rule", "strokeDash": [2, 3], "color": GREY},
-                           "encoding": {"y": {"datum": reference_auc}}})
+            layers.append(_reference(reference_auc))
         subtitle = f"dotted: reference AUC {reference_auc:.3f}" if reference_auc is not None else ""
         out.append({"title": {"text": f"realized AUC by {attr}", "subtitle": subtitle}, "width": width,
                     "height": 240, "data": {"values": rows}, "layer": layers})
@@ -286,7 +289,7 @@ def series(rows: list[dict[str, Any]], title: str) -> Chart:
     long = [{"period": r["period"], "line": line, "y": r[key]} for r in rows
             for line, key in (("value", "value"), ("threshold", "threshold"), ("moving baseline", "baseline"))
             if r.get(key) is not None]
-    x = _n("period", None, sort=days, scale={"domain": days}, axis=_day_axis(days))
+    x = _days(days)
     color = _n("line", None, scale={"domain": ["value", "threshold", "moving baseline", "breach"],
                                     "range": [BLUE, RED, GREY, RED]}, legend={"orient": "top"})
     lines = {"transform": [{"filter": "datum.line !== 'moving baseline'"}],
