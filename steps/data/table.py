@@ -127,6 +127,8 @@ def read_part(split: dict[str, Any], part: str, columns: list[str] | None = None
         pieces.append(piece if keep.all() else piece.filter(pa.array(keep)))
     table = pa.concat_tables(pieces) if pieces else pf.read_row_groups([], columns=columns)
     frame = table.to_pandas()  # consolidated blocks, as a served frame has (see TO_PANDAS)
+    del table, pieces
+    release_arrow_memory()  # the Arrow copy's pages, or the gates' arrays add to them (1.5M rows: RSS 699 -> 415 MiB)
     logger.info("read %s: %d rows x %d columns from %d of %d row groups of %s", part, len(frame),
                 len(frame.columns), len(groups), len(starts), ref["uri"])
     return frame

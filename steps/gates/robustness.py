@@ -254,10 +254,10 @@ def sample_failures(cfg: RobustnessGates, detail: str) -> list[GateResult]:
 
 
 def _base_row(holdout: pd.DataFrame, spec: DatasetConfig, rng: np.random.Generator) -> pd.DataFrame:
-    """One hold-out row, preferring rows without missing features."""
-    complete = holdout[holdout[spec.features].notna().all(axis=1)]
-    pool = complete if len(complete) else holdout
-    return pool.iloc[[int(rng.integers(len(pool)))]]
+    """One hold-out row, preferring rows without missing features (positions only: no copy of the complete rows)."""
+    complete = np.flatnonzero(holdout[spec.features].notna().all(axis=1).to_numpy())
+    pool = complete if len(complete) else np.arange(len(holdout))
+    return holdout.iloc[[int(pool[int(rng.integers(len(pool)))])]]
 
 
 def robustness_gates(predict: Predict, holdout: pd.DataFrame, spec: DatasetConfig, cfg: RobustnessGates,

@@ -45,6 +45,21 @@ def test_scoring_on_threads_gives_each_row_the_score_of_one_call(fitted: dict[st
     assert estimator.get_params().get("n_jobs") == (None if n_jobs is None else 2)
 
 
+@pytest.mark.parametrize("threads", [1, 2])
+def test_scoring_in_bounded_chunks_gives_each_row_the_score_of_one_call(fitted: dict[str, Pipeline], split: Split,
+                                                                        dataset_spec: DatasetConfig, threads: int,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    pipeline = fitted["lightgbm"]
+    one = models.predict_proba(pipeline, split.validation, dataset_spec)
+    monkeypatch.setattr(models, "SCORE_CHUNK_ROWS", 7)
+    monkeypatch.setattr(models, "PARALLEL_MIN_ROWS", 10)
+    sizes: list[int] = []
+    original = type(pipeline).predict_proba
+    monkeypatch.setattr(type(pipeline), "predict_proba", lambda self, x: sizes.append(len(x)) or original(self, x))
+    np.testing.assert_array_equal(models.predict_proba(pipeline, split.validation, dataset_spec, threads), one)
+    assert max(sizes) <= 7 and sum(sizes) == len(split.validation)  # every row once, no call above the bound
+
+
 @pytest.mark.parametrize("type_", TYPES)
 def test_every_type_fits_and_predicts_probabilities(fitted: dict[str, Pipeline], split: Split,
                                                     dataset_spec: DatasetConfig, type_: str) -> None:
