@@ -89,6 +89,20 @@ def test_paired_bootstrap_agrees_with_delong(gap):
     assert (boot.high - boot.low) == pytest.approx(analytic.high - analytic.low, rel=0.25)
 
 
+@pytest.mark.parametrize("decimals", [None, 1, 3])  # continuous scores, heavy ties, some ties
+def test_delong_components_equal_the_three_rankdata_definition(decimals):
+    y, score = _scores(3000, 1.0, 9, prevalence=0.2)
+    score = score if decimals is None else np.round(score, decimals)
+    pos, neg = score[y == 1], score[y == 0]
+    every = stats.rankdata(np.concatenate([pos, neg]))
+    v10 = (every[:pos.size] - stats.rankdata(pos)) / neg.size
+    v01 = 1.0 - (every[pos.size:] - stats.rankdata(neg)) / pos.size
+    auc, ours10, ours01 = metrics._midrank_auc_components(score, y.astype(bool))
+    np.testing.assert_allclose(ours10, v10, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(ours01, v01, rtol=0, atol=1e-12)
+    assert auc == pytest.approx(roc_auc_score(y, score), abs=1e-12)
+
+
 def test_delong_variance_matches_a_monte_carlo_simulation():
     """The analytic standard error of the AUC difference equals the spread over independent hold-outs."""
     diffs, ses = [], []
