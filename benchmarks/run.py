@@ -150,8 +150,8 @@ def drop_older(name: str, readme: Any = None) -> None:
         return
     head, rest = text.split(OLDER_START, 1)
     section, tail = rest.split(OLDER_END, 1)
-    kept = [line for line in section.splitlines() if not line.startswith(f"- `bench_{name}`:")]
-    readme.write_text(head + OLDER_START + "\n".join(kept) + OLDER_END + tail)
+    kept = [line for line in section.splitlines() if line.strip() and not line.startswith(f"- `bench_{name}`:")]
+    readme.write_text(head + OLDER_START + "\n" + "".join(f"{line}\n" for line in kept) + OLDER_END + tail)
 
 
 def machine() -> dict[str, Any]:

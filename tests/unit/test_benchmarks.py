@@ -58,4 +58,6 @@ def test_readme_older_parses_and_drop_removes_one_line(tmp_path: Path) -> None:
     assert run.readme_older(readme.read_text()) == {"train": "measured before issue 14", "score": "because"}
     run.drop_older("train", readme)
     assert run.readme_older(readme.read_text()) == {"score": "because"}
-    assert readme.read_text().startswith("x\n") and readme.read_text().endswith("y\n")
+    assert readme.read_text() == f"x\n{run.OLDER_START}\n- `bench_score`: because\n{run.OLDER_END}\ny\n"
+    run.drop_older("score", readme)  # the last line: the markers stay, each on its own line
+    assert readme.read_text() == f"x\n{run.OLDER_START}\n{run.OLDER_END}\ny\n"
