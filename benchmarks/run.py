@@ -154,6 +154,17 @@ def drop_older(name: str, readme: Any = None) -> None:
     readme.write_text(head + OLDER_START + "\n" + "".join(f"{line}\n" for line in kept) + OLDER_END + tail)
 
 
+def drop_current(readme: Any = None) -> list[str]:
+    """Remove from the README's list of older tables every result that describes HEAD again (measured since, e.g.
+    ``bench_train --rows 10000000`` before ``--readme``); returns their names. A name without a result stays."""
+    readme = readme or ROOT / "README.md"
+    current = [name for name in readme_older(readme.read_text()) if (RESULTS / f"{name}.json").exists()
+               and not stale_reasons(name, json.loads((RESULTS / f"{name}.json").read_text()).get("meta", {}))]
+    for name in current:
+        drop_older(name, readme)
+    return current
+
+
 def machine() -> dict[str, Any]:
     """Where and when the numbers were taken (the load average says how busy the box was)."""
     return {"date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
@@ -235,6 +246,8 @@ def main(argv: list[str] | None = None) -> None:
     os.environ["OMP_WAIT_POLICY"] = "PASSIVE"  # LightGBM/OpenMP must not spin on a busy 2-core box
     if a.readme:
         update_readme()
+        for name in drop_current():
+            logging.info("bench_%s describes HEAD: dropped from the README's list of older tables", name)
         return
     if a.stale:
         for name, reasons in stale().items():

@@ -51,6 +51,16 @@ def test_stale_reasons_name_changes_and_dirty_trees() -> None:
     assert "steps/data/synth.py" in run.stale_reasons("synth", {**clean, "commit": first})[-1]
 
 
+def test_drop_current_removes_only_results_that_describe_head(tmp_path: Path,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    readme = tmp_path / "README.md"
+    readme.write_text(f"x\n{run.OLDER_START}\n- `bench_train`: a\n- `bench_score`: b\n- `bench_nothing`: c\n"
+                      f"{run.OLDER_END}\ny\n")
+    monkeypatch.setattr(run, "stale_reasons", lambda name, meta: [] if name == "train" else ["changed"])
+    assert run.drop_current(readme) == ["train"]
+    assert run.readme_older(readme.read_text()) == {"score": "b", "nothing": "c"}  # stale, or no result at all
+
+
 def test_readme_older_parses_and_drop_removes_one_line(tmp_path: Path) -> None:
     readme = tmp_path / "README.md"
     readme.write_text(f"x\n{run.OLDER_START}\n- `bench_train`: measured before issue 14\n- `bench_score`: because\n"
