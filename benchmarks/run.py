@@ -157,9 +157,9 @@ def drop_older(name: str, readme: Any = None) -> None:
 def drop_current(readme: Any = None) -> list[str]:
     """Remove from the README's list of older tables every result that describes HEAD again (measured since, e.g.
     ``bench_train --rows 10000000`` before ``--readme``); returns their names. A name without a result stays."""
-    readme = readme or ROOT / "README.md"
-    current = [name for name in readme_older(readme.read_text()) if (RESULTS / f"{name}.json").exists()
-               and not stale_reasons(name, json.loads((RESULTS / f"{name}.json").read_text()).get("meta", {}))]
+    readme, older = readme or ROOT / "README.md", stale()
+    current = [name for name in readme_older(readme.read_text())
+               if (RESULTS / f"{name}.json").exists() and name not in older]
     for name in current:
         drop_older(name, readme)
     return current
