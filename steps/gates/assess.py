@@ -43,8 +43,8 @@ def _model_checks(model: Any, blob: bytes, holdout: pd.DataFrame, spec: DatasetC
     """Every suite that looks at one model alone: performance, fairness, robustness, efficiency, review.
 
     ``alone=False`` (the champion, whose own results are not gated): only what the comparison reports, performance
-    and efficiency. ``threads`` score the hold-out; the efficiency gates measure one. ``latency``: single-row
-    percentiles already measured (paired with the challenger's), not measured again.
+    and efficiency. ``threads`` score the hold-out and run the bootstrap's resamples; the efficiency gates measure
+    one. ``latency``: single-row percentiles already measured (paired with the challenger's), not measured again.
     """
     from steps.gates import fairness, robustness
     from steps.modeling import models
@@ -64,7 +64,7 @@ def _model_checks(model: Any, blob: bytes, holdout: pd.DataFrame, spec: DatasetC
         return np.full(len(y), np.nan), [failed], {"performance": {}, "fairness": {}, "robustness": {},
                                                    "efficiency": unmeasured()}
     with timed(logger, "gates: performance"):
-        perf, perf_report = performance_gates(y, proba, cfg)
+        perf, perf_report = performance_gates(y, proba, cfg, threads)
     fair: list[GateResult] = []
     robust: list[GateResult] = []
     fair_report: dict[str, Any] = {}
@@ -109,7 +109,7 @@ def assess(model: Any, blob: bytes, holdout: pd.DataFrame, spec: DatasetConfig, 
     challenger must also be significantly better on the primary metric and no worse beyond tolerance on fairness and
     latency; the two models' single-row latencies are then timed in turn, once, and both the challenger's own
     latency gates and the comparison read that measurement. ``threads``: the cores of the step (the hold-out is
-    scored on them).
+    scored on them, and the bootstraps' resamples run on them).
     """
     y = holdout[spec.target.name].to_numpy()
     mine, theirs = _paired(model, champion[1], holdout, spec, cfg) if champion is not None else (None, unmeasured())
@@ -132,7 +132,7 @@ def assess(model: Any, blob: bytes, holdout: pd.DataFrame, spec: DatasetConfig, 
         with timed(logger, f"gates: comparing with champion run {run_id}"):
             widening = compare_disparities(y, champ_proba, proba, holdout[spec.sensitive], cfg.fairness,
                                            threshold, cfg.bootstrap.samples, cfg.bootstrap.seed,
-                                           cfg.bootstrap.confidence)
+                                           cfg.bootstrap.confidence, threads)
             comparison, compared = champion_gates(
                 y, proba, champ_proba, cfg, run_id, widening, (report["efficiency"]["p50_ms"], theirs["p50_ms"]),
                 cfg.efficiency.latency_rows if mine is not None else None, theirs.get("error"))

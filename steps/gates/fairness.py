@@ -316,14 +316,15 @@ def _widenings(c: _Cells, spread: np.ndarray, confidence: float) -> list[dict[st
 
 def compare_disparities(y: np.ndarray, p_champion: np.ndarray, p_challenger: np.ndarray, sensitive: pd.DataFrame,
                         cfg: FairnessGates, threshold: float, samples: int = 200, seed: int = 0,
-                        confidence: float = 0.95) -> list[dict[str, Any]]:
+                        confidence: float = 0.95, threads: int = 1) -> list[dict[str, Any]]:
     """Paired bootstrap of how much each disparity widens from champion to challenger, per sensitive attribute.
 
     Both models are judged on the same resampled rows, over the groups large enough to gate on the full hold-out.
     Resamples are Poisson(1) row weights (``steps.modeling.resampling``), the same draws for every attribute. Every
     sum a disparity needs is a sum of weights over rows of one group with one label and one decision of each model:
     each row's cell is found once, and a resample costs one weighted ``np.bincount`` of its weights over the cells,
-    whatever the number of sums (``y`` holds 0/1 labels).
+    whatever the number of sums (``y`` holds 0/1 labels). Chunks of resamples run on ``threads`` threads
+    (``resampling.map_chunks``: the same intervals on any number).
 
     Returns:
         One dict per (disparity, attribute): name, champion, challenger, widening (challenger - champion) and its
@@ -338,9 +339,7 @@ def compare_disparities(y: np.ndarray, p_champion: np.ndarray, p_challenger: np.
         keep = (rows >= cfg.min_slice_size) & (pos >= cfg.min_slice_positives)
         if keep.sum() >= 2:
             attributes.append(_cells(name, codes, len(uniques), np.flatnonzero(keep), y, decisions))
-    spreads: list[list[np.ndarray]] = [[] for _ in attributes]
-    for w in rs.poisson_chunks(len(y), samples, seed) if attributes else ():
-        for spread, c in zip(spreads, attributes, strict=True):
-            spread.append(_resampled(c, w))
-    return [entry for c, spread in zip(attributes, spreads, strict=True)
-            for entry in _widenings(c, np.concatenate(spread), confidence)]
+    chunks = rs.map_chunks(lambda w: [_resampled(c, w) for c in attributes],
+                           rs.poisson_chunks(len(y), samples, seed) if attributes else (), threads)
+    return [entry for i, c in enumerate(attributes)
+            for entry in _widenings(c, np.concatenate([chunk[i] for chunk in chunks]), confidence)]

@@ -16,11 +16,14 @@ from steps.gates.result import GateResult, check
 from steps.modeling.metrics import describe_metric, performance
 
 
-def performance_gates(y: Any, proba: Any, cfg: GatesConfig) -> tuple[list[GateResult], dict[str, Any]]:
-    """Absolute hold-out quality: each configured metric judged on the bound of its bootstrap interval."""
+def performance_gates(y: Any, proba: Any, cfg: GatesConfig,
+                      threads: int = 1) -> tuple[list[GateResult], dict[str, Any]]:
+    """Absolute hold-out quality: each configured metric judged on the bound of its bootstrap interval (resamples
+    on ``threads`` threads)."""
     b, perf = cfg.bootstrap, cfg.performance
     estimates = performance(y, proba, b.samples, b.confidence, b.seed, perf.recall_at_precision,
-                            perf.calibration_bins, perf.relative_precision, names=list(perf.thresholds))
+                            perf.calibration_bins, perf.relative_precision, names=list(perf.thresholds),
+                            threads=threads)
     base = float(np.mean(y)) if len(y) else float("nan")
     bins = perf.calibration_bins
     results = [check("performance", name, name, threshold, estimates[name].point,

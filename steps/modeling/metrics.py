@@ -134,14 +134,15 @@ class Estimate:
 
 def performance(y: np.ndarray, p: np.ndarray, samples: int = 200, confidence: float = 0.95, seed: int = 0,
                 precision: float = 0.5, bins: int = 10, lift: float = 0.25,
-                names: list[str] | None = None) -> dict[str, Estimate]:
+                names: list[str] | None = None, threads: int = 1) -> dict[str, Estimate]:
     """The performance metrics ``names`` (default: all) with percentile intervals from ``samples`` Poisson-weighted
-    resamples (``steps.modeling.resampling``: scores sorted once, cost linear in the rows)."""
+    resamples (``steps.modeling.resampling``: scores sorted once, cost linear in the rows; chunks of resamples on
+    ``threads`` threads, the same intervals on any number)."""
     ranked = rs.rank(np.asarray(y).astype(int), np.asarray(p, dtype=float))
     every = weighted_metrics(precision, lift, bins)
     chosen = {name: fn for name, fn in every.items() if names is None or name in names}
     points = rs.point(chosen, ranked)
-    spread = rs.distributions(chosen, ranked, samples, seed)
+    spread = rs.distributions(chosen, ranked, samples, seed, threads)
     return {name: Estimate(points[name], *rs.percentile_interval(spread[name], confidence), confidence)
             for name in chosen}
 

@@ -22,9 +22,12 @@ take 1.8-5.2 s instead of 0.3 s.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable, Iterator
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import cached_property
+from typing import TypeVar
 
 import numpy as np
 from scipy import stats
@@ -32,6 +35,7 @@ from threadpoolctl import threadpool_limits
 
 CHUNK_CELLS = 4_000_000
 EPS = 1e-15
+T = TypeVar("T")
 # the Poisson(1) inverse CDF at the midpoints of 65,536 equal slices of [0, 1]: entry u is the smallest k whose CDF
 # exceeds (u + 0.5) / 65536 (0 to 8; k >= 9 has probability 1e-6 and falls in the last slice's value)
 _POISSON_TABLE = np.searchsorted(stats.poisson.cdf(np.arange(32), 1.0), (np.arange(65536) + 0.5) / 65536,
@@ -297,15 +301,43 @@ def one_blas_thread() -> threadpool_limits:
     return threadpool_limits(limits=1, user_api="blas")
 
 
-def distributions(metrics: dict[str, WeightedMetric], r: Ranked, resamples: int, seed: int) -> dict[str, np.ndarray]:
-    """Each metric on the same ``resamples`` Poisson-weighted resamples (one pass over the weights)."""
-    parts: dict[str, list[np.ndarray]] = {name: [] for name in metrics}
+def map_chunks(fn: Callable[[np.ndarray], T], chunks: Iterable[np.ndarray], threads: int = 1) -> list[T]:
+    """``fn`` of every chunk of resamples, in order, with BLAS on one thread.
+
+    With ``threads`` > 1, up to that many chunks are worked on at once while the next one is drawn: the draws stay in
+    order (one generator), so the results equal one thread's, and at most ``threads`` + 1 chunks are held. The first
+    chunk is worked on alone, so whatever ``fn`` caches on shared objects (``Ranked``'s properties) exists before the
+    threads start. NumPy releases the GIL in the large array operations: 200 resamples of 1.5M rows on two threads
+    took 3.9-4.1 s instead of 5.5 s for the performance metrics, 3.2 s instead of 5.4 s for the disparities.
+    """
     with one_blas_thread():
-        for w in poisson_chunks(r.rows, resamples, seed):
-            s = Weighted(r, w)
-            for name, metric in metrics.items():
-                parts[name].append(metric(s))
-    return {name: np.concatenate(values) for name, values in parts.items()}
+        it = iter(chunks)
+        first = next(it, None)
+        if first is None:
+            return []
+        out = [fn(first)]
+        if threads <= 1:
+            return out + [fn(chunk) for chunk in it]
+        pending: deque[Future[T]] = deque()
+        with ThreadPoolExecutor(threads) as pool:
+            for chunk in it:
+                pending.append(pool.submit(fn, chunk))
+                if len(pending) >= threads:
+                    out.append(pending.popleft().result())
+            out.extend(f.result() for f in pending)
+        return out
+
+
+def distributions(metrics: dict[str, WeightedMetric], r: Ranked, resamples: int, seed: int,
+                  threads: int = 1) -> dict[str, np.ndarray]:
+    """Each metric on the same ``resamples`` Poisson-weighted resamples (one pass over the weights, chunks of them on
+    ``threads`` threads: the same values on any number)."""
+    def chunk(w: np.ndarray) -> dict[str, np.ndarray]:
+        s = Weighted(r, w)
+        return {name: metric(s) for name, metric in metrics.items()}
+
+    parts = map_chunks(chunk, poisson_chunks(r.rows, resamples, seed), threads)
+    return {name: np.concatenate([p[name] for p in parts]) if parts else np.zeros(0) for name in metrics}
 
 
 def percentile_interval(values: np.ndarray, confidence: float) -> tuple[float, float]:

@@ -262,6 +262,20 @@ def test_disparity_widening_equals_per_row_weights_on_the_same_draws(frame, labe
             assert row["widening"] == pytest.approx(point, abs=1e-12)
 
 
+@pytest.mark.parametrize("threads", [2, 3])
+def test_disparity_widening_on_threads_equals_one_thread(monkeypatch, frame, labels, fair, threads):
+    from steps.gates.fairness import compare_disparities
+    from steps.modeling import resampling as rs
+
+    monkeypatch.setattr(rs, "CHUNK_CELLS", 4 * len(labels))  # 4 resamples a chunk: 10 chunks
+    champion = np.clip(fair + np.random.default_rng(2).normal(0, 0.2, len(fair)), 0, 1)
+    cfg = FairnessGates(min_slice_size=300, min_slice_positives=5)
+    one = compare_disparities(labels, champion, fair, frame[SENSITIVE], cfg, 0.4, samples=40, seed=1)
+    assert len(one) == 4 and all(np.isfinite([r["low"], r["high"]]).all() for r in one)
+    assert compare_disparities(labels, champion, fair, frame[SENSITIVE], cfg, 0.4, samples=40, seed=1,
+                               threads=threads) == one
+
+
 def test_slices_label_every_row_as_the_string_labels_do():
     from steps.gates.fairness import JOIN, MISSING_GROUP, slices
 

@@ -299,3 +299,59 @@ def test_resamples_run_blas_on_one_thread():
         resampling.distributions({"auc": probe}, ranked, 5, seed=0)
         resampling.paired_differences(probe, ranked, resampling.rank(y, p[::-1].copy()), 5, seed=0)
     assert seen and all(threads == {1} for threads in seen)
+
+
+@pytest.mark.parametrize("threads", [2, 3])
+def test_resamples_on_threads_give_the_values_of_one_thread(monkeypatch, threads):
+    y, p = _holdout(True)
+    monkeypatch.setattr(resampling, "CHUNK_CELLS", 3 * y.size)  # 3 resamples a chunk: 14 chunks for 40 resamples
+    chosen = metrics.weighted_metrics()
+    ranked = resampling.rank(y, p)
+    one = resampling.distributions(chosen, ranked, 40, seed=3)
+    many = resampling.distributions(chosen, resampling.rank(y, p), 40, seed=3, threads=threads)
+    for name in chosen:  # the same draws in the same order: equal to the last bit, not only close
+        assert np.array_equal(many[name], one[name], equal_nan=True), name
+    estimates = metrics.performance(y, p, samples=40, seed=3, threads=threads)
+    assert estimates == metrics.performance(y, p, samples=40, seed=3)
+
+
+def test_map_chunks_works_on_chunks_at_once_in_order_and_holds_a_bounded_number():
+    import threading
+
+    both = threading.Barrier(2, timeout=10)  # chunks 1 and 2 must be worked on at the same time to pass it
+    first_done = threading.Event()
+    drawn, finished, held = [0], [0], []
+    lock = threading.Lock()
+
+    def chunks():
+        for i in range(12):
+            with lock:
+                drawn[0] += 1
+                held.append(drawn[0] - finished[0])  # chunks drawn and not yet finished, this one included
+            yield np.full(3, i)
+
+    def work(chunk):
+        i = int(chunk[0])
+        assert i == 0 or first_done.is_set()  # the first chunk alone, before any thread starts
+        if i in (1, 2):
+            both.wait()
+        with lock:
+            finished[0] += 1
+        first_done.set()
+        return i, threading.get_ident()
+
+    out = resampling.map_chunks(work, chunks(), threads=2)
+    assert [i for i, _ in out] == list(range(12))
+    assert len({ident for _, ident in out[1:]}) == 2
+    assert max(held) <= 3  # two being worked on and the one being drawn
+
+
+def test_map_chunks_passes_a_failure_on_and_handles_no_chunks():
+    def work(chunk):
+        if chunk[0] == 4:
+            raise ValueError("chunk 4")
+        return chunk[0]
+
+    with pytest.raises(ValueError, match="chunk 4"):
+        resampling.map_chunks(work, (np.full(2, i) for i in range(8)), threads=2)
+    assert resampling.map_chunks(work, iter(()), threads=2) == []
