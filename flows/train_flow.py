@@ -58,11 +58,11 @@ class TrainFlow(ProjectFlow):
     @step
     def train_candidate(self):
         """Fit one candidate pipeline on the training rows and score it on the validation rows (features and target
-        only, read by reference)."""
+        only, read by reference; a candidate with ``max_train_rows`` reads only its sample of the training rows)."""
         spec, cfg = self.typed("dataset"), self.typed("train")
-        candidate = training.candidate_by_name(cfg, self.input)
-        train, validation = (table.read_part(self.split_ref, part, training.training_columns(spec))
-                             for part in ("train", "validation"))
+        candidate, columns = training.candidate_by_name(cfg, self.input), training.training_columns(spec)
+        train = table.read_part(self.split_ref, "train", columns, training.train_limit(candidate, cfg), cfg.seed)
+        validation = table.read_part(self.split_ref, "validation", columns)
         result = training.train_candidate(candidate, train, validation, spec, cfg,
                                           self.typed("gates").decision_threshold)
         self.candidate = result.summary()

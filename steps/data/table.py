@@ -111,12 +111,29 @@ def split_ref(table: dict[str, Any], codes: np.ndarray, method: str, warnings: l
     return {"table": table, "codes": np.asarray(codes, dtype=np.int8), "method": method, "warnings": list(warnings)}
 
 
-def read_part(split: dict[str, Any], part: str, columns: list[str] | None = None) -> pd.DataFrame:
+def sample_positions(rows: int, limit: int | None, seed: int) -> np.ndarray | None:
+    """Sorted positions of ``limit`` of ``rows`` rows drawn without replacement with ``seed`` (the rows that pandas'
+    ``DataFrame.sample(n=limit, random_state=seed)`` draws), or None when ``limit`` is None or not below ``rows``."""
+    if limit is None or rows <= limit:
+        return None
+    return np.sort(np.random.RandomState(seed).choice(rows, size=limit, replace=False))
+
+
+def read_part(split: dict[str, Any], part: str, columns: list[str] | None = None, limit: int | None = None,
+              seed: int = 0) -> pd.DataFrame:
     """The rows of ``part`` (train, validation or holdout) in table order, ``columns`` only (None: all): only the
     row groups that hold some of them are read, and only those holding other rows too are filtered (a copy of one
-    row group at a time, not of the whole part: a time split's parts are runs of whole row groups)."""
+    row group at a time, not of the whole part: a time split's parts are runs of whole row groups).
+
+    ``limit``: at most that many of the part's rows, drawn with ``seed`` (:func:`sample_positions`); only they are
+    kept from each row group read, so a sampled candidate holds its sample, not the whole part.
+    """
     ref, codes = split["table"], split["codes"]
     mask = codes == part_code(part)
+    chosen = sample_positions(int(mask.sum()), limit, seed)
+    if chosen is not None:
+        mask = np.zeros_like(mask)
+        mask[np.flatnonzero(codes == part_code(part))[chosen]] = True
     ends = np.cumsum(ref["row_groups"])
     starts = ends - np.asarray(ref["row_groups"])
     groups = [i for i, (a, b) in enumerate(zip(starts, ends, strict=True)) if mask[a:b].any()]

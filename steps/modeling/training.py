@@ -11,6 +11,7 @@ import pandas as pd
 from steps.config.dataset import DatasetConfig
 from steps.config.train import CandidateConfig, TrainConfig
 from steps.core.decision import choose_threshold
+from steps.data.table import sample_positions
 from steps.modeling import models
 from steps.modeling.metrics import curves, scores
 
@@ -41,12 +42,16 @@ class CandidateResult:
         return out
 
 
+def train_limit(candidate: CandidateConfig, cfg: TrainConfig) -> int | None:
+    """A candidate's training rows: its own ``max_train_rows``, else the train config's (None: every row)."""
+    return candidate.max_train_rows or cfg.max_train_rows
+
+
 def sample_train(frame: pd.DataFrame, cfg: TrainConfig, limit: int | None = None) -> pd.DataFrame:
-    """The training frame, downsampled (seeded) to ``limit`` rows, else ``cfg.max_train_rows``, when either is set."""
-    limit = limit or cfg.max_train_rows
-    if limit is None or len(frame) <= limit:
-        return frame
-    return frame.sample(n=limit, random_state=cfg.seed).sort_index()
+    """The training frame, downsampled (seeded) to ``limit`` rows, else ``cfg.max_train_rows``, when either is set:
+    the rows ``table.read_part`` keeps with the same limit and seed, in table order."""
+    chosen = sample_positions(len(frame), limit or cfg.max_train_rows, cfg.seed)
+    return frame if chosen is None else frame.iloc[chosen]
 
 
 def training_columns(spec: DatasetConfig) -> list[str]:

@@ -27,6 +27,10 @@ def test_every_candidate_is_trained_and_the_best_selected(train_run):
     best = max(summaries, key=lambda s: s["metrics"]["roc_auc"])  # tiny config selects on roc_auc
     assert train_run.data.model_name == best["name"]
     assert all(0.5 < s["metrics"]["roc_auc"] <= 1.0 for s in summaries)
+    rows = {s["name"]: s["train_rows"] for s in summaries}
+    assert rows == {"logreg": 3600, "lightgbm": 3600, "random_forest": 3000}  # the forest's max_train_rows
+    forest = next(t for t in train_run["train_candidate"] if t.data.candidate["name"] == "random_forest")
+    assert "read train: 3000 rows" in forest.stderr  # its sample only was read, not the 3,600 rows
 
 
 def test_model_fingerprint_is_the_sha256_of_the_stored_bytes(train_run):

@@ -325,6 +325,33 @@ def test_a_part_read_by_reference_is_the_part_cut_from_the_frame(
     assert list(table.read_part(codes, "holdout", ["is_fraud"]).columns) == ["is_fraud"]
 
 
+@pytest.mark.parametrize("split", [SplitSpec(), SplitSpec(method="random")], ids=["time", "random"])
+@pytest.mark.parametrize("limit", [250, 1000, None])
+def test_a_sampled_part_holds_only_the_rows_pandas_sample_draws(
+        clean_frame: pd.DataFrame, dataset_spec: DatasetConfig, split: SplitSpec, limit: int | None, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(table, "ROW_GROUP_ROWS", 300)
+    ref = table.write_table(clean_frame, str(tmp_path)).to_dict()
+    parts = split_frame(clean_frame, dataset_spec, split)
+    codes = table.split_ref(ref, parts.codes, parts.method, parts.warnings)
+    whole = table.read_part(codes, "train")
+    sampled = table.read_part(codes, "train", ["transaction_id", "amount"], limit=limit, seed=11)
+    if limit is None:
+        pd.testing.assert_frame_equal(sampled, whole[["transaction_id", "amount"]])
+        return
+    assert len(whole) > limit  # what DataFrame.sample (the sampling before the read) kept, in table order
+    expected = whole.sample(n=limit, random_state=11).sort_index()[["transaction_id", "amount"]]
+    pd.testing.assert_frame_equal(sampled, expected.reset_index(drop=True))
+    other = table.read_part(codes, "train", ["transaction_id"], limit=limit, seed=12)
+    assert set(other["transaction_id"]) != set(sampled["transaction_id"])
+
+
+def test_sample_positions_bounds() -> None:
+    assert table.sample_positions(10, None, 0) is None and table.sample_positions(10, 10, 0) is None
+    chosen = table.sample_positions(1000, 30, 4)
+    assert chosen is not None and len(set(chosen)) == 30 and np.all(np.diff(chosen) > 0) and chosen.max() < 1000
+
+
 # --------------------------------------------------------------------------------------------------- reading
 @pytest.mark.parametrize("name, blob", [
     ("data/broken.parquet", b"this is not parquet at all"),

@@ -82,6 +82,20 @@ def test_sample_train_is_seeded_and_keeps_time_order(split: Split, train_cfg: Tr
     assert set(a["transaction_id"]) <= set(split.train["transaction_id"])
 
 
+def test_sample_train_keeps_the_rows_dataframe_sample_kept(split: Split, train_cfg: TrainConfig) -> None:
+    cfg = train_cfg.model_copy(update={"max_train_rows": 700})
+    assert split.train.index.is_monotonic_increasing  # a part in table order, as read_part returns it
+    expected = split.train.sample(n=700, random_state=cfg.seed).sort_index()  # how the rows were drawn before
+    pd.testing.assert_frame_equal(training.sample_train(split.train, cfg), expected)
+
+
+def test_train_limit_is_the_candidates_own_else_the_train_configs(train_cfg: TrainConfig) -> None:
+    own = train_cfg.candidates[0].model_copy(update={"max_train_rows": 300})
+    assert training.train_limit(own, train_cfg.model_copy(update={"max_train_rows": 900})) == 300
+    assert training.train_limit(train_cfg.candidates[0], train_cfg.model_copy(update={"max_train_rows": 900})) == 900
+    assert training.train_limit(train_cfg.candidates[0], train_cfg) is None
+
+
 def test_candidate_by_name(train_cfg: TrainConfig) -> None:
     assert training.candidate_by_name(train_cfg, "lgbm").type == "lightgbm"
     with pytest.raises(KeyError, match=r"no candidate named 'xgb' in train config; have \['logreg', 'lgbm'\]"):
