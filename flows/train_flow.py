@@ -58,7 +58,7 @@ class TrainFlow(ProjectFlow):
     @step
     def train_candidate(self):
         """Fit one candidate pipeline on the training rows and score it on the validation rows (features and target
-        only, read by reference; a candidate with ``max_train_rows`` reads only its sample of the training rows)."""
+        only, read by reference; with a ``max_train_rows`` limit only its sample of the training rows is kept)."""
         spec, cfg = self.typed("dataset"), self.typed("train")
         candidate, columns = training.candidate_by_name(cfg, self.input), training.training_columns(spec)
         train = table.read_part(self.split_ref, "train", columns, training.train_limit(candidate, cfg), cfg.seed)

@@ -43,7 +43,7 @@ def _model_checks(model: Any, blob: bytes, holdout: pd.DataFrame, spec: DatasetC
     """Every suite that looks at one model alone: performance, fairness, robustness, efficiency, review.
 
     ``alone=False`` (the champion, whose own results are not gated): only what the comparison reports, performance
-    and efficiency. ``threads`` score the hold-out and run the bootstrap's resamples; the efficiency gates measure
+    and efficiency. ``threads`` score the hold-out and run the performance bootstrap's resamples; the efficiency gates measure
     one. ``latency``: single-row percentiles already measured (paired with the challenger's), not measured again.
     """
     from steps.gates import fairness, robustness
@@ -109,7 +109,7 @@ def assess(model: Any, blob: bytes, holdout: pd.DataFrame, spec: DatasetConfig, 
     challenger must also be significantly better on the primary metric and no worse beyond tolerance on fairness and
     latency; the two models' single-row latencies are then timed in turn, once, and both the challenger's own
     latency gates and the comparison read that measurement. ``threads``: the cores of the step (the hold-out is
-    scored on them, and the bootstraps' resamples run on them).
+    scored on them, and the performance and disparity bootstraps' resamples run on them).
     """
     y = holdout[spec.target.name].to_numpy()
     mine, theirs = _paired(model, champion[1], holdout, spec, cfg) if champion is not None else (None, unmeasured())

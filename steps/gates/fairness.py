@@ -11,7 +11,6 @@ take part in the disparities (smaller ones are too noisy to judge a model on). D
 from __future__ import annotations
 
 import logging
-import warnings
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -244,10 +243,11 @@ def _rates(y: np.ndarray, decision: np.ndarray, codes: np.ndarray, k: int) -> tu
 
 
 def _gap(rates: np.ndarray) -> np.ndarray:
-    """Highest minus lowest rate over the last axis (groups), NaN groups skipped; NaN when no group has one."""
-    with np.errstate(invalid="ignore"), warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN rows give NaN, which the quantiles skip
-        return np.nanmax(rates, axis=-1) - np.nanmin(rates, axis=-1)
+    """Highest minus lowest rate over the last axis (groups), NaN groups skipped; NaN when no group has one (which
+    the quantiles skip). ``fmax``/``fmin`` skip NaN without warning, so no warning filter is changed: the resamples
+    run on several threads, and ``warnings.catch_warnings`` is process-wide (it left its filter behind)."""
+    with np.errstate(invalid="ignore"):
+        return np.fmax.reduce(rates, axis=-1) - np.fmin.reduce(rates, axis=-1)
 
 
 def _disparities(sums: np.ndarray) -> np.ndarray:
@@ -342,4 +342,5 @@ def compare_disparities(y: np.ndarray, p_champion: np.ndarray, p_challenger: np.
     chunks = rs.map_chunks(lambda w: [_resampled(c, w) for c in attributes],
                            rs.poisson_chunks(len(y), samples, seed) if attributes else (), threads)
     return [entry for i, c in enumerate(attributes)
-            for entry in _widenings(c, np.concatenate([chunk[i] for chunk in chunks]), confidence)]
+            for entry in _widenings(c, np.concatenate([chunk[i] for chunk in chunks]) if chunks
+                                    else np.zeros((0, 2)), confidence)]

@@ -71,7 +71,7 @@ def train_candidate(candidate: CandidateConfig, train: pd.DataFrame, validation:
                     spec: DatasetConfig, cfg: TrainConfig, policy: Any) -> CandidateResult:
     """Fit ``candidate`` on ``train`` (at most its ``max_train_rows``, with its ``threads``; else the train config's),
     score it on ``validation``, and set its decision threshold there (``policy``: ``config.gates.ThresholdPolicy``)."""
-    train = sample_train(train, cfg, candidate.max_train_rows)
+    train = sample_train(train, cfg, train_limit(candidate, cfg))  # a no-op on a part read with that limit
     threads = candidate.threads or cfg.threads
     pipeline = models.build_pipeline(candidate, spec, cfg.seed, threads)
     pipeline, seconds = models.fit(pipeline, train, spec, threads)

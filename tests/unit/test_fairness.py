@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -272,8 +273,30 @@ def test_disparity_widening_on_threads_equals_one_thread(monkeypatch, frame, lab
     cfg = FairnessGates(min_slice_size=300, min_slice_positives=5)
     one = compare_disparities(labels, champion, fair, frame[SENSITIVE], cfg, 0.4, samples=40, seed=1)
     assert len(one) == 4 and all(np.isfinite([r["low"], r["high"]]).all() for r in one)
+    filters = list(warnings.filters)
     assert compare_disparities(labels, champion, fair, frame[SENSITIVE], cfg, 0.4, samples=40, seed=1,
                                threads=threads) == one
+    assert warnings.filters == filters  # no filter left behind by the workers (catch_warnings is process-wide)
+
+
+def test_a_gap_skips_nan_groups_without_a_warning(monkeypatch):
+    from steps.gates.fairness import _gap
+
+    used, real = [], warnings.catch_warnings
+
+    def process_wide(*args, **kwargs):
+        used.append(args)
+        return real(*args, **kwargs)
+
+    rates = np.array([[0.1, np.nan, 0.4], [np.nan, np.nan, np.nan], [0.2, 0.2, 0.2]])
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        monkeypatch.setattr(warnings, "catch_warnings", process_wide)  # _gap runs on the resamples' worker threads
+        gaps = _gap(rates)
+        monkeypatch.undo()
+    assert not used  # catch_warnings changes every thread's filters: it left its 'ignore' behind under threads
+    assert not caught  # and nothing to hide: an all-NaN row gives NaN without a warning
+    np.testing.assert_allclose(gaps, [0.3, np.nan, 0.0])
 
 
 def test_slices_label_every_row_as_the_string_labels_do():
