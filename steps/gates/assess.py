@@ -43,8 +43,9 @@ def _model_checks(model: Any, blob: bytes, holdout: pd.DataFrame, spec: DatasetC
     """Every suite that looks at one model alone: performance, fairness, robustness, efficiency, review.
 
     ``alone=False`` (the champion, whose own results are not gated): only what the comparison reports, performance
-    and efficiency. ``threads`` score the hold-out and run the performance bootstrap's resamples; the efficiency gates measure
-    one. ``latency``: single-row percentiles already measured (paired with the challenger's), not measured again.
+    and efficiency. ``threads`` score the hold-out and run the performance bootstrap's resamples; the efficiency
+    gates measure one. ``latency``: single-row percentiles already measured (paired with the challenger's), not
+    measured again.
     """
     from steps.gates import fairness, robustness
     from steps.modeling import models
