@@ -131,9 +131,9 @@ def read_part(split: dict[str, Any], part: str, columns: list[str] | None = None
     ref, codes = split["table"], split["codes"]
     mask = codes == part_code(part)
     chosen = sample_positions(int(mask.sum()), limit, seed)
-    if chosen is not None:
-        mask = np.zeros_like(mask)
-        mask[np.flatnonzero(codes == part_code(part))[chosen]] = True
+    if chosen is not None:  # keep the sampled ones of the part's rows
+        rows, mask = np.flatnonzero(mask), np.zeros_like(mask)
+        mask[rows[chosen]] = True
     ends = np.cumsum(ref["row_groups"])
     starts = ends - np.asarray(ref["row_groups"])
     groups = [i for i, (a, b) in enumerate(zip(starts, ends, strict=True)) if mask[a:b].any()]
