@@ -37,29 +37,36 @@ COLUMNS = ("rows", "positives", "selection_rate", "tpr", "fpr", "auc")
 
 def group_aucs(y: np.ndarray, score: np.ndarray, codes: np.ndarray, k: int,
                by_score: np.ndarray | None = None) -> np.ndarray:
-    """ROC AUC of every group code (NaN where a group lacks a class): one sort by score, then per-group sums.
+    """ROC AUC of every group code (NaN where a group lacks a class): one sort by score, then one pass per group.
 
-    Mann-Whitney with ties counted half, as ``sklearn.metrics.roc_auc_score``: rows are sorted by (group, score)
+    Mann-Whitney with ties counted half, as ``sklearn.metrics.roc_auc_score``: rows are ordered by (group, score)
     once, and within each group the negatives below each tie group of scores are a cumulative sum. ``by_score``: the
     rows' stable order by score when the caller has it (one sort serves every slicing; the groups are then a
-    stable sort of small integers).
+    stable sort of 1- or 2-byte codes). A group's arrays live while it is measured, so the memory beyond the order is
+    the largest group's (1.5M hold-out rows: ~150 MiB less at the peak than every row's tie sums at once).
     """
+    if not k:
+        return np.zeros(0)
     by_score = np.argsort(score, kind="stable") if by_score is None else by_score
-    order = by_score[np.argsort(codes[by_score], kind="stable")]
-    c, s, pos = codes[order], score[order], y[order].astype(np.float64)
-    new_tie = np.r_[True, (c[1:] != c[:-1]) | (s[1:] != s[:-1])]
-    tie = np.cumsum(new_tie) - 1  # tie group of each row: same group code and score
-    tie_pos = np.bincount(tie, weights=pos)
-    tie_neg = np.bincount(tie) - tie_pos
-    tie_code = c[new_tie]
-    neg_before = np.cumsum(tie_neg) - tie_neg  # negatives in earlier tie groups, all groups together
-    group_start = np.r_[0.0, np.cumsum(np.bincount(tie_code, weights=tie_neg, minlength=k))[:-1]]
-    below = neg_before - group_start[tie_code]  # negatives of the same group with a lower score
-    numerator = np.bincount(tie_code, weights=tie_pos * (below + 0.5 * tie_neg), minlength=k)
-    positives = np.bincount(tie_code, weights=tie_pos, minlength=k)
-    negatives = np.bincount(tie_code, weights=tie_neg, minlength=k)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where((positives > 0) & (negatives > 0), numerator / (positives * negatives), np.nan)
+    small = np.asarray(codes).astype(np.min_scalar_type(max(k - 1, 0)))
+    order = by_score[np.argsort(small[by_score], kind="stable")]
+    ends = np.cumsum(np.bincount(small, minlength=k))
+    return np.array([_sorted_auc(y[rows] != 0, score[rows])
+                     for rows in np.split(order, ends[:-1])], dtype=np.float64).reshape(k)
+
+
+def _sorted_auc(positive: np.ndarray, score: np.ndarray) -> float:
+    """ROC AUC of rows sorted by score (ties counted half), NaN without both classes."""
+    if not score.size:
+        return float("nan")
+    starts = np.flatnonzero(np.r_[True, score[1:] != score[:-1]])  # first row of each tie group of scores
+    tie_pos = np.add.reduceat(positive, starts, dtype=np.int64)
+    tie_neg = np.diff(np.r_[starts, score.size]) - tie_pos
+    positives, negatives = int(tie_pos.sum()), int(tie_neg.sum())
+    if not positives or not negatives:
+        return float("nan")
+    below = np.cumsum(tie_neg) - tie_neg  # negatives with a lower score
+    return float(np.dot(tie_pos, below + 0.5 * tie_neg) / (positives * negatives))
 
 
 def group_table(y: np.ndarray, score: np.ndarray, codes: np.ndarray, k: int, threshold: float,

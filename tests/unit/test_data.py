@@ -346,6 +346,25 @@ def test_a_sampled_part_holds_only_the_rows_pandas_sample_draws(
     assert set(other["transaction_id"]) != set(sampled["transaction_id"])
 
 
+def test_a_part_is_read_with_the_system_allocator_and_the_default_comes_back(
+        clean_frame: pd.DataFrame, dataset_spec: DatasetConfig, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    import pyarrow as pa
+
+    ref = table.write_table(clean_frame, str(tmp_path)).to_dict()
+    codes = table.split_ref(ref, split_frame(clean_frame, dataset_spec, SplitSpec()).codes, "time", [])
+    default, system = pa.default_memory_pool(), pa.system_memory_pool()
+    before = system.bytes_allocated()
+    holdout = table.read_part(codes, "holdout")  # its string columns keep Arrow buffers: from the system allocator
+    assert system.bytes_allocated() > before and pa.default_memory_pool().backend_name == default.backend_name
+    del holdout
+    pools = []
+    monkeypatch.setattr(table, "open_table", lambda ref: pools.append(pa.default_memory_pool().backend_name) or 1 / 0)
+    with pytest.raises(ZeroDivisionError):
+        table.read_part(codes, "train")
+    assert pools == ["system"] and pa.default_memory_pool().backend_name == default.backend_name
+
+
 def test_sample_positions_bounds() -> None:
     assert table.sample_positions(10, None, 0) is None and table.sample_positions(10, 10, 0) is None
     chosen = table.sample_positions(1000, 30, 4)

@@ -180,6 +180,19 @@ def test_group_table_equals_fairlearn(threshold, rounding):
     pd.testing.assert_frame_equal(ours, oracle.astype(float), check_names=False, rtol=1e-12)
 
 
+def test_group_aucs_of_an_empty_group_or_none_are_nan_or_empty():
+    from sklearn.metrics import roc_auc_score
+
+    from steps.gates.fairness import group_aucs
+
+    y, score = np.array([0, 1, 0, 1, 1, 0]), np.array([0.1, 0.9, 0.4, 0.4, 0.2, 0.8])
+    codes = np.array([0, 0, 0, 2, 2, 2])  # group 1 holds no row
+    aucs = group_aucs(y, score, codes, 3)
+    assert aucs[0] == roc_auc_score(y[:3], score[:3]) and np.isnan(aucs[1])
+    assert aucs[2] == roc_auc_score(y[3:], score[3:])
+    assert group_aucs(y[:0], score[:0], codes[:0], 0).shape == (0,)
+
+
 def _multinomial_widening(y, p_champion, p_challenger, sensitive, cfg, threshold, samples, seed):
     """The earlier implementation (per-resample row indices drawn with replacement): the statistical oracle."""
     def gaps(y, d, codes, k, keep):
