@@ -2,7 +2,7 @@
 
 A bootstrap resample draws every row k ~ Poisson(1) times (the Poisson bootstrap: the same limit distribution as
 drawing n rows with replacement). Every metric here is a function of weighted sums over rows in one fixed order, the
-hold-out sorted by score once, so a resample never re-sorts. A chunk of resamples (about ``CHUNK_CELLS`` weights, so
+hold-out sorted by score once, so a resample never re-sorts. A chunk of resamples (about ``WORK_CELLS`` weights, so
 memory stays flat whatever the hold-out size) costs one integer cumulative sum of its 1-byte weights; everything
 else reads few positions: ROC AUC, average precision and recall at a precision only change at the tie groups (rows
 with equal scores) that hold a positive, so they read the cumulative weight there and the positives' own weights;
@@ -33,7 +33,8 @@ import numpy as np
 from scipy import stats
 from threadpoolctl import threadpool_limits
 
-CHUNK_CELLS = 4_000_000
+CHUNK_CELLS = 4_000_000  # weights drawn per call of the generator (changing it changes the draws)
+WORK_CELLS = 2_000_000  # weights per chunk worked on: a worker's working set is ~13 bytes a weight
 EPS = 1e-15
 T = TypeVar("T")
 # the Poisson(1) inverse CDF at the midpoints of 65,536 equal slices of [0, 1]: entry u is the smallest k whose CDF
@@ -75,14 +76,19 @@ class Ranked:
 
     @cached_property
     def log_losses(self) -> tuple[np.ndarray, np.ndarray]:
-        """Per row, the log loss if it were positive and if it were negative (scores clipped as scikit-learn)."""
+        """The log loss of a row if it were negative and, at the tie groups that hold a positive, what being positive
+        adds (scores clipped as scikit-learn): what :meth:`Weighted.mean_of` reads, one array a row instead of two."""
         p = np.clip(self.p, EPS, 1 - EPS)
-        return -np.log(p), -np.log1p(-p)
+        if_negative = -np.log1p(-p)
+        _, last, _ = self.hits
+        return -np.log(p[last]) - if_negative[last], if_negative
 
     @cached_property
     def squared_errors(self) -> tuple[np.ndarray, np.ndarray]:
-        """Per row, the squared error if it were positive and if it were negative."""
-        return (self.p - 1.0) ** 2, self.p ** 2
+        """The squared error of a row if it were negative and, at the tie groups that hold a positive, what being
+        positive adds (as :attr:`log_losses`)."""
+        _, last, _ = self.hits
+        return (self.p[last] - 1.0) ** 2 - self.p[last] ** 2, self.p ** 2
 
 
 def rank(y: np.ndarray, p: np.ndarray) -> Ranked:
@@ -96,13 +102,16 @@ def rank(y: np.ndarray, p: np.ndarray) -> Ranked:
 
 def poisson_chunks(rows: int, resamples: int, seed: int) -> Iterator[np.ndarray]:
     """Poisson(1) weights as 1-byte integers, ``[b, rows]`` per chunk, ``resamples`` rows of weights in all
-    (deterministic per seed)."""
+    (deterministic per seed). Drawn about ``CHUNK_CELLS`` weights at a time (the generator's calls, and so the
+    draws, as before ``WORK_CELLS``), handed out about ``WORK_CELLS`` at a time: what a worker holds is half."""
     rng = np.random.default_rng(seed)
-    per_chunk = max(1, CHUNK_CELLS // max(rows, 1))
+    per_draw = max(1, CHUNK_CELLS // max(rows, 1))
+    per_chunk = max(1, WORK_CELLS // max(rows, 1))
     done = 0
     while done < resamples:
-        b = min(per_chunk, resamples - done)
-        yield np.take(_POISSON_TABLE, rng.integers(0, 65536, size=(b, rows), dtype=np.uint16))
+        b = min(per_draw, resamples - done)
+        drawn = np.take(_POISSON_TABLE, rng.integers(0, 65536, size=(b, rows), dtype=np.uint16))
+        yield from (drawn[i:i + per_chunk] for i in range(0, b, per_chunk))
         done += b
 
 
@@ -195,7 +204,12 @@ class Weighted:
         """Weighted mean per resample of a per-row value that depends on the label and the score: ``if_positive`` and
         ``if_negative`` are its values per row (in score order) for either label; tied rows share them."""
         _, last, _ = self.r.hits
-        sums = self.w_f @ if_negative + self.pos_hit @ (if_positive[last] - if_negative[last])
+        return self.mean_of(if_positive[last] - if_negative[last], if_negative)
+
+    def mean_of(self, positive_extra: np.ndarray, if_negative: np.ndarray) -> np.ndarray:
+        """:meth:`mean` from the value of every row if negative and, at each tie group holding a positive (its last
+        row), what a positive adds to it."""
+        sums = self.w_f @ if_negative + self.pos_hit @ positive_extra
         with np.errstate(invalid="ignore", divide="ignore"):
             return np.where(self.total > 0, sums / self.total, np.nan)
 
@@ -226,12 +240,12 @@ def recall_at_precision(s: Weighted, target: float | np.ndarray) -> np.ndarray:
 
 def log_loss(s: Weighted) -> np.ndarray:
     """Binary cross-entropy (scores clipped to [1e-15, 1 - 1e-15], as scikit-learn)."""
-    return s.mean(*s.r.log_losses)
+    return s.mean_of(*s.r.log_losses)
 
 
 def brier(s: Weighted) -> np.ndarray:
     """Mean squared error of the scores."""
-    return s.mean(*s.r.squared_errors)
+    return s.mean_of(*s.r.squared_errors)
 
 
 def log_loss_skill(s: Weighted) -> np.ndarray:

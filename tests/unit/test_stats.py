@@ -241,6 +241,16 @@ def test_poisson_bootstrap_interval_matches_the_multinomial_bootstrap_of_before(
     assert new.high == pytest.approx(old.high, abs=0.1 * width)
 
 
+@pytest.mark.parametrize("rows", [999, 1000])  # an odd count of 16-bit draws per call leaves half a word unused
+def test_smaller_working_chunks_hand_out_the_same_draws(monkeypatch, rows):
+    monkeypatch.setattr(resampling, "CHUNK_CELLS", 4 * rows)  # drawn 4 resamples at a time
+    drawn = list(resampling.poisson_chunks(rows, 10, seed=1))
+    monkeypatch.setattr(resampling, "WORK_CELLS", rows)  # worked on one at a time
+    worked = list(resampling.poisson_chunks(rows, 10, seed=1))
+    assert [len(c) for c in drawn] == [4, 4, 2] and [len(c) for c in worked] == [1] * 10
+    np.testing.assert_array_equal(np.concatenate(worked), np.concatenate(drawn))
+
+
 def test_resample_chunks_do_not_change_the_result(monkeypatch):
     y, p = _holdout(True)
     whole = metrics.performance(y, p, samples=60, seed=5)
