@@ -365,6 +365,34 @@ def test_a_part_is_read_with_the_system_allocator_and_the_default_comes_back(
     assert pools == ["system"] and pa.default_memory_pool().backend_name == default.backend_name
 
 
+@pytest.mark.parametrize("batch", [1, 4, 50])
+def test_a_part_read_a_few_columns_at_a_time_is_the_frame_to_pandas_makes(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, batch: int) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    n, rng = 1000, np.random.default_rng(0)
+    frame = pd.DataFrame({
+        "i64": np.arange(n), "f64": rng.normal(size=n), "f_nan": np.where(rng.uniform(size=n) < .1, np.nan, 1.0),
+        "s": rng.choice(["a", "b", None], n), "i32": np.arange(n, dtype=np.int32),
+        "int_null": pd.array(np.where(np.arange(n) % 7 == 0, None, np.arange(n)), dtype="Int64"),
+        "int_ext": pd.array(np.arange(n), dtype="Int64"), "b": rng.uniform(size=n) < .5,
+        "t": pd.date_range("2025-01-01", periods=n, freq="h", tz="UTC"),
+        "cat": pd.Categorical(rng.choice(["x", "y"], n)), "u8": np.arange(n, dtype=np.uint8),
+        "f32": np.ones(n, np.float32)})
+    path = tmp_path / "mixed.parquet"
+    pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), path, row_group_size=128)
+    pf = pq.ParquetFile(path)
+    monkeypatch.setattr(table, "READ_BATCH_COLUMNS", batch)
+    groups = list(range(pf.num_row_groups))
+    got = table.frame_by_columns(lambda names: pf.read_row_groups(groups, columns=names), pf.schema_arrow,
+                                 pf.schema_arrow.names, table.null_free_columns(pf, groups), n)
+    expected = pq.read_table(path).to_pandas()
+    pd.testing.assert_frame_equal(got, expected)
+    assert got._mgr.nblocks == expected._mgr.nblocks  # numbers in one block per dtype, as to_pandas lays them out
+    assert "int_null" not in table.null_free_columns(pf, groups) and "i64" in table.null_free_columns(pf, groups)
+
+
 def test_sample_positions_bounds() -> None:
     assert table.sample_positions(10, None, 0) is None and table.sample_positions(10, 10, 0) is None
     chosen = table.sample_positions(1000, 30, 4)
