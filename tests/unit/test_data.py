@@ -391,6 +391,7 @@ def test_a_part_read_a_few_columns_at_a_time_is_the_frame_to_pandas_makes(
     pd.testing.assert_frame_equal(got, expected)
     assert got._mgr.nblocks == expected._mgr.nblocks  # numbers in one block per dtype, as to_pandas lays them out
     assert "int_null" not in table.null_free_columns(pf, groups) and "i64" in table.null_free_columns(pf, groups)
+    assert table.frame_by_columns(lambda names: 1 / 0, pf.schema_arrow, [], set(), n).shape == (n, 0)
 
 
 def test_sample_positions_bounds() -> None:
