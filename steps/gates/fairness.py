@@ -48,7 +48,8 @@ def group_aucs(y: np.ndarray, score: np.ndarray, codes: np.ndarray, k: int,
     if not k:
         return np.zeros(0)
     by_score = np.argsort(score, kind="stable") if by_score is None else by_score
-    small = np.asarray(codes).astype(np.min_scalar_type(max(k - 1, 0)))
+    codes = np.asarray(codes)
+    small = codes.astype(np.min_scalar_type(max(k - 1, int(codes.max()) if codes.size else 0)))  # no wrap-around
     order = by_score[np.argsort(small[by_score], kind="stable")]
     ends = np.cumsum(np.bincount(small, minlength=k))
     return np.array([_sorted_auc(y[rows] != 0, score[rows])

@@ -103,7 +103,8 @@ def rank(y: np.ndarray, p: np.ndarray) -> Ranked:
 def poisson_chunks(rows: int, resamples: int, seed: int) -> Iterator[np.ndarray]:
     """Poisson(1) weights as 1-byte integers, ``[b, rows]`` per chunk, ``resamples`` rows of weights in all
     (deterministic per seed). Drawn about ``CHUNK_CELLS`` weights at a time (the generator's calls, and so the
-    draws, as before ``WORK_CELLS``), handed out about ``WORK_CELLS`` at a time: what a worker holds is half."""
+    draws, as before ``WORK_CELLS``), handed out about ``WORK_CELLS`` at a time: what a worker holds is half. The
+    metrics' products grouped by chunk may differ from a larger chunk's in the last bits (~1e-16), not more."""
     rng = np.random.default_rng(seed)
     per_draw = max(1, CHUNK_CELLS // max(rows, 1))
     per_chunk = max(1, WORK_CELLS // max(rows, 1))

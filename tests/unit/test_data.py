@@ -379,7 +379,9 @@ def test_a_part_read_a_few_columns_at_a_time_is_the_frame_to_pandas_makes(
         "int_ext": pd.array(np.arange(n), dtype="Int64"), "b": rng.uniform(size=n) < .5,
         "t": pd.date_range("2025-01-01", periods=n, freq="h", tz="UTC"),
         "cat": pd.Categorical(rng.choice(["x", "y"], n)), "u8": np.arange(n, dtype=np.uint8),
-        "f32": np.ones(n, np.float32)})
+        "f32": np.ones(n, np.float32), "b2": np.arange(n) % 3 == 0,
+        "t_naive": pd.date_range("2025-01-01", periods=n, freq="min"),
+        "t_naive2": pd.date_range("2024-01-01", periods=n)})
     path = tmp_path / "mixed.parquet"
     pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), path, row_group_size=128)
     pf = pq.ParquetFile(path)
@@ -392,6 +394,31 @@ def test_a_part_read_a_few_columns_at_a_time_is_the_frame_to_pandas_makes(
     assert got._mgr.nblocks == expected._mgr.nblocks  # numbers in one block per dtype, as to_pandas lays them out
     assert "int_null" not in table.null_free_columns(pf, groups) and "i64" in table.null_free_columns(pf, groups)
     assert table.frame_by_columns(lambda names: 1 / 0, pf.schema_arrow, [], set(), n).shape == (n, 0)
+    twice = table.frame_by_columns(lambda names: pf.read_row_groups(groups, columns=names), pf.schema_arrow,
+                                   ["f64", "s", "f64"], table.null_free_columns(pf, groups), n)
+    pd.testing.assert_frame_equal(twice, expected[["f64", "s"]])  # a name given twice is read once
+
+
+@pytest.mark.parametrize("batch", [1, 4])
+def test_a_part_without_pandas_metadata_converts_as_to_pandas_does(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, batch: int) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    n = 600
+    path = tmp_path / "plain.parquet"  # written by Arrow alone: no pandas metadata to say which integers are nullable
+    columns = {"a": pa.array(range(n)), "with_null": pa.array([None if i % 5 == 0 else i for i in range(n)]),
+               "x": pa.array(np.linspace(0, 1, n)), "later_null": pa.array([None] * 10 + list(range(n - 10)))}
+    pq.write_table(pa.table(columns), path, row_group_size=100)
+    pf = pq.ParquetFile(path)
+    monkeypatch.setattr(table, "READ_BATCH_COLUMNS", batch)
+    for groups in ([0, 1, 2, 3, 4, 5], [1, 2]):  # every row group, or only some (the nulls are in the first)
+        got = table.frame_by_columns(lambda names, g=groups: pf.read_row_groups(g, columns=names), pf.schema_arrow,
+                                     pf.schema_arrow.names, table.null_free_columns(pf, groups), 100 * len(groups))
+        expected = pf.read_row_groups(groups).to_pandas()
+        pd.testing.assert_frame_equal(got, expected)
+        assert ("later_null" in table.null_free_columns(pf, groups)) == (groups == [1, 2])
+    assert str(got["later_null"].dtype) == "int64" and str(expected["with_null"].dtype) == "float64"
 
 
 def test_sample_positions_bounds() -> None:

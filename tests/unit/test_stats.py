@@ -251,10 +251,11 @@ def test_smaller_working_chunks_hand_out_the_same_draws(monkeypatch, rows):
     np.testing.assert_array_equal(np.concatenate(worked), np.concatenate(drawn))
 
 
-def test_resample_chunks_do_not_change_the_result(monkeypatch):
+@pytest.mark.parametrize("cells", ["CHUNK_CELLS", "WORK_CELLS"])
+def test_resample_chunks_do_not_change_the_result(monkeypatch, cells):
     y, p = _holdout(True)
     whole = metrics.performance(y, p, samples=60, seed=5)
-    monkeypatch.setattr(resampling, "CHUNK_CELLS", 7 * y.size)  # 7 resamples per chunk instead of all at once
+    monkeypatch.setattr(resampling, cells, 7 * y.size)  # 7 resamples per chunk (drawn or worked on) instead of all
     chunked = metrics.performance(y, p, samples=60, seed=5)
     for name, estimate in whole.items():  # the same resamples; sums in another grouping differ in the last bits
         assert (chunked[name].low, chunked[name].high) == pytest.approx((estimate.low, estimate.high), abs=1e-12)
