@@ -18,6 +18,9 @@ SCHEMA = "https://vega.github.io/schema/vega-lite/v6.json"  # the Vega-Lite of M
 MIMETYPE = "application/vnd.vegalite.v5+json"  # what JupyterLab 4 and VS Code render; the specs use nothing newer
 WIDTH = 960  # px across a whole chart
 ROW = 16  # px per bar or heat-map row: one line of label text
+PANELS_PER_ROW = 2  # panels of a small-multiples chart side by side before the next row
+LEGEND_LABEL = 110  # px of a panel's legend label before it is cut (with an ellipsis)
+PANEL_FRAME = 200  # px a panel takes besides its plot: y axis and title, legend (symbol, LEGEND_LABEL), spacing
 GREY, RED, BLUE, ORANGE = "#888888", "#d62728", "#4c78a8", "#f58518"
 OTHERS = ["#4c78a8", "#f58518", "#54a24b", "#b279a2", "#72b7b2", "#eeca3b", "#9d755d", "#ff9da6", "#bab0ac"]
 
@@ -221,10 +224,17 @@ def auc_interval(performance: list[dict[str, Any]], reference_auc: float | None)
 
 
 def auc_by_group(performance: list[dict[str, Any]], reference_auc: float | None, attributes: list[str]) -> Chart:
-    """Realized AUC per period for each group of each sensitive attribute (one panel each), against the reference."""
+    """Realized AUC per period for each group of each sensitive attribute (one panel each, two per row), against the
+    reference.
+
+    A panel's legend lists its groups without a title (the panel's title names the attribute) and cuts a label at
+    ``LEGEND_LABEL`` px (the tooltip gives it whole), so a panel's width does not depend on the attribute's or the
+    groups' names and the chart stays within the card's column whatever they are.
+    """
     days = [p["period"] for p in performance]
     panels = attributes or ["overall"]
-    width = (WIDTH - 150 * len(panels)) // len(panels)
+    columns = min(len(panels), PANELS_PER_ROW)
+    width = (WIDTH - PANEL_FRAME * columns) // columns
     out = []
     for attr in panels:
         rows = [{"period": p["period"], "group": str(level), "auc": m.get("roc_auc")}
@@ -234,15 +244,16 @@ def auc_by_group(performance: list[dict[str, Any]], reference_auc: float | None,
             rows = [{"period": p["period"], "group": "all", "auc": p["roc_auc"]} for p in performance
                     if p.get("roc_auc") is not None]
         y = _q("auc", "ROC AUC", scale={"domain": [0.4, 1.0], "clamp": True})
+        color = _n("group", None, legend={"labelLimit": LEGEND_LABEL})
         layers: list[dict[str, Any]] = [{"mark": {"type": "line", "point": {"size": 20}, "tooltip": True}, "encoding": {
             "x": _days(days, most=8), "y": y,
-            "color": _n("group", attr), "tooltip": [_n("group", attr), _n("period"), _q("auc", "AUC", format=".4f")]}}]
+            "color": color, "tooltip": [_n("group", attr), _n("period"), _q("auc", "AUC", format=".4f")]}}]
         if reference_auc is not None:
             layers.append(_reference(reference_auc))
         subtitle = f"dotted: reference AUC {reference_auc:.3f}" if reference_auc is not None else ""
-        out.append({"title": {"text": f"realized AUC by {attr}", "subtitle": subtitle}, "width": width,
-                    "height": 240, "data": {"values": rows}, "layer": layers})
-    return chart("realized AUC per group", hconcat=out, resolve={"scale": {"color": "independent"}})
+        out.append({"title": {"text": f"realized AUC by {attr}", "subtitle": subtitle, "limit": width},
+                    "width": width, "height": 240, "data": {"values": rows}, "layer": layers})
+    return chart("realized AUC per group", concat=out, columns=columns, resolve={"scale": {"color": "independent"}})
 
 
 RUNTIME_SHAPES = {"native": "circle", "onnx": "square", "quantized": "triangle-up"}

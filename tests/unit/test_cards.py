@@ -124,7 +124,7 @@ def test_monitor_card_shows_the_daily_auc_with_its_interval() -> None:
 def layers(chart: dict[str, Any]) -> list[dict[str, Any]]:
     """Every layer of a chart, through concatenations and facets."""
     found = []
-    for part in chart.get("hconcat", [chart.get("spec", chart)]):
+    for part in chart.get("hconcat", chart.get("concat", [chart.get("spec", chart)])):
         found += part.get("layer", [part])
     return found
 
@@ -160,6 +160,22 @@ def test_drift_heat_map_has_one_row_per_feature_and_outlines_breaches() -> None:
     assert len(data(chart)) == 40 * 28
     assert sum(r["breach"] for r in data(chart)) == sum((k + j) % 9 == 0 for k in range(40) for j in range(28))
     assert outlines["transform"] == [{"filter": "datum.breach"}] and outlines["mark"]["stroke"] == charts.RED
+
+
+@pytest.mark.parametrize("attributes", [1, 2, 5])
+def test_auc_by_group_wraps_panels_and_its_width_does_not_depend_on_the_names(attributes: int) -> None:
+    names = [f"a_very_long_sensitive_attribute_name_{k}" * (k + 1) for k in range(attributes)]
+    perf = [{"period": f"2026-01-0{d}", "roc_auc": 0.8,
+             "groups": {n: {"group_with_a_name_longer_than_any_legend_has_room_for": {"roc_auc": 0.7}} for n in names}}
+            for d in range(1, 4)]
+    chart = charts.auc_by_group(perf, 0.8, names)
+    columns = min(attributes, charts.PANELS_PER_ROW)
+    assert chart["columns"] == columns and len(chart["concat"]) == attributes  # two per row, then the next row
+    for panel, name in zip(chart["concat"], names, strict=True):
+        assert panel["width"] * columns + charts.PANEL_FRAME * columns <= charts.WIDTH
+        assert panel["title"]["limit"] == panel["width"] and name in panel["title"]["text"]
+        color = layers(panel)[0]["encoding"]["color"]
+        assert color["title"] is None and color["legend"]["labelLimit"] == charts.LEGEND_LABEL  # no name widens it
 
 
 def test_quality_cost_names_models_and_runtimes_in_legends_and_the_rule_in_the_subtitle() -> None:
