@@ -49,7 +49,8 @@ class TrainFlow(ProjectFlow):
         """Cut train / validation / hold-out (by time unless the config says otherwise) from the columns the split
         needs; keep each row's part (``split_ref``), not copies of the parts; fan out over candidates."""
         spec, cfg = self.typed("dataset"), self.typed("train")
-        parts = split.cut(table.read_columns(self.data_ref, split.split_columns(spec, cfg.split)), spec, cfg.split)
+        frame = table.read_columns(self.data_ref, split.split_columns(spec, cfg.split), split.split_dtypes(spec))
+        parts = split.cut(frame, spec, cfg.split)
         self.split_ref = table.split_ref(self.data_ref, parts.codes, parts.method, parts.warnings)
         self.split_summary = parts.summary(spec)
         self.candidates = [c.name for c in cfg.candidates]

@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 
 from steps.config import DatasetConfig, SplitSpec
-from steps.data import synth, table
+from steps.data import split as split_module, synth, table
 from steps.data.contract import DataValidationError, expected_columns, in_order, validate
 from steps.data.load import derive_columns, finish_lineage, load_table, parse_table
 from steps.data.split import PARTS, cut, split_columns, split_frame
@@ -300,6 +300,29 @@ def test_cut_from_the_split_columns_alone_matches_the_split_of_the_whole_frame(
     np.testing.assert_array_equal(parts.codes, whole.codes)
     assert parts.summary(dataset_spec) == whole.summary(dataset_spec)
     assert [s["rows"] for s in parts.stats.values()] == [len(whole.train), len(whole.validation), len(whole.holdout)]
+
+
+@pytest.mark.parametrize("chunk", [7, 1000, 1 << 20])
+@pytest.mark.parametrize("times", ["utc", "period", None])
+def test_parts_statistics_from_chunks_of_rows_are_those_of_each_whole_part(
+        monkeypatch: pytest.MonkeyPatch, chunk: int, times: str | None) -> None:
+    monkeypatch.setattr(split_module, "STATS_CHUNK_ROWS", chunk)
+    n, rng = 3000, np.random.default_rng(2)
+    codes = np.sort(rng.choice(np.array([0, 1, 2], dtype=np.int8), n, p=[.7, .2, .1]))
+    codes[rng.choice(n, 40)] = 0  # a part that is not one run of rows
+    target = pd.Series((rng.uniform(size=n) < .1).astype(np.int8))
+    target[codes == 2] = 1  # a part with one class
+    stamps = {"utc": pd.Series(pd.date_range("2025-01-01", periods=n, freq="min", tz="UTC")[rng.permutation(n)]),
+              "period": pd.Series(rng.integers(1, 50, n)), None: None}[times]
+    got = split_module.parts_stats(codes, target, stamps)
+    for k, name in enumerate(PARTS):
+        mask = codes == k
+        assert got[name] == split_module.part_stats(target[mask], stamps[mask] if stamps is not None else None)
+    assert not got["holdout"]["both_classes"] and got["train"]["both_classes"]
+    empty = split_module.parts_stats(np.zeros(n, dtype=np.int8), target, stamps)["holdout"]
+    nothing = split_module.part_stats(target[:0], stamps[:0] if stamps is not None else None)
+    assert empty.keys() == nothing.keys() and empty["rows"] == 0 and not empty["both_classes"]
+    assert all(pd.isna(empty[k]) and pd.isna(nothing[k]) for k in ("time_min", "time_max") if times is not None)
 
 
 def test_a_time_split_whose_cut_points_coincide_holds_out_the_latest_time_and_validates_on_the_one_before(
@@ -597,3 +620,35 @@ def test_only_a_valid_file_is_stored_in_the_data_remote(files: dict[str, Path], 
     assert not remote.exists() or not any(p.is_file() for p in remote.rglob("*"))  # nothing stored
     _, lineage = load_table(str(files["parquet"]), dataset_spec, remote=str(remote))
     assert Path(lineage.extra["content"]["object"]).read_bytes() == files["parquet"].read_bytes()
+
+
+@pytest.mark.parametrize("group_rows", [64, 1000])
+def test_whole_columns_read_one_at_a_time_are_the_frame_to_pandas_makes(tmp_path: Path, group_rows: int) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    n, rng = 500, np.random.default_rng(1)
+    frame = pd.DataFrame({
+        "i64": np.arange(n), "f_nan": np.where(rng.uniform(size=n) < .1, np.nan, 1.0),
+        "u8": np.arange(n, dtype=np.uint8),
+        "int_ext": pd.array(np.arange(n), dtype="Int64"), "s": rng.choice(["a", None], n), "b": np.arange(n) % 2 == 0,
+        "t_utc": pd.date_range("2025-01-01", periods=n, freq="h", tz="UTC").as_unit("us"),
+        "t_paris": pd.date_range("2025-03-30", periods=n, freq="min", tz="Europe/Paris"),
+        "t_naive": pd.date_range("2025-01-01", periods=n, freq="s"), "cat": pd.Categorical(rng.choice(["x", "y"], n)),
+        "t_objects": pd.Series(list(pd.date_range("2025-01-01", periods=n, tz="UTC")), dtype=object),
+        "target": np.arange(n) % 2})
+    path = tmp_path / "whole.parquet"
+    pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), path, row_group_size=group_rows)
+    ref = {"uri": str(path)}
+    expected = pq.read_table(path).to_pandas()
+    pd.testing.assert_frame_equal(table.read_columns(ref), expected)
+    names = ["t_paris", "i64", "target", "i64"]
+    got = table.read_columns(ref, names, {"target": "int8"})
+    assert list(got.columns) == ["t_paris", "i64", "target"] and got["target"].dtype == np.int8
+    pd.testing.assert_frame_equal(got.astype({"target": "int64"}), expected[["t_paris", "i64", "target"]])
+    assert table._fillable(pq.ParquetFile(path), list(frame.columns)) == {
+        "i64", "u8", "t_utc", "t_paris", "t_naive", "t_objects", "target"}  # not a column with a null (f_nan's
+    # NaN), an Int64, a string, a bool or a dictionary: those are read whole
+    with pytest.raises(pa.ArrowInvalid, match="not in range"):
+        table.read_columns(ref, ["i64"], {"i64": "int8"})  # 500 does not fit: never wrapped around
+    assert table.read_columns(ref, []).shape == (n, 0)
