@@ -59,10 +59,11 @@ class TrainFlow(ProjectFlow):
     @step
     def train_candidate(self):
         """Fit one candidate pipeline on the training rows and score it on the validation rows (features and target
-        only, read by reference; with a ``max_train_rows`` limit only its sample of the training rows is kept)."""
+        only, read by reference; with a ``max_train_rows`` limit only its sample of the training rows is kept; above
+        ``preprocess_fit_rows`` rows they are streamed in batches)."""
         spec, cfg = self.typed("dataset"), self.typed("train")
         candidate, columns = training.candidate_by_name(cfg, self.input), training.training_columns(spec)
-        train = table.read_part(self.split_ref, "train", columns, training.train_limit(candidate, cfg), cfg.seed)
+        train = table.part_rows(self.split_ref, "train", columns, training.train_limit(candidate, cfg), cfg.seed)
         validation = table.read_part(self.split_ref, "validation", columns)
         result = training.train_candidate(candidate, train, validation, spec, cfg,
                                           self.typed("gates").decision_threshold)

@@ -39,6 +39,10 @@ class TrainConfig(Strict):
     seed: int = 42
     threads: int = Field(1, ge=1, le=256)
     max_train_rows: int | None = Field(None, ge=100, description="downsample the training set (None = all rows)")
+    preprocess_fit_rows: int | None = Field(
+        1_000_000, ge=100, description="above this many training rows a candidate streams them: its preprocessing is "
+        "fitted on a seeded sample of this many, its model on every row, one batch read at a time (null: every "
+        "candidate fits in memory on all its rows)")
     curve_points: int = Field(200, ge=10, le=5000)
     reference: ReferenceConfig = ReferenceConfig()
 

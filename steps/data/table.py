@@ -206,30 +206,96 @@ def read_part(split: dict[str, Any], part: str, columns: list[str] | None = None
     ``limit``: at most that many of the part's rows, drawn with ``seed`` (:func:`sample_positions`); only they are
     kept from each row group read, so a sampled candidate holds its sample, not the whole part.
     """
-    ref, codes = split["table"], split["codes"]
-    mask = codes == part_code(part)
+    return part_rows(split, part, columns, limit, seed).read()
+
+
+BATCH_ROWS = 262_144  # rows a batch of PartRows.batches holds at least (whole row groups), but for the last one
+
+
+@dataclass(frozen=True)
+class PartRows:
+    """Some rows of the stored table (``mask``: one flag a table row), read when asked: all at once, a seeded sample of
+    them, or batches of consecutive rows (a task that streams its rows holds one batch, not the part)."""
+
+    table: dict[str, Any]
+    mask: np.ndarray
+    columns: list[str] | None = None
+    part: str = "rows"
+
+    @property
+    def rows(self) -> int:
+        """How many rows."""
+        return int(self.mask.sum())
+
+    def read(self, columns: list[str] | None = None) -> pd.DataFrame:
+        """Every row, ``columns`` (default: the ones given at creation, None: all), in table order."""
+        frame = _read_rows(self.table, self.mask, self._groups(), columns or self.columns)
+        logger.info("read %s: %d rows x %d columns from %d of %d row groups of %s", self.part, len(frame),
+                    len(frame.columns), len(self._groups()), len(self.table["row_groups"]), self.table["uri"])
+        return frame
+
+    def sample(self, rows: int, seed: int) -> pd.DataFrame:
+        """At most ``rows`` of the rows, drawn with ``seed`` (:func:`sample_positions`), in table order."""
+        chosen = sample_positions(self.rows, rows, seed)
+        return self.read() if chosen is None else PartRows(self.table, _keep(self.mask, chosen), self.columns,
+                                                           f"a sample of {self.part}").read()
+
+    def batches(self, columns: list[str] | None = None, rows: int | None = None) -> Iterator[pd.DataFrame]:
+        """The rows in table order, as frames of whole row groups' rows, each at least ``rows`` (default
+        ``BATCH_ROWS``) but the last; their concatenation is :meth:`read`'s frame."""
+        run: list[int] = []
+        starts = _group_starts(self.table)
+        for i in self._groups():
+            run.append(i)
+            if int(self.mask[starts[run[0]]:starts[i + 1]].sum()) >= (rows or BATCH_ROWS):
+                yield _read_rows(self.table, self.mask, run, columns or self.columns)
+                run = []
+        if run:
+            yield _read_rows(self.table, self.mask, run, columns or self.columns)
+
+    def _groups(self) -> list[int]:
+        """The row groups holding any of the rows."""
+        starts = _group_starts(self.table)
+        return [i for i in range(len(starts) - 1) if self.mask[starts[i]:starts[i + 1]].any()]
+
+
+def part_rows(split: dict[str, Any], part: str, columns: list[str] | None = None, limit: int | None = None,
+              seed: int = 0) -> PartRows:
+    """The rows of ``part`` as :class:`PartRows` (``limit``, ``seed``: as :func:`read_part`), nothing read yet."""
+    mask = split["codes"] == part_code(part)
     chosen = sample_positions(int(mask.sum()), limit, seed)
-    if chosen is not None:  # keep the sampled ones of the part's rows
-        rows, mask = np.flatnonzero(mask), np.zeros_like(mask)
-        mask[rows[chosen]] = True
-    ends = np.cumsum(ref["row_groups"])
-    starts = ends - np.asarray(ref["row_groups"])
-    groups = [i for i, (a, b) in enumerate(zip(starts, ends, strict=True)) if mask[a:b].any()]
+    return PartRows(split["table"], mask if chosen is None else _keep(mask, chosen), columns, part)
+
+
+def _keep(mask: np.ndarray, chosen: np.ndarray) -> np.ndarray:
+    """The mask of the ``chosen`` positions among ``mask``'s set rows."""
+    rows, out = np.flatnonzero(mask), np.zeros_like(mask)
+    out[rows[chosen]] = True
+    return out
+
+
+def _group_starts(ref: dict[str, Any]) -> np.ndarray:
+    """Each row group's first table row, then the table's row count."""
+    return np.concatenate([[0], np.cumsum(ref["row_groups"])])
+
+
+def _read_rows(ref: dict[str, Any], mask: np.ndarray, groups: list[int], columns: list[str] | None) -> pd.DataFrame:
+    """The rows of ``mask`` in the row groups ``groups``, ``columns`` only (None: all), as :func:`frame_by_columns`
+    makes them; a row group holding other rows too is filtered (a copy of one row group at a time)."""
+    starts = _group_starts(ref)
     with system_allocator():
         pf = open_table(ref)
 
         def read(names: list[str]) -> pa.Table:
             pieces = []
             for i in groups:
-                piece, keep = pf.read_row_group(i, columns=names), mask[starts[i]:ends[i]]
+                piece, keep = pf.read_row_group(i, columns=names), mask[starts[i]:starts[i + 1]]
                 pieces.append(piece if keep.all() else piece.filter(pa.array(keep)))
             return pa.concat_tables(pieces) if pieces else pf.read_row_groups([], columns=names)
 
         names = list(pf.schema_arrow.names if columns is None else columns)
-        frame = frame_by_columns(read, pf.schema_arrow, names, null_free_columns(pf, groups), int(mask.sum()))
-    logger.info("read %s: %d rows x %d columns from %d of %d row groups of %s", part, len(frame),
-                len(frame.columns), len(groups), len(starts), ref["uri"])
-    return frame
+        rows = sum(int(mask[starts[i]:starts[i + 1]].sum()) for i in groups)
+        return frame_by_columns(read, pf.schema_arrow, names, null_free_columns(pf, groups), rows)
 
 
 def null_free_columns(pf: pq.ParquetFile, groups: list[int]) -> set[str]:

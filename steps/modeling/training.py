@@ -7,12 +7,13 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 import pandas as pd
+from sklearn.pipeline import Pipeline
 
 from steps.config.dataset import DatasetConfig
 from steps.config.train import CandidateConfig, TrainConfig
 from steps.core.decision import choose_threshold
-from steps.data.table import sample_positions
-from steps.modeling import models
+from steps.data.table import PartRows, sample_positions
+from steps.modeling import design, models
 from steps.modeling.metrics import curves, scores
 
 logger = logging.getLogger(__name__)
@@ -67,25 +68,43 @@ def candidate_by_name(cfg: TrainConfig, name: str) -> CandidateConfig:
     raise KeyError(f"no candidate named {name!r} in train config; have {[c.name for c in cfg.candidates]}")
 
 
-def train_candidate(candidate: CandidateConfig, train: pd.DataFrame, validation: pd.DataFrame,
+def train_candidate(candidate: CandidateConfig, train: pd.DataFrame | PartRows, validation: pd.DataFrame,
                     spec: DatasetConfig, cfg: TrainConfig, policy: Any) -> CandidateResult:
     """Fit ``candidate`` on ``train`` (at most its ``max_train_rows``, with its ``threads``; else the train config's),
-    score it on ``validation``, and set its decision threshold there (``policy``: ``config.gates.ThresholdPolicy``)."""
-    train = sample_train(train, cfg, train_limit(candidate, cfg))  # a no-op on a part read with that limit
+    score it on ``validation``, and set its decision threshold there (``policy``: ``config.gates.ThresholdPolicy``).
+
+    ``train`` as stored rows (``table.PartRows``, read with that limit) is read whole up to ``preprocess_fit_rows``
+    rows, else streamed (:func:`design.fit_streamed`)."""
     threads = candidate.threads or cfg.threads
     pipeline = models.build_pipeline(candidate, spec, cfg.seed, threads)
-    pipeline, seconds = models.fit(pipeline, train, spec, threads)
+    pipeline, seconds, rows = fit_rows(pipeline, train, spec, cfg, train_limit(candidate, cfg), threads)
     proba = models.predict_proba(pipeline, validation, spec, threads)
     y = validation[spec.target.name].to_numpy()
     blob = models.serialize(pipeline)
     result = CandidateResult(
         name=candidate.name, type=candidate.type, params=dict(candidate.params), model_blob=blob,
         fingerprint=models.fingerprint(blob), metrics=scores(y, proba),
-        curves=curves(y, proba, cfg.curve_points), fit_seconds=round(seconds, 3), train_rows=len(train),
+        curves=curves(y, proba, cfg.curve_points), fit_seconds=round(seconds, 3), train_rows=rows,
         decision=choose_threshold(policy, y, proba),
     )
     logger.info("%s: validation %s", candidate.name, {k: round(v, 4) for k, v in result.metrics.items()})
     return result
+
+
+def fit_rows(pipeline: Pipeline, train: pd.DataFrame | PartRows, spec: DatasetConfig, cfg: TrainConfig,
+             limit: int | None, threads: int) -> tuple[Pipeline, float, int]:
+    """``pipeline`` fitted on ``train`` (a frame: sampled to ``limit``; stored rows: streamed above
+    ``cfg.preprocess_fit_rows``); returns (pipeline, fit seconds, training rows)."""
+    if isinstance(train, pd.DataFrame):
+        train = sample_train(train, cfg, limit)
+    elif cfg.preprocess_fit_rows is not None and train.rows > cfg.preprocess_fit_rows:
+        sample = train.sample(cfg.preprocess_fit_rows, cfg.seed)
+        pipeline, seconds = design.fit_streamed(pipeline, sample, train.batches, train.rows, spec, threads)
+        return pipeline, seconds, train.rows
+    else:
+        train = train.read()
+    pipeline, seconds = models.fit(pipeline, train, spec, threads)
+    return pipeline, seconds, len(train)
 
 
 def feature_schema(spec: DatasetConfig) -> dict[str, Any]:

@@ -1,0 +1,161 @@
+"""A large training part fitted without holding it: the preprocessing fitted on a sample, the model on every row.
+
+``Pipeline.fit`` on a frame holds the frame, the preprocessing's copies of it (a median imputer sorts a masked copy
+of the number columns; the cleaned categoricals are a Python string per cell) and the design matrix at once: the
+logistic regression's task peaked at 4.6x the Arrow size of its columns at 10M generated rows. Streamed, the task holds
+a sample for the preprocessing's fit, then the design matrix, filled one batch of rows at a time (its sparse
+arrays grown in place), beside one batch. The preprocessing's statistics (medians, means and scales) come from the
+sample, as scikit-learn's own ``QuantileTransformer`` and ``KBinsDiscretizer`` fit on subsamples; a categorical
+column's levels, when the dataset config leaves them open, still come from every row. The model is fitted on every
+row's features as the fitted preprocessing transforms them, so a tree pipeline (numbers passed through, levels
+encoded) is the model ``Pipeline.fit`` makes.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from scipy import sparse
+from sklearn.pipeline import Pipeline
+from threadpoolctl import threadpool_limits
+
+from steps.config.dataset import DatasetConfig
+from steps.modeling.features import _to_str
+
+logger = logging.getLogger(__name__)
+
+FIRST_NNZ = 1 << 20  # entries a sparse design matrix has room for before it first grows
+Batches = Callable[[list[str]], Iterator[pd.DataFrame]]  # the rows' given columns, in batches, in order
+
+
+def fit_streamed(pipeline: Pipeline, sample: pd.DataFrame, batches: Batches, rows: int, spec: DatasetConfig,
+                 threads: int) -> tuple[Pipeline, float]:
+    """Fit ``pipeline``'s preprocessing on ``sample``, then its model on all ``rows`` rows of ``batches``; returns
+    (pipeline, seconds spent fitting and transforming, not reading)."""
+    preprocess, model = pipeline[0], pipeline[-1]
+    with threadpool_limits(limits=threads):
+        spent = close_open_levels(preprocess, spec, batches)
+        start = time.perf_counter()
+        preprocess.fit(sample[spec.features])
+        spent += time.perf_counter() - start
+        x, y, seconds = design_matrix(preprocess, batches([*spec.features, spec.target.name]), rows, spec)
+        start = time.perf_counter()
+        model.fit(x, y)
+        spent += seconds + time.perf_counter() - start
+    logger.info("fitted %s on %d rows (preprocessing on %d) in %.1fs", type(model).__name__, rows, len(sample), spent)
+    return pipeline, spent
+
+
+def close_open_levels(preprocess: Any, spec: DatasetConfig, batches: Batches) -> float:
+    """When the categorical encoder finds its levels (``categories='auto'``), give it every row's levels instead, as a
+    fit on every row finds them (sorted; ``__missing__`` only when a value is missing); returns the seconds spent."""
+    encoder = _encoder(preprocess)
+    if encoder is None or not isinstance(encoder.categories, str):
+        return 0.0
+    names, spent = list(spec.categorical), 0.0
+    levels: list[set[str]] = [set() for _ in names]
+    for batch in batches(names):
+        start = time.perf_counter()
+        cleaned = _to_str(batch[names])
+        for j, found in enumerate(levels):
+            found.update(pd.unique(cleaned[:, j]).tolist())
+        spent += time.perf_counter() - start
+    encoder.set_params(categories=[sorted(found) for found in levels])
+    logger.info("levels from every row: %s", {n: len(lv) for n, lv in zip(names, levels, strict=True)})
+    return spent
+
+
+def _encoder(preprocess: Any) -> Any:
+    """The categorical columns' encoder of :func:`features.preprocessor`'s transformer, or None without one."""
+    for name, transformer, _ in preprocess.transformers:
+        if name == "cat":
+            return transformer.named_steps["encode"]
+    return None
+
+
+def design_matrix(preprocess: Any, batches: Iterator[pd.DataFrame], rows: int, spec: DatasetConfig
+                  ) -> tuple[Any, np.ndarray, float]:
+    """Every batch's features transformed by the fitted ``preprocess`` into one matrix (CSR when the transform is
+    sparse, else a dense array), its target, and the seconds spent transforming."""
+    matrix: _Rows | None = None
+    targets, spent = [], 0.0
+    for batch in batches:
+        start = time.perf_counter()
+        part = preprocess.transform(batch[spec.features])
+        if matrix is None:
+            matrix = _SparseRows(part.shape[1]) if sparse.issparse(part) else _DenseRows(rows, part.shape[1])
+        matrix.add(part)
+        targets.append(batch[spec.target.name].to_numpy())
+        spent += time.perf_counter() - start
+    if matrix is None:
+        raise ValueError("no rows to fit on")
+    return matrix.done(), np.concatenate(targets), spent
+
+
+class _Rows:
+    """A matrix filled by blocks of rows."""
+
+    def add(self, block: Any) -> None:
+        """Append ``block``'s rows."""
+        raise NotImplementedError
+
+    def done(self) -> Any:
+        """The matrix."""
+        raise NotImplementedError
+
+
+class _DenseRows(_Rows):
+    """A dense matrix of a known number of rows, preallocated."""
+
+    def __init__(self, rows: int, columns: int) -> None:
+        self.out, self.at = np.empty((rows, columns), dtype=np.float64), 0
+
+    def add(self, block: Any) -> None:
+        """Copy ``block``'s rows in."""
+        self.out[self.at:self.at + len(block)] = block
+        self.at += len(block)
+
+    def done(self) -> np.ndarray:
+        """The matrix (every row filled)."""
+        if self.at != len(self.out):
+            raise ValueError(f"{self.at} rows filled of {len(self.out)}")
+        return self.out
+
+
+class _SparseRows(_Rows):
+    """A CSR matrix grown block by block: its arrays are resized in place (``realloc``; a large block is remapped,
+    not copied), so growing never holds two copies of them."""
+
+    def __init__(self, columns: int) -> None:
+        self.columns, self.nnz, self.rows = columns, 0, 0
+        self.data = np.empty(FIRST_NNZ, dtype=np.float64)
+        self.indices = np.empty(FIRST_NNZ, dtype=np.int32)  # column numbers
+        self.indptr = [np.zeros(1, dtype=np.int64)]
+
+    def add(self, block: Any) -> None:
+        """Append ``block``'s rows (any scipy sparse matrix; converted to CSR)."""
+        block = sparse.csr_matrix(block)
+        end = self.nnz + block.nnz
+        if end > len(self.data):
+            size = max(end, 2 * len(self.data))
+            self.data.resize(size, refcheck=False)
+            self.indices.resize(size, refcheck=False)
+        self.data[self.nnz:end], self.indices[self.nnz:end] = block.data, block.indices
+        self.indptr.append(block.indptr[1:].astype(np.int64) + self.nnz)
+        self.nnz, self.rows = end, self.rows + block.shape[0]
+
+    def done(self) -> sparse.csr_matrix:
+        """The CSR matrix: its arrays cut to size in place; int32 offsets, as scipy makes them, while they fit."""
+        self.data.resize(self.nnz, refcheck=False)
+        self.indices.resize(self.nnz, refcheck=False)
+        indptr = np.concatenate(self.indptr)
+        small = max(self.nnz, self.columns) < np.iinfo(np.int32).max
+        indices = self.indices if small else self.indices.astype(np.int64)  # scipy wants one index type for both
+        return sparse.csr_matrix((self.data, indices, indptr.astype(np.int32) if small else indptr),
+                                 shape=(self.rows, self.columns), copy=False)
+

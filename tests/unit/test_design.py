@@ -1,0 +1,133 @@
+"""steps/modeling/design.py: a training part streamed in batches fits the model a fit on the whole frame makes (the
+preprocessing fitted on a sample); stored rows read whole, sampled or in batches are the same rows."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.base import clone
+from sklearn.linear_model import LogisticRegression
+
+from steps.config import DatasetConfig, ThresholdPolicy, TrainConfig
+from steps.data import table
+from steps.data.split import Split
+from steps.modeling import design, models, training
+
+POLICY = ThresholdPolicy(value=0.5)
+
+
+@pytest.fixture(scope="module")
+def stored(split: Split, clean_frame: pd.DataFrame, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """``clean_frame`` stored in row groups of 256 rows, with ``split``'s parts."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(table, "ROW_GROUP_ROWS", 256)
+        ref = table.write_table(clean_frame, str(tmp_path_factory.mktemp("design"))).to_dict()
+    return table.split_ref(ref, split.codes, split.method, split.warnings)
+
+
+def test_stored_rows_read_whole_in_batches_or_sampled_are_the_part(stored: dict[str, Any], split: Split) -> None:
+    rows = table.part_rows(stored, "train", ["amount", "channel", "is_fraud"])
+    whole = rows.read()
+    pd.testing.assert_frame_equal(whole, split.train[["amount", "channel", "is_fraud"]])
+    batches = list(rows.batches(rows=600))
+    assert len(batches) > 2 and all(len(b) >= 600 for b in batches[:-1])
+    pd.testing.assert_frame_equal(pd.concat(batches, ignore_index=True), whole)
+    pd.testing.assert_frame_equal(pd.concat(rows.batches(["channel"]), ignore_index=True), whole[["channel"]])
+    sampled = rows.sample(500, seed=4)
+    expected = whole.iloc[table.sample_positions(len(whole), 500, 4)].reset_index(drop=True)
+    pd.testing.assert_frame_equal(sampled, expected)
+    limited = table.part_rows(stored, "train", ["amount"], limit=900, seed=1)
+    pd.testing.assert_frame_equal(limited.read(), table.read_part(stored, "train", ["amount"], 900, 1))
+    assert limited.rows == 900 and rows.sample(10**6, seed=4).shape == whole.shape
+
+
+def _streamed(candidate: str, cfg: TrainConfig, stored: dict[str, Any], spec: DatasetConfig,
+              fit_rows: int) -> tuple[Any, float, int]:
+    cfg = cfg.model_copy(update={"preprocess_fit_rows": fit_rows})
+    pipeline = models.build_pipeline(training.candidate_by_name(cfg, candidate), spec, cfg.seed, 1)
+    rows = table.part_rows(stored, "train", training.training_columns(spec))
+    return training.fit_rows(pipeline, rows, spec, cfg, None, 1)
+
+
+def test_a_tree_pipeline_streamed_is_the_pipeline_fitted_on_the_whole_frame(
+        stored: dict[str, Any], split: Split, dataset_spec: DatasetConfig, train_cfg: TrainConfig,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    batches: list[int] = []
+    real = design.design_matrix
+
+    def counted(preprocess: Any, parts: Iterator[pd.DataFrame], rows: int, spec: DatasetConfig) -> Any:
+        return real(preprocess, (batches.append(len(b)) or b for b in parts), rows, spec)
+
+    monkeypatch.setattr(design, "design_matrix", counted)
+    monkeypatch.setattr(table, "BATCH_ROWS", 700)
+    streamed, seconds, rows = _streamed("lgbm", train_cfg, stored, dataset_spec, fit_rows=400)
+    whole, _ = models.fit(models.build_pipeline(training.candidate_by_name(train_cfg, "lgbm"), dataset_spec,
+                                                train_cfg.seed, 1), split.train, dataset_spec, 1)
+    assert len(batches) > 2 and sum(batches) == rows == len(split.train) and seconds > 0
+    np.testing.assert_array_equal(models.predict_proba(streamed, split.validation, dataset_spec),
+                                  models.predict_proba(whole, split.validation, dataset_spec))
+
+
+def test_a_linear_pipeline_streamed_has_the_samples_preprocessing_and_the_model_of_every_row(
+        stored: dict[str, Any], split: Split, dataset_spec: DatasetConfig, train_cfg: TrainConfig,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(table, "BATCH_ROWS", 500)
+    monkeypatch.setattr(design, "FIRST_NNZ", 64)  # the sparse arrays grow many times
+    streamed, _, rows = _streamed("logreg", train_cfg, stored, dataset_spec, fit_rows=800)
+    sample = split.train.iloc[table.sample_positions(len(split.train), 800, train_cfg.seed)]
+    on_sample = clone(streamed[0]).fit(sample[dataset_spec.features])
+    imputer = streamed[0].named_transformers_["num"].named_steps["impute"]
+    np.testing.assert_array_equal(imputer.statistics_,
+                                  on_sample.named_transformers_["num"].named_steps["impute"].statistics_)
+    whole = streamed[0].transform(split.train[dataset_spec.features])
+    model = LogisticRegression(**streamed[-1].get_params()).fit(whole, split.train["is_fraud"].to_numpy())
+    np.testing.assert_array_equal(streamed[-1].coef_, model.coef_)
+    assert rows == len(split.train)
+    in_memory, _, _ = _streamed("logreg", train_cfg, stored, dataset_spec, fit_rows=len(split.train))
+    fitted, _ = models.fit(models.build_pipeline(training.candidate_by_name(train_cfg, "logreg"), dataset_spec,
+                                                 train_cfg.seed, 1), split.train, dataset_spec, 1)
+    np.testing.assert_array_equal(in_memory[-1].coef_, fitted[-1].coef_)  # up to the limit: read whole, as before
+
+
+def test_open_levels_come_from_every_row_not_only_the_sample(
+        clean_frame: pd.DataFrame, dataset_spec: DatasetConfig, train_cfg: TrainConfig, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    raw = dataset_spec.model_dump()
+    raw["categorical"]["channel"]["categories"] = None  # levels found in the data ('auto')
+    spec = DatasetConfig.model_validate(raw)
+    frame = clean_frame.copy()
+    frame.loc[frame.index[-3:], "channel"] = "carrier_pigeon"  # a rare level the sample misses
+    frame.loc[frame.index[-5], "channel"] = None
+    monkeypatch.setattr(table, "ROW_GROUP_ROWS", 256)
+    ref = table.write_table(frame, str(tmp_path)).to_dict()
+    codes = np.zeros(len(frame), dtype=np.int8)
+    rows = table.part_rows(table.split_ref(ref, codes, "time", []), "train", training.training_columns(spec))
+    cfg = train_cfg.model_copy(update={"preprocess_fit_rows": 300})
+    sample = rows.sample(300, cfg.seed)
+    assert "carrier_pigeon" not in set(sample["channel"])
+    for name in ("logreg", "lgbm"):
+        pipeline = models.build_pipeline(training.candidate_by_name(cfg, name), spec, cfg.seed, 1)
+        streamed, _, _ = training.fit_rows(pipeline, rows, spec, cfg, None, 1)
+        whole = clone(streamed[0]).set_params(cat__encode__categories="auto").fit(frame[spec.features])
+        got = streamed[0].named_transformers_["cat"].named_steps["encode"].categories_
+        expected = whole.named_transformers_["cat"].named_steps["encode"].categories_
+        assert [list(c) for c in got] == [list(c) for c in expected]
+        assert "carrier_pigeon" in list(got[list(spec.categorical).index("channel")])
+
+
+def test_a_design_matrix_needs_rows() -> None:
+    with pytest.raises(ValueError, match="no rows"):
+        design.design_matrix(None, iter([]), 0, None)  # type: ignore[arg-type]
+
+
+def test_train_candidate_on_stored_rows_reports_every_row(
+        stored: dict[str, Any], split: Split, dataset_spec: DatasetConfig, train_cfg: TrainConfig) -> None:
+    cfg = train_cfg.model_copy(update={"preprocess_fit_rows": 500})
+    rows = table.part_rows(stored, "train", training.training_columns(dataset_spec))
+    result = training.train_candidate(cfg.candidates[0], rows, split.validation, dataset_spec, cfg, POLICY)
+    assert result.train_rows == len(split.train) and result.metrics["roc_auc"] > 0.6
