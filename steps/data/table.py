@@ -10,8 +10,9 @@ the run's S3 datastore, which every Batch task reads; locally, the ``.metaflow``
 
 from __future__ import annotations
 
+import dataclasses
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -109,7 +110,13 @@ def read_columns(ref: dict[str, Any], columns: list[str] | None = None,
     names = list(dict.fromkeys(columns if columns is not None else pf.schema_arrow.names))
     fill = _fillable(pf, names)
     first = sorted(names, key=lambda n: not _converts_with_copy(pf.schema_arrow.field(n).type))
-    series = {name: _filled_column(pf, name, (dtypes or {}).get(name), name in fill) for name in first}
+    series = {}
+    for name in first:
+        try:
+            series[name] = _filled_column(pf, name, (dtypes or {}).get(name), name in fill)
+        except pa.ArrowInvalid as err:
+            raise ValueError(f"column '{name}' of {ref['uri']} cannot be held as {dtypes and dtypes.get(name)}: "
+                             f"{err}") from err
     release_arrow_memory()
     return pd.DataFrame({name: series[name] for name in names}, index=pd.RangeIndex(pf.metadata.num_rows), copy=False)
 
@@ -145,8 +152,10 @@ def _filled_column(pf: pq.ParquetFile, name: str, dtype: str | None, fill: bool)
     once, not as Arrow and as NumPy at the same time); else read whole and converted by Arrow."""
     kind = pf.schema_arrow.field(name).type
     if not fill:
-        column = pf.read(columns=[name]).to_pandas(**TO_PANDAS)[name]
-        return column if dtype is None else column.astype(dtype)
+        read = pf.read(columns=[name])
+        if dtype is not None:  # a safe cast: a value the type cannot hold raises
+            read = read.cast(pa.schema([pa.field(name, pa.from_numpy_dtype(np.dtype(dtype)))]))
+        return read.to_pandas(**TO_PANDAS)[name]
     timestamp = pa.types.is_timestamp(kind)
     storage = pa.int64() if timestamp else (pa.from_numpy_dtype(np.dtype(dtype)) if dtype else kind)
     values, start = np.empty(pf.metadata.num_rows, dtype=storage.to_pandas_dtype()), 0
@@ -212,7 +221,7 @@ def read_part(split: dict[str, Any], part: str, columns: list[str] | None = None
 BATCH_ROWS = 262_144  # rows a batch of PartRows.batches holds at least (whole row groups), but for the last one
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class PartRows:
     """Some rows of the stored table (``mask``: one flag a table row), read when asked: all at once, a seeded sample of
     them, or batches of consecutive rows (a task that streams its rows holds one batch, not the part)."""
@@ -227,18 +236,48 @@ class PartRows:
         """How many rows."""
         return int(self.mask.sum())
 
+    def subset(self, rows: int | None, seed: int) -> PartRows:
+        """At most ``rows`` of the rows (None: all), drawn with ``seed`` (:func:`sample_positions`)."""
+        chosen = sample_positions(self.rows, rows, seed)
+        return self if chosen is None else PartRows(self.table, _keep(self.mask, chosen), self.columns,
+                                                    f"a sample of {self.part}")
+
     def read(self, columns: list[str] | None = None) -> pd.DataFrame:
         """Every row, ``columns`` (default: the ones given at creation, None: all), in table order."""
-        frame = _read_rows(self.table, self.mask, self._groups(), columns or self.columns)
+        groups = self._groups()
+        frame = _read_rows(self.table, self.mask, groups, columns or self.columns)
         logger.info("read %s: %d rows x %d columns from %d of %d row groups of %s", self.part, len(frame),
-                    len(frame.columns), len(self._groups()), len(self.table["row_groups"]), self.table["uri"])
+                    len(frame.columns), len(groups), len(self.table["row_groups"]), self.table["uri"])
         return frame
 
-    def sample(self, rows: int, seed: int) -> pd.DataFrame:
-        """At most ``rows`` of the rows, drawn with ``seed`` (:func:`sample_positions`), in table order."""
-        chosen = sample_positions(self.rows, rows, seed)
-        return self.read() if chosen is None else PartRows(self.table, _keep(self.mask, chosen), self.columns,
-                                                           f"a sample of {self.part}").read()
+    def sample(self, rows: int, seed: int, covering: Sequence[str] = ()) -> pd.DataFrame:
+        """At most ``rows`` of the rows drawn with ``seed`` (:meth:`subset`), in table order, plus, for each column of
+        ``covering`` that has a missing value (or a value) among the rows but not among the drawn ones, the first row
+        that has one: fitted on the sample, an imputer finds the columns with missing values (its indicators) and the
+        empty ones that a fit on every row finds."""
+        drawn = self.subset(rows, seed)
+        if drawn is self or not covering:
+            return drawn.read()
+        sample = drawn.read()
+        extra = np.zeros_like(self.mask)
+        for name in covering:
+            missing = sample[name].isna()
+            for want_missing, seen in ((True, missing.any()), (False, not missing.all())):
+                if not seen and (row := self._first(name, want_missing)) is not None:
+                    extra[row] = True
+        if not extra.any():
+            return sample
+        return PartRows(self.table, drawn.mask | extra, self.columns, f"a sample of {self.part}").read()
+
+    def _first(self, name: str, missing: bool) -> int | None:
+        """The table row of the first of the rows whose ``name`` is missing (``missing``) or not, else None."""
+        starts, pf = _group_starts(self.table), open_table(self.table)
+        for i in self._groups():
+            values = pf.read_row_group(i, columns=[name]).column(0).is_null(nan_is_null=True).to_numpy(False)
+            found = np.flatnonzero(self.mask[starts[i]:starts[i + 1]] & (values == missing))
+            if len(found):
+                return int(starts[i] + found[0])
+        return None
 
     def batches(self, columns: list[str] | None = None, rows: int | None = None) -> Iterator[pd.DataFrame]:
         """The rows in table order, as frames of whole row groups' rows, each at least ``rows`` (default
@@ -262,9 +301,8 @@ class PartRows:
 def part_rows(split: dict[str, Any], part: str, columns: list[str] | None = None, limit: int | None = None,
               seed: int = 0) -> PartRows:
     """The rows of ``part`` as :class:`PartRows` (``limit``, ``seed``: as :func:`read_part`), nothing read yet."""
-    mask = split["codes"] == part_code(part)
-    chosen = sample_positions(int(mask.sum()), limit, seed)
-    return PartRows(split["table"], mask if chosen is None else _keep(mask, chosen), columns, part)
+    rows = PartRows(split["table"], split["codes"] == part_code(part), columns, part)
+    return rows if limit is None else dataclasses.replace(rows.subset(limit, seed), part=part)
 
 
 def _keep(mask: np.ndarray, chosen: np.ndarray) -> np.ndarray:

@@ -29,45 +29,62 @@ from steps.modeling.features import _to_str
 
 logger = logging.getLogger(__name__)
 
-FIRST_NNZ = 1 << 20  # entries a sparse design matrix has room for before it first grows
+FIRST_NNZ = 1 << 16  # entries a sparse design matrix has room for at least
+GROW = 1.05  # room made beyond the entries expected, and how much more a short matrix gets
 Batches = Callable[[list[str]], Iterator[pd.DataFrame]]  # the rows' given columns, in batches, in order
 
 
-def fit_streamed(pipeline: Pipeline, sample: pd.DataFrame, batches: Batches, rows: int, spec: DatasetConfig,
-                 threads: int) -> tuple[Pipeline, float]:
-    """Fit ``pipeline``'s preprocessing on ``sample``, then its model on all ``rows`` rows of ``batches``; returns
-    (pipeline, seconds spent fitting and transforming, not reading)."""
+def fit_streamed(pipeline: Pipeline, sample: Callable[[], pd.DataFrame], batches: Batches, rows: int,
+                 spec: DatasetConfig, threads: int) -> tuple[Pipeline, float]:
+    """Fit ``pipeline``'s preprocessing on ``sample()`` (dropped once fitted), then its model on all ``rows`` rows of
+    ``batches``; returns (pipeline, seconds spent fitting and transforming, not reading)."""
+    if len(pipeline.steps) != 2:
+        raise ValueError(f"a streamed fit takes a (preprocess, model) pipeline, not {[n for n, _ in pipeline.steps]}")
     preprocess, model = pipeline[0], pipeline[-1]
     with threadpool_limits(limits=threads):
-        spent = close_open_levels(preprocess, spec, batches)
-        start = time.perf_counter()
-        preprocess.fit(sample[spec.features])
-        spent += time.perf_counter() - start
+        encoder, levels, spent = _encoder(preprocess), None, 0.0
+        if encoder is not None and isinstance(encoder.categories, str):
+            levels, spent = open_levels(spec, batches)
+        fitted_on = _fit_preprocess(preprocess, encoder, levels, sample, spec)
+        spent += fitted_on[1]
         x, y, seconds = design_matrix(preprocess, batches([*spec.features, spec.target.name]), rows, spec)
         start = time.perf_counter()
         model.fit(x, y)
         spent += seconds + time.perf_counter() - start
-    logger.info("fitted %s on %d rows (preprocessing on %d) in %.1fs", type(model).__name__, rows, len(sample), spent)
+    logger.info("fitted %s on %d rows (preprocessing on %d) in %.1fs", type(model).__name__, rows, fitted_on[0], spent)
     return pipeline, spent
 
 
-def close_open_levels(preprocess: Any, spec: DatasetConfig, batches: Batches) -> float:
-    """When the categorical encoder finds its levels (``categories='auto'``), give it every row's levels instead, as a
-    fit on every row finds them (sorted; ``__missing__`` only when a value is missing); returns the seconds spent."""
-    encoder = _encoder(preprocess)
-    if encoder is None or not isinstance(encoder.categories, str):
-        return 0.0
+def _fit_preprocess(preprocess: Any, encoder: Any, levels: list[list[str]] | None,
+                    sample: Callable[[], pd.DataFrame], spec: DatasetConfig) -> tuple[int, float]:
+    """Fit ``preprocess`` on ``sample()`` with ``levels`` (every row's) as the encoder's categories, then give the
+    encoder back its parameter, so the pipeline's parameters are the ones it was built with; returns (sample rows,
+    seconds)."""
+    frame = sample()[spec.features]
+    start, categories = time.perf_counter(), encoder.categories if encoder is not None else None
+    if levels is not None:
+        encoder.set_params(categories=levels)
+    try:
+        preprocess.fit(frame)
+    finally:
+        if levels is not None:
+            encoder.set_params(categories=categories)
+    return len(frame), time.perf_counter() - start
+
+
+def open_levels(spec: DatasetConfig, batches: Batches) -> tuple[list[list[str]], float]:
+    """Every row's levels of the categorical columns, as an encoder fitted on every row finds them (cleaned, sorted;
+    ``__missing__`` only when a value is missing), and the seconds spent."""
     names, spent = list(spec.categorical), 0.0
-    levels: list[set[str]] = [set() for _ in names]
+    found: list[set[str]] = [set() for _ in names]
     for batch in batches(names):
         start = time.perf_counter()
         cleaned = _to_str(batch[names])
-        for j, found in enumerate(levels):
-            found.update(pd.unique(cleaned[:, j]).tolist())
+        for j, seen in enumerate(found):
+            seen.update(pd.unique(cleaned[:, j]).tolist())
         spent += time.perf_counter() - start
-    encoder.set_params(categories=[sorted(found) for found in levels])
-    logger.info("levels from every row: %s", {n: len(lv) for n, lv in zip(names, levels, strict=True)})
-    return spent
+    logger.info("levels from every row: %s", {n: len(lv) for n, lv in zip(names, found, strict=True)})
+    return [sorted(seen) for seen in found], spent
 
 
 def _encoder(preprocess: Any) -> Any:
@@ -88,7 +105,7 @@ def design_matrix(preprocess: Any, batches: Iterator[pd.DataFrame], rows: int, s
         start = time.perf_counter()
         part = preprocess.transform(batch[spec.features])
         if matrix is None:
-            matrix = _SparseRows(part.shape[1]) if sparse.issparse(part) else _DenseRows(rows, part.shape[1])
+            matrix = (_SparseRows if sparse.issparse(part) else _DenseRows)(rows, part.shape[1])
         matrix.add(part)
         targets.append(batch[spec.target.name].to_numpy())
         spent += time.perf_counter() - start
@@ -131,18 +148,23 @@ class _SparseRows(_Rows):
     """A CSR matrix grown block by block: its arrays are resized in place (``realloc``; a large block is remapped,
     not copied), so growing never holds two copies of them."""
 
-    def __init__(self, columns: int) -> None:
-        self.columns, self.nnz, self.rows = columns, 0, 0
-        self.data = np.empty(FIRST_NNZ, dtype=np.float64)
-        self.indices = np.empty(FIRST_NNZ, dtype=np.int32)  # column numbers
+    def __init__(self, rows: int, columns: int) -> None:
+        self.expected, self.columns, self.nnz, self.rows = rows, columns, 0, 0
+        self.data = np.empty(0, dtype=np.float64)
+        self.indices = np.empty(0, dtype=np.int32)  # column numbers
         self.indptr = [np.zeros(1, dtype=np.int64)]
 
     def add(self, block: Any) -> None:
-        """Append ``block``'s rows (any scipy sparse matrix; converted to CSR)."""
+        """Append ``block``'s rows (any scipy sparse matrix; converted to CSR). Room for the whole matrix is made at
+        the first block, from its entries per row (one-hot and number columns: about the same in every row), plus
+        ``GROW``; then, when short, by that much again (a doubling's spare room would be real memory)."""
         block = sparse.csr_matrix(block)
         end = self.nnz + block.nnz
         if end > len(self.data):
-            size = max(end, 2 * len(self.data))
+            per_row = end / max(self.rows + block.shape[0], 1)
+            size = max(end, FIRST_NNZ, int(per_row * max(self.expected, self.rows) * GROW))
+            if len(self.data):
+                size = max(size, int(len(self.data) * GROW))
             self.data.resize(size, refcheck=False)
             self.indices.resize(size, refcheck=False)
         self.data[self.nnz:end], self.indices[self.nnz:end] = block.data, block.indices

@@ -93,18 +93,22 @@ def train_candidate(candidate: CandidateConfig, train: pd.DataFrame | PartRows, 
 
 def fit_rows(pipeline: Pipeline, train: pd.DataFrame | PartRows, spec: DatasetConfig, cfg: TrainConfig,
              limit: int | None, threads: int) -> tuple[Pipeline, float, int]:
-    """``pipeline`` fitted on ``train`` (a frame: sampled to ``limit``; stored rows: streamed above
-    ``cfg.preprocess_fit_rows``); returns (pipeline, fit seconds, training rows)."""
+    """``pipeline`` fitted on ``train``, sampled to ``limit`` (else ``cfg.max_train_rows``); stored rows above
+    ``cfg.preprocess_fit_rows`` are streamed (:func:`design.fit_streamed`, the preprocessing fitted on a sample that
+    has a missing value and a value of every number column that has one). Returns (pipeline, fit seconds, rows)."""
     if isinstance(train, pd.DataFrame):
-        train = sample_train(train, cfg, limit)
-    elif cfg.preprocess_fit_rows is not None and train.rows > cfg.preprocess_fit_rows:
-        sample = train.sample(cfg.preprocess_fit_rows, cfg.seed)
-        pipeline, seconds = design.fit_streamed(pipeline, sample, train.batches, train.rows, spec, threads)
-        return pipeline, seconds, train.rows
+        frame = sample_train(train, cfg, limit)
     else:
-        train = train.read()
-    pipeline, seconds = models.fit(pipeline, train, spec, threads)
-    return pipeline, seconds, len(train)
+        rows = train.subset(limit or cfg.max_train_rows, cfg.seed)  # a no-op on rows read with that limit
+        fit_on = cfg.preprocess_fit_rows
+        if fit_on is not None and rows.rows > fit_on:
+            pipeline, seconds = design.fit_streamed(
+                pipeline, lambda: rows.sample(fit_on, cfg.seed, list(spec.numeric)), rows.batches, rows.rows, spec,
+                threads)
+            return pipeline, seconds, rows.rows
+        frame = rows.read()
+    pipeline, seconds = models.fit(pipeline, frame, spec, threads)
+    return pipeline, seconds, len(frame)
 
 
 def feature_schema(spec: DatasetConfig) -> dict[str, Any]:

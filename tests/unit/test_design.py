@@ -77,7 +77,7 @@ def test_a_linear_pipeline_streamed_has_the_samples_preprocessing_and_the_model_
         stored: dict[str, Any], split: Split, dataset_spec: DatasetConfig, train_cfg: TrainConfig,
         monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(table, "BATCH_ROWS", 500)
-    monkeypatch.setattr(design, "FIRST_NNZ", 64)  # the sparse arrays grow many times
+    monkeypatch.setattr(design, "FIRST_NNZ", 64)
     streamed, _, rows = _streamed("logreg", train_cfg, stored, dataset_spec, fit_rows=800)
     sample = split.train.iloc[table.sample_positions(len(split.train), 800, train_cfg.seed)]
     on_sample = clone(streamed[0]).fit(sample[dataset_spec.features])
@@ -118,6 +118,65 @@ def test_open_levels_come_from_every_row_not_only_the_sample(
         expected = whole.named_transformers_["cat"].named_steps["encode"].categories_
         assert [list(c) for c in got] == [list(c) for c in expected]
         assert "carrier_pigeon" in list(got[list(spec.categorical).index("channel")])
+        assert streamed[0].get_params()["cat__encode__categories"] == "auto"  # the parameter it was built with
+
+
+def test_a_streamed_imputer_indicates_a_column_missing_only_in_rows_the_sample_did_not_draw(
+        clean_frame: pd.DataFrame, dataset_spec: DatasetConfig, train_cfg: TrainConfig, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    frame = clean_frame.copy()
+    frame["amount"] = frame["amount"].fillna(1.0)
+    frame["hour"] = frame["hour"].astype("float64")
+    frame.loc[frame.index[[7, -2]], "hour"] = np.nan  # rare: the 300-row draw misses both
+    frame.loc[:, "txn_count_1h"] = np.nan
+    frame.loc[frame.index[-1], "txn_count_1h"] = 2.0  # a value in one row only
+    monkeypatch.setattr(table, "ROW_GROUP_ROWS", 256)
+    ref = table.write_table(frame, str(tmp_path)).to_dict()
+    rows = table.part_rows(table.split_ref(ref, np.zeros(len(frame), dtype=np.int8), "time", []), "train",
+                           training.training_columns(dataset_spec))
+    cfg = train_cfg.model_copy(update={"preprocess_fit_rows": 300})
+    drawn = rows.subset(300, cfg.seed).read()
+    assert not drawn["hour"].isna().any() and drawn["txn_count_1h"].isna().all()
+    sample = rows.sample(300, cfg.seed, covering=list(dataset_spec.numeric))
+    assert len(sample) == 302 and sample["hour"].isna().sum() == 1 and sample["txn_count_1h"].notna().sum() == 1
+    streamed, _, _ = training.fit_rows(models.build_pipeline(training.candidate_by_name(cfg, "logreg"), dataset_spec,
+                                                             cfg.seed, 1), rows, dataset_spec, cfg, None, 1)
+    whole = clone(streamed[0]).fit(frame[dataset_spec.features])
+    assert list(streamed[0].get_feature_names_out()) == list(whole.get_feature_names_out())
+    assert "missingindicator_hour" in list(whole.get_feature_names_out())
+
+
+@pytest.mark.parametrize("grow", [1.0, 1.05])
+def test_a_sparse_matrix_grown_by_blocks_is_their_stack(monkeypatch: pytest.MonkeyPatch, grow: float) -> None:
+    from scipy import sparse
+
+    monkeypatch.setattr(design, "FIRST_NNZ", 8)
+    monkeypatch.setattr(design, "GROW", grow)
+    rng = np.random.default_rng(0)
+    blocks = [sparse.random(rows, 12, density=d, format="csr", random_state=rng)
+              for rows, d in [(5, .05), (40, .3), (1, 1.0), (30, .9), (0, .5), (7, 0.0)]]
+    matrix = design._SparseRows(sum(b.shape[0] for b in blocks), 12)
+    for b in blocks:
+        matrix.add(b)
+    got, expected = matrix.done(), sparse.vstack(blocks, format="csr")
+    assert got.shape == expected.shape and got.indices.dtype == np.int32 and got.indptr.dtype == np.int32
+    for name in ("data", "indices", "indptr"):
+        np.testing.assert_array_equal(getattr(got, name), getattr(expected, name))
+
+
+def test_a_streamed_fit_takes_a_preprocess_and_model_pipeline_and_applies_the_row_limit(
+        stored: dict[str, Any], split: Split, dataset_spec: DatasetConfig, train_cfg: TrainConfig) -> None:
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    pipeline = models.build_pipeline(train_cfg.candidates[0], dataset_spec, 0, 1)
+    three = Pipeline([pipeline.steps[0], ("scale", StandardScaler(with_mean=False)), pipeline.steps[1]])
+    with pytest.raises(ValueError, match="a streamed fit takes a \\(preprocess, model\\) pipeline"):
+        design.fit_streamed(three, lambda: split.train, lambda names: iter([]), 1, dataset_spec, 1)
+    rows = table.part_rows(stored, "train", training.training_columns(dataset_spec))  # made without the limit
+    cfg = train_cfg.model_copy(update={"preprocess_fit_rows": 400})
+    _, _, n = training.fit_rows(pipeline, rows, dataset_spec, cfg, 900, 1)
+    assert n == 900 and rows.subset(900, cfg.seed).rows == 900
 
 
 def test_a_design_matrix_needs_rows() -> None:
