@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -31,6 +32,10 @@ def test_every_candidate_is_trained_and_the_best_selected(train_run):
     assert rows == {"logreg": 3600, "lightgbm": 3600, "random_forest": 3000}  # the forest's max_train_rows
     forest = next(t for t in train_run["train_candidate"] if t.data.candidate["name"] == "random_forest")
     assert "read train: 3000 rows" in forest.stderr  # its sample only was read, not the 3,600 rows
+    assert "preprocessing on" not in forest.stderr  # 3,000 rows: fitted in memory
+    for task in train_run["train_candidate"]:
+        if task.data.candidate["name"] != "random_forest":  # above preprocess_fit_rows (3,200): streamed
+            assert re.search(r"on 3600 rows \(preprocessing on 32\d\d\)", task.stderr), task.stderr[-2000:]
 
 
 def test_model_fingerprint_is_the_sha256_of_the_stored_bytes(train_run):
