@@ -10,7 +10,6 @@ the run's S3 datastore, which every Batch task reads; locally, the ``.metaflow``
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -125,16 +124,18 @@ def _fillable(pf: pq.ParquetFile, names: list[str]) -> set[str]:
     """The columns pandas keeps as plain NumPy numbers or timestamps: no nulls, and no other type in pandas' metadata
     (e.g. a stored ``Int64``)."""
     null_free, pandas_types = null_free_columns(pf, list(range(pf.num_row_groups))), _pandas_types(pf.schema_arrow)
-    out = set()
-    for name in set(names) & null_free:
-        kind = pf.schema_arrow.field(name).type
-        if pa.types.is_timestamp(kind):
-            out.add(name)
-        elif pa.types.is_integer(kind) or pa.types.is_floating(kind):
-            dtype = np.dtype(kind.to_pandas_dtype())
-            if pandas_types.get(name, dtype.name) == dtype.name:
-                out.add(name)
-    return out
+    kinds = {name: pf.schema_arrow.field(name).type for name in set(names) & null_free}
+    return {name for name, kind in kinds.items()
+            if pa.types.is_timestamp(kind) or _numpy_number(kind, True, pandas_types.get(name)) is not None}
+
+
+def _numpy_number(kind: pa.DataType, null_free: bool, pandas_type: str | None) -> np.dtype[Any] | None:
+    """The NumPy type pandas keeps a number column of this Arrow type in (floating, or integer without nulls), when
+    pandas' metadata (``pandas_type``, None without it) records no other (e.g. a stored ``Int64``); else None."""
+    if not (pa.types.is_floating(kind) or (pa.types.is_integer(kind) and null_free)):
+        return None
+    dtype = np.dtype(kind.to_pandas_dtype())
+    return dtype if (pandas_type or dtype.name) == dtype.name else None
 
 
 def _pandas_types(schema: pa.Schema) -> dict[str, Any]:
@@ -160,10 +161,9 @@ def _filled_column(pf: pq.ParquetFile, name: str, dtype: str | None, fill: bool)
     storage = pa.int64() if timestamp else (pa.from_numpy_dtype(np.dtype(dtype)) if dtype else kind)
     values, start = np.empty(pf.metadata.num_rows, dtype=storage.to_pandas_dtype()), 0
     for group in range(pf.num_row_groups):
-        chunk = pf.read_row_group(group, columns=[name]).column(0).combine_chunks()
-        chunk = chunk.view(storage) if timestamp else chunk.cast(storage)  # a safe cast: raises on overflow
-        values[start:start + len(chunk)] = chunk.to_numpy()
-        start += len(chunk)
+        column = pf.read_row_group(group, columns=[name]).column(0).cast(storage)  # safe: raises on overflow
+        _copy_chunks(column, values[start:start + len(column)])
+        start += len(column)
     if not timestamp:
         return pd.Series(values, name=name, copy=False)
     naive = pd.Series(values.view(f"M8[{kind.unit}]"), name=name, copy=False)
@@ -236,11 +236,12 @@ class PartRows:
         """How many rows."""
         return int(self.mask.sum())
 
-    def subset(self, rows: int | None, seed: int) -> PartRows:
-        """At most ``rows`` of the rows (None: all), drawn with ``seed`` (:func:`sample_positions`)."""
+    def subset(self, rows: int | None, seed: int, part: str | None = None) -> PartRows:
+        """At most ``rows`` of the rows (None: all), drawn with ``seed`` (:func:`sample_positions`), called ``part``
+        in the logs (default: a sample of this part)."""
         chosen = sample_positions(self.rows, rows, seed)
         return self if chosen is None else PartRows(self.table, _keep(self.mask, chosen), self.columns,
-                                                    f"a sample of {self.part}")
+                                                    part or f"a sample of {self.part}")
 
     def read(self, columns: list[str] | None = None) -> pd.DataFrame:
         """Every row, ``columns`` (default: the ones given at creation, None: all), in table order."""
@@ -302,7 +303,7 @@ def part_rows(split: dict[str, Any], part: str, columns: list[str] | None = None
               seed: int = 0) -> PartRows:
     """The rows of ``part`` as :class:`PartRows` (``limit``, ``seed``: as :func:`read_part`), nothing read yet."""
     rows = PartRows(split["table"], split["codes"] == part_code(part), columns, part)
-    return rows if limit is None else dataclasses.replace(rows.subset(limit, seed), part=part)
+    return rows.subset(limit, seed, part)
 
 
 def _keep(mask: np.ndarray, chosen: np.ndarray) -> np.ndarray:
@@ -365,10 +366,8 @@ def frame_by_columns(read: Callable[[list[str]], pa.Table], schema: pa.Schema, n
     pandas_types = _pandas_types(schema)
     slots: dict[np.dtype[Any], list[str]] = {}
     for name in names:
-        kind = schema.field(name).type
-        plain = pa.types.is_floating(kind) or (pa.types.is_integer(kind) and name in null_free)
-        dtype = np.dtype(kind.to_pandas_dtype()) if plain else None
-        if dtype is not None and pandas_types.get(name, dtype.name) == dtype.name:  # not e.g. a stored Int64
+        dtype = _numpy_number(schema.field(name).type, name in null_free, pandas_types.get(name))
+        if dtype is not None:
             slots.setdefault(dtype, []).append(name)
     blocks = {dtype: np.empty((len(cols), rows), dtype=dtype) for dtype, cols in slots.items()}
     where = {name: (blocks[dtype], j) for dtype, cols in slots.items() for j, name in enumerate(cols)}
