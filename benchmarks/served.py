@@ -119,6 +119,7 @@ def extract(folder: Path) -> None:
     """Child side: read the newest DistillFlow run of this workspace and its teacher, write them to ``folder``."""
     from metaflow import Flow, namespace
 
+    from steps.data.table import read_part
     from steps.modeling import models
 
     namespace(None)
@@ -131,7 +132,8 @@ def extract(folder: Path) -> None:
         raise RuntimeError("the DistillFlow teacher's bytes do not match its TrainFlow run")
     (folder / "teacher.pkl").write_bytes(join.teacher_blob)
     (folder / "teacher.onnx").write_bytes(join.teacher_onnx)
-    join.holdout_df.to_parquet(folder / "holdout.parquet")
+    holdout = read_part(join.split_ref, "holdout")  # the rows stay by reference (the teacher's stored table)
+    holdout.to_parquet(folder / "holdout.parquet")
     students = []
     for task in distill["train_student"]:
         s = task.data.student
@@ -155,7 +157,7 @@ def extract(folder: Path) -> None:
         "students": students,
         "served": data.model_name if data.gates_passed and "serving" in distill.user_tags else None,
         "selected": data.model_name, "gates_passed": data.gates_passed, "gate_failed": data.gate_summary["failed"],
-        "decision": join.decision, "threshold": join.threshold, "holdout_rows": len(join.holdout_df),
+        "decision": join.decision, "threshold": join.threshold, "holdout_rows": len(holdout),
         "train_rows": train["split"].task.data.split_summary["train"]["rows"],
         "candidates": [{"type": c["kind"]} | {k: c[k] for k in ("name", "auc", "auc_ratio", "cost_ratio",
                                                                 "cost_runtime", "eligible", "reasons")}

@@ -13,6 +13,7 @@ from base import ProjectFlow, config_option, main
 from metaflow import Parameter, card, current, step
 
 from steps.core import decision
+from steps.data import table
 from steps.distill import onnx, selection, students
 from steps.modeling import models
 from steps.registry import registry
@@ -20,7 +21,7 @@ from steps.reporting import cards
 
 # what join carries over from the teacher (start) past the students' foreach
 TEACHER_ARTIFACTS = ["teacher_run_id", "teacher_fingerprint", "teacher_model_name", "teacher_blob", "teacher_onnx",
-                     "teacher_eval", "threshold", "decision", "holdout_df", "lineage", "feature_schema"]
+                     "teacher_eval", "threshold", "decision", "split_ref", "lineage", "feature_schema"]
 
 
 class DistillFlow(ProjectFlow):
@@ -33,22 +34,26 @@ class DistillFlow(ProjectFlow):
 
     @step
     def start(self):
-        """Resolve and verify the teacher, build the transfer set and its logits, export the teacher to ONNX."""
+        """Resolve and verify the teacher, label the transfer set with its logits, export the teacher to ONNX. The
+        rows stay by reference (the teacher run's ``split_ref``): each task reads what it needs, no frame is stored."""
         spec, cfg, gates = self.typed("dataset"), self.typed("distill"), self.typed("gates")
         students.check_students(cfg.students)  # a typo fails here, before the teacher is loaded
-        teacher = selection.resolve_teacher(self.teacher_run, current.branch_name, current.project_name, spec)
+        teacher = selection.resolve_teacher(self.teacher_run, current.branch_name, current.project_name, spec,
+                                            table.tables_root(self.datastore_root()))
         self.decision = decision.decision_in_use(teacher.decision, None, gates.decision_threshold, gates.review.band)
         self.threshold = self.decision["threshold"]  # the student decides where its teacher does
         self.teacher_run_id, self.teacher_fingerprint = teacher.run_id, teacher.fingerprint
         self.teacher_model_name, self.teacher_blob = teacher.model_name, teacher.blob
-        self.holdout_df, self.lineage, self.feature_schema = teacher.holdout_df, teacher.lineage, teacher.feature_schema
-        self.transfer_df = students.transfer_set(teacher.train_df, spec, cfg)
-        self.transfer_logit = students.teacher_logits(teacher.model, self.transfer_df, spec, cfg.threads)
+        self.split_ref, self.lineage, self.feature_schema = teacher.split_ref, teacher.lineage, teacher.feature_schema
+        transfer = students.transfer_frame(self.split_ref, spec, cfg)
+        self.transfer_fingerprint = students.frame_fingerprint(transfer)
+        self.transfer_logit = students.teacher_logits(teacher.model, transfer, spec, cfg.threads)
         self.teacher_onnx = selection.export_teacher(teacher.model, spec)
         self.teacher_eval = selection.evaluate_model("teacher", "teacher", teacher.model, self.teacher_onnx, None,
-                                                     self.holdout_df, spec, cfg, self.threshold)
+                                                     table.read_part(self.split_ref, "holdout"), spec, cfg,
+                                                     self.threshold)
         print(f"teacher {teacher.model_name} from TrainFlow/{teacher.run_id} (sha256 {teacher.fingerprint[:12]}), "
-              f"hold-out AUC {self.teacher_eval['auc']:.4f}; transfer set {len(self.transfer_df)} rows")
+              f"hold-out AUC {self.teacher_eval['auc']:.4f}; transfer set {len(transfer)} rows")
         self.students = [s.name for s in cfg.students]
         self.next(self.train_student, foreach="students")
 
@@ -58,13 +63,14 @@ class DistillFlow(ProjectFlow):
         spec, cfg = self.typed("dataset"), self.typed("distill")
         student = next(s for s in cfg.students if s.name == self.input)
         pipeline = students.build_student(student, spec, cfg.seed, cfg.threads, cfg.device)
-        pipeline, fit_info = students.fit_student(pipeline, self.transfer_df, self.transfer_logit, spec, cfg.threads)
+        transfer = students.transfer_frame(self.split_ref, spec, cfg, self.transfer_fingerprint)  # the labelled rows
+        pipeline, fit_info = students.fit_student(pipeline, transfer, self.transfer_logit, spec, cfg.threads)
         self.student_blob = models.serialize(pipeline)
         self.student_onnx = onnx.to_onnx(pipeline, spec)
         quantized = onnx.quantize(self.student_onnx) if student.quantize else None
         self.student_quantized, quant = quantized if quantized else (None, None)
-        ev = selection.evaluate_model(student.name, student.type, pipeline, self.student_onnx,
-                                      self.student_quantized, self.holdout_df, spec, cfg, self.threshold)
+        ev = selection.evaluate_model(student.name, student.type, pipeline, self.student_onnx, self.student_quantized,
+                                      table.read_part(self.split_ref, "holdout"), spec, cfg, self.threshold)
         self.student = {**ev, "fingerprint": models.fingerprint(self.student_blob), "fit": fit_info,
                         "quantization": onnx.explain_quantization(quant),
                         "onnx_fingerprint": models.fingerprint(self.student_onnx)}
@@ -80,11 +86,12 @@ class DistillFlow(ProjectFlow):
         spec, cfg, gates = self.typed("dataset"), self.typed("distill"), self.typed("gates")
         self.merge_artifacts(inputs, include=TEACHER_ARTIFACTS)
         teacher = models.deserialize(self.teacher_blob, self.teacher_fingerprint)
-        trained = [selection.TrainedStudent.from_task(inp) for inp in inputs]
+        trained, holdout = [selection.TrainedStudent.from_task(inp) for inp in inputs], table.read_part(
+            self.split_ref, "holdout")
         self.teacher_eval, rows = selection.time_models(teacher, self.teacher_onnx, self.teacher_eval, trained,
-                                                        self.holdout_df, spec, cfg, gates.efficiency.clock)
+                                                        holdout, spec, cfg, gates.efficiency.clock)
         self.model_name, self.candidates = selection.select(rows, cfg.min_auc_ratio, cfg.max_cost_ratio)
-        sel = selection.gate_selected(self.model_name, self.candidates, trained, self.holdout_df, spec, cfg,
+        sel = selection.gate_selected(self.model_name, self.candidates, trained, holdout, spec, cfg,
                                       gates, champion=(self.teacher_run_id, teacher, self.teacher_blob),
                                       threshold=self.threshold)
         self.model_blob, self.model_fingerprint = sel.model_blob, sel.model_fingerprint

@@ -198,6 +198,14 @@ def split_ref(table: dict[str, Any], codes: np.ndarray, method: str, warnings: l
     return {"table": table, "codes": np.asarray(codes, dtype=np.int8), "method": method, "warnings": list(warnings)}
 
 
+def frames_ref(parts: dict[str, pd.DataFrame], root: str) -> dict[str, Any]:
+    """A split reference for parts held as frames (the artifacts of runs from before references): the frames written
+    once under ``root`` as one table (:func:`write_table`), each row's part kept as :func:`split_ref` keeps it."""
+    frame = pd.concat(list(parts.values()), ignore_index=True)
+    codes = np.concatenate([np.full(len(f), part_code(name), dtype=np.int8) for name, f in parts.items()])
+    return split_ref(write_table(frame, root).to_dict(), codes, "frames", [])
+
+
 def sample_positions(rows: int, limit: int | None, seed: int) -> np.ndarray | None:
     """Sorted positions of ``limit`` of ``rows`` rows drawn without replacement with ``seed`` (the rows that pandas'
     ``DataFrame.sample(n=limit, random_state=seed)`` draws), or None when ``limit`` is None or not below ``rows``."""

@@ -17,7 +17,7 @@ from steps.config.gates import GatesConfig
 from steps.config.train import ReferenceConfig
 from steps.core.progress import timed
 from steps.core.timing import best_seconds, call_seconds, percentiles
-from steps.data.table import part_of
+from steps.data.table import frames_ref
 from steps.distill.onnx import parity_check, to_onnx
 from steps.gates.assess import assess
 from steps.gates.efficiency import single_rows
@@ -46,16 +46,17 @@ class Teacher:
     model_name: str
     blob: bytes
     model: Pipeline
-    holdout_df: pd.DataFrame
+    split_ref: dict[str, Any]  # its rows by reference: its run's, or its older run's frames stored once as a table
     lineage: dict[str, Any]
     feature_schema: dict[str, Any]
-    train_df: pd.DataFrame
     decision: dict[str, Any] | None = None  # its recorded decision threshold and review band (None: older runs)
 
 
-def resolve_teacher(teacher_run: str | None, branch: str, project: str,
-                    spec: DatasetConfig | None = None) -> Teacher:
-    """The TrainFlow run ``teacher_run`` (default: the branch's champion), its model verified against its fingerprint.
+def resolve_teacher(teacher_run: str | None, branch: str, project: str, spec: DatasetConfig | None = None,
+                    tables: str | None = None) -> Teacher:
+    """The TrainFlow run ``teacher_run`` (default: the branch's champion), its model verified against its fingerprint,
+    and its rows by reference: its ``split_ref``, or for a run from before references its train and hold-out frames
+    written once under ``tables`` (:func:`steps.data.table.frames_ref`), so DistillFlow keeps no copy of them either.
 
     Raises:
         RegistryError: no run given and the dataset has no champion on the branch, the run is not on the branch, or
@@ -73,9 +74,17 @@ def resolve_teacher(teacher_run: str | None, branch: str, project: str,
         reason = schema_mismatch(schema.get("dataset"), list(schema.get("features", [])), spec)
         if reason is not None:
             raise RegistryError(f"teacher {run.pathspec} cannot be distilled for dataset {spec.name!r}: {reason}")
-    train = part_of(data, "train") if "split_ref" in data else step_data(run, "split").train_df  # older runs: frames
-    return Teacher(run.id, data.model_fingerprint, data.model_name, data.model_blob, model, part_of(data, "holdout"),
-                   data.lineage, data.feature_schema, train, data.decision if "decision" in data else None)
+    return Teacher(run.id, data.model_fingerprint, data.model_name, data.model_blob, model, _rows(run, data, tables),
+                   data.lineage, data.feature_schema, data.decision if "decision" in data else None)
+
+
+def _rows(run: Any, data: Any, tables: str | None) -> dict[str, Any]:
+    """The teacher run's ``split_ref``, or its frames (older runs) stored under ``tables`` as one."""
+    if "split_ref" in data:
+        return dict(data.split_ref)
+    if tables is None:
+        raise RegistryError(f"teacher {run.pathspec} keeps its rows as frames: give a tables root to store them")
+    return frames_ref({"train": step_data(run, "split").train_df, "holdout": data.holdout_df}, tables)
 
 
 def export_teacher(teacher: Pipeline, spec: DatasetConfig) -> bytes | None:

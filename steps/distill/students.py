@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import time
 from typing import Any
@@ -15,6 +16,7 @@ from threadpoolctl import threadpool_limits
 from steps.config.dataset import DatasetConfig
 from steps.config.distill import DistillConfig, StudentConfig
 from steps.core.errors import UserError
+from steps.data import table
 from steps.modeling import models
 from steps.modeling.features import Style, preprocessor
 from steps.modeling.models import unknown_params
@@ -140,13 +142,14 @@ def fit_student(pipeline: Pipeline, frame: pd.DataFrame, target: np.ndarray, spe
 def transfer_set(train_df: pd.DataFrame, spec: DatasetConfig, cfg: DistillConfig) -> pd.DataFrame:
     """The teacher's training rows (feature columns), plus ``augmentation.copies`` perturbed copies.
 
-    A copy jitters every numeric feature by ``numeric_noise`` x its std (clipped to the dataset's range, NaN kept)
-    and resamples each categorical cell with probability ``category_resample_rate`` from the column's observed
-    distribution.
+    With ``max_transfer_rows``, only that many rows are kept: those ``DataFrame.sample`` draws, in their order in
+    ``train_df`` (:func:`~steps.data.table.sample_positions`, as :func:`transfer_frame` reads them). A copy jitters
+    every numeric feature by ``numeric_noise`` x its std (clipped to the dataset's range, NaN kept) and resamples
+    each categorical cell with probability ``category_resample_rate`` from the column's observed distribution.
     """
-    base = train_df[spec.features].reset_index(drop=True)
-    if cfg.max_transfer_rows and len(base) > cfg.max_transfer_rows:
-        base = base.sample(cfg.max_transfer_rows, random_state=cfg.seed).reset_index(drop=True)
+    base = train_df[spec.features]
+    chosen = table.sample_positions(len(base), cfg.max_transfer_rows, cfg.seed)
+    base = (base if chosen is None else base.iloc[chosen]).reset_index(drop=True)
     aug = cfg.augmentation
     if aug.copies == 0:
         return base
@@ -172,6 +175,29 @@ def transfer_set(train_df: pd.DataFrame, spec: DatasetConfig, cfg: DistillConfig
     out = pd.concat(parts, ignore_index=True)
     logger.info("transfer set: %d rows (%d original, %d augmented copies)", len(out), len(base), aug.copies)
     return out
+
+
+def transfer_frame(split: dict[str, Any], spec: DatasetConfig, cfg: DistillConfig,
+                   expected: str | None = None) -> pd.DataFrame:
+    """:func:`transfer_set` of the teacher's training rows read by reference (``split``: its ``split_ref``): the
+    feature columns only, and with ``max_transfer_rows`` only the sampled rows are kept from each row group read.
+    Every task that builds it gets the same frame (the same rows, the same seeded copies); with ``expected`` (the
+    :func:`frame_fingerprint` of the frame the teacher labelled) a different one raises ValueError."""
+    frame = transfer_set(table.read_part(split, "train", spec.features, cfg.max_transfer_rows,
+                                         cfg.seed).reset_index(drop=True), spec, cfg)
+    if expected is not None and frame_fingerprint(frame) != expected:
+        raise ValueError(f"the transfer set rebuilt from {split['table']['uri']} ({len(frame):,} rows) is not the "
+                         f"one the teacher labelled (fingerprint {expected[:12]}): the stored table or the transfer "
+                         "settings changed between the tasks")
+    return frame
+
+
+def frame_fingerprint(frame: pd.DataFrame) -> str:
+    """sha256 of the frame's row hashes (pandas' ``hash_pandas_object``) and column names: equal frames, equal
+    fingerprints (how a task checks it rebuilt the rows another task labelled)."""
+    digest = hashlib.sha256("\x1f".join(map(str, frame.columns)).encode())
+    digest.update(pd.util.hash_pandas_object(frame, index=False).to_numpy().tobytes())
+    return digest.hexdigest()
 
 
 def teacher_logits(teacher: Pipeline, frame: pd.DataFrame, spec: DatasetConfig, threads: int = 1) -> np.ndarray:

@@ -10,6 +10,7 @@ import pytest
 import yaml
 from support import DISTILL_MAX_COST_RATIO, DISTILL_STUDENTS, GATES_BRANCH, card_text, run_cli, run_flow
 
+from steps.data.table import read_part
 from steps.modeling import models
 from steps.registry import registry
 from steps.registry.registry import Registry
@@ -25,6 +26,23 @@ def test_teacher_is_the_given_run_and_verified(distill_runs):
     data = runs["passing"].data
     assert data.teacher_run_id == good.id
     assert data.teacher_fingerprint == good.data.model_fingerprint
+
+
+def test_rows_stay_by_reference_and_every_student_fits_the_rows_the_teacher_labelled(distill_runs):
+    import pandas as pd
+
+    runs, good = distill_runs
+    run = runs["passing"]
+    assert run.data.split_ref["table"] == good.data.split_ref["table"]  # the teacher's table, not a copy
+    assert (run.data.split_ref["codes"] == good.data.split_ref["codes"]).all()
+    for step in run:
+        for task in step:
+            frames = [a.id for a in task if isinstance(a.data, pd.DataFrame)]
+            assert not frames, f"{task.pathspec} stores frames: {frames}"
+    start = run["start"].task.data
+    assert len(start.transfer_logit) == int((good.data.split_ref["codes"] == 0).sum())  # every training row
+    fitted = [t.data.student["fit"] for t in run["train_student"]]  # fitted on the rebuilt, fingerprint-checked rows
+    assert len(fitted) == len(DISTILL_STUDENTS) and all(f["fit_seconds"] > 0 for f in fitted)
 
 
 def test_parity_holds_for_every_exported_model(distill_runs):
@@ -58,7 +76,7 @@ def test_selected_student_is_registered_serving_and_verifies(distill_runs):
     assert costs[data.model_name] <= DISTILL_MAX_COST_RATIO
     assert not any(n.startswith("significantly_better") for n in gated)
     model = registry.load_model(run)  # fingerprint-verified
-    assert model.predict_proba(data.holdout_df.iloc[:5]).shape == (5, 2)
+    assert model.predict_proba(read_part(data.split_ref, "holdout").iloc[:5]).shape == (5, 2)
     assert hashlib.sha256(data.onnx_model).hexdigest() == data.onnx_fingerprint
     assert models.fingerprint(data.model_blob) == data.model_fingerprint
     events = Registry("DistillFlow", BRANCH).history()

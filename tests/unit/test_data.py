@@ -17,7 +17,7 @@ from steps.config import DatasetConfig, SplitSpec
 from steps.data import split as split_module, synth, table
 from steps.data.contract import DataValidationError, expected_columns, in_order, validate
 from steps.data.load import derive_columns, finish_lineage, load_table, parse_table
-from steps.data.split import PARTS, cut, split_columns, split_frame
+from steps.data.split import PARTS, Split, cut, split_columns, split_frame
 
 Mutation = Callable[[pd.DataFrame], pd.DataFrame]
 
@@ -367,6 +367,18 @@ def test_a_sampled_part_holds_only_the_rows_pandas_sample_draws(
     pd.testing.assert_frame_equal(sampled, expected.reset_index(drop=True))
     other = table.read_part(codes, "train", ["transaction_id"], limit=limit, seed=12)
     assert set(other["transaction_id"]) != set(sampled["transaction_id"])
+
+
+def test_frames_of_an_older_run_become_a_stored_table_and_a_split_reference(
+        split: Split, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(table, "ROW_GROUP_ROWS", 300)
+    ref = table.frames_ref({"train": split.train, "holdout": split.holdout}, str(tmp_path))
+    assert ref["method"] == "frames" and ref["table"]["rows"] == len(split.train) + len(split.holdout)
+    for name in ("train", "holdout"):
+        pd.testing.assert_frame_equal(table.read_part(ref, name), getattr(split, name).reset_index(drop=True))
+    assert table.read_part(ref, "validation").empty
+    again = table.frames_ref({"train": split.train, "holdout": split.holdout}, str(tmp_path))
+    assert again["table"]["uri"] == ref["table"]["uri"] and len(list(tmp_path.rglob("*.parquet"))) == 1  # once
 
 
 def test_a_part_is_read_with_the_system_allocator_and_the_default_comes_back(

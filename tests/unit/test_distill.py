@@ -4,10 +4,12 @@ the selection rule and the distillation verdict."""
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 from sklearn.linear_model import Ridge
 
 from steps.config import CandidateConfig, ConfigError, DistillConfig, StudentConfig, parse_distill
+from steps.data import table
 from steps.distill.onnx import parity_check, quantize, to_onnx
 from steps.distill.selection import (
     TrainedStudent,
@@ -22,9 +24,11 @@ from steps.distill.students import (
     DistilledClassifier,
     build_student,
     fit_student,
+    frame_fingerprint,
     logit,
     sigmoid,
     teacher_logits,
+    transfer_frame,
     transfer_set,
 )
 from steps.gates.result import GateResult
@@ -131,6 +135,37 @@ def test_transfer_set_augmentation_is_off_by_default(split, dataset_spec, cfg):
     assert len(frame) == 3 * n and list(frame.columns) == dataset_spec.features
     assert not np.allclose(frame["amount"].iloc[n:2 * n].to_numpy(), frame["amount"].iloc[:n].to_numpy())
     assert frame["amount"].min() >= 0
+
+
+@pytest.mark.parametrize(("limit", "copies"), [(None, 0), (700, 0), (700, 2)])
+def test_the_transfer_set_read_by_reference_is_the_one_built_from_the_frame(
+        split, dataset_spec, cfg, limit, copies, tmp_path, monkeypatch):
+    """What each DistillFlow task rebuilds from the teacher's split_ref: the rows (the sample only, from the table
+    as stored) and the seeded copies of transfer_set on the training frame; another frame fails its fingerprint."""
+    monkeypatch.setattr(table, "ROW_GROUP_ROWS", 300)  # many row groups: the sample is kept from each one read
+    ref = table.frames_ref({"train": split.train, "holdout": split.holdout}, str(tmp_path))
+    settings = cfg.model_copy(update={"max_transfer_rows": limit, "augmentation": cfg.augmentation.model_copy(
+        update={"copies": copies})})
+    expected = transfer_set(split.train.reset_index(drop=True), dataset_spec, settings)
+    built = transfer_frame(ref, dataset_spec, settings, frame_fingerprint(expected))
+    pd.testing.assert_frame_equal(built, expected)
+    assert len(built) == (limit or len(split.train)) * (copies + 1) and list(built.columns) == dataset_spec.features
+    if limit is not None:  # DataFrame.sample's rows, in table order
+        drawn = split.train.reset_index(drop=True).sample(n=limit, random_state=settings.seed).sort_index()
+        pd.testing.assert_frame_equal(built.iloc[:limit], drawn[dataset_spec.features].reset_index(drop=True))
+    other = settings.model_copy(update={"seed": settings.seed + 1}) if limit else settings.model_copy(
+        update={"max_transfer_rows": 500})
+    with pytest.raises(ValueError, match=r"transfer set rebuilt from .*\.parquet .* is not the one the teacher"):
+        transfer_frame(ref, dataset_spec, other, frame_fingerprint(expected))
+
+
+def test_a_frame_fingerprint_changes_with_any_cell_or_column_name(split, dataset_spec):
+    frame = split.train[dataset_spec.features].head(200).reset_index(drop=True)
+    assert frame_fingerprint(frame) == frame_fingerprint(frame.copy())
+    changed = frame.copy()
+    changed.iloc[17, 0] = changed.iloc[18, 0] if changed.iloc[17, 0] != changed.iloc[18, 0] else None
+    assert frame_fingerprint(changed) != frame_fingerprint(frame)
+    assert frame_fingerprint(frame.rename(columns={frame.columns[0]: "other"})) != frame_fingerprint(frame)
 
 
 def test_lightgbm_gpu_falls_back_to_cpu(split, dataset_spec, teacher):
