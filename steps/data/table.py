@@ -22,6 +22,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from steps.core import storage
+from steps.core.errors import UserError
 
 logger = logging.getLogger(__name__)
 
@@ -87,12 +88,36 @@ def write_table(frame: pd.DataFrame, root: str) -> TableRef:
     return TableRef(uri, digest, size, len(frame), groups, list(frame.columns))
 
 
+class StoredTableError(UserError):
+    """A run's stored table is gone, or is not the table its reference recorded."""
+
+
 def open_table(ref: dict[str, Any]) -> pq.ParquetFile:
-    """The stored table's Parquet file (local, or S3 through the configured endpoint)."""
+    """The stored table's Parquet file (local, or S3 through the configured endpoint), checked to hold the row groups
+    its reference recorded (a ``TableRef``; a bare ``{"uri": ...}`` is not checked); :class:`StoredTableError` when
+    it is gone or differs."""
     uri = ref["uri"]
-    if storage.is_s3(uri):
-        return pq.ParquetFile(uri[len("s3://"):], filesystem=storage.arrow_s3())
-    return pq.ParquetFile(uri)
+    try:
+        pf = (pq.ParquetFile(uri[len("s3://"):], filesystem=storage.arrow_s3()) if storage.is_s3(uri)
+              else pq.ParquetFile(uri))
+    except OSError as err:
+        if storage.exists(uri):
+            raise
+        raise StoredTableError(f"the stored table {uri} ({_recorded(ref)}) is gone from the datastore: the runs that "
+                               "reference it cannot read their rows. Storing the same data again (a TrainFlow run on "
+                               "it with the same dataset config) writes the same bytes back under this name") from err
+    groups = [pf.metadata.row_group(i).num_rows for i in range(pf.metadata.num_row_groups)]
+    if "row_groups" in ref and groups != list(ref["row_groups"]):
+        raise StoredTableError(f"the stored table {uri} holds {pf.metadata.num_rows:,} rows in {len(groups)} row "
+                               f"groups, not the {_recorded(ref)} its reference recorded: the file was replaced")
+    return pf
+
+
+def _recorded(ref: dict[str, Any]) -> str:
+    """What a table reference recorded, for messages: rows, row groups and the start of the sha256."""
+    rows = f"{ref['rows']:,} rows" if "rows" in ref else "rows"
+    groups = f" in {len(ref['row_groups'])} row groups" if "row_groups" in ref else ""
+    return rows + groups + (f", sha256 {ref['sha256'][:12]}" if "sha256" in ref else "")
 
 
 def read_columns(ref: dict[str, Any], columns: list[str] | None = None,

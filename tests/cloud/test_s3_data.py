@@ -39,3 +39,14 @@ def test_corrupt_s3_object_names_the_url(s3_endpoint, bucket, spec):
     boto3.client("s3", endpoint_url=s3_endpoint).put_object(Bucket=bucket, Key="bad.parquet", Body=b"not parquet")
     with pytest.raises(DataValidationError, match=f"s3://{bucket}/bad.parquet: 1 validation error"):
         load_table(f"s3://{bucket}/bad.parquet", spec)
+
+
+def test_a_stored_table_gone_from_s3_fails_with_its_uri(s3_endpoint, bucket, spec, tmp_path):
+    from steps.data import table
+
+    frame = validate(synth.generate(synth.SynthSpec(rows=2000, seed=3)), spec, "generated")
+    ref = table.write_table(frame, f"s3://{bucket}/datastore/_tables").to_dict()
+    assert len(table.read_columns(ref, ["amount"])) == 2000
+    boto3.client("s3", endpoint_url=s3_endpoint).delete_object(Bucket=bucket, Key=ref["uri"][len(f"s3://{bucket}/"):])
+    with pytest.raises(table.StoredTableError, match=f"{ref['uri']} .* is gone from the datastore"):
+        table.read_columns(ref, ["amount"])

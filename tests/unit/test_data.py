@@ -381,6 +381,26 @@ def test_frames_of_an_older_run_become_a_stored_table_and_a_split_reference(
     assert again["table"]["uri"] == ref["table"]["uri"] and len(list(tmp_path.rglob("*.parquet"))) == 1  # once
 
 
+def test_a_stored_table_that_is_gone_or_replaced_fails_with_its_uri(
+        split: Split, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(table, "ROW_GROUP_ROWS", 300)
+    ref = table.frames_ref({"train": split.train, "holdout": split.holdout}, str(tmp_path))
+    uri = ref["table"]["uri"]
+    other = table.write_table(split.train.head(500), str(tmp_path / "other"))
+    Path(uri).write_bytes(Path(other.uri).read_bytes())  # another table under the name
+    with pytest.raises(table.StoredTableError, match=rf"{re.escape(uri)} holds 500 rows in 2 row groups, not the "
+                                                     rf"{ref['table']['rows']:,} rows in .* was replaced"):
+        table.read_part(ref, "holdout")
+    Path(uri).unlink()
+    for read in (lambda: table.read_part(ref, "train"), lambda: table.read_columns(ref["table"], ["amount"]),
+                 lambda: next(table.part_rows(ref, "train").batches())):
+        with pytest.raises(table.StoredTableError, match=rf"{re.escape(uri)} \(.* rows in .* row groups, sha256 "
+                                                         rf"{ref['table']['sha256'][:12]}\) is gone"):
+            read()
+    again = table.frames_ref({"train": split.train, "holdout": split.holdout}, str(tmp_path))  # the same data again
+    assert again["table"]["uri"] == uri and len(table.read_part(ref, "holdout")) == len(split.holdout)
+
+
 def test_a_part_is_read_with_the_system_allocator_and_the_default_comes_back(
         clean_frame: pd.DataFrame, dataset_spec: DatasetConfig, tmp_path: Path,
         monkeypatch: pytest.MonkeyPatch) -> None:
