@@ -119,7 +119,7 @@ def extract(folder: Path) -> None:
     """Child side: read the newest DistillFlow run of this workspace and its teacher, write them to ``folder``."""
     from metaflow import Flow, namespace
 
-    from steps.data.table import read_part
+    from steps.data.table import part_of
     from steps.modeling import models
 
     namespace(None)
@@ -132,7 +132,7 @@ def extract(folder: Path) -> None:
         raise RuntimeError("the DistillFlow teacher's bytes do not match its TrainFlow run")
     (folder / "teacher.pkl").write_bytes(join.teacher_blob)
     (folder / "teacher.onnx").write_bytes(join.teacher_onnx)
-    holdout = read_part(join.split_ref, "holdout")  # the rows stay by reference (the teacher's stored table)
+    holdout = part_of(join, "holdout")  # by reference (the teacher's stored table); older runs: their frame
     holdout.to_parquet(folder / "holdout.parquet")
     students = []
     for task in distill["train_student"]:

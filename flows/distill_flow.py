@@ -86,8 +86,8 @@ class DistillFlow(ProjectFlow):
         spec, cfg, gates = self.typed("dataset"), self.typed("distill"), self.typed("gates")
         self.merge_artifacts(inputs, include=TEACHER_ARTIFACTS)
         teacher = models.deserialize(self.teacher_blob, self.teacher_fingerprint)
-        trained, holdout = [selection.TrainedStudent.from_task(inp) for inp in inputs], table.read_part(
-            self.split_ref, "holdout")
+        trained = [selection.TrainedStudent.from_task(inp) for inp in inputs]
+        holdout = table.read_part(self.split_ref, "holdout")
         self.teacher_eval, rows = selection.time_models(teacher, self.teacher_onnx, self.teacher_eval, trained,
                                                         holdout, spec, cfg, gates.efficiency.clock)
         self.model_name, self.candidates = selection.select(rows, cfg.min_auc_ratio, cfg.max_cost_ratio)

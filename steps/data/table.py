@@ -104,8 +104,9 @@ def open_table(ref: dict[str, Any]) -> pq.ParquetFile:
         if storage.exists(uri):
             raise
         raise StoredTableError(f"the stored table {uri} ({_recorded(ref)}) is gone from the datastore: the runs that "
-                               "reference it cannot read their rows. Storing the same data again (a TrainFlow run on "
-                               "it with the same dataset config) writes the same bytes back under this name") from err
+                               "reference it cannot read their rows. Storing the same data again the same way "
+                               "(TrainFlow's start on it with the same dataset config; DistillFlow's start for an "
+                               "older teacher's frames) writes the same bytes back under this name") from err
     groups = [pf.metadata.row_group(i).num_rows for i in range(pf.metadata.num_row_groups)]
     if "row_groups" in ref and groups != list(ref["row_groups"]):
         raise StoredTableError(f"the stored table {uri} holds {pf.metadata.num_rows:,} rows in {len(groups)} row "

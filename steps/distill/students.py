@@ -177,6 +177,10 @@ def transfer_set(train_df: pd.DataFrame, spec: DatasetConfig, cfg: DistillConfig
     return out
 
 
+class TransferSetMismatch(UserError):
+    """A student task rebuilt other rows than the ones the teacher labelled (retrying cannot help)."""
+
+
 def transfer_frame(split: dict[str, Any], spec: DatasetConfig, cfg: DistillConfig,
                    expected: str | None = None) -> pd.DataFrame:
     """:func:`transfer_set` of the teacher's training rows read by reference (``split``: its ``split_ref``): the
@@ -186,9 +190,10 @@ def transfer_frame(split: dict[str, Any], spec: DatasetConfig, cfg: DistillConfi
     frame = transfer_set(table.read_part(split, "train", spec.features, cfg.max_transfer_rows,
                                          cfg.seed).reset_index(drop=True), spec, cfg)
     if expected is not None and frame_fingerprint(frame) != expected:
-        raise ValueError(f"the transfer set rebuilt from {split['table']['uri']} ({len(frame):,} rows) is not the "
-                         f"one the teacher labelled (fingerprint {expected[:12]}): the stored table or the transfer "
-                         "settings changed between the tasks")
+        raise TransferSetMismatch(
+            f"the transfer set rebuilt from {split['table']['uri']} ({len(frame):,} rows) is not the one the teacher "
+            f"labelled (fingerprint {expected[:12]}): the stored table, the transfer settings, or the code or library "
+            "versions changed between the tasks; run DistillFlow again from `start`")
     return frame
 
 

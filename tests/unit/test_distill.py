@@ -22,6 +22,7 @@ from steps.distill.selection import (
 )
 from steps.distill.students import (
     DistilledClassifier,
+    TransferSetMismatch,
     build_student,
     fit_student,
     frame_fingerprint,
@@ -155,8 +156,31 @@ def test_the_transfer_set_read_by_reference_is_the_one_built_from_the_frame(
         pd.testing.assert_frame_equal(built.iloc[:limit], drawn[dataset_spec.features].reset_index(drop=True))
     other = settings.model_copy(update={"seed": settings.seed + 1}) if limit else settings.model_copy(
         update={"max_transfer_rows": 500})
-    with pytest.raises(ValueError, match=r"transfer set rebuilt from .*\.parquet .* is not the one the teacher"):
+    with pytest.raises(TransferSetMismatch, match=r"transfer set rebuilt from .*\.parquet .* is not the one the "
+                                                  r"teacher labelled .* run DistillFlow again from `start`"):
         transfer_frame(ref, dataset_spec, other, frame_fingerprint(expected))
+
+
+def test_an_older_teachers_frames_are_stored_once_and_read_by_reference(split, tmp_path, monkeypatch):
+    """A teacher run from before references kept its parts as frames (the split step's ``train_df``, ``holdout_df``):
+    DistillFlow stores them as one table under the datastore's tables root and reads them by reference."""
+    from types import SimpleNamespace
+
+    from steps.distill import selection
+    from steps.registry.registry import RegistryError
+
+    class Data(SimpleNamespace):
+        def __contains__(self, name):
+            return hasattr(self, name)
+
+    run, data = SimpleNamespace(pathspec="TrainFlow/1"), Data(holdout_df=split.holdout)
+    monkeypatch.setattr(selection, "step_data", lambda r, step: SimpleNamespace(train_df=split.train))
+    ref = selection._rows(run, data, str(tmp_path))
+    pd.testing.assert_frame_equal(table.read_part(ref, "holdout"), split.holdout.reset_index(drop=True))
+    assert len(table.read_part(ref, "train")) == len(split.train) and ref["method"] == "frames"
+    with pytest.raises(RegistryError, match="TrainFlow/1 keeps its rows as frames"):
+        selection._rows(run, data, None)
+    assert selection._rows(run, Data(split_ref=ref), None) == ref  # a run with references: its own
 
 
 def test_a_frame_fingerprint_changes_with_any_cell_or_column_name(split, dataset_spec):
