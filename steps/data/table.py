@@ -240,6 +240,13 @@ def sample_positions(rows: int, limit: int | None, seed: int) -> np.ndarray | No
     return np.sort(np.random.RandomState(seed).choice(rows, size=limit, replace=False))
 
 
+def sample_frame(frame: pd.DataFrame, limit: int | None, seed: int) -> pd.DataFrame:
+    """``frame``'s rows that :func:`read_part` keeps with the same ``limit`` and ``seed`` (those ``DataFrame.sample``
+    draws, in the frame's order), or ``frame`` itself when ``limit`` is None or not below its length."""
+    chosen = sample_positions(len(frame), limit, seed)
+    return frame if chosen is None else frame.iloc[chosen]
+
+
 def read_part(split: dict[str, Any], part: str, columns: list[str] | None = None, limit: int | None = None,
               seed: int = 0) -> pd.DataFrame:
     """The rows of ``part`` (train, validation or holdout) in table order, ``columns`` only (None: all): only the
@@ -293,20 +300,23 @@ class PartRows:
         drawn = self.subset(rows, seed)
         if drawn is self or not covering:
             return drawn.read()
-        sample = drawn.read()
+        sample, pf = drawn.read(), None
         extra = np.zeros_like(self.mask)
         for name in covering:
             missing = sample[name].isna()
             for want_missing, seen in ((True, missing.any()), (False, not missing.all())):
-                if not seen and (row := self._first(name, want_missing)) is not None:
-                    extra[row] = True
+                if not seen:
+                    pf = pf or open_table(self.table)
+                    if (row := self._first(pf, name, want_missing)) is not None:
+                        extra[row] = True
         if not extra.any():
             return sample
         return PartRows(self.table, drawn.mask | extra, self.columns, f"a sample of {self.part}").read()
 
-    def _first(self, name: str, missing: bool) -> int | None:
-        """The table row of the first of the rows whose ``name`` is missing (``missing``) or not, else None."""
-        starts, pf = _group_starts(self.table), open_table(self.table)
+    def _first(self, pf: pq.ParquetFile, name: str, missing: bool) -> int | None:
+        """The table row of the first of the rows whose ``name`` is missing (``missing``) or not, else None (``pf``:
+        the table, opened once for every column asked about)."""
+        starts = _group_starts(self.table)
         for i in self._groups():
             values = pf.read_row_group(i, columns=[name]).column(0).is_null(nan_is_null=True).to_numpy(False)
             found = np.flatnonzero(self.mask[starts[i]:starts[i + 1]] & (values == missing))

@@ -143,13 +143,11 @@ def transfer_set(train_df: pd.DataFrame, spec: DatasetConfig, cfg: DistillConfig
     """The teacher's training rows (feature columns), plus ``augmentation.copies`` perturbed copies.
 
     With ``max_transfer_rows``, only that many rows are kept: those ``DataFrame.sample`` draws, in their order in
-    ``train_df`` (:func:`~steps.data.table.sample_positions`, as :func:`transfer_frame` reads them). A copy jitters
+    ``train_df`` (:func:`~steps.data.table.sample_frame`, as :func:`transfer_frame` reads them). A copy jitters
     every numeric feature by ``numeric_noise`` x its std (clipped to the dataset's range, NaN kept) and resamples
     each categorical cell with probability ``category_resample_rate`` from the column's observed distribution.
     """
-    base = train_df[spec.features]
-    chosen = table.sample_positions(len(base), cfg.max_transfer_rows, cfg.seed)
-    base = (base if chosen is None else base.iloc[chosen]).reset_index(drop=True)
+    base = table.sample_frame(train_df[spec.features], cfg.max_transfer_rows, cfg.seed).reset_index(drop=True)
     aug = cfg.augmentation
     if aug.copies == 0:
         return base

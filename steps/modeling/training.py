@@ -12,7 +12,7 @@ from sklearn.pipeline import Pipeline
 from steps.config.dataset import DatasetConfig
 from steps.config.train import CandidateConfig, TrainConfig
 from steps.core.decision import choose_threshold
-from steps.data.table import PartRows, sample_positions
+from steps.data.table import PartRows, sample_frame
 from steps.modeling import design, models
 from steps.modeling.metrics import curves, scores
 
@@ -51,8 +51,7 @@ def train_limit(candidate: CandidateConfig, cfg: TrainConfig) -> int | None:
 def sample_train(frame: pd.DataFrame, cfg: TrainConfig, limit: int | None = None) -> pd.DataFrame:
     """The training frame, downsampled (seeded) to ``limit`` rows, else ``cfg.max_train_rows``, when either is set:
     the rows ``table.read_part`` keeps with the same limit and seed, in table order."""
-    chosen = sample_positions(len(frame), limit or cfg.max_train_rows, cfg.seed)
-    return frame if chosen is None else frame.iloc[chosen]
+    return sample_frame(frame, limit or cfg.max_train_rows, cfg.seed)
 
 
 def training_columns(spec: DatasetConfig) -> list[str]:
