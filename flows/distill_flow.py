@@ -47,7 +47,8 @@ class DistillFlow(ProjectFlow):
         self.split_ref, self.lineage, self.feature_schema = teacher.split_ref, teacher.lineage, teacher.feature_schema
         transfer = students.transfer_frame(self.split_ref, spec, cfg)
         self.transfer_fingerprint = students.frame_fingerprint(transfer)
-        self.transfer_logit = students.teacher_logits(teacher.model, transfer, spec, cfg.threads)
+        self.transfer_logit = students.teacher_logits(teacher.model, transfer, spec,
+                                                      cfg.threads or self.typed("profile").for_step("start").threads)
         self.teacher_onnx = selection.export_teacher(teacher.model, spec)
         self.teacher_eval = selection.evaluate_model("teacher", "teacher", teacher.model, self.teacher_onnx, None,
                                                      table.read_part(self.split_ref, "holdout"), spec, cfg,
@@ -62,9 +63,12 @@ class DistillFlow(ProjectFlow):
         """Fit one student on the teacher's logits; export it (+ int8); check parity on the hold-out."""
         spec, cfg = self.typed("dataset"), self.typed("distill")
         student = next(s for s in cfg.students if s.name == self.input)
-        pipeline = students.build_student(student, spec, cfg.seed, cfg.threads, cfg.device)
+        resources = self.typed("profile").for_step("train_student")  # threads and GPU, unless the config says
+        pipeline = students.build_student(student, spec, cfg.seed, cfg.threads or resources.threads,
+                                          students.student_device(student, cfg, resources))
         transfer = students.transfer_frame(self.split_ref, spec, cfg, self.transfer_fingerprint)  # the labelled rows
-        pipeline, fit_info = students.fit_student(pipeline, transfer, self.transfer_logit, spec, cfg.threads)
+        pipeline, fit_info = students.fit_student(pipeline, transfer, self.transfer_logit, spec,
+                                                  cfg.threads or resources.threads)
         self.student_blob = models.serialize(pipeline)
         self.student_onnx = onnx.to_onnx(pipeline, spec)
         quantized = onnx.quantize(self.student_onnx) if student.quantize else None

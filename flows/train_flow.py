@@ -66,7 +66,8 @@ class TrainFlow(ProjectFlow):
         train = table.part_rows(self.split_ref, "train", columns, training.train_limit(candidate, cfg), cfg.seed)
         validation = table.read_part(self.split_ref, "validation", columns)
         result = training.train_candidate(candidate, train, validation, spec, cfg,
-                                          self.typed("gates").decision_threshold)
+                                          self.typed("gates").decision_threshold,
+                                          self.typed("profile").for_step("train_candidate"))
         self.candidate = result.summary()
         self.candidate_curves = result.curves
         self.candidate_blob = result.model_blob

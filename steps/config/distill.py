@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from steps.config.base import Strict, config_source, parse_text, unique_names
 
@@ -26,6 +26,13 @@ class StudentConfig(Strict):
     params: dict[str, Any] = Field(default_factory=dict)
     quantize: bool = Field(True, description="int8 quantize_dynamic (does nothing to a tree ensemble)")
 
+    @model_validator(mode="after")
+    def _device(self) -> StudentConfig:
+        clash = sorted({"device", "device_type"} & set(self.params))
+        if clash:
+            raise ValueError(f"params.{clash[0]}: set distill.device (auto, cpu or gpu) instead")
+        return self
+
 
 class DistillConfig(Strict):
     """``config/distill.yaml``: students, transfer set, selection rule, parity limits (DistillFlow)."""
@@ -33,9 +40,11 @@ class DistillConfig(Strict):
     students: list[StudentConfig] = Field(min_length=1)
     augmentation: AugmentConfig = AugmentConfig()
     max_transfer_rows: int | None = Field(None, ge=100)
-    device: Literal["cpu", "gpu"] = Field("cpu", description="LightGBM student device; gpu falls back to cpu")
+    device: Literal["auto", "cpu", "gpu"] = Field(
+        "auto", description="LightGBM students: auto uses the GPU when the train_student step has one (profile); a GPU "
+        "fit that fails is done again on the CPU (recorded)")
     seed: int = 42
-    threads: int = Field(1, ge=1, le=256)
+    threads: int | None = Field(None, ge=1, le=256, description="threads (null: the step's cpu in the profile)")
     min_auc_ratio: float = Field(0.985, gt=0.0, le=1.0, description="student AUC / teacher AUC floor")
     max_cost_ratio: float = Field(0.10, gt=0.0, description="student / teacher per-row cost ceiling")
     cost_runtime: Literal["onnx", "native"] = "onnx"

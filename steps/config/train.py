@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from steps.config.base import Strict, config_source, parse_text, unique_names
 from steps.config.dataset import SplitSpec
@@ -20,6 +20,18 @@ class CandidateConfig(Strict):
     threads: int | None = Field(None, ge=1, le=256, description="this candidate's threads (null: train.threads)")
     max_train_rows: int | None = Field(None, ge=100, description="this candidate's training rows, sampled (null: "
                                                                  "train.max_train_rows): a memory bound per candidate")
+    device: Literal["auto", "cpu", "gpu"] = Field(
+        "auto", description="auto: LightGBM's GPU learner when the train_candidate step has a GPU (profile), else the "
+        "CPU; gpu: ask for it anywhere; a GPU fit that fails is done again on the CPU (recorded)")
+
+    @model_validator(mode="after")
+    def _device(self) -> CandidateConfig:
+        if self.device == "gpu" and self.type != "lightgbm":
+            raise ValueError(f"device gpu: only lightgbm candidates train on a GPU, not {self.type}")
+        clash = sorted({"device", "device_type"} & set(self.params))
+        if clash:
+            raise ValueError(f"params.{clash[0]}: set the candidate's `device` (auto, cpu or gpu) instead")
+        return self
 
 
 class ReferenceConfig(Strict):
@@ -37,7 +49,8 @@ class TrainConfig(Strict):
     candidates: list[CandidateConfig] = Field(min_length=1)
     selection_metric: Literal["roc_auc", "average_precision", "neg_log_loss", "neg_brier"] = "average_precision"
     seed: int = 42
-    threads: int = Field(1, ge=1, le=256)
+    threads: int | None = Field(None, ge=1, le=256, description="threads per candidate (null: the train_candidate "
+                                                                "step's cpu in the profile)")
     max_train_rows: int | None = Field(None, ge=100, description="downsample the training set (None = all rows)")
     preprocess_fit_rows: int | None = Field(
         1_000_000, ge=100, description="above this many training rows a candidate streams them: its preprocessing is "

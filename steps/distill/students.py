@@ -15,9 +15,11 @@ from threadpoolctl import threadpool_limits
 
 from steps.config.dataset import DatasetConfig
 from steps.config.distill import DistillConfig, StudentConfig
+from steps.config.profile import StepResources
 from steps.core.errors import UserError
 from steps.data import table
 from steps.modeling import models
+from steps.modeling.device import fit_with_fallback, resolve
 from steps.modeling.features import Style, preprocessor
 from steps.modeling.models import unknown_params
 
@@ -115,28 +117,26 @@ def build_student(student: StudentConfig, spec: DatasetConfig, seed: int, thread
 
 def fit_student(pipeline: Pipeline, frame: pd.DataFrame, target: np.ndarray, spec: DatasetConfig,
                 threads: int = 1) -> tuple[Pipeline, dict[str, Any]]:
-    """Fit on the transfer set; a LightGBM GPU learner that is unavailable falls back to CPU (logged).
+    """Fit on the transfer set; a LightGBM GPU fit that fails is done again on the CPU (:mod:`~steps.modeling.device`).
 
     Returns the fitted pipeline and ``{"device": used, "fit_seconds": s, "fallback": reason or None}``.
     """
-    reg = pipeline[-1].regressor
-    device = getattr(reg, "device_type", "cpu") if type(reg).__name__ == "LGBMRegressor" else "cpu"
-    fallback = None
     start = time.perf_counter()
-    with threadpool_limits(limits=threads):
-        try:
-            pipeline.fit(frame[spec.features], target)
-        except Exception as err:  # LightGBMError: GPU Tree Learner was not enabled in this build / no OpenCL device
-            if device == "cpu":
-                raise
-            fallback = f"{type(err).__name__}: {str(err).splitlines()[0][:200]}"
-            logger.warning("LightGBM device '%s' unavailable (%s); falling back to CPU", device, fallback)
-            pipeline.set_params(model__regressor__device_type="cpu")
-            device = "cpu"
-            pipeline.fit(frame[spec.features], target)
-    logger.info("student %s fitted on %s rows on %s in %.1f s", type(reg).__name__, f"{len(frame):,}", device,
-                time.perf_counter() - start)
-    return pipeline, {"device": device, "fit_seconds": time.perf_counter() - start, "fallback": fallback}
+
+    def fit(p: Pipeline) -> Pipeline:
+        with threadpool_limits(limits=threads):
+            return p.fit(frame[spec.features], target)
+
+    pipeline, used = fit_with_fallback(pipeline, fit)
+    logger.info("student %s fitted on %s rows on %s in %.1f s", type(pipeline[-1].regressor).__name__,
+                f"{len(frame):,}", used["device"], time.perf_counter() - start)
+    return pipeline, {"device": used["device"], "fit_seconds": time.perf_counter() - start,
+                      "fallback": used["fallback"]}
+
+
+def student_device(student: StudentConfig, cfg: DistillConfig, step: StepResources) -> str:
+    """``cpu`` or ``gpu``: ``cfg.device`` for a LightGBM student (``auto``: the GPU when ``step`` has one), else cpu."""
+    return resolve(cfg.device, step.gpu, True) if student.type == "lightgbm" else "cpu"
 
 
 def transfer_set(train_df: pd.DataFrame, spec: DatasetConfig, cfg: DistillConfig) -> pd.DataFrame:

@@ -113,11 +113,14 @@ def _bad_values(factory: Callable[..., Any], params: dict[str, Any], seed: int, 
     return []
 
 
-def build_pipeline(candidate: CandidateConfig, spec: DatasetConfig, seed: int, threads: int) -> Pipeline:
-    """A ``Pipeline(preprocess, model)`` for one candidate; raw input columns in, probabilities out."""
+def build_pipeline(candidate: CandidateConfig, spec: DatasetConfig, seed: int, threads: int,
+                   device: str = "cpu") -> Pipeline:
+    """A ``Pipeline(preprocess, model)`` for one candidate; raw input columns in, probabilities out. ``device``
+    ``gpu`` asks LightGBM for its GPU learner (``device_type``)."""
     factory, style = REGISTRY[candidate.type]
+    params = {**candidate.params, **({"device_type": device} if device != "cpu" else {})}
     try:
-        model = factory(dict(candidate.params), seed, threads)
+        model = factory(params, seed, threads)
     except TypeError as err:
         raise UserError(f"candidate '{candidate.name}' ({candidate.type}): bad params {candidate.params}: "
                          f"{err}") from err

@@ -10,10 +10,11 @@ import pandas as pd
 from sklearn.pipeline import Pipeline
 
 from steps.config.dataset import DatasetConfig
+from steps.config.profile import StepResources
 from steps.config.train import CandidateConfig, TrainConfig
 from steps.core.decision import choose_threshold
 from steps.data.table import PartRows, sample_frame
-from steps.modeling import design, models
+from steps.modeling import design, device, models
 from steps.modeling.metrics import curves, scores
 
 logger = logging.getLogger(__name__)
@@ -33,6 +34,9 @@ class CandidateResult:
     fit_seconds: float
     train_rows: int
     decision: dict[str, Any]  # the decision threshold its policy set on the validation set
+    threads: int = 1
+    device: str = "cpu"  # the device that trained it
+    device_fallback: str | None = None  # why a GPU fit was done again on the CPU
 
     def summary(self) -> dict[str, Any]:
         """Everything but the model bytes and curves, for tables and JSON."""
@@ -68,15 +72,19 @@ def candidate_by_name(cfg: TrainConfig, name: str) -> CandidateConfig:
 
 
 def train_candidate(candidate: CandidateConfig, train: pd.DataFrame | PartRows, validation: pd.DataFrame,
-                    spec: DatasetConfig, cfg: TrainConfig, policy: Any) -> CandidateResult:
-    """Fit ``candidate`` on ``train`` (at most its ``max_train_rows``, with its ``threads``; else the train config's),
-    score it on ``validation``, and set its decision threshold there (``policy``: ``config.gates.ThresholdPolicy``).
+                    spec: DatasetConfig, cfg: TrainConfig, policy: Any,
+                    step: StepResources | None = None) -> CandidateResult:
+    """Fit ``candidate`` on ``train`` (at most its ``max_train_rows``, with its ``threads``; else the train config's,
+    else the ``step``'s cpu), on its device (:func:`candidate_device`), score it on ``validation``, and set its
+    decision threshold there (``policy``: ``config.gates.ThresholdPolicy``).
 
     ``train`` as stored rows (``table.PartRows``, read with that limit) is read whole up to ``preprocess_fit_rows``
     rows, else streamed (:func:`design.fit_streamed`)."""
-    threads = candidate.threads or cfg.threads
-    pipeline = models.build_pipeline(candidate, spec, cfg.seed, threads)
-    pipeline, seconds, rows = fit_rows(pipeline, train, spec, cfg, train_limit(candidate, cfg), threads)
+    step = step or StepResources()
+    threads = candidate.threads or cfg.threads or step.threads
+    pipeline = models.build_pipeline(candidate, spec, cfg.seed, threads, candidate_device(candidate, step))
+    (pipeline, seconds, rows), used = device.fit_with_fallback(
+        pipeline, lambda p: fit_rows(p, train, spec, cfg, train_limit(candidate, cfg), threads))
     proba = models.predict_proba(pipeline, validation, spec, threads)
     y = validation[spec.target.name].to_numpy()
     blob = models.serialize(pipeline)
@@ -84,10 +92,16 @@ def train_candidate(candidate: CandidateConfig, train: pd.DataFrame | PartRows, 
         name=candidate.name, type=candidate.type, params=dict(candidate.params), model_blob=blob,
         fingerprint=models.fingerprint(blob), metrics=scores(y, proba),
         curves=curves(y, proba, cfg.curve_points), fit_seconds=round(seconds, 3), train_rows=rows,
-        decision=choose_threshold(policy, y, proba),
+        decision=choose_threshold(policy, y, proba), threads=threads, device=used["device"],
+        device_fallback=used["fallback"],
     )
     logger.info("%s: validation %s", candidate.name, {k: round(v, 4) for k, v in result.metrics.items()})
     return result
+
+
+def candidate_device(candidate: CandidateConfig, step: StepResources) -> str:
+    """``cpu`` or ``gpu``: a LightGBM candidate's ``device`` (``auto``: the GPU when its step was given one)."""
+    return device.resolve(candidate.device, step.gpu, candidate.type == "lightgbm")
 
 
 def fit_rows(pipeline: Pipeline, train: pd.DataFrame | PartRows, spec: DatasetConfig, cfg: TrainConfig,

@@ -25,13 +25,20 @@ def _fmt(value: Any) -> str:
     return f"{value:.4f}" if isinstance(value, float) else "-" if value is None else str(value)
 
 
+def _trained_on(summary: dict[str, Any]) -> str:
+    """``cpu x4``: the device and threads that fitted a candidate (older runs recorded neither: ``-``)."""
+    return f"{summary['device']} x{summary['threads']}" if "device" in summary else "-"
+
+
 def training_card(summaries: list[dict[str, Any]], curves: dict[str, Any], chosen: str, metric: str,
                   lineage: dict[str, Any], split: dict[str, Any]) -> list[Any]:
     """Components for the TrainFlow card: the chosen model, a metrics table, curves, split and lineage."""
-    header = ["candidate", "type", *METRIC_COLUMNS, "fit s", "size KiB", "sha256"]
+    header = ["candidate", "type", *METRIC_COLUMNS, "fit s", "trained on", "size KiB", "sha256"]
     rows = [[s["name"] + (" (chosen)" if s["name"] == chosen else ""), s["type"],
-             *[_fmt(s["metrics"][m]) for m in METRIC_COLUMNS], _fmt(s["fit_seconds"]),
+             *[_fmt(s["metrics"][m]) for m in METRIC_COLUMNS], _fmt(s["fit_seconds"]), _trained_on(s),
              f"{s['size_bytes'] / 1024:.0f}", s["fingerprint"][:12]] for s in summaries]
+    fallbacks = "".join(f"\n\n**Warning:** `{s['name']}` asked for the GPU and was trained on the CPU: "
+                        f"{html.escape(s['device_fallback'])}." for s in summaries if s.get("device_fallback"))
     split_rows = [[name, split[name]["rows"], split[name]["positives"], split[name]["time_min"] or "-",
                    split[name]["time_max"] or "-"] for name in ("train", "validation", "holdout")]
     warnings = "".join(f"\n\n**Warning:** {w}." for w in split.get("warnings", []))
@@ -41,6 +48,7 @@ def training_card(summaries: list[dict[str, Any]], curves: dict[str, Any], chose
         lead_in(f"Validation metrics of every candidate; the chosen one has the best <code>{html.escape(metric)}"
                 "</code>."),
         Table(rows, headers=header),
+        *([Markdown(fallbacks.strip())] if fallbacks else []),
         VegaChart(charts.roc_pr(curves)),
         Markdown(f"## Split: by {split.get('method', 'time')}{warnings}"),
         Table(split_rows, headers=["part", "rows", "positives", "from", "to"]),

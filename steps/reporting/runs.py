@@ -95,10 +95,12 @@ def champion_or_latest(flow: str = "TrainFlow", branch: str | None = None,
 
 
 def training_summary(run: Run) -> pd.DataFrame:
-    """One row per candidate: name, type, validation metrics, fit time, size, fingerprint and a chosen flag."""
+    """One row per candidate: name, type, validation metrics, fit time, threads and device, size, fingerprint and a
+    chosen flag."""
     chosen = run_data(run).model_name
     rows = [{"name": s["name"], "type": s["type"], **s["metrics"], "fit_seconds": s["fit_seconds"],
-             "train_rows": s["train_rows"], "size_bytes": s["size_bytes"], "fingerprint": s["fingerprint"],
+             "train_rows": s["train_rows"], "threads": s.get("threads"), "device": s.get("device"),
+             "size_bytes": s["size_bytes"], "fingerprint": s["fingerprint"],
              "chosen": s["name"] == chosen} for s in run_data(run).candidate_summaries]
     return pd.DataFrame(rows)
 

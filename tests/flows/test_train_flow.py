@@ -97,6 +97,9 @@ def test_training_card_has_metrics_and_curves(train_run):
     names = {s["name"] for s in train_run.data.candidate_summaries}
     assert {r["model"] for r in roc} == {r["model"] for r in pr} == names  # every candidate's validation curves
     assert train_run.data.lineage["sha256"] in text
+    assert {(s["device"], s["threads"], s["device_fallback"]) for s in train_run.data.candidate_summaries} == {
+        ("cpu", 1, None)}  # the local profile gives train_candidate no GPU
+    assert "trained on" in text and "cpu x1" in text
 
 
 def test_cards_are_rendered_once_without_a_live_update_process(train_run, workspace):

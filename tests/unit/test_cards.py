@@ -289,3 +289,22 @@ def test_score_card_of_a_clean_partition_with_a_shadow() -> None:
     assert "2,000 of 2,000 rows scored, 0 quarantined" in text and "#1e7e34" in text
     assert "Quarantined rows by reason" not in text
     assert "Shadow model" in text and "TrainFlow/13" in text and "99.50%" in text
+
+
+def _candidate(name: str, **fit: Any) -> dict[str, Any]:
+    return {"name": name, "type": "lightgbm", "metrics": dict.fromkeys(cards.METRIC_COLUMNS, 0.5), "fit_seconds": 1.5,
+            "size_bytes": 2048, "fingerprint": "ab" * 32, **fit}
+
+
+def test_training_card_says_where_each_candidate_was_trained_and_why_a_gpu_fit_fell_back() -> None:
+    curves = {"roc": {"fpr": [0.0, 1.0], "tpr": [0.0, 1.0]}, "pr": {"recall": [0.0, 1.0], "precision": [1.0, 0.5]}}
+    split = {part: {"rows": 10, "positives": 1, "time_min": None, "time_max": None}
+             for part in ("train", "validation", "holdout")}
+    summaries = [_candidate("gpu_ok", device="gpu", threads=4, device_fallback=None),
+                 _candidate("fell_back", device="cpu", threads=4, device_fallback="LightGBMError: No OpenCL device"),
+                 _candidate("older_run")]  # a run from before devices were recorded
+    text = text_of(cards.training_card(summaries, {s["name"]: curves for s in summaries}, "gpu_ok", "roc_auc",
+                                       {}, split))
+    assert "gpu x4" in text and "cpu x4" in text
+    assert "`fell_back` asked for the GPU and was trained on the CPU: LightGBMError: No OpenCL device" in text
+    assert "gpu_ok` asked" not in text

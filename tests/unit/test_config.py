@@ -116,8 +116,9 @@ def test_defaults_are_filled_in() -> None:
     assert parsed["split"] == {"method": "time", "validation_fraction": 0.15, "holdout_fraction": 0.15,
                                "column": None, "holdout_values": [], "validation_values": [], "seed": 42}
     assert parsed["selection_metric"] == "average_precision"
-    assert (parsed["seed"], parsed["threads"], parsed["max_train_rows"], parsed["curve_points"]) == (42, 1, None, 200)
-    assert parsed["candidates"][0]["params"] == {}
+    defaults = (parsed["seed"], parsed["threads"], parsed["max_train_rows"], parsed["curve_points"])
+    assert defaults == (42, None, None, 200)  # threads None: the train_candidate step's cpu
+    assert parsed["candidates"][0]["params"] == {} and parsed["candidates"][0]["device"] == "auto"
 
     ds = parse_text(DatasetConfig, yaml.safe_dump(DATASET), "d.yaml")
     assert ds["id"] is None and ds["min_rows"] == 100 and ds["sensitive"] == [] and ds["ignored"] == []
@@ -204,6 +205,11 @@ def test_dataset_errors_name_file_and_key(changes: dict[str, Any], key: str, fra
     ({"selection_metric": "f1"}, "selection_metric", "Input should be 'roc_auc'"),
     ({"threads": 0}, "threads", "greater than or equal to 1"),
     ({"threads": 257}, "threads", "less than or equal to 256"),
+    ({"candidates.1.device": "gpu"}, "candidates.1",
+     "device gpu: only lightgbm candidates train on a GPU, not logistic_regression"),
+    ({"candidates.0.device": "cuda"}, "candidates.0.device", "Input should be 'auto', 'cpu' or 'gpu'"),
+    ({"candidates.0.params": {"device_type": "gpu"}}, "candidates.0",
+     "params.device_type: set the candidate's `device` (auto, cpu or gpu) instead"),
     ({"seed": "abc"}, "seed", "valid integer"),
     ({"max_train_rows": 10}, "max_train_rows", "greater than or equal to 100"),
     ({"curve_points": 5}, "curve_points", "greater than or equal to 10"),

@@ -9,6 +9,7 @@ import pytest
 from sklearn.linear_model import Ridge
 
 from steps.config import CandidateConfig, ConfigError, DistillConfig, StudentConfig, parse_distill
+from steps.config.profile import StepResources
 from steps.data import table
 from steps.distill.onnx import parity_check, quantize, to_onnx
 from steps.distill.selection import (
@@ -28,6 +29,7 @@ from steps.distill.students import (
     frame_fingerprint,
     logit,
     sigmoid,
+    student_device,
     teacher_logits,
     transfer_frame,
     transfer_set,
@@ -192,15 +194,29 @@ def test_a_frame_fingerprint_changes_with_any_cell_or_column_name(split, dataset
     assert frame_fingerprint(frame.rename(columns={frame.columns[0]: "other"})) != frame_fingerprint(frame)
 
 
-def test_lightgbm_gpu_falls_back_to_cpu(split, dataset_spec, teacher):
+def test_a_lightgbm_student_whose_gpu_fit_fails_is_fitted_on_the_cpu(split, dataset_spec, teacher):
     frame = split.train[dataset_spec.features]
     target = teacher_logits(teacher, frame, dataset_spec)
-    pipeline = build_student(STUDENTS["lightgbm"], dataset_spec, 0, device="gpu")
-    fitted, info = fit_student(pipeline, frame, target, dataset_spec)
-    assert info["device"] in {"cpu", "gpu"}
-    if info["device"] == "cpu":
-        assert info["fallback"]
-    assert fitted.predict_proba(frame.iloc[:3]).shape == (3, 2)
+    lgbm = STUDENTS["lightgbm"]
+    no_platform = lgbm.model_copy(update={"params": {**lgbm.params, "gpu_platform_id": 99}})  # fails on any machine
+    fitted, info = fit_student(build_student(no_platform, dataset_spec, 0, device="gpu"), frame, target, dataset_spec)
+    assert info["device"] == "cpu" and info["fallback"].startswith("LightGBMError: ")
+    cpu, _ = fit_student(build_student(lgbm, dataset_spec, 0), frame, target, dataset_spec)
+    np.testing.assert_array_equal(fitted.predict_proba(frame), cpu.predict_proba(frame))
+
+
+@pytest.mark.parametrize("kind, requested, gpus, expected", [
+    ("lightgbm", "auto", 1, "gpu"), ("lightgbm", "auto", 0, "cpu"), ("lightgbm", "cpu", 1, "cpu"),
+    ("mlp", "auto", 1, "cpu"), ("linear", "gpu", 1, "cpu"),
+])
+def test_only_a_lightgbm_student_asks_for_the_gpu(cfg, kind, requested, gpus, expected):
+    step = StepResources(cpu=4, gpu=gpus)
+    assert student_device(STUDENTS[kind], cfg.model_copy(update={"device": requested}), step) == expected
+
+
+def test_a_student_cannot_set_its_device_in_params():
+    with pytest.raises(ValueError, match="params.device_type: set distill.device"):
+        StudentConfig(name="s", type="lightgbm", params={"device_type": "gpu"})
 
 
 def _row(name, auc, cost_ratio, parity=True):

@@ -37,6 +37,24 @@ def test_cloud_profiles_take_images_and_roots_from_the_environment(profile_env, 
     assert profile.for_step("train_candidate").gpu == profile.for_step("train_student").gpu == 1
 
 
+@pytest.mark.parametrize("path, lightgbm", [(ROOT / "config" / "profiles" / "local.yaml", "cpu"), (AWS, "gpu"),
+                                            (K8S, "gpu")])
+def test_the_shipped_configs_use_the_gpu_a_profile_gives_their_lightgbm_models(profile_env, path, lightgbm):
+    from steps.config import DistillConfig, TrainConfig
+    from steps.distill.students import student_device
+    from steps.modeling.training import candidate_device
+
+    profile = ProfileConfig.model_validate(parse_profile(path.read_text()))
+    train, distill = load_file(TrainConfig, ROOT / "config/train.yaml"), load_file(DistillConfig,
+                                                                                  ROOT / "config/distill.yaml")
+    step, student_step = profile.for_step("train_candidate"), profile.for_step("train_student")
+    assert {c.type: candidate_device(c, step) for c in train.candidates} == {
+        "lightgbm": lightgbm, "logistic_regression": "cpu", "random_forest": "cpu"}
+    assert {s.type: student_device(s, distill, student_step) for s in distill.students} == {
+        "lightgbm": lightgbm, "mlp": "cpu", "linear": "cpu"}
+    assert train.threads is distill.threads is None  # each step's cpu: 1 on a laptop, 4 on AWS Batch
+
+
 def test_both_cloud_profiles_have_the_same_shape(profile_env):
     aws, k8s = (yaml.safe_load(p.read_text()) for p in (AWS, K8S))
     assert set(aws) - {"queues"} == set(k8s)  # queues are AWS Batch's
