@@ -53,7 +53,8 @@ def _print_reproduction(result: dict[str, Any]) -> None:
             *[(f"candidate {name}", c) for name, c in result["candidates"].items()]]
     for label, row in rows:
         verdict = "equal" if row["equal"] else f"DIFFERS (now {str(row['reproduced'])[:12]})"
-        _say(f"  {label:<28} sha256 {row['original'][:12]}  {verdict}")
+        _say(f"  {label:<28} sha256 {row['original'][:12]}  {verdict}" + (f"; device {row['device']}"
+                                                                            if row.get("device") else ""))
     _say("reproduced exactly" if result["equal"] else "NOT reproduced exactly")
 
 

@@ -5,10 +5,16 @@ stored in the DVC remote) and the run keeps its configs as artifacts. The reprod
 temporary git worktree, fetches the exact data bytes (checked against the sha256), and runs that revision's
 TrainFlow with the run's dataset, train and gates configs (and the local profile, or ``--profile``) on the branch
 ``reproduce``; then it compares the chosen model's and every candidate's fingerprint with the original's.
+
+The threads and device each candidate was fitted with (its record, from runs that keep them) are pinned on it in the
+train config, so the profile of the reproduction does not change the model (a candidate's ``threads`` and ``device``
+follow its step's resources otherwise). A model fitted on a GPU is reproduced on one only where there is one: on a
+machine without, the fit falls back to the CPU and the comparison says so.
 """
 
 from __future__ import annotations
 
+import copy
 import logging
 import os
 import re
@@ -67,17 +73,42 @@ def _train(code: Path, configs: dict[str, Path], data: Path) -> str:
     return f"TrainFlow/{found.group(1)}"
 
 
+def pinned_train(train: dict[str, Any], candidates: list[dict[str, Any]]) -> dict[str, Any]:
+    """``train`` (a run's train config) with each candidate's recorded ``threads`` and ``device`` set on it; a run
+    from before they were recorded keeps its config as it is (its code has no ``device`` key)."""
+    recorded = {c["name"]: c for c in candidates if "device" in c and "threads" in c}
+    out = copy.deepcopy(train)
+    for candidate in out.get("candidates", []):
+        if candidate.get("name") in recorded:
+            record = recorded[candidate["name"]]
+            candidate.update(threads=int(record["threads"]), device=str(record["device"]))
+    return out
+
+
 def compare(original: dict[str, Any], again: dict[str, Any]) -> dict[str, Any]:
-    """Fingerprints of the chosen model and of every candidate, before and now, and whether each is equal."""
+    """Fingerprints of the chosen model and of every candidate, before and now, and whether each is equal; a
+    candidate fitted on another device than its original says so (``device``)."""
     before = {c["name"]: c["fingerprint"] for c in original["candidates"]}
     now = {c["name"]: c["fingerprint"] for c in again["candidates"]}
-    candidates = {name: {"original": fp, "reproduced": now.get(name), "equal": fp == now.get(name)}
+    candidates = {name: {"original": fp, "reproduced": now.get(name), "equal": fp == now.get(name),
+                         **_device_change(original["candidates"], again["candidates"], name)}
                   for name, fp in before.items()}
     model = {"name": original["model_name"], "original": original["model_fingerprint"],
              "reproduced": again["model_fingerprint"],
              "equal": original["model_fingerprint"] == again["model_fingerprint"]}
     return {"model": model, "candidates": candidates,
             "equal": model["equal"] and all(c["equal"] for c in candidates.values())}
+
+
+def _device_change(before: list[dict[str, Any]], after: list[dict[str, Any]], name: str) -> dict[str, Any]:
+    """``{"device": "gpu -> cpu (why)"}`` when candidate ``name`` was fitted on another device this time, else {}."""
+    old = next((c for c in before if c["name"] == name), {}).get("device")
+    new = next((c for c in after if c["name"] == name), {})
+    if old is None or new.get("device") in (None, old):
+        return {}
+    why = f" ({new['device_fallback']})" if new.get("device_fallback") else ""
+    hint = ": a model fitted on a GPU is reproduced only on one" if old == "gpu" else ""
+    return {"device": f"{old} -> {new['device']}{why}{hint}"}
 
 
 def _summary(run: Run) -> dict[str, Any]:
@@ -108,7 +139,9 @@ def reproduce(pathspec: str, profile: str | None = None, allow_dirty: bool = Fal
             configs = {}
             for name in CONFIGS:
                 configs[name] = work / f"{name}.yaml"
-                configs[name].write_text(yaml.safe_dump(dict(getattr(data, name)), sort_keys=False))
+                config = dict(getattr(data, name))
+                config = pinned_train(config, list(data.candidate_summaries)) if name == "train" else config
+                configs[name].write_text(yaml.safe_dump(config, sort_keys=False))
             configs["profile"] = Path(profile) if profile else work / "code" / "config" / "profiles" / "local.yaml"
             again = _train(work / "code", configs, work / f"data{suffix}")
         finally:

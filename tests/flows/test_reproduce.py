@@ -98,3 +98,34 @@ def test_what_cannot_be_reproduced_is_refused_and_a_difference_is_reported(monke
     before = {"model_name": "m", "model_fingerprint": "a", "candidates": [{"name": "m", "fingerprint": "a"}]}
     after = {"model_name": "m", "model_fingerprint": "b", "candidates": [{"name": "m", "fingerprint": "b"}]}
     assert rep.compare(before, after)["equal"] is False and rep.compare(before, before)["equal"] is True
+
+
+def test_the_reproduction_pins_each_candidates_recorded_threads_and_device():
+    from steps.config import TrainConfig
+    from steps.registry import reproduce as rep
+
+    train = {"threads": None, "candidates": [{"name": "lgbm", "type": "lightgbm"},
+                                             {"name": "lr", "type": "logistic_regression", "threads": 2}]}
+    recorded = [{"name": "lgbm", "fingerprint": "a", "threads": 4, "device": "gpu", "device_fallback": None},
+                {"name": "lr", "fingerprint": "b", "threads": 4, "device": "cpu", "device_fallback": None}]
+    pinned = rep.pinned_train(train, recorded)
+    assert [(c["threads"], c["device"]) for c in pinned["candidates"]] == [(4, "gpu"), (4, "cpu")]
+    assert train["candidates"][0] == {"name": "lgbm", "type": "lightgbm"}  # the run's own config is not changed
+    TrainConfig.model_validate(pinned)  # still a valid train config
+    older = [{"name": "lgbm", "fingerprint": "a"}]  # a run from before devices were recorded: its config as it was
+    assert rep.pinned_train(train, older) == train
+
+
+def test_a_gpu_model_reproduced_on_a_cpu_says_why_it_differs():
+    from steps.registry import reproduce as rep
+
+    before = {"model_name": "lgbm", "model_fingerprint": "a",
+              "candidates": [{"name": "lgbm", "fingerprint": "a", "device": "gpu"}]}
+    after = {"model_name": "lgbm", "model_fingerprint": "b",
+             "candidates": [{"name": "lgbm", "fingerprint": "b", "device": "cpu",
+                             "device_fallback": "LightGBMError: No OpenCL device found"}]}
+    result = rep.compare(before, after)
+    assert result["equal"] is False
+    assert result["candidates"]["lgbm"]["device"] == (
+        "gpu -> cpu (LightGBMError: No OpenCL device found): a model fitted on a GPU is reproduced only on one")
+    assert "device" not in rep.compare(before, before)["candidates"]["lgbm"]
