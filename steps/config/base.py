@@ -99,6 +99,8 @@ def _format_errors(source: str, err: ValidationError, model: Any = None) -> str:
             msg = "unknown key" + (_did_you_mean(model, tuple(e["loc"])) or " (not allowed)")
         elif e["type"] == "missing":
             msg = "missing required key"
+        elif e["type"] == "value_error":
+            msg = msg.removeprefix("Value error, ")  # the validator's own sentence
         lines.append(f"  - {key}: {msg}")
     return "\n".join(lines)
 

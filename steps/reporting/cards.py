@@ -237,6 +237,8 @@ def distill_card(table: list[dict[str, Any]], teacher: dict[str, Any], chosen: s
                           "int8 us/row", "onnx parity", "selection"]),
            *([Markdown(f'<div style="text-align:left">Not eligible:<ul>{"".join(reasons)}</ul></div>')]
              if reasons else []),
+           *[Markdown(f"**Warning:** `{r['name']}` asked for the GPU and was trained on the CPU: "
+                      f"{html.escape(r['fit']['fallback'])}.") for r in table if (r.get("fit") or {}).get("fallback")],
            VegaChart(charts.quality_cost(points, cfg.min_auc_ratio, ceiling * cfg.max_cost_ratio if ceiling else None,
                                          cfg.cost_runtime))]
     if gate_results:

@@ -308,3 +308,16 @@ def test_training_card_says_where_each_candidate_was_trained_and_why_a_gpu_fit_f
     assert "gpu x4" in text and "cpu x4" in text
     assert "`fell_back` asked for the GPU and was trained on the CPU: LightGBMError: No OpenCL device" in text
     assert "gpu_ok` asked" not in text
+
+
+def test_distill_card_says_which_student_fell_back_from_the_gpu() -> None:
+    cfg = DistillConfig(students=[{"name": "lgbm", "type": "lightgbm"}, {"name": "mlp", "type": "mlp"}])
+    runtimes = {"native": {"cost_us_per_row": 2.0, "clock": "cpu"}, "onnx": {"cost_us_per_row": 0.5}}
+    teacher = {"auc": 0.9, "runtimes": runtimes}
+    table = [{"name": name, "kind": kind, "auc": 0.89, "auc_ratio": 0.99, "cost_ratio": 0.05, "runtimes": runtimes,
+              "parity": {"onnx": {"max_abs_diff": 1e-7, "decision_flips": 0}}, "reasons": [], "fit": fit}
+             for name, kind, fit in (("lgbm", "lightgbm", {"device": "cpu", "fallback": "LightGBMError: No OpenCL"}),
+                                     ("mlp", "mlp", {"device": "cpu", "fallback": None}))]
+    text = text_of(cards.distill_card(table, teacher, "lgbm", cfg, None))
+    assert "`lgbm` asked for the GPU and was trained on the CPU: LightGBMError: No OpenCL." in text
+    assert "`mlp` asked" not in text

@@ -206,7 +206,7 @@ def test_dataset_errors_name_file_and_key(changes: dict[str, Any], key: str, fra
     ({"threads": 0}, "threads", "greater than or equal to 1"),
     ({"threads": 257}, "threads", "less than or equal to 256"),
     ({"candidates.1.device": "gpu"}, "candidates.1",
-     "device gpu: only lightgbm candidates train on a GPU, not logistic_regression"),
+     ": device gpu: only lightgbm candidates train on a GPU, not logistic_regression"),
     ({"candidates.0.device": "cuda"}, "candidates.0.device", "Input should be 'auto', 'cpu' or 'gpu'"),
     ({"candidates.0.params": {"device_type": "gpu"}}, "candidates.0",
      "params.device_type: set the candidate's `device` (auto, cpu or gpu) instead"),
