@@ -63,12 +63,11 @@ class DistillFlow(ProjectFlow):
         """Fit one student on the teacher's logits; export it (+ int8); check parity on the hold-out."""
         spec, cfg = self.typed("dataset"), self.typed("distill")
         student = next(s for s in cfg.students if s.name == self.input)
-        resources = self.typed("profile").for_step("train_student")  # threads and GPU, unless the config says
-        pipeline = students.build_student(student, spec, cfg.seed, cfg.threads or resources.threads,
-                                          students.student_device(student, cfg, resources))
+        threads, device = students.student_resources(student, cfg, self.typed("profile").for_step("train_student"))
         transfer = students.transfer_frame(self.split_ref, spec, cfg, self.transfer_fingerprint)  # the labelled rows
-        pipeline, fit_info = students.fit_student(pipeline, transfer, self.transfer_logit, spec,
-                                                  cfg.threads or resources.threads)
+        pipeline, fit_info = students.fit_student(
+            students.build_student(student, spec, cfg.seed, threads, device), transfer, self.transfer_logit, spec,
+            threads, lambda: students.build_student(student, spec, cfg.seed, threads, "cpu"))
         self.student_blob = models.serialize(pipeline)
         self.student_onnx = onnx.to_onnx(pipeline, spec)
         quantized = onnx.quantize(self.student_onnx) if student.quantize else None

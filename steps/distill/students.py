@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -19,7 +20,7 @@ from steps.config.profile import StepResources
 from steps.core.errors import UserError
 from steps.data import table
 from steps.modeling import models
-from steps.modeling.device import fit_with_fallback, resolve
+from steps.modeling.device import fit_with_fallback, lightgbm_params, resolve
 from steps.modeling.features import Style, preprocessor
 from steps.modeling.models import unknown_params
 
@@ -82,7 +83,7 @@ def _regressor(student: StudentConfig, seed: int, threads: int, device: str) -> 
         from lightgbm import LGBMRegressor
 
         return LGBMRegressor(**{"n_estimators": 30, "num_leaves": 7, "learning_rate": 0.1, "random_state": seed,
-                                "n_jobs": threads, "verbose": -1, "device_type": device, **params})
+                                "n_jobs": threads, "verbose": -1, **lightgbm_params(params, device)})
     if student.type == "mlp":
         from sklearn.neural_network import MLPRegressor
 
@@ -115,28 +116,32 @@ def build_student(student: StudentConfig, spec: DatasetConfig, seed: int, thread
     return Pipeline([("preprocess", pre), ("model", DistilledClassifier(_regressor(student, seed, threads, device)))])
 
 
-def fit_student(pipeline: Pipeline, frame: pd.DataFrame, target: np.ndarray, spec: DatasetConfig,
-                threads: int = 1) -> tuple[Pipeline, dict[str, Any]]:
-    """Fit on the transfer set; a LightGBM GPU fit that fails is done again on the CPU (:mod:`~steps.modeling.device`).
+def fit_student(pipeline: Pipeline, frame: pd.DataFrame, target: np.ndarray, spec: DatasetConfig, threads: int = 1,
+                on_cpu: Callable[[], Pipeline] | None = None) -> tuple[Pipeline, dict[str, Any]]:
+    """Fit on the transfer set; a LightGBM student whose GPU learner does not start or fails is fitted as ``on_cpu()``
+    instead (:func:`~steps.modeling.device.fit_with_fallback`): the same student built for the CPU, as DistillFlow
+    passes it (default: a copy of ``pipeline`` with ``device_type`` cpu).
 
-    Returns the fitted pipeline and ``{"device": used, "fit_seconds": s, "fallback": reason or None}``.
+    Returns the fitted pipeline and ``{"device": used, "threads": threads, "fit_seconds": s (the fit that made it),
+    "fallback": reason or None}``.
     """
-    start = time.perf_counter()
-
-    def fit(p: Pipeline) -> Pipeline:
+    def fit(p: Pipeline) -> tuple[Pipeline, float]:
+        start = time.perf_counter()
         with threadpool_limits(limits=threads):
-            return p.fit(frame[spec.features], target)
+            return p.fit(frame[spec.features], target), time.perf_counter() - start
 
-    pipeline, used = fit_with_fallback(pipeline, fit)
+    cpu_copy = on_cpu or (lambda: clone(pipeline).set_params(model__regressor__device_type="cpu"))
+    (pipeline, seconds), used = fit_with_fallback(pipeline, fit, cpu_copy)
     logger.info("student %s fitted on %s rows on %s in %.1f s", type(pipeline[-1].regressor).__name__,
-                f"{len(frame):,}", used["device"], time.perf_counter() - start)
-    return pipeline, {"device": used["device"], "fit_seconds": time.perf_counter() - start,
+                f"{len(frame):,}", used["device"], seconds)
+    return pipeline, {"device": used["device"], "threads": threads, "fit_seconds": seconds,
                       "fallback": used["fallback"]}
 
 
-def student_device(student: StudentConfig, cfg: DistillConfig, step: StepResources) -> str:
-    """``cpu`` or ``gpu``: ``cfg.device`` for a LightGBM student (``auto``: the GPU when ``step`` has one), else cpu."""
-    return resolve(cfg.device, step.gpu, True) if student.type == "lightgbm" else "cpu"
+def student_resources(student: StudentConfig, cfg: DistillConfig, step: StepResources) -> tuple[int, str]:
+    """(threads, device) of one student's fit: ``cfg.threads`` else the step's cpu; ``cfg.device`` for a LightGBM
+    student (``auto``: the GPU when ``step`` has one), the CPU for any other."""
+    return cfg.threads or step.threads, resolve(cfg.device, step.gpu, True) if student.type == "lightgbm" else "cpu"
 
 
 def transfer_set(train_df: pd.DataFrame, spec: DatasetConfig, cfg: DistillConfig) -> pd.DataFrame:

@@ -23,6 +23,7 @@ from threadpoolctl import threadpool_limits
 from steps.config.dataset import DatasetConfig
 from steps.config.train import CandidateConfig
 from steps.core.errors import UserError
+from steps.modeling.device import lightgbm_params
 from steps.modeling.features import Style, preprocessor
 
 logger = logging.getLogger(__name__)
@@ -115,10 +116,10 @@ def _bad_values(factory: Callable[..., Any], params: dict[str, Any], seed: int, 
 
 def build_pipeline(candidate: CandidateConfig, spec: DatasetConfig, seed: int, threads: int,
                    device: str = "cpu") -> Pipeline:
-    """A ``Pipeline(preprocess, model)`` for one candidate; raw input columns in, probabilities out. ``device``
-    ``gpu`` asks LightGBM for its GPU learner (``device_type``)."""
+    """A ``Pipeline(preprocess, model)`` for one candidate; raw input columns in, probabilities out. A LightGBM
+    model is built for ``device`` (:func:`~steps.modeling.device.lightgbm_params`); any other trains on the CPU."""
     factory, style = REGISTRY[candidate.type]
-    params = {**candidate.params, **({"device_type": device} if device != "cpu" else {})}
+    params = lightgbm_params(dict(candidate.params), device) if candidate.type == "lightgbm" else candidate.params
     try:
         model = factory(params, seed, threads)
     except TypeError as err:

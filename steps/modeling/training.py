@@ -84,7 +84,8 @@ def train_candidate(candidate: CandidateConfig, train: pd.DataFrame | PartRows, 
     threads = candidate.threads or cfg.threads or step.threads
     pipeline = models.build_pipeline(candidate, spec, cfg.seed, threads, candidate_device(candidate, step))
     (pipeline, seconds, rows), used = device.fit_with_fallback(
-        pipeline, lambda p: fit_rows(p, train, spec, cfg, train_limit(candidate, cfg), threads))
+        pipeline, lambda p: fit_rows(p, train, spec, cfg, train_limit(candidate, cfg), threads),
+        lambda: models.build_pipeline(candidate, spec, cfg.seed, threads, "cpu"))
     proba = models.predict_proba(pipeline, validation, spec, threads)
     y = validation[spec.target.name].to_numpy()
     blob = models.serialize(pipeline)

@@ -105,7 +105,7 @@ def test_the_reproduction_pins_each_candidates_recorded_threads_and_device():
     from steps.registry import reproduce as rep
 
     train = {"threads": None, "candidates": [{"name": "lgbm", "type": "lightgbm"},
-                                             {"name": "lr", "type": "logistic_regression", "threads": 2}]}
+                                             {"name": "lr", "type": "logistic_regression", "threads": 4}]}
     recorded = [{"name": "lgbm", "fingerprint": "a", "threads": 4, "device": "gpu", "device_fallback": None},
                 {"name": "lr", "fingerprint": "b", "threads": 4, "device": "cpu", "device_fallback": None}]
     pinned = rep.pinned_train(train, recorded)

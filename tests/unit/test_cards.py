@@ -306,6 +306,9 @@ def test_training_card_says_where_each_candidate_was_trained_and_why_a_gpu_fit_f
     text = text_of(cards.training_card(summaries, {s["name"]: curves for s in summaries}, "gpu_ok", "roc_auc",
                                        {}, split))
     assert "gpu x4" in text and "cpu x4" in text
+    (table,) = [c.render() for c in cards.training_card(summaries, {s["name"]: curves for s in summaries}, "gpu_ok",
+                                                         "roc_auc", {}, split) if c.render().get("type") == "table"][:1]
+    assert [row[7] for row in table["data"]] == ["gpu x4", "cpu x4", "-"]  # "trained on"; unknown for older runs
     assert "`fell_back` asked for the GPU and was trained on the CPU: LightGBMError: No OpenCL device" in text
     assert "gpu_ok` asked" not in text
 

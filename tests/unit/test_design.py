@@ -16,7 +16,7 @@ from sklearn.linear_model import LogisticRegression
 from steps.config import DatasetConfig, ThresholdPolicy, TrainConfig
 from steps.data import table
 from steps.data.split import Split
-from steps.modeling import design, models, training
+from steps.modeling import design, device, models, training
 
 POLICY = ThresholdPolicy(value=0.5)
 
@@ -190,3 +190,22 @@ def test_train_candidate_on_stored_rows_reports_every_row(
     rows = table.part_rows(stored, "train", training.training_columns(dataset_spec))
     result = training.train_candidate(cfg.candidates[0], rows, split.validation, dataset_spec, cfg, POLICY)
     assert result.train_rows == len(split.train) and result.metrics["roc_auc"] > 0.6
+
+
+def test_a_streamed_candidate_whose_gpu_fit_fails_is_the_streamed_cpu_model(
+        stored: dict[str, Any], split: Split, dataset_spec: DatasetConfig, train_cfg: TrainConfig,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The probe is told the GPU starts, so the streamed fit itself raises LightGBM's error (an OpenCL platform no
+    machine has) after the preprocessing and the design matrix: the CPU fit that replaces it streams again and makes
+    the model a CPU candidate makes, to the byte."""
+    monkeypatch.setattr(device, "gpu_problem", lambda params: None)
+    cfg = train_cfg.model_copy(update={"preprocess_fit_rows": 400})
+    lgbm = training.candidate_by_name(cfg, "lgbm")
+    params = {**lgbm.params, "gpu_platform_id": 99}
+    rows = table.part_rows(stored, "train", training.training_columns(dataset_spec))
+    on_gpu = training.train_candidate(lgbm.model_copy(update={"device": "gpu", "params": params}), rows,
+                                      split.validation, dataset_spec, cfg, POLICY)
+    on_cpu = training.train_candidate(lgbm.model_copy(update={"params": params}), rows, split.validation,
+                                      dataset_spec, cfg, POLICY)
+    assert on_gpu.device == "cpu" and on_gpu.device_fallback.startswith("LightGBMError: ")
+    assert on_gpu.fingerprint == on_cpu.fingerprint and on_gpu.train_rows == on_cpu.train_rows == len(split.train)

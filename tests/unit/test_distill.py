@@ -29,7 +29,7 @@ from steps.distill.students import (
     frame_fingerprint,
     logit,
     sigmoid,
-    student_device,
+    student_resources,
     teacher_logits,
     transfer_frame,
     transfer_set,
@@ -199,19 +199,25 @@ def test_a_lightgbm_student_whose_gpu_fit_fails_is_fitted_on_the_cpu(split, data
     target = teacher_logits(teacher, frame, dataset_spec)
     lgbm = STUDENTS["lightgbm"]
     no_platform = lgbm.model_copy(update={"params": {**lgbm.params, "gpu_platform_id": 99}})  # fails on any machine
-    fitted, info = fit_student(build_student(no_platform, dataset_spec, 0, device="gpu"), frame, target, dataset_spec)
-    assert info["device"] == "cpu" and info["fallback"].startswith("LightGBMError: ")
-    cpu, _ = fit_student(build_student(lgbm, dataset_spec, 0), frame, target, dataset_spec)
-    np.testing.assert_array_equal(fitted.predict_proba(frame), cpu.predict_proba(frame))
+    fitted, info = fit_student(build_student(no_platform, dataset_spec, 0, device="gpu"), frame, target, dataset_spec,
+                               2, lambda: build_student(no_platform, dataset_spec, 0, threads=2))
+    assert info["device"] == "cpu" and info["fallback"].startswith("LightGBMError: ") and info["threads"] == 2
+    cpu, _ = fit_student(build_student(no_platform, dataset_spec, 0, threads=2), frame, target, dataset_spec, 2)
+    assert models.fingerprint(models.serialize(fitted)) == models.fingerprint(models.serialize(cpu))
+    copied, _ = fit_student(build_student(no_platform, dataset_spec, 0, device="gpu"), frame, target, dataset_spec)
+    np.testing.assert_array_equal(copied.predict_proba(frame), cpu.predict_proba(frame))  # the default CPU copy
 
 
-@pytest.mark.parametrize("kind, requested, gpus, expected", [
-    ("lightgbm", "auto", 1, "gpu"), ("lightgbm", "auto", 0, "cpu"), ("lightgbm", "cpu", 1, "cpu"),
-    ("mlp", "auto", 1, "cpu"), ("linear", "gpu", 1, "cpu"),
+@pytest.mark.parametrize("kind, requested, gpus, threads, expected", [
+    ("lightgbm", "auto", 1, None, (4, "gpu")), ("lightgbm", "auto", 0, None, (4, "cpu")),
+    ("lightgbm", "cpu", 1, 2, (2, "cpu")), ("mlp", "auto", 1, None, (4, "cpu")), ("linear", "gpu", 1, 1, (1, "cpu")),
 ])
-def test_only_a_lightgbm_student_asks_for_the_gpu(cfg, kind, requested, gpus, expected):
+def test_only_a_lightgbm_student_asks_for_the_gpu_and_threads_follow_the_step(cfg, kind, requested, gpus, threads,
+                                                                              expected):
     step = StepResources(cpu=4, gpu=gpus)
-    assert student_device(STUDENTS[kind], cfg.model_copy(update={"device": requested}), step) == expected
+    resolved = student_resources(STUDENTS[kind], cfg.model_copy(update={"device": requested, "threads": threads}),
+                                 step)
+    assert resolved == (expected[0] if threads else step.threads, expected[1])
 
 
 def test_a_student_cannot_set_its_device_in_params():

@@ -41,7 +41,7 @@ def test_cloud_profiles_take_images_and_roots_from_the_environment(profile_env, 
                                             (K8S, "gpu")])
 def test_the_shipped_configs_use_the_gpu_a_profile_gives_their_lightgbm_models(profile_env, path, lightgbm):
     from steps.config import DistillConfig, TrainConfig
-    from steps.distill.students import student_device
+    from steps.distill.students import student_resources
     from steps.modeling.training import candidate_device
 
     profile = ProfileConfig.model_validate(parse_profile(path.read_text()))
@@ -50,7 +50,7 @@ def test_the_shipped_configs_use_the_gpu_a_profile_gives_their_lightgbm_models(p
     step, student_step = profile.for_step("train_candidate"), profile.for_step("train_student")
     assert {c.type: candidate_device(c, step) for c in train.candidates} == {
         "lightgbm": lightgbm, "logistic_regression": "cpu", "random_forest": "cpu"}
-    assert {s.type: student_device(s, distill, student_step) for s in distill.students} == {
+    assert {s.type: student_resources(s, distill, student_step)[1] for s in distill.students} == {
         "lightgbm": lightgbm, "mlp": "cpu", "linear": "cpu"}
     assert train.threads is distill.threads is None  # each step's cpu: 1 on a laptop, 4 on AWS Batch
 
