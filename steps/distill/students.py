@@ -120,7 +120,7 @@ def fit_student(pipeline: Pipeline, frame: pd.DataFrame, target: np.ndarray, spe
                 on_cpu: Callable[[], Pipeline] | None = None) -> tuple[Pipeline, dict[str, Any]]:
     """Fit on the transfer set; a LightGBM student whose GPU learner does not start or fails is fitted as ``on_cpu()``
     instead (:func:`~steps.modeling.device.fit_with_fallback`): the same student built for the CPU, as DistillFlow
-    passes it (default: a copy of ``pipeline`` with ``device_type`` cpu).
+    passes it. Without ``on_cpu`` a failed GPU fit raises LightGBM's error.
 
     Returns the fitted pipeline and ``{"device": used, "threads": threads, "fit_seconds": s (the fit that made it),
     "fallback": reason or None}``.
@@ -130,8 +130,7 @@ def fit_student(pipeline: Pipeline, frame: pd.DataFrame, target: np.ndarray, spe
         with threadpool_limits(limits=threads):
             return p.fit(frame[spec.features], target), time.perf_counter() - start
 
-    cpu_copy = on_cpu or (lambda: clone(pipeline).set_params(model__regressor__device_type="cpu"))
-    (pipeline, seconds), used = fit_with_fallback(pipeline, fit, cpu_copy)
+    (pipeline, seconds), used = fit_with_fallback(pipeline, fit, on_cpu or (lambda: pipeline))
     logger.info("student %s fitted on %s rows on %s in %.1f s", type(pipeline[-1].regressor).__name__,
                 f"{len(frame):,}", used["device"], seconds)
     return pipeline, {"device": used["device"], "threads": threads, "fit_seconds": seconds,

@@ -3,8 +3,9 @@
 LightGBM's PyPI wheel carries the OpenCL learner (``device_type="gpu"``), not the CUDA one; scikit-learn's models
 train on the CPU only. A GPU fit runs in double precision (``gpu_use_dp``) unless the parameters say otherwise:
 measured on an H200, two single-precision fits of the same data differed by up to 0.14 in a row's probability,
-two double-precision fits were equal and within 5e-8 of the CPU's model, at the same speed. Before any data is read,
-a two-tree fit on random rows checks that the GPU learner starts; when it does not (no OpenCL device, a build
+two double-precision fits were equal and within 5e-8 of the CPU's model, at the same speed (on that GPU; cards with
+little double-precision throughput were not measured). Before the training rows are read, a two-tree fit of a copy
+of the estimator on random rows checks that the GPU learner starts; when it does not (no OpenCL device, a build
 without the learner), or the real fit raises LightGBM's error, the model is fitted on the CPU instead, built as a
 CPU model from the start, and its record says why. Measured against CPU threads in ``benchmarks/gpu_lightgbm.py``.
 """
@@ -52,16 +53,16 @@ def _reason(err: Exception) -> str:
     return f"{type(err).__name__}: {lines[0][:200]}" if lines else type(err).__name__
 
 
-def gpu_problem(params: dict[str, Any]) -> str | None:
-    """Why LightGBM's GPU learner does not start here with ``params``' ``gpu_*`` settings (a two-tree fit on 256
-    random rows), or None when it does."""
-    from lightgbm import LGBMRegressor
+def gpu_problem(estimator: Any) -> str | None:
+    """Why ``estimator``'s GPU learner does not start here, or None when it does: a two-tree fit of a copy of it (the
+    same class, objective, threads and ``gpu_*`` settings) on 256 random rows, before the training rows are read."""
     from lightgbm.basic import LightGBMError
+    from sklearn.base import clone, is_classifier
 
-    gpu = {key: value for key, value in params.items() if key.startswith("gpu_")}
     x = np.random.default_rng(0).random((256, 4))
+    y = (x[:, 0] > 0.5).astype(int) if is_classifier(estimator) else x[:, 0]
     try:
-        LGBMRegressor(n_estimators=2, device_type="gpu", verbose=-1, **gpu).fit(x, x[:, 0])
+        clone(estimator).set_params(n_estimators=2, verbose=-1).fit(x, y)
     except LightGBMError as err:
         return _reason(err)
     return None
@@ -79,12 +80,12 @@ def fit_with_fallback(pipeline: Pipeline, fit: Callable[[Pipeline], T],
     estimator = lightgbm_estimator(pipeline)
     if estimator is None or estimator.get_params().get("device_type", "cpu") == "cpu":
         return fit(pipeline), {"device": "cpu", "fallback": None}
-    reason = gpu_problem(estimator.get_params())
+    reason = gpu_problem(estimator)
     if reason is None:
         try:
             return fit(pipeline), {"device": "gpu", "fallback": None}
         except LightGBMError as err:  # e.g. out of GPU memory; any other error is the data's or the code's
             reason = _reason(err)
     # retried here, not inside ``except``: the failed attempt's frames (and its data) are released first
-    logger.warning("LightGBM's GPU learner unavailable (%s); fitting on the CPU instead", reason)
+    logger.warning("LightGBM's GPU fit did not start or failed (%s); fitting on the CPU instead", reason)
     return fit(on_cpu()), {"device": "cpu", "fallback": reason}

@@ -198,7 +198,7 @@ def test_a_streamed_candidate_whose_gpu_fit_fails_is_the_streamed_cpu_model(
     """The probe is told the GPU starts, so the streamed fit itself raises LightGBM's error (an OpenCL platform no
     machine has) after the preprocessing and the design matrix: the CPU fit that replaces it streams again and makes
     the model a CPU candidate makes, to the byte."""
-    monkeypatch.setattr(device, "gpu_problem", lambda params: None)
+    monkeypatch.setattr(device, "gpu_problem", lambda estimator: None)
     cfg = train_cfg.model_copy(update={"preprocess_fit_rows": 400})
     lgbm = training.candidate_by_name(cfg, "lgbm")
     params = {**lgbm.params, "gpu_platform_id": 99}

@@ -43,8 +43,10 @@ def test_lightgbm_params_name_the_device_and_ask_the_gpu_for_double_precision(pa
     assert device.lightgbm_params(params, dev) == expected
 
 
-def test_the_gpu_probe_names_what_stops_the_gpu_learner() -> None:
-    assert device.gpu_problem(NO_SUCH_PLATFORM).startswith("LightGBMError: ")
+def test_the_gpu_probe_names_what_stops_the_gpu_learner(dataset_spec: DatasetConfig, fast_params: dict) -> None:
+    estimator = models.build_pipeline(_lightgbm(fast_params, **NO_SUCH_PLATFORM), dataset_spec, 0, 1, "gpu")[-1]
+    assert device.gpu_problem(estimator).startswith("LightGBMError: ")
+    assert not hasattr(estimator, "booster_")  # the probe fitted a copy
 
 
 def _lightgbm(fast_params: dict, **extra: object) -> CandidateConfig:
@@ -62,7 +64,7 @@ def test_a_gpu_fit_that_cannot_run_gives_the_cpu_model_byte_for_byte(split: Spli
     """Either the probe stops the GPU (False) or, when the probe is told the GPU starts (True), the real fit raises
     LightGBM's error; both times the model is the one a CPU fit makes, to the byte."""
     if gpu_starts:
-        monkeypatch.setattr(device, "gpu_problem", lambda params: None)
+        monkeypatch.setattr(device, "gpu_problem", lambda estimator: None)
     candidate, train = _lightgbm(fast_params, **NO_SUCH_PLATFORM), split.train.iloc[:2000]
     gpu = models.build_pipeline(candidate, dataset_spec, 0, 1, device="gpu")
     assert device.lightgbm_estimator(gpu).get_params()["device_type"] == "gpu"
@@ -82,7 +84,7 @@ def test_a_gpu_fit_that_cannot_run_gives_the_cpu_model_byte_for_byte(split: Spli
 
 def test_a_data_error_in_a_gpu_fit_is_raised_not_retried(split: Split, dataset_spec: DatasetConfig,
                                                          fast_params: dict, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(device, "gpu_problem", lambda params: None)  # as on a machine whose GPU starts
+    monkeypatch.setattr(device, "gpu_problem", lambda estimator: None)  # as on a machine whose GPU starts
     gpu = models.build_pipeline(_lightgbm(fast_params), dataset_spec, 0, 1, device="gpu")
     broken = split.train.iloc[:500].drop(columns=[dataset_spec.features[0]])
     calls: list[object] = []
