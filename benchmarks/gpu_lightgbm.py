@@ -4,7 +4,8 @@
 
 Not part of ``make bench`` (most machines have no GPU): run it by hand where a GPU is, e.g. on the image of
 ``gpu_image`` in ``config/profiles/aws.yaml``. The data is the sample generator's (``steps.data.synth``), split by
-time as TrainFlow splits it (70 / 15 / 15); the candidate is ``config/train.yaml``'s ``lightgbm`` with its
+time (the oldest 70% of rows train, the next 15% validate: TrainFlow's fractions, cut at row positions rather
+than its time quantiles); the candidate is ``config/train.yaml``'s ``lightgbm`` with its
 parameters, fitted through the project's pipeline (``steps.modeling.models``) on every training row. For each size:
 fit seconds and validation ROC AUC / average precision per device and thread count, and how far the GPU model's
 validation scores are from the CPU model's. Writes ``<out>.json`` and ``<out>.md``; a size's row is written as soon
@@ -19,6 +20,7 @@ platform too: keep only NVIDIA's ICD (``/etc/OpenCL/vendors/nvidia.icd`` naming 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import logging
 import os
@@ -34,8 +36,9 @@ from benchmarks import ROOT
 logger = logging.getLogger(__name__)
 
 
+@functools.lru_cache(maxsize=1)
 def _configs() -> tuple[Any, Any]:
-    """The dataset and train configs as TrainFlow parses them."""
+    """The dataset and train configs as TrainFlow parses them (read once)."""
     from steps.config.base import load_file
     from steps.config.dataset import DatasetConfig
     from steps.config.train import TrainConfig
@@ -140,13 +143,9 @@ def main(argv: list[str] | None = None) -> None:
 
 def _git() -> str:
     """The checkout's short commit, or 'unknown'."""
-    import subprocess
+    from benchmarks.run import _git as git
 
-    try:
-        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True,
-                              check=True).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
+    return git("rev-parse", "--short", "HEAD").stdout.strip() or "unknown"
 
 
 if __name__ == "__main__":

@@ -237,6 +237,12 @@ class ProjectFlow(FlowSpec):
         datastore: Any = self._datastore  # the task's own datastore (Metaflow sets it before the step runs)
         return str(datastore._storage_impl.datastore_root)
 
+    def resources(self) -> Any:
+        """This step's resources in the profile (``StepResources``: cpu, threads, gpu, memory)."""
+        from metaflow import current
+
+        return self.typed("profile").for_step(current.step_name)
+
     def typed(self, name: str) -> Any:
         """Config ``name`` as its pydantic model (``steps.config``), validated once per process."""
         value = getattr(self, name)

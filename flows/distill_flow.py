@@ -45,16 +45,14 @@ class DistillFlow(ProjectFlow):
         self.teacher_run_id, self.teacher_fingerprint = teacher.run_id, teacher.fingerprint
         self.teacher_model_name, self.teacher_blob = teacher.model_name, teacher.blob
         self.split_ref, self.lineage, self.feature_schema = teacher.split_ref, teacher.lineage, teacher.feature_schema
-        transfer = students.transfer_frame(self.split_ref, spec, cfg)
-        self.transfer_fingerprint = students.frame_fingerprint(transfer)
-        self.transfer_logit = students.teacher_logits(teacher.model, transfer, spec,
-                                                      cfg.threads or self.typed("profile").for_step("start").threads)
+        self.transfer_fingerprint, self.transfer_logit, rows = students.label_transfer(
+            self.split_ref, teacher.model, spec, cfg, self.resources())
         self.teacher_onnx = selection.export_teacher(teacher.model, spec)
         self.teacher_eval = selection.evaluate_model("teacher", "teacher", teacher.model, self.teacher_onnx, None,
                                                      table.read_part(self.split_ref, "holdout"), spec, cfg,
                                                      self.threshold)
         print(f"teacher {teacher.model_name} from TrainFlow/{teacher.run_id} (sha256 {teacher.fingerprint[:12]}), "
-              f"hold-out AUC {self.teacher_eval['auc']:.4f}; transfer set {len(transfer)} rows")
+              f"hold-out AUC {self.teacher_eval['auc']:.4f}; transfer set {rows} rows")
         self.students = [s.name for s in cfg.students]
         self.next(self.train_student, foreach="students")
 
@@ -63,7 +61,7 @@ class DistillFlow(ProjectFlow):
         """Fit one student on the teacher's logits; export it (+ int8); check parity on the hold-out."""
         spec, cfg = self.typed("dataset"), self.typed("distill")
         student = next(s for s in cfg.students if s.name == self.input)
-        threads, device = students.student_resources(student, cfg, self.typed("profile").for_step("train_student"))
+        threads, device = students.student_resources(student, cfg, self.resources())
         transfer = students.transfer_frame(self.split_ref, spec, cfg, self.transfer_fingerprint)  # the labelled rows
         pipeline, fit_info = students.fit_student(
             students.build_student(student, spec, cfg.seed, threads, device), transfer, self.transfer_logit, spec,

@@ -66,8 +66,7 @@ class TrainFlow(ProjectFlow):
         train = table.part_rows(self.split_ref, "train", columns, training.train_limit(candidate, cfg), cfg.seed)
         validation = table.read_part(self.split_ref, "validation", columns)
         result = training.train_candidate(candidate, train, validation, spec, cfg,
-                                          self.typed("gates").decision_threshold,
-                                          self.typed("profile").for_step("train_candidate"))
+                                          self.typed("gates").decision_threshold, self.resources())
         self.candidate = result.summary()
         self.candidate_curves = result.curves
         self.candidate_blob = result.model_blob
@@ -102,7 +101,7 @@ class TrainFlow(ProjectFlow):
         model = models.deserialize(self.model_blob, self.model_fingerprint)
         holdout = table.read_part(self.split_ref, "holdout")
         assessment = assess.assess(model, self.model_blob, holdout, spec, self.typed("gates"), champion,
-                                   self.decision["threshold"], self.typed("profile").for_step("judge").threads)
+                                   self.decision["threshold"], self.resources().threads)
         self.champion_run_id = champion[0] if champion else None
         self.reference_profile = reference.build_reference(model, holdout, spec, self.typed("train").reference,
                                                            assessment.scores)

@@ -25,6 +25,13 @@ class ConfigError(UserError):
     """A configuration file is malformed: the message names the file and every bad key."""
 
 
+def reject_device_params(params: dict[str, Any], instead: str) -> None:
+    """ValueError when ``params`` set LightGBM's device (``device`` or ``device_type``): ``instead`` says where."""
+    clash = sorted({"device", "device_type"} & set(params))
+    if clash:
+        raise ValueError(f"params.{clash[0]}: set {instead} (auto, cpu or gpu) instead")
+
+
 def unique_names(items: list[Any], what: str) -> list[Any]:
     """``items`` unchanged when their ``name``s are unique; ValueError naming the repeated ones otherwise."""
     names = [item.name for item in items]

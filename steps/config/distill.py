@@ -6,7 +6,7 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from steps.config.base import Strict, config_source, parse_text, unique_names
+from steps.config.base import Strict, config_source, parse_text, reject_device_params, unique_names
 
 
 class AugmentConfig(Strict):
@@ -28,9 +28,7 @@ class StudentConfig(Strict):
 
     @model_validator(mode="after")
     def _device(self) -> StudentConfig:
-        clash = sorted({"device", "device_type"} & set(self.params))
-        if clash:
-            raise ValueError(f"params.{clash[0]}: set distill.device (auto, cpu or gpu) instead")
+        reject_device_params(self.params, "distill.device")
         return self
 
 

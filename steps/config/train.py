@@ -6,7 +6,7 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from steps.config.base import Strict, config_source, parse_text, unique_names
+from steps.config.base import Strict, config_source, parse_text, reject_device_params, unique_names
 from steps.config.dataset import SplitSpec
 
 
@@ -28,9 +28,7 @@ class CandidateConfig(Strict):
     def _device(self) -> CandidateConfig:
         if self.device == "gpu" and self.type != "lightgbm":
             raise ValueError(f"device gpu: only lightgbm candidates train on a GPU, not {self.type}")
-        clash = sorted({"device", "device_type"} & set(self.params))
-        if clash:
-            raise ValueError(f"params.{clash[0]}: set the candidate's `device` (auto, cpu or gpu) instead")
+        reject_device_params(self.params, "the candidate's `device`")
         return self
 
 

@@ -130,7 +130,7 @@ def fit_student(pipeline: Pipeline, frame: pd.DataFrame, target: np.ndarray, spe
         with threadpool_limits(limits=threads):
             return p.fit(frame[spec.features], target), time.perf_counter() - start
 
-    (pipeline, seconds), used = fit_with_fallback(pipeline, fit, on_cpu or (lambda: pipeline))
+    (pipeline, seconds), used = fit_with_fallback(pipeline, fit, on_cpu)
     logger.info("student %s fitted on %s rows on %s in %.1f s", type(pipeline[-1].regressor).__name__,
                 f"{len(frame):,}", used["device"], seconds)
     return pipeline, {"device": used["device"], "threads": threads, "fit_seconds": seconds,
@@ -140,7 +140,16 @@ def fit_student(pipeline: Pipeline, frame: pd.DataFrame, target: np.ndarray, spe
 def student_resources(student: StudentConfig, cfg: DistillConfig, step: StepResources) -> tuple[int, str]:
     """(threads, device) of one student's fit: ``cfg.threads`` else the step's cpu; ``cfg.device`` for a LightGBM
     student (``auto``: the GPU when ``step`` has one), the CPU for any other."""
-    return cfg.threads or step.threads, resolve(cfg.device, step.gpu, True) if student.type == "lightgbm" else "cpu"
+    return cfg.threads or step.threads, resolve(cfg.device, step.gpu, student.type == "lightgbm")
+
+
+def label_transfer(split: dict[str, Any], teacher: Pipeline, spec: DatasetConfig, cfg: DistillConfig,
+                   step: StepResources) -> tuple[str, np.ndarray, int]:
+    """The transfer set's fingerprint, the teacher's logits on it (on ``cfg.threads``, else the step's cpu) and its
+    row count: what DistillFlow stores, the rows themselves staying by reference (:func:`transfer_frame`)."""
+    transfer = transfer_frame(split, spec, cfg)
+    threads = cfg.threads or step.threads
+    return frame_fingerprint(transfer), teacher_logits(teacher, transfer, spec, threads), len(transfer)
 
 
 def transfer_set(train_df: pd.DataFrame, spec: DatasetConfig, cfg: DistillConfig) -> pd.DataFrame:

@@ -26,10 +26,11 @@ GPU_DEFAULTS = {"gpu_use_dp": True}  # run-to-run equal models (see the module d
 
 
 def resolve(requested: str, gpus: int, can_use_gpu: bool) -> str:
-    """``cpu`` or ``gpu``: ``auto`` is ``gpu`` when the step was given a GPU and the model can train on one."""
-    if requested == "auto":
-        return "gpu" if gpus > 0 and can_use_gpu else "cpu"
-    return requested
+    """``cpu`` or ``gpu``: ``auto`` is ``gpu`` when the step was given a GPU; a model that cannot train on one
+    (``can_use_gpu`` False: any but LightGBM) is always ``cpu``."""
+    if not can_use_gpu:
+        return "cpu"
+    return ("gpu" if gpus > 0 else "cpu") if requested == "auto" else requested
 
 
 def lightgbm_params(params: dict[str, Any], device: str) -> dict[str, Any]:
@@ -69,17 +70,19 @@ def gpu_problem(estimator: Any) -> str | None:
 
 
 def fit_with_fallback(pipeline: Pipeline, fit: Callable[[Pipeline], T],
-                      on_cpu: Callable[[], Pipeline]) -> tuple[T, dict[str, Any]]:
+                      on_cpu: Callable[[], Pipeline] | None) -> tuple[T, dict[str, Any]]:
     """``fit(pipeline)`` on the device its LightGBM estimator asks for; ``fit(on_cpu())`` when that is the GPU and
-    it does not start (:func:`gpu_problem`) or the fit raises LightGBM's error.
+    it does not start (:func:`gpu_problem`) or the fit raises LightGBM's error. Without ``on_cpu``: the one fit, and
+    its error.
 
     Returns what ``fit`` returns and ``{"device": the device that trained it, "fallback": why not the GPU, or None}``.
     """
     from lightgbm.basic import LightGBMError
 
     estimator = lightgbm_estimator(pipeline)
-    if estimator is None or estimator.get_params().get("device_type", "cpu") == "cpu":
-        return fit(pipeline), {"device": "cpu", "fallback": None}
+    requested = str(estimator.get_params().get("device_type", "cpu")) if estimator is not None else "cpu"
+    if requested == "cpu" or on_cpu is None:
+        return fit(pipeline), {"device": requested, "fallback": None}
     reason = gpu_problem(estimator)
     if reason is None:
         try:

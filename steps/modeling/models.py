@@ -119,7 +119,7 @@ def build_pipeline(candidate: CandidateConfig, spec: DatasetConfig, seed: int, t
     """A ``Pipeline(preprocess, model)`` for one candidate; raw input columns in, probabilities out. A LightGBM
     model is built for ``device`` (:func:`~steps.modeling.device.lightgbm_params`); any other trains on the CPU."""
     factory, style = REGISTRY[candidate.type]
-    params = lightgbm_params(dict(candidate.params), device) if candidate.type == "lightgbm" else candidate.params
+    params = lightgbm_params(candidate.params, device) if candidate.type == "lightgbm" else candidate.params
     try:
         model = factory(params, seed, threads)
     except TypeError as err:

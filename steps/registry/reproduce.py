@@ -88,11 +88,12 @@ def pinned_train(train: dict[str, Any], candidates: list[dict[str, Any]]) -> dic
 def compare(original: dict[str, Any], again: dict[str, Any]) -> dict[str, Any]:
     """Fingerprints of the chosen model and of every candidate, before and now, and whether each is equal; a
     candidate fitted on another device than its original says so (``device``)."""
-    before = {c["name"]: c["fingerprint"] for c in original["candidates"]}
-    now = {c["name"]: c["fingerprint"] for c in again["candidates"]}
-    candidates = {name: {"original": fp, "reproduced": now.get(name), "equal": fp == now.get(name),
-                         **_device_change(original["candidates"], again["candidates"], name)}
-                  for name, fp in before.items()}
+    before = {c["name"]: c for c in original["candidates"]}
+    now = {c["name"]: c for c in again["candidates"]}
+    candidates = {name: {"original": c["fingerprint"], "reproduced": now.get(name, {}).get("fingerprint"),
+                         "equal": c["fingerprint"] == now.get(name, {}).get("fingerprint"),
+                         **_device_change(c, now.get(name, {}))}
+                  for name, c in before.items()}
     model = {"name": original["model_name"], "original": original["model_fingerprint"],
              "reproduced": again["model_fingerprint"],
              "equal": original["model_fingerprint"] == again["model_fingerprint"]}
@@ -100,10 +101,9 @@ def compare(original: dict[str, Any], again: dict[str, Any]) -> dict[str, Any]:
             "equal": model["equal"] and all(c["equal"] for c in candidates.values())}
 
 
-def _device_change(before: list[dict[str, Any]], after: list[dict[str, Any]], name: str) -> dict[str, Any]:
-    """``{"device": "gpu -> cpu (why)"}`` when candidate ``name`` was fitted on another device this time, else {}."""
-    old = next((c for c in before if c["name"] == name), {}).get("device")
-    new = next((c for c in after if c["name"] == name), {})
+def _device_change(old_record: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
+    """``{"device": "gpu -> cpu (why)"}`` when a candidate was fitted on another device this time, else {}."""
+    old = old_record.get("device")
     if old is None or new.get("device") in (None, old):
         return {}
     why = f" ({new['device_fallback']})" if new.get("device_fallback") else ""
@@ -130,6 +130,7 @@ def reproduce(pathspec: str, profile: str | None = None, allow_dirty: bool = Fal
         raise RegistryError(f"run {run.pathspec} was trained from a checkout with uncommitted changes at {revision}: "
                             "its code is not recorded (--allow-dirty reproduces with the committed code)")
     blob = content.fetch((lineage.get("extra") or {}).get("content"), lineage["sha256"])
+    original = _summary(run)
     with tempfile.TemporaryDirectory(prefix="reproduce-") as tmp:
         work = Path(tmp)
         _checkout(revision, work / "code")
@@ -140,7 +141,7 @@ def reproduce(pathspec: str, profile: str | None = None, allow_dirty: bool = Fal
             for name in CONFIGS:
                 configs[name] = work / f"{name}.yaml"
                 config = dict(getattr(data, name))
-                config = pinned_train(config, list(data.candidate_summaries)) if name == "train" else config
+                config = pinned_train(config, original["candidates"]) if name == "train" else config
                 configs[name].write_text(yaml.safe_dump(config, sort_keys=False))
             configs["profile"] = Path(profile) if profile else work / "code" / "config" / "profiles" / "local.yaml"
             again = _train(work / "code", configs, work / f"data{suffix}")
@@ -148,6 +149,6 @@ def reproduce(pathspec: str, profile: str | None = None, allow_dirty: bool = Fal
             subprocess.run(["git", "worktree", "remove", "--force", str(work / "code")], cwd=PROJECT_ROOT,
                            capture_output=True)
     with global_namespace():
-        result = compare(_summary(run), _summary(Run(again)))
+        result = compare(original, _summary(Run(again)))
     return {"run": run.pathspec, "reproduced_by": again, "git_revision": revision, "data_sha256": lineage["sha256"],
             "data_object": lineage["extra"]["content"]["object"], "profile": str(configs["profile"]), **result}

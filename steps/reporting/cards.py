@@ -25,6 +25,13 @@ def _fmt(value: Any) -> str:
     return f"{value:.4f}" if isinstance(value, float) else "-" if value is None else str(value)
 
 
+def _gpu_fallbacks(models: list[tuple[str, str | None]]) -> list[Any]:
+    """One Markdown warning per model that asked for the GPU and was trained on the CPU (name, why), or []."""
+    lines = [f"**Warning:** `{name}` asked for the GPU and was trained on the CPU: {html.escape(why)}."
+             for name, why in models if why]
+    return [Markdown("\n\n".join(lines))] if lines else []
+
+
 def _trained_on(summary: dict[str, Any]) -> str:
     """``cpu x4``: the device and threads that fitted a candidate (older runs recorded neither: ``-``)."""
     return f"{summary['device']} x{summary['threads']}" if "device" in summary else "-"
@@ -37,8 +44,7 @@ def training_card(summaries: list[dict[str, Any]], curves: dict[str, Any], chose
     rows = [[s["name"] + (" (chosen)" if s["name"] == chosen else ""), s["type"],
              *[_fmt(s["metrics"][m]) for m in METRIC_COLUMNS], _fmt(s["fit_seconds"]), _trained_on(s),
              f"{s['size_bytes'] / 1024:.0f}", s["fingerprint"][:12]] for s in summaries]
-    fallbacks = "".join(f"\n\n**Warning:** `{s['name']}` asked for the GPU and was trained on the CPU: "
-                        f"{html.escape(s['device_fallback'])}." for s in summaries if s.get("device_fallback"))
+    fallbacks = _gpu_fallbacks([(s["name"], s.get("device_fallback")) for s in summaries])
     split_rows = [[name, split[name]["rows"], split[name]["positives"], split[name]["time_min"] or "-",
                    split[name]["time_max"] or "-"] for name in ("train", "validation", "holdout")]
     warnings = "".join(f"\n\n**Warning:** {w}." for w in split.get("warnings", []))
@@ -48,7 +54,7 @@ def training_card(summaries: list[dict[str, Any]], curves: dict[str, Any], chose
         lead_in(f"Validation metrics of every candidate; the chosen one has the best <code>{html.escape(metric)}"
                 "</code>."),
         Table(rows, headers=header),
-        *([Markdown(fallbacks.strip())] if fallbacks else []),
+        *fallbacks,
         VegaChart(charts.roc_pr(curves)),
         Markdown(f"## Split: by {split.get('method', 'time')}{warnings}"),
         Table(split_rows, headers=["part", "rows", "positives", "from", "to"]),
@@ -237,8 +243,7 @@ def distill_card(table: list[dict[str, Any]], teacher: dict[str, Any], chosen: s
                           "int8 us/row", "onnx parity", "selection"]),
            *([Markdown(f'<div style="text-align:left">Not eligible:<ul>{"".join(reasons)}</ul></div>')]
              if reasons else []),
-           *[Markdown(f"**Warning:** `{r['name']}` asked for the GPU and was trained on the CPU: "
-                      f"{html.escape(r['fit']['fallback'])}.") for r in table if (r.get("fit") or {}).get("fallback")],
+           *_gpu_fallbacks([(r["name"], (r.get("fit") or {}).get("fallback")) for r in table]),
            VegaChart(charts.quality_cost(points, cfg.min_auc_ratio, ceiling * cfg.max_cost_ratio if ceiling else None,
                                          cfg.cost_runtime))]
     if gate_results:
