@@ -242,7 +242,8 @@ def _notes(tables: dict[str, list[dict[str, Any]]]) -> list[str]:
             f"{_verdict(t['plumbing_vs_fit'] <= PLUMBING_RATIO)}); largest peak RSS / Arrow size of the columns used "
             f"{t['max_rss_vs_arrow']} at {t['at_step']} (target <= {RSS_RATIO}: "
             f"{_verdict(t['max_rss_vs_arrow'] <= RSS_RATIO)}; above the {t['imports_mib']} MiB every process pays "
-            f"for its imports: {t['max_growth_vs_arrow']}x); datastore {t['datastore_mib']} MiB = "
+            f"for its imports: {t['max_growth_vs_arrow']}x, {_verdict(t['max_growth_vs_arrow'] <= RSS_RATIO)}); "
+            f"datastore {t['datastore_mib']} MiB = "
             f"{t['datastore_vs_parquet']}x the Parquet (target <= {DATASTORE_RATIO}: "
             f"{_verdict(t['datastore_vs_parquet'] <= DATASTORE_RATIO)}).")
     notes += [

@@ -261,6 +261,21 @@ def test_resample_chunks_do_not_change_the_result(monkeypatch, cells):
         assert (chunked[name].low, chunked[name].high) == pytest.approx((estimate.low, estimate.high), abs=1e-12)
 
 
+def test_a_draw_of_weights_holds_its_own_bytes_not_64_bit_copies(monkeypatch):
+    import tracemalloc
+
+    rows = 100_000
+    monkeypatch.setattr(resampling, "CHUNK_CELLS", 20 * rows)
+    tracemalloc.start()
+    try:
+        chunk = next(resampling.poisson_chunks(rows, 20, seed=0))
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    # 2 bytes a cell for the 16-bit draw and 1 for the counts; a lookup through 64-bit indices would hold 8 more
+    assert chunk.dtype == np.uint8 and peak < 4 * 20 * rows
+
+
 def test_poisson_table_has_the_moments_of_poisson_one():
     draws = next(resampling.poisson_chunks(200_000, 1, seed=0))[0]
     assert draws.mean() == pytest.approx(1.0, abs=0.01) and draws.var() == pytest.approx(1.0, abs=0.02)
