@@ -65,6 +65,7 @@ def test_a_tree_pipeline_streamed_is_the_pipeline_fitted_on_the_whole_frame(
 
     monkeypatch.setattr(design, "design_matrix", counted)
     monkeypatch.setattr(table, "BATCH_ROWS", 700)
+    monkeypatch.setattr(design, "TRANSFORM_ROWS", 97)  # each batch transformed in slices
     streamed, seconds, rows = _streamed("lgbm", train_cfg, stored, dataset_spec, fit_rows=400)
     whole, _ = models.fit(models.build_pipeline(training.candidate_by_name(train_cfg, "lgbm"), dataset_spec,
                                                 train_cfg.seed, 1), split.train, dataset_spec, 1)
@@ -78,6 +79,7 @@ def test_a_linear_pipeline_streamed_has_the_samples_preprocessing_and_the_model_
         monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(table, "BATCH_ROWS", 500)
     monkeypatch.setattr(design, "FIRST_NNZ", 64)
+    monkeypatch.setattr(design, "TRANSFORM_ROWS", 97)
     streamed, _, rows = _streamed("logreg", train_cfg, stored, dataset_spec, fit_rows=800)
     sample = split.train.iloc[table.sample_positions(len(split.train), 800, train_cfg.seed)]
     on_sample = clone(streamed[0]).fit(sample[dataset_spec.features])
@@ -92,6 +94,26 @@ def test_a_linear_pipeline_streamed_has_the_samples_preprocessing_and_the_model_
     fitted, _ = models.fit(models.build_pipeline(training.candidate_by_name(train_cfg, "logreg"), dataset_spec,
                                                  train_cfg.seed, 1), split.train, dataset_spec, 1)
     np.testing.assert_array_equal(in_memory[-1].coef_, fitted[-1].coef_)  # up to the limit: read whole, as before
+
+
+@pytest.mark.parametrize("candidate", ["logreg", "lgbm"])  # a sparse and a dense design matrix
+def test_a_batch_transformed_in_slices_is_the_batch_transformed_whole(
+        candidate: str, split: Split, dataset_spec: DatasetConfig, train_cfg: TrainConfig,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    preprocess = models.build_pipeline(training.candidate_by_name(train_cfg, candidate), dataset_spec,
+                                       train_cfg.seed, 1)[0].fit(split.train[dataset_spec.features])
+    calls: list[int] = []
+    transform = preprocess.transform
+    monkeypatch.setattr(preprocess, "transform", lambda frame: calls.append(len(frame)) or transform(frame))
+    monkeypatch.setattr(design, "TRANSFORM_ROWS", 97)
+    batches = [split.train.iloc[:1000], split.train.iloc[1000:]]
+    x, y, _ = design.design_matrix(preprocess, iter(batches), len(split.train), dataset_spec)
+    whole = transform(split.train[dataset_spec.features])
+    assert max(calls) == 97 and sum(calls) == len(split.train) and len(calls) > len(batches)
+    assert type(x) is type(whole) and x.shape == whole.shape
+    dense = (lambda m: m.toarray()) if candidate == "logreg" else np.asarray
+    np.testing.assert_array_equal(dense(x), dense(whole))
+    np.testing.assert_array_equal(y, split.train["is_fraud"].to_numpy())
 
 
 def test_open_levels_come_from_every_row_not_only_the_sample(
