@@ -8,7 +8,9 @@ arrays grown in place), beside one batch. The preprocessing's statistics (median
 sample, as scikit-learn's own ``QuantileTransformer`` and ``KBinsDiscretizer`` fit on subsamples; a categorical
 column's levels, when the dataset config leaves them open, still come from every row. The model is fitted on every
 row's features as the fitted preprocessing transforms them, so a tree pipeline (numbers passed through, levels
-encoded) is the model ``Pipeline.fit`` makes.
+encoded) is the model ``Pipeline.fit`` makes. Neither step holds a stacked copy it does not need: the preprocessing
+is fitted without stacking its output (:func:`fit_unstacked`), and a batch is transformed ``TRANSFORM_ROWS`` rows at
+a time.
 """
 
 from __future__ import annotations
@@ -70,11 +72,26 @@ def _fit_preprocess(preprocess: Any, encoder: Any, levels: list[list[str]] | Non
     if levels is not None:
         encoder.set_params(categories=levels)
     try:
-        preprocess.fit(frame)
+        fit_unstacked(preprocess, frame)
     finally:
         if levels is not None:
             encoder.set_params(categories=categories)
     return len(frame), time.perf_counter() - start
+
+
+def fit_unstacked(preprocess: Any, frame: pd.DataFrame) -> None:
+    """``preprocess.fit(frame)`` (a ``ColumnTransformer``) without stacking its transformers' outputs.
+
+    scikit-learn's ``ColumnTransformer.fit`` is its ``fit_transform``, whose last step stacks every transformer's
+    output into one matrix that ``fit`` then drops; for a linear pipeline that stack goes through COO copies of every
+    block. Every fitted attribute (the transformers, ``sparse_output_``, the output indices) is set before it, so the
+    stack is skipped for this call (an instance attribute in front of the method; tested to fit the same state).
+    """
+    preprocess._hstack = lambda xs, n_samples: None
+    try:
+        preprocess.fit(frame)
+    finally:
+        del preprocess._hstack
 
 
 def open_levels(spec: DatasetConfig, batches: Batches) -> tuple[list[list[str]], float]:

@@ -116,6 +116,34 @@ def test_a_batch_transformed_in_slices_is_the_batch_transformed_whole(
     np.testing.assert_array_equal(y, split.train["is_fraud"].to_numpy())
 
 
+@pytest.mark.parametrize("candidate", ["logreg", "lgbm"])
+def test_a_preprocessing_fitted_unstacked_is_the_one_fit_makes(
+        candidate: str, split: Split, dataset_spec: DatasetConfig, train_cfg: TrainConfig,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    import pickle
+
+    from sklearn.compose import ColumnTransformer
+
+    def build() -> Any:
+        return models.build_pipeline(training.candidate_by_name(train_cfg, candidate), dataset_spec,
+                                     train_cfg.seed, 1)[0]
+
+    frame = split.train[dataset_spec.features]
+    fitted = build().fit(frame)
+    stacks: list[int] = []
+    real = ColumnTransformer._hstack
+    monkeypatch.setattr(ColumnTransformer, "_hstack",
+                        lambda self, xs, n_samples: stacks.append(n_samples) or real(self, xs, n_samples=n_samples))
+    unstacked = build()
+    design.fit_unstacked(unstacked, frame)
+    assert stacks == [] and "_hstack" not in vars(unstacked)
+    assert pickle.dumps(unstacked) == pickle.dumps(fitted)
+    a, b = unstacked.transform(split.validation), fitted.transform(split.validation)
+    assert stacks == [len(split.validation)] * 2  # transform still stacks, through the method
+    dense = (lambda m: m.toarray()) if candidate == "logreg" else np.asarray
+    np.testing.assert_array_equal(dense(a), dense(b))
+
+
 def test_open_levels_come_from_every_row_not_only_the_sample(
         clean_frame: pd.DataFrame, dataset_spec: DatasetConfig, train_cfg: TrainConfig, tmp_path: Path,
         monkeypatch: pytest.MonkeyPatch) -> None:
