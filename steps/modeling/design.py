@@ -23,7 +23,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from scipy import sparse
+from sklearn.compose import ColumnTransformer
 from sklearn.pipeline import Pipeline
+from sklearn.utils._set_output import _get_output_config
 from threadpoolctl import threadpool_limits
 
 from steps.config.dataset import DatasetConfig
@@ -79,14 +81,15 @@ def _fit_preprocess(preprocess: Any, encoder: Any, levels: list[list[str]] | Non
     return len(frame), time.perf_counter() - start
 
 
-def fit_unstacked(preprocess: Any, frame: pd.DataFrame) -> None:
-    """``preprocess.fit(frame)`` (a ``ColumnTransformer``) without stacking its transformers' outputs.
-
-    scikit-learn's ``ColumnTransformer.fit`` is its ``fit_transform``, whose last step stacks every transformer's
-    output into one matrix that ``fit`` then drops; for a linear pipeline that stack goes through COO copies of every
-    block. Every fitted attribute (the transformers, ``sparse_output_``, the output indices) is set before it, so the
-    stack is skipped for this call (an instance attribute in front of the method; tested to fit the same state).
-    """
+def fit_unstacked(preprocess: ColumnTransformer, frame: pd.DataFrame) -> None:
+    """``preprocess.fit(frame)`` without the stacked output that ``ColumnTransformer.fit`` builds and drops."""
+    # ColumnTransformer.fit is fit_transform, whose last step stacks every transformer's output (a linear pipeline's
+    # through COO copies of every block); with the default output every fitted attribute is set before it (tested:
+    # the same pickled bytes), so an instance attribute hides the method for this call. Pandas output sets one more
+    # attribute while stacking: fitted as usual. Not for one object fitted or used on two threads at once.
+    if _get_output_config("transform", preprocess)["dense"] != "default":
+        preprocess.fit(frame)
+        return
     preprocess._hstack = lambda xs, n_samples: None
     try:
         preprocess.fit(frame)

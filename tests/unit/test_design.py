@@ -3,6 +3,7 @@ preprocessing fitted on a sample); stored rows read whole, sampled or in batches
 
 from __future__ import annotations
 
+import pickle
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -11,6 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from sklearn.base import clone
+from sklearn.compose import ColumnTransformer
 from sklearn.linear_model import LogisticRegression
 
 from steps.config import DatasetConfig, ThresholdPolicy, TrainConfig
@@ -116,25 +118,22 @@ def test_a_batch_transformed_in_slices_is_the_batch_transformed_whole(
     np.testing.assert_array_equal(y, split.train["is_fraud"].to_numpy())
 
 
+def _preprocess(cfg: TrainConfig, spec: DatasetConfig, candidate: str) -> Any:
+    """A candidate's unfitted preprocessing (its pipeline's ColumnTransformer)."""
+    return models.build_pipeline(training.candidate_by_name(cfg, candidate), spec, cfg.seed, 1)[0]
+
+
 @pytest.mark.parametrize("candidate", ["logreg", "lgbm"])
 def test_a_preprocessing_fitted_unstacked_is_the_one_fit_makes(
         candidate: str, split: Split, dataset_spec: DatasetConfig, train_cfg: TrainConfig,
         monkeypatch: pytest.MonkeyPatch) -> None:
-    import pickle
-
-    from sklearn.compose import ColumnTransformer
-
-    def build() -> Any:
-        return models.build_pipeline(training.candidate_by_name(train_cfg, candidate), dataset_spec,
-                                     train_cfg.seed, 1)[0]
-
     frame = split.train[dataset_spec.features]
-    fitted = build().fit(frame)
+    fitted = _preprocess(train_cfg, dataset_spec, candidate).fit(frame)
     stacks: list[int] = []
     real = ColumnTransformer._hstack
     monkeypatch.setattr(ColumnTransformer, "_hstack",
                         lambda self, xs, n_samples: stacks.append(n_samples) or real(self, xs, n_samples=n_samples))
-    unstacked = build()
+    unstacked = _preprocess(train_cfg, dataset_spec, candidate)
     design.fit_unstacked(unstacked, frame)
     assert stacks == [] and "_hstack" not in vars(unstacked)
     assert pickle.dumps(unstacked) == pickle.dumps(fitted)
@@ -142,6 +141,24 @@ def test_a_preprocessing_fitted_unstacked_is_the_one_fit_makes(
     assert stacks == [len(split.validation)] * 2  # transform still stacks, through the method
     dense = (lambda m: m.toarray()) if candidate == "logreg" else np.asarray
     np.testing.assert_array_equal(dense(a), dense(b))
+
+
+def test_an_unstacked_fit_that_fails_leaves_the_preprocessing_as_it_was(
+        split: Split, dataset_spec: DatasetConfig, train_cfg: TrainConfig) -> None:
+    preprocess = _preprocess(train_cfg, dataset_spec, "logreg")
+    with pytest.raises(ValueError, match="amount"):
+        design.fit_unstacked(preprocess, split.train[dataset_spec.features].drop(columns=["amount"]))
+    assert "_hstack" not in vars(preprocess)
+
+
+def test_a_preprocessing_with_pandas_output_is_fitted_as_usual(
+        split: Split, dataset_spec: DatasetConfig, train_cfg: TrainConfig) -> None:
+    frame = split.train[dataset_spec.features]
+    fitted = _preprocess(train_cfg, dataset_spec, "lgbm").set_output(transform="pandas").fit(frame)
+    unstacked = _preprocess(train_cfg, dataset_spec, "lgbm").set_output(transform="pandas")
+    design.fit_unstacked(unstacked, frame)  # pandas output sets an attribute while stacking: not skipped
+    assert list(unstacked.get_feature_names_out()) == list(fitted.get_feature_names_out())
+    assert pickle.dumps(unstacked) == pickle.dumps(fitted)
 
 
 def test_open_levels_come_from_every_row_not_only_the_sample(

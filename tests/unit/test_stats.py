@@ -14,6 +14,7 @@ from sklearn.metrics import (
     roc_auc_score,
 )
 
+from steps.core import timing
 from steps.modeling import metrics, resampling
 
 
@@ -262,18 +263,12 @@ def test_resample_chunks_do_not_change_the_result(monkeypatch, cells):
 
 
 def test_a_draw_of_weights_holds_its_own_bytes_not_64_bit_copies(monkeypatch):
-    import tracemalloc
-
     rows = 100_000
     monkeypatch.setattr(resampling, "CHUNK_CELLS", 20 * rows)
-    tracemalloc.start()
-    try:
-        chunk = next(resampling.poisson_chunks(rows, 20, seed=0))
-        peak = tracemalloc.get_traced_memory()[1]
-    finally:
-        tracemalloc.stop()
+    assert next(resampling.poisson_chunks(rows, 20, seed=0)).dtype == np.uint8
+    peak_mb = timing.peak_traced_mb(lambda n: next(resampling.poisson_chunks(n, 20, seed=0)), rows)
     # 2 bytes a cell for the 16-bit draw and 1 for the counts; a lookup through 64-bit indices would hold 8 more
-    assert chunk.dtype == np.uint8 and peak < 4 * 20 * rows
+    assert peak_mb * 1e6 < 4 * 20 * rows
 
 
 def test_poisson_table_has_the_moments_of_poisson_one():
