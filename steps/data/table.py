@@ -59,7 +59,8 @@ def tables_root(datastore_root: str) -> str:
     return storage.join_uri(datastore_root, TABLES)
 
 
-def _chunks(frame: pd.DataFrame, rows: int) -> Iterator[pd.DataFrame]:
+def row_slices(frame: pd.DataFrame, rows: int) -> Iterator[pd.DataFrame]:
+    """``frame`` in consecutive slices of at most ``rows`` rows (views, not copies)."""
     for start in range(0, len(frame), rows):
         yield frame.iloc[start:start + rows]
 
@@ -72,7 +73,7 @@ def write_table(frame: pd.DataFrame, root: str) -> TableRef:
         schema = pa.Schema.from_pandas(frame.iloc[:0], preserve_index=False)
         groups = []
         with pq.ParquetWriter(tmp, schema, compression="zstd", compression_level=3) as writer:
-            for chunk in _chunks(frame, ROW_GROUP_ROWS):
+            for chunk in row_slices(frame, ROW_GROUP_ROWS):
                 writer.write_table(pa.Table.from_pandas(chunk, schema=schema, preserve_index=False),
                                    row_group_size=ROW_GROUP_ROWS)
                 groups.append(len(chunk))

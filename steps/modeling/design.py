@@ -29,6 +29,7 @@ from sklearn.utils._set_output import _get_output_config
 from threadpoolctl import threadpool_limits
 
 from steps.config.dataset import DatasetConfig
+from steps.data.table import row_slices
 from steps.modeling.features import _to_str
 
 logger = logging.getLogger(__name__)
@@ -124,12 +125,12 @@ def design_matrix(preprocess: Any, batches: Iterator[pd.DataFrame], rows: int, s
                   ) -> tuple[Any, np.ndarray, float]:
     """Every batch's features transformed by the fitted ``preprocess`` into one matrix (CSR when the transform is
     sparse, else a dense array), its target, and the seconds spent transforming. A batch is transformed
-    ``TRANSFORM_ROWS`` rows at a time (:func:`_slices`)."""
+    ``TRANSFORM_ROWS`` rows at a time (:func:`~steps.data.table.row_slices`)."""
     matrix: _Rows | None = None
     targets, spent = [], 0.0
     for batch in batches:
         start = time.perf_counter()
-        for part in map(preprocess.transform, _slices(batch[spec.features], TRANSFORM_ROWS)):
+        for part in map(preprocess.transform, row_slices(batch[spec.features], TRANSFORM_ROWS)):
             if matrix is None:
                 matrix = (_SparseRows if sparse.issparse(part) else _DenseRows)(rows, part.shape[1])
             matrix.add(part)
@@ -138,12 +139,6 @@ def design_matrix(preprocess: Any, batches: Iterator[pd.DataFrame], rows: int, s
     if matrix is None:
         raise ValueError("no rows to fit on")
     return matrix.done(), np.concatenate(targets), spent
-
-
-def _slices(frame: pd.DataFrame, rows: int) -> Iterator[pd.DataFrame]:
-    """``frame`` in consecutive slices of at most ``rows`` rows (views, not copies)."""
-    for start in range(0, len(frame), rows):
-        yield frame.iloc[start:start + rows]
 
 
 class _Rows:

@@ -90,15 +90,18 @@ def compare(original: dict[str, Any], again: dict[str, Any]) -> dict[str, Any]:
     candidate fitted on another device than its original says so (``device``)."""
     before = {c["name"]: c for c in original["candidates"]}
     now = {c["name"]: c for c in again["candidates"]}
-    candidates = {name: {"original": c["fingerprint"], "reproduced": now.get(name, {}).get("fingerprint"),
-                         "equal": c["fingerprint"] == now.get(name, {}).get("fingerprint"),
-                         **_device_change(c, now.get(name, {}))}
-                  for name, c in before.items()}
+    candidates = {name: _compared(c, now.get(name, {})) for name, c in before.items()}
     model = {"name": original["model_name"], "original": original["model_fingerprint"],
              "reproduced": again["model_fingerprint"],
              "equal": original["model_fingerprint"] == again["model_fingerprint"]}
     return {"model": model, "candidates": candidates,
             "equal": model["equal"] and all(c["equal"] for c in candidates.values())}
+
+
+def _compared(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
+    """One candidate's fingerprints, original and reproduced (None when it is missing now), and the device change."""
+    return {"original": old["fingerprint"], "reproduced": new.get("fingerprint"),
+            "equal": old["fingerprint"] == new.get("fingerprint"), **_device_change(old, new)}
 
 
 def _device_change(old_record: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
